@@ -26,6 +26,7 @@ pub use movement::{
 pub use quantity::{MAX_UNITS, Quantity, QuantityError};
 pub use reservation::{
     Reservation, ReservationError, ReservationStatus, ReservationTtl, StatusChange, reservation_expires_at,
+    reservation_is_expired,
 };
 pub use stock_level::{StockLevel, StockLevelError, available_stock, is_low_stock};
 pub use time::{Timestamp, TimestampError};

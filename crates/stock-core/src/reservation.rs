@@ -53,6 +53,11 @@ pub fn reservation_expires_at(created_at: Timestamp, ttl: ReservationTtl) -> Res
     created_at.checked_add_millis(i64::from(ttl.0) * 1000).ok_or(ReservationError::ExpiryOutOfRange)
 }
 
+/// Whether a reservation that expires at `expires_at` is expired at `now`: true from the expiry instant on.
+pub fn reservation_is_expired(expires_at: Timestamp, now: Timestamp) -> bool {
+    now >= expires_at
+}
+
 /// Where a reservation is in its life. `Committed`, `Released` and `Expired` are terminal: once there, a
 /// reservation never changes again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -164,7 +169,7 @@ impl Reservation {
     /// True from the expiry instant on, whatever the status: an active reservation past this instant is
     /// waiting to be cleaned up.
     pub fn is_expired(&self, now: Timestamp) -> bool {
-        now >= self.expires_at
+        reservation_is_expired(self.expires_at, now)
     }
 
     /// The payment succeeded: the held units are sold.

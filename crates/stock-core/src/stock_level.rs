@@ -17,6 +17,7 @@ pub struct StockLevel {
 
 impl StockLevel {
     /// A stock level, refused when `reserved` exceeds `stock` (an inconsistency to report, never to clamp).
+    #[inline]
     pub fn new(stock: Quantity, reserved: Quantity, low_stock_threshold: Quantity) -> Result<Self, StockLevelError> {
         if reserved > stock {
             return Err(StockLevelError::ReservedExceedsStock { stock, reserved });
@@ -26,6 +27,7 @@ impl StockLevel {
 
     /// A stock level from numbers as JSON and JavaScript carry them; errors name the offending field with its
     /// JavaScript name (`stock`, `reservedStock`, `lowStockThreshold`).
+    #[inline]
     pub fn from_numbers(stock: f64, reserved: f64, low_stock_threshold: f64) -> Result<Self, StockLevelError> {
         let field =
             |field: &'static str| move |source: QuantityError| StockLevelError::InvalidQuantity { field, source };
@@ -52,11 +54,13 @@ impl StockLevel {
     }
 
     /// Units a new reservation can take: on hand minus reserved. Never negative, by construction.
+    #[inline]
     pub fn available(&self) -> Quantity {
         self.stock.checked_sub(self.reserved).unwrap_or(Quantity::ZERO)
     }
 
     /// Available units are at or below the threshold (so a size with nothing available is always low).
+    #[inline]
     pub fn is_low(&self) -> bool {
         self.available() <= self.low_stock_threshold
     }

@@ -1,0 +1,13 @@
+// payload-stock for ES modules: re-exports the CommonJS entry so that both module systems share one wasm
+// instance (no dual-package hazard).
+import payloadStock from './index.cjs';
+
+export const {
+  availableStock,
+  isLowStock,
+  deriveSizes,
+  validateCart,
+  reservationExpiresAt,
+  isReservationExpired,
+  applyMovement,
+} = payloadStock;
