@@ -1,0 +1,65 @@
+// Compiled by types.test.mjs with `tsc --noEmit`: the package's types accept correct calls and refuse wrong ones
+// (each @ts-expect-error line must be an error, or tsc fails).
+import {
+  applyMovement,
+  availableStock,
+  deriveSizes,
+  isLowStock,
+  isReservationExpired,
+  reservationExpiresAt,
+  validateCart,
+  type AppliedMovement,
+  type CartValidation,
+  type StockError,
+  type StockErrorCode,
+} from 'payload-stock';
+
+const available: number = availableStock(10, 3);
+const low: boolean = isLowStock(10, 3, 2);
+
+interface ShopSize {
+  id: string;
+  size: string;
+  stock: number;
+  reservedStock: number;
+  lowStockThreshold: number;
+  sku: string;
+}
+const rows: ShopSize[] = [{ id: 'a', size: '42', stock: 5, reservedStock: 1, lowStockThreshold: 2, sku: 'RUN-42' }];
+const derived = deriveSizes(rows);
+const sku: string = derived[0].sku; // the shop's own fields keep their types
+const derivedAvailable: number = derived[0].availableStock;
+const derivedLow: boolean = derived[0].isLowStock;
+
+const cart: CartValidation = validateCart([{ id: 1, sizes: rows }], [{ product: 1, size: '42', quantity: 2 }]);
+const firstShortage: number | undefined = cart.shortages[0]?.requested;
+const firstCode: StockErrorCode | undefined = cart.errors[0]?.code;
+
+const expiresAt: string = reservationExpiresAt('2026-11-24T10:00:00Z', 1800);
+const expiresFromDate: string = reservationExpiresAt(new Date());
+const expired: boolean = isReservationExpired(expiresAt) || isReservationExpired(expiresAt, new Date());
+
+const movement: AppliedMovement = applyMovement(rows[0], { type: 'restock', quantity: 4, reason: 'delivery' });
+const after: number = movement.stockAfter;
+
+try {
+  availableStock(1, 2);
+} catch (error) {
+  const code: StockErrorCode = (error as StockError).code;
+  void code;
+}
+
+// @ts-expect-error quantities are numbers
+availableStock('10', 3);
+// @ts-expect-error isLowStock needs the threshold
+isLowStock(10, 3);
+// @ts-expect-error rows need stock, reservedStock and lowStockThreshold
+deriveSizes([{ size: '42', stock: 5 }]);
+// @ts-expect-error movement types are sale, restock, return, adjustment
+applyMovement(rows[0], { type: 'theft', quantity: -1 });
+// @ts-expect-error cart lines need a quantity
+validateCart([], [{ product: 'p', size: '42' }]);
+// @ts-expect-error the TTL is a number of seconds
+reservationExpiresAt('2026-11-24T10:00:00Z', '30m');
+
+void [available, low, sku, derivedAvailable, derivedLow, firstShortage, firstCode, expiresFromDate, expired, after];

@@ -1,0 +1,60 @@
+# Sourced by the other scripts: installs what building payload-stock needs, skipping what is already there, and
+# builds the WebAssembly package into pkg/ and js-shim/wasm/. Everything comes from crates.io and the npm
+# registry (wasm-pack's own downloads of wasm-bindgen and wasm-opt are never used: both are put on PATH first).
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WASM_PACK_VERSION="0.15.1"
+export PATH="$HOME/.cargo/bin:$REPO_ROOT/js-shim/node_modules/.bin:$PATH"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+ensure_wasm_target() {
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    step "Adding the Rust target wasm32-unknown-unknown"
+    rustup target add wasm32-unknown-unknown
+  fi
+}
+
+ensure_wasm_pack() {
+  if [ "$(wasm-pack --version 2>/dev/null)" != "wasm-pack $WASM_PACK_VERSION" ]; then
+    step "Installing wasm-pack $WASM_PACK_VERSION (about 2 minutes, once)"
+    cargo install wasm-pack --version "$WASM_PACK_VERSION"
+  fi
+}
+
+# wasm-bindgen-cli must be exactly the version of the wasm-bindgen crate in Cargo.lock.
+ensure_wasm_bindgen_cli() {
+  local wanted
+  wanted="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' "$REPO_ROOT/Cargo.lock")"
+  if [ -z "$wanted" ]; then
+    echo "setup: cannot find the wasm-bindgen version in Cargo.lock" >&2
+    exit 1
+  fi
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }')" != "$wanted" ]; then
+    step "Installing wasm-bindgen-cli $wanted (about 2.5 minutes, once)"
+    # Not --locked: its lock file pins a crate version the registry no longer serves.
+    cargo install wasm-bindgen-cli --version "$wanted"
+  fi
+}
+
+# js-shim's devDependencies: binaryen (wasm-opt, which wasm-pack finds on PATH) and TypeScript.
+ensure_npm_packages() {
+  if [ ! -x "$REPO_ROOT/js-shim/node_modules/.bin/wasm-opt" ] || [ ! -x "$REPO_ROOT/js-shim/node_modules/.bin/tsc" ]; then
+    step "Installing js-shim's npm packages"
+    (cd "$REPO_ROOT/js-shim" && npm ci --no-audit --no-fund)
+  fi
+}
+
+ensure_tools() {
+  ensure_wasm_target
+  ensure_wasm_pack
+  ensure_wasm_bindgen_cli
+  ensure_npm_packages
+}
+
+build_package() {
+  step "Building the wasm package (crates/stock-wasm -> pkg/ -> js-shim/wasm/)"
+  (cd "$REPO_ROOT" && wasm-pack --log-level warn build crates/stock-wasm --release --target nodejs --out-dir ../../pkg)
+  (cd "$REPO_ROOT/js-shim" && npm run --silent build)
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every test of payload-stock: formatting and lints, stock-core's unit and property tests, the wasm exports
+# inside Node, the JavaScript package (ESM, CommonJS, TypeScript types) and the installed-package tests.
+# Installs what it needs on a fresh machine first (see scripts/setup.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+cd "$REPO_ROOT"
+
+ensure_tools
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (native, all targets, and the wasm crate for wasm32)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy -p stock-wasm --target wasm32-unknown-unknown --all-targets --quiet -- -D warnings
+
+step "cargo test: stock-core unit and property tests"
+cargo test --workspace
+
+build_package
+
+step "wasm-pack test --node: the wasm exports inside Node"
+wasm-pack --log-level warn test --node crates/stock-wasm
+
+step "node --test: the payload-stock package (ESM, CommonJS, TypeScript types)"
+(cd js-shim && node --test test/)
+
+step "node --test: the packed package installed into an empty project"
+node --test tests/
+
+step "All tests passed"
