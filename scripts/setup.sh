@@ -5,7 +5,7 @@ set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WASM_PACK_VERSION="0.15.1"
-export PATH="$HOME/.cargo/bin:$REPO_ROOT/js-shim/node_modules/.bin:$PATH"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$REPO_ROOT/js-shim/node_modules/.bin:$PATH"
 
 step() { printf '\n==> %s\n' "$*"; }
 
