@@ -122,7 +122,8 @@ fn validate_cart_throws_on_input_that_is_not_a_cart() {
     assert_eq!(code(validate_cart(&products, &string_quantity).expect_err("string")), "invalid_quantity");
     let no_product = json(r#"[{"size":"42","quantity":2}]"#);
     assert_eq!(code(validate_cart(&products, &no_product).expect_err("missing")), "invalid_input");
-    let bad_snapshot = json(r#"[{"id":"p","sizes":[{"size":"42","stock":1,"reservedStock":2,"lowStockThreshold":0}]}]"#);
+    let bad_snapshot =
+        json(r#"[{"id":"p","sizes":[{"size":"42","stock":1,"reservedStock":2,"lowStockThreshold":0}]}]"#);
     let items = json(r#"[{"product":"p","size":"42","quantity":1}]"#);
     let error = validate_cart(&bad_snapshot, &items).expect_err("inconsistent snapshot");
     assert!(text(&error, "message").starts_with("products[0].sizes[0]"), "{}", text(&error, "message"));
@@ -146,13 +147,18 @@ fn reservations_expire_after_their_ttl_thirty_minutes_by_default() {
 #[wasm_bindgen_test]
 fn malformed_dates_and_ttls_are_refused_with_their_codes() {
     let created = JsValue::from_str("2026-11-24T10:00:00Z");
-    for ttl in [JsValue::from(0), JsValue::from(1.5), JsValue::from(-60), JsValue::from(604_801), JsValue::from_str("60")] {
+    for ttl in
+        [JsValue::from(0), JsValue::from(1.5), JsValue::from(-60), JsValue::from(604_801), JsValue::from_str("60")]
+    {
         assert_eq!(code(reservation_expires_at(&created, &ttl).expect_err("bad ttl")), "invalid_ttl");
     }
     for date in [JsValue::from_str("yesterday"), JsValue::from_str("2026-11-24"), JsValue::NULL, JsValue::from(5)] {
         assert_eq!(code(reservation_expires_at(&date, &JsValue::UNDEFINED).expect_err("bad date")), "invalid_date");
     }
-    assert_eq!(code(reservation_expires_at(&JsValue::UNDEFINED, &JsValue::UNDEFINED).expect_err("none")), "invalid_date");
+    assert_eq!(
+        code(reservation_expires_at(&JsValue::UNDEFINED, &JsValue::UNDEFINED).expect_err("none")),
+        "invalid_date"
+    );
     let expires = JsValue::from_str("2026-11-24T10:30:00Z");
     assert_eq!(code(is_reservation_expired(&expires, &JsValue::from_str("now")).expect_err("bad now")), "invalid_date");
 }
