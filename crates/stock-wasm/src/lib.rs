@@ -277,30 +277,19 @@ fn products_from(products: &JsValue, keys: &Keys) -> Result<Vec<ProductSnapshot>
         let path = root.at(index);
         expect_object(&product, path)?;
         let id = label(&get(&product, &keys.id), path.field("id"))?;
-        let sizes_path = Path::root("sizes");
-        let rows = expect_array(&get(&product, &keys.sizes), path.field("sizes"))?;
+        let sizes_root = format!("products[{index}].sizes");
+        let rows = expect_array(&get(&product, &keys.sizes), Path::root(&sizes_root))?;
         let mut sizes = Vec::with_capacity(rows.length() as usize);
         for (row_index, row) in rows.iter().enumerate() {
-            // Messages name the row within its product: `sizes[1]` of products[0].
-            let row_path = sizes_path.at(row_index);
+            let row_path = Path::root(&sizes_root).at(row_index);
             expect_object(&row, row_path)?;
             let size = label(&get(&row, &keys.size), row_path.field("size"))?;
-            let level = level_of_row(&row, keys, row_path)
-                .map_err(|error| prefix_message(error, &format!("products[{index}].")))?;
+            let level = level_of_row(&row, keys, row_path)?;
             sizes.push(SizeStock { size, level });
         }
         snapshots.push(ProductSnapshot { id, sizes });
     }
     Ok(snapshots)
-}
-
-/// Prefixes the message of a JavaScript error made here.
-fn prefix_message(error: JsValue, prefix: &str) -> JsValue {
-    if let Some(error) = error.dyn_ref::<js_sys::Error>() {
-        let message: String = error.message().into();
-        error.set_message(&format!("{prefix}{message}"));
-    }
-    error
 }
 
 fn cart_lines_from(items: &JsValue, keys: &Keys) -> Result<Vec<CartLine>, JsValue> {
