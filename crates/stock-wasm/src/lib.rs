@@ -14,7 +14,7 @@ use interop::{
 };
 use js_sys::Array;
 use stock_core::{
-    CartLine, CartValidation, ErrorCode, MovementDetails, MovementType, ProductSnapshot, ReservationTtl,
+    CartLine, CartValidation, ErrorCode, MovementDetails, MovementType, ProductSnapshot, Quantity, ReservationTtl,
     SignedQuantity, SizeStock, StockLevel, apply_movement as apply_core_movement,
     reservation_expires_at as core_expires_at, reservation_is_expired,
 };
@@ -310,30 +310,35 @@ fn cart_lines_from(items: &JsValue, keys: &Keys) -> Result<Vec<CartLine>, JsValu
     Ok(lines)
 }
 
+/// `{ product, size, <name>: <units>, ... }`, the shape of validateCart's items and shortages.
+fn size_entry(product: &str, size: &str, figures: [(&str, Quantity); 2]) -> JsValue {
+    let entry = new_object();
+    set_named(&entry, "product", &JsValue::from_str(product));
+    set_named(&entry, "size", &JsValue::from_str(size));
+    for (name, units) in figures {
+        set_named(&entry, name, &JsValue::from_f64(units.into()));
+    }
+    entry
+}
+
 fn validation_to_js(validation: &CartValidation) -> JsValue {
     let result = new_object();
     set_named(&result, "ok", &JsValue::from_bool(validation.is_ok()));
 
-    let items = Array::new();
-    for item in &validation.items {
-        let entry = new_object();
-        set_named(&entry, "product", &JsValue::from_str(&item.product));
-        set_named(&entry, "size", &JsValue::from_str(&item.size));
-        set_named(&entry, "quantity", &JsValue::from_f64(item.quantity.into()));
-        set_named(&entry, "available", &JsValue::from_f64(item.available.into()));
-        items.push(&entry);
-    }
+    let items: Array = validation
+        .items
+        .iter()
+        .map(|item| size_entry(&item.product, &item.size, [("quantity", item.quantity), ("available", item.available)]))
+        .collect();
     set_named(&result, "items", &items);
 
-    let shortages = Array::new();
-    for shortage in &validation.shortages {
-        let entry = new_object();
-        set_named(&entry, "product", &JsValue::from_str(&shortage.product));
-        set_named(&entry, "size", &JsValue::from_str(&shortage.size));
-        set_named(&entry, "requested", &JsValue::from_f64(shortage.requested.into()));
-        set_named(&entry, "available", &JsValue::from_f64(shortage.available.into()));
-        shortages.push(&entry);
-    }
+    let shortages: Array = validation
+        .shortages
+        .iter()
+        .map(|short| {
+            size_entry(&short.product, &short.size, [("requested", short.requested), ("available", short.available)])
+        })
+        .collect();
     set_named(&result, "shortages", &shortages);
 
     let errors = Array::new();
