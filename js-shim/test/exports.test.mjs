@@ -33,7 +33,7 @@ test('availableStock is stock minus reserved stock', () => {
 });
 
 test('availableStock refuses negative, fractional, huge, missing and non-numeric figures', () => {
-  for (const [stock, reserved] of [[-1, 0], [1.5, 0], [1e10, 0], [NaN, 0], [Infinity, 0], [5, null], [5, undefined], ['abc', 0], [{}, 0]]) {
+  for (const [stock, reserved] of [[-1, 0], [1.5, 0], [1e10, 0], [NaN, 0], [Infinity, 0], [5, null], [5, undefined], ['abc', 0], [{}, 0], [5n, 0], [Symbol('5'), 0]]) {
     throwsStockError(() => availableStock(stock, reserved), 'invalid_quantity');
   }
   const error = throwsStockError(() => availableStock(5, null), 'invalid_quantity');
@@ -52,6 +52,7 @@ test('isLowStock is true when available units are at or below the threshold', ()
   throwsStockError(() => isLowStock(10, 4), 'invalid_quantity');
   throwsStockError(() => isLowStock(10, 4, -1), 'invalid_quantity');
   throwsStockError(() => isLowStock(1, 4, 0), 'reserved_exceeds_stock');
+  throwsStockError(() => isLowStock(10, 4, 2n), 'invalid_quantity');
 });
 
 test('deriveSizes fills in availableStock and isLowStock in place and keeps every other field', () => {
