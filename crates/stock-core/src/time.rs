@@ -17,6 +17,9 @@ const MILLIS_PER_DAY: i64 = 86_400_000;
 pub struct Timestamp(i64);
 
 impl Timestamp {
+    /// 1970-01-01T00:00:00.000Z.
+    pub const UNIX_EPOCH: Timestamp = Timestamp(0);
+
     /// The instant `millis` milliseconds after the Unix epoch (negative: before it).
     pub fn from_unix_millis(millis: i64) -> Result<Self, TimestampError> {
         if !(MIN_MILLIS..=MAX_MILLIS).contains(&millis) {

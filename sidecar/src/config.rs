@@ -1,0 +1,222 @@
+//! The sidecar's configuration: built-in defaults, then an optional file, then environment variables, validated
+//! once at start-up so that a mistake stops the sidecar with a message instead of surfacing at the first request.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use stock_core::ReservationTtl;
+
+/// The environment variable naming an optional configuration file of `KEY=VALUE` lines (`#` starts a comment).
+/// Environment variables override the file.
+pub const CONFIG_FILE_VAR: &str = "STOCK_SIDECAR_CONFIG";
+
+/// Every setting the sidecar reads, with its default.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where `serve` listens (`LISTEN_ADDR`, default 127.0.0.1:4242).
+    pub listen_addr: SocketAddr,
+    /// The ledger's database (`DATABASE_URL`, default `sqlite://payload-stock.db`).
+    pub database_url: String,
+    /// Bearer token of the /v1 API (`SIDECAR_API_TOKEN`). Without it /v1 answers 503 `api_disabled`.
+    pub api_token: Option<Secret>,
+    /// Bearer token of the admin routes and movements (`ADMIN_API_TOKEN`). Without it they answer 503
+    /// `admin_disabled`: admin routes are never open.
+    pub admin_token: Option<Secret>,
+    /// How often the in-process cleanup releases expired reservations (`CLEANUP_INTERVAL_SECONDS`, default 60;
+    /// 0 turns the schedule off, for when an external cron calls the cleanup endpoint).
+    pub cleanup_interval: Option<Duration>,
+    /// Lifetime of a reservation whose request names none (`RESERVATION_TTL_SECONDS`, default 1800).
+    pub default_ttl: ReservationTtl,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 4242)),
+            database_url: "sqlite://payload-stock.db".to_owned(),
+            api_token: None,
+            admin_token: None,
+            cleanup_interval: Some(Duration::from_secs(60)),
+            default_ttl: ReservationTtl::DEFAULT,
+        }
+    }
+}
+
+impl Config {
+    /// The configuration from the process environment (and the file named by [`CONFIG_FILE_VAR`], if any).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let environment: BTreeMap<String, String> = std::env::vars().collect();
+        let mut settings = BTreeMap::new();
+        if let Some(path) = environment.get(CONFIG_FILE_VAR) {
+            settings.extend(read_config_file(Path::new(path))?);
+        }
+        settings.extend(environment);
+        Config::from_settings(&settings)
+    }
+
+    /// The configuration from `KEY -> value` settings laid over the defaults; every problem is reported at once.
+    pub fn from_settings(settings: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let mut config = Config::default();
+        let mut problems = Vec::new();
+        let value = |key: &str| settings.get(key).map(|value| value.trim()).filter(|value| !value.is_empty());
+
+        if let Some(text) = value("LISTEN_ADDR") {
+            match text.parse() {
+                Ok(address) => config.listen_addr = address,
+                Err(_) => problems.push(format!("LISTEN_ADDR: {text:?} is not an address such as 127.0.0.1:4242")),
+            }
+        }
+        if let Some(text) = value("DATABASE_URL") {
+            if text.starts_with("sqlite:") {
+                config.database_url = text.to_owned();
+            } else {
+                problems.push(format!(
+                    "DATABASE_URL: {:?} is not supported; use sqlite://path/to/file.db",
+                    text.split(':').next().unwrap_or(text)
+                ));
+            }
+        }
+        for (key, slot) in [("SIDECAR_API_TOKEN", &mut config.api_token), ("ADMIN_API_TOKEN", &mut config.admin_token)]
+        {
+            if let Some(text) = value(key) {
+                if text.len() < 16 {
+                    problems.push(format!("{key}: use at least 16 characters (a random token, not a password)"));
+                } else {
+                    *slot = Some(Secret(text.to_owned()));
+                }
+            }
+        }
+        if let Some(text) = value("CLEANUP_INTERVAL_SECONDS") {
+            match text.parse::<u64>() {
+                Ok(0) => config.cleanup_interval = None,
+                Ok(seconds) if seconds <= 86_400 => config.cleanup_interval = Some(Duration::from_secs(seconds)),
+                _ => problems.push(format!("CLEANUP_INTERVAL_SECONDS: {text:?} is not a whole number from 0 to 86400")),
+            }
+        }
+        if let Some(text) = value("RESERVATION_TTL_SECONDS") {
+            match text.parse::<u32>().ok().and_then(|seconds| ReservationTtl::from_seconds(seconds).ok()) {
+                Some(ttl) => config.default_ttl = ttl,
+                None => problems.push(format!(
+                    "RESERVATION_TTL_SECONDS: {text:?} is not a whole number from {} to {}",
+                    ReservationTtl::MIN_SECONDS,
+                    ReservationTtl::MAX_SECONDS
+                )),
+            }
+        }
+
+        if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }
+    }
+}
+
+fn read_config_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::File { path: path.display().to_string(), source })?;
+    let mut settings = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once('=') {
+            Some((key, value)) => {
+                settings.insert(key.trim().to_owned(), value.trim().to_owned());
+            }
+            None => problems.push(format!("{}:{}: expected KEY=VALUE", path.display(), number + 1)),
+        }
+    }
+    if problems.is_empty() { Ok(settings) } else { Err(ConfigError::Invalid(problems)) }
+}
+
+/// A token or key: compared in constant time and never printed.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret holding `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// Whether `candidate` is this secret, in time that does not depend on where they differ.
+    pub fn matches(&self, candidate: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(candidate.as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+    #[error("cannot read the configuration file {path}: {source}")]
+    File { path: String, source: std::io::Error },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
+    }
+
+    #[test]
+    fn the_defaults_need_no_setting() {
+        let config = Config::from_settings(&BTreeMap::new()).expect("defaults are valid");
+        assert_eq!(config.listen_addr.to_string(), "127.0.0.1:4242");
+        assert_eq!(config.database_url, "sqlite://payload-stock.db");
+        assert_eq!(config.cleanup_interval, Some(Duration::from_secs(60)));
+        assert!(config.api_token.is_none() && config.admin_token.is_none());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let error = Config::from_settings(&settings(&[
+            ("LISTEN_ADDR", "localhost"),
+            ("DATABASE_URL", "mysql://db"),
+            ("ADMIN_API_TOKEN", "short"),
+            ("CLEANUP_INTERVAL_SECONDS", "-1"),
+            ("RESERVATION_TTL_SECONDS", "0"),
+        ]))
+        .expect_err("five problems");
+        let ConfigError::Invalid(problems) = error else { unreachable!("not a validation error: {error}") };
+        assert_eq!(problems.len(), 5, "{problems:?}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let config = Config::from_settings(&settings(&[("ADMIN_API_TOKEN", "admin-token-0123456789")])).expect("valid");
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("admin-token-0123456789"), "{printed}");
+        assert!(printed.contains("[redacted]"));
+        assert!(config.admin_token.expect("set").matches("admin-token-0123456789"));
+    }
+
+    #[test]
+    fn a_zero_cleanup_interval_turns_the_schedule_off() {
+        let config = Config::from_settings(&settings(&[("CLEANUP_INTERVAL_SECONDS", "0")])).expect("valid");
+        assert_eq!(config.cleanup_interval, None);
+    }
+
+    #[test]
+    fn the_file_is_read_and_the_environment_overrides_it() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = directory.path().join("sidecar.env");
+        std::fs::write(&path, "# comment\nLISTEN_ADDR = 127.0.0.1:5000\nRESERVATION_TTL_SECONDS=600\n").expect("write");
+        let mut merged = read_config_file(&path).expect("readable");
+        merged.extend(settings(&[("LISTEN_ADDR", "127.0.0.1:6000")]));
+        let config = Config::from_settings(&merged).expect("valid");
+        assert_eq!(config.listen_addr.port(), 6000);
+        assert_eq!(config.default_ttl.seconds(), 600);
+    }
+}

@@ -1,0 +1,81 @@
+//! The one error type of the HTTP boundary: each variant has a status and a stable code, and answers with
+//! `{ "error": code, "message": ..., ...details }`. Store failures are logged in full and answered with a bare
+//! 500, so that nothing internal leaks to a client.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::store::StoreError;
+
+/// An answer other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("{setting} is not set: this API is disabled")]
+    Disabled { code: &'static str, setting: &'static str },
+    #[error("{message}")]
+    InvalidJson { message: String },
+    #[error("{message}")]
+    InvalidRequest { message: String, details: Map<String, Value> },
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String, details: Map<String, Value> },
+    #[error("store failure: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    /// 422 `invalid_request` with a message and no details.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::InvalidRequest { message: message.into(), details: Map::new() }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Disabled { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
+            ApiError::InvalidJson { .. } => (StatusCode::BAD_REQUEST, "invalid_json"),
+            ApiError::InvalidRequest { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
+            ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            ApiError::Store(error) => {
+                tracing::error!(error = %error, "store failure");
+                "something went wrong on our side; the request was not applied".to_owned()
+            }
+            ApiError::Disabled { setting, .. } => {
+                format!("{setting} is not configured on the sidecar, so this API is disabled")
+            }
+            other => other.to_string(),
+        };
+        let mut body = Map::new();
+        body.insert("error".into(), json!(code));
+        body.insert("message".into(), json!(message));
+        if let ApiError::InvalidRequest { details, .. } | ApiError::Conflict { details, .. } = self {
+            body.extend(details);
+        }
+        (status, Json(Value::Object(body))).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(error) => ApiError::invalid(error.body_text()),
+            other => ApiError::InvalidJson { message: other.body_text() },
+        }
+    }
+}

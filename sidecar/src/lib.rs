@@ -1,0 +1,129 @@
+//! stock-sidecar: the service that owns payload-stock's ledger. It reserves stock for checkouts, releases expired
+//! reservations on a schedule and on demand, records stock movements, and answers stock queries. Every decision is
+//! one atomic store operation; the rules come from stock-core.
+//!
+//! `run(listener, config, shutdown)` serves on a listener the caller bound, so tests run the real server on
+//! `127.0.0.1:0` with a fresh database each.
+
+pub mod admin;
+pub mod auth;
+pub mod cleanup;
+pub mod clock;
+pub mod config;
+pub mod error;
+mod json;
+pub mod store;
+pub mod v1;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::store::{SqliteStore, Store, StoreError};
+
+/// Request bodies above this are refused with 413: a cart or a Stripe event is a few kilobytes.
+const BODY_LIMIT_BYTES: usize = 256 * 1024;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(v1::router())
+        .merge(admin::router())
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    state.store.ping().await?;
+    Ok(Json(json!({ "status": "ready" })))
+}
+
+/// Why the sidecar could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot open the ledger: {0}")]
+    Store(#[from] StoreError),
+    #[error("the server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Opens the store named by the configuration.
+pub async fn open_store(config: &Config) -> Result<SqliteStore, StoreError> {
+    SqliteStore::connect(&config.database_url).await
+}
+
+/// Serves the API on `listener` with the system clock until `shutdown` completes.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    run_with_clock(listener, config, Arc::new(SystemClock), shutdown).await
+}
+
+/// Serves the API on `listener` reading time from `clock`, with the scheduled cleanup beside it, until
+/// `shutdown` completes; then stops accepting, finishes the requests in flight and closes the store.
+pub async fn run_with_clock(
+    listener: TcpListener,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let store = open_store(&config).await?;
+    let state = AppState { store: Arc::new(store.clone()), config: Arc::new(config), clock };
+    if state.config.api_token.is_none() {
+        tracing::warn!("SIDECAR_API_TOKEN is not set: the /v1 reservation API answers 503 until it is");
+    }
+    if state.config.admin_token.is_none() {
+        tracing::warn!("ADMIN_API_TOKEN is not set: movements and the admin routes answer 503 until it is");
+    }
+
+    let (stop_cleanup, cleanup_stopped) = tokio::sync::watch::channel(false);
+    let schedule = state
+        .config
+        .cleanup_interval
+        .map(|interval| tokio::spawn(cleanup::run_schedule(state.clone(), interval, cleanup_stopped)));
+
+    let address = listener.local_addr()?;
+    tracing::info!(%address, database = %state.config.database_url, "stock-sidecar listening");
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+
+    let _ = stop_cleanup.send(true);
+    if let Some(schedule) = schedule {
+        let _ = schedule.await;
+    }
+    store.close().await;
+    tracing::info!("stock-sidecar stopped");
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The ledger's storage: a narrow trait whose every method is one atomic decision, and the records it returns.
+//! The rules themselves (availability, cart checks, movement arithmetic, the reservation state machine) come from
+//! stock-core; a store only makes each decision atomic.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use stock_core::{
+    CartLine, CartValidation, MovementError, MovementType, Quantity, ReservationStatus, ReservationTtl, SignedQuantity,
+    StockLevel, StockMovement, Timestamp,
+};
+
+/// One size of a reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservedItem {
+    pub product: String,
+    pub size: String,
+    pub quantity: Quantity,
+}
+
+/// A reservation as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationRecord {
+    pub reference: String,
+    pub status: ReservationStatus,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub items: Vec<ReservedItem>,
+}
+
+/// What asking for a reservation did.
+#[derive(Debug)]
+pub enum ReserveOutcome {
+    /// Every item was reserved.
+    Created(ReservationRecord),
+    /// The same reference with the same items was reserved before: nothing changed.
+    Existing(ReservationRecord),
+    /// The reference is taken by a reservation of other items: nothing changed.
+    ReferenceConflict(ReservationRecord),
+    /// The cart has errors or shortages: nothing was reserved.
+    Rejected(CartValidation),
+}
+
+/// What releasing a reservation did.
+#[derive(Debug)]
+pub enum ReleaseOutcome {
+    /// It was active; its units are available again.
+    Released(ReservationRecord),
+    /// It was already released or expired: nothing changed.
+    Unchanged(ReservationRecord),
+    /// It was committed (paid): its units stay sold.
+    AlreadyCommitted(ReservationRecord),
+    NotFound,
+}
+
+/// A size's stock level as stored, with its label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SizeRecord {
+    pub size: String,
+    pub level: StockLevel,
+}
+
+/// A movement an admin asks for.
+#[derive(Debug, Clone)]
+pub struct MovementRequest {
+    pub product: String,
+    pub size: String,
+    pub kind: MovementType,
+    pub quantity: SignedQuantity,
+    pub reason: String,
+    /// Makes the request idempotent: a second request with the same reference gets the first movement back.
+    pub reference: Option<String>,
+    /// Compare-and-set: applied only if units on hand are exactly this.
+    pub expected_stock: Option<Quantity>,
+    /// Sets the size's low-stock threshold with the movement.
+    pub low_stock_threshold: Option<Quantity>,
+}
+
+/// A movement as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovementRecord {
+    pub id: i64,
+    pub product: String,
+    pub size: String,
+    pub movement: StockMovement,
+}
+
+/// What asking for a movement did.
+#[derive(Debug)]
+pub enum MovementOutcome {
+    Applied(MovementRecord),
+    /// A movement with this reference was recorded before; this is it, and nothing changed.
+    Replayed(MovementRecord),
+    /// `expected_stock` did not match: nothing changed.
+    StaleStock {
+        current: Quantity,
+    },
+    /// Only a restock creates a size.
+    UnknownSize,
+    /// stock-core refused the movement.
+    Refused(MovementError),
+}
+
+/// The figures an operator watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Monitoring {
+    pub active_reservations: u64,
+    pub reserved_units: u64,
+    pub oldest_active: Option<ReservationSummary>,
+    /// Past their expiry (so no longer counted) but not yet marked expired by cleanup.
+    pub expired_not_released: u64,
+}
+
+/// A reservation in a monitoring list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationSummary {
+    pub reference: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// The ledger. Every method is atomic: it is applied whole or not at all.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Reserves every line of the cart for `ttl`, or nothing.
+    async fn reserve(
+        &self,
+        reference: &str,
+        lines: &[CartLine],
+        ttl: ReservationTtl,
+        now: Timestamp,
+    ) -> Result<ReserveOutcome, StoreError>;
+
+    async fn reservation(&self, reference: &str) -> Result<Option<ReservationRecord>, StoreError>;
+
+    /// Releases an active reservation; idempotent.
+    async fn release(&self, reference: &str, now: Timestamp) -> Result<ReleaseOutcome, StoreError>;
+
+    /// Marks every active reservation past its expiry as expired; returns their references.
+    async fn release_expired(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
+
+    /// The sizes of a product as they stand at `now`; empty if the product has none.
+    async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError>;
+
+    async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError>;
+
+    async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError>;
+
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// A failure of the store itself (not a refused request).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("the ledger is inconsistent: {0}")]
+    Inconsistent(String),
+}

@@ -1,0 +1,423 @@
+//! The ledger in an embedded SQLite database (WAL, synchronous=FULL). All writes go through one connection, each
+//! decision in one `BEGIN IMMEDIATE` transaction, so a check and the write it allows can never interleave with
+//! another decision; reads use a pool of read-only connections.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection};
+use stock_core::{
+    CartLine, MovementDetails, MovementType, ProductSnapshot, Quantity, Reservation, ReservationError,
+    ReservationStatus, ReservationTtl, SignedQuantity, SizeStock, StatusChange, StockLevel, StockMovement, Timestamp,
+    apply_movement, reservation_expires_at, validate_cart,
+};
+
+use super::{
+    Monitoring, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome, ReservationRecord,
+    ReservationSummary, ReserveOutcome, ReservedItem, SizeRecord, Store, StoreError,
+};
+
+/// How long a statement waits for another process's write lock (the `cleanup` command, say) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read-only connections for GET requests.
+const READERS: u32 = 4;
+
+/// Units held by active, unexpired reservations of one size; `?2` is now. The SQL form of stock-core's rule that
+/// a reservation stops holding units at its expiry instant (`reservation_is_expired`).
+const RESERVED_UNITS: &str = "COALESCE((SELECT SUM(ri.quantity) FROM reservation_items ri \
+    JOIN reservations r ON r.reference = ri.reference \
+    WHERE ri.product = s.product AND ri.size = s.size AND r.status = 'active' AND r.expires_at > ?2), 0)";
+
+/// The embedded SQLite ledger.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// One connection: writes are serialized here instead of failing on SQLite's single write lock.
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path`) and runs the migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let readers = SqlitePoolOptions::new().max_connections(READERS).connect_with(options.read_only(true)).await?;
+        Ok(SqliteStore { writer, readers })
+    }
+
+    /// Closes every connection (the WAL is checkpointed when the last one closes).
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn quantity(value: i64, what: &str) -> Result<Quantity, StoreError> {
+    u32::try_from(value)
+        .ok()
+        .and_then(|units| Quantity::new(units).ok())
+        .ok_or_else(|| StoreError::Inconsistent(format!("{what} holds {value}, not a quantity")))
+}
+
+fn timestamp(value: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_unix_millis(value).map_err(|_| StoreError::Inconsistent(format!("{value} is not an instant")))
+}
+
+fn level(stock: i64, reserved: i64, threshold: i64) -> Result<StockLevel, StoreError> {
+    StockLevel::new(quantity(stock, "stock")?, quantity(reserved, "reserved units")?, quantity(threshold, "threshold")?)
+        .map_err(|error| StoreError::Inconsistent(error.to_string()))
+}
+
+async fn sizes_of(
+    connection: &mut SqliteConnection,
+    product: &str,
+    now: Timestamp,
+) -> Result<Vec<SizeRecord>, StoreError> {
+    let sql = sizes_query();
+    let rows = sqlx::query(sql).bind(product).bind(now.unix_millis()).fetch_all(&mut *connection).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(SizeRecord {
+                size: row.try_get("size")?,
+                level: level(row.try_get("stock")?, row.try_get("reserved")?, row.try_get("low_stock_threshold")?)?,
+            })
+        })
+        .collect()
+}
+
+/// `SELECT` of a product's sizes with their reserved units, in one statement (one consistent snapshot).
+fn sizes_query() -> &'static str {
+    static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    QUERY.get_or_init(|| {
+        format!(
+            "SELECT s.size, s.stock, s.low_stock_threshold, {RESERVED_UNITS} AS reserved \
+             FROM sizes s WHERE s.product = ?1 ORDER BY s.rowid"
+        )
+    })
+}
+
+async fn load_reservation(
+    connection: &mut SqliteConnection,
+    reference: &str,
+) -> Result<Option<ReservationRecord>, StoreError> {
+    let Some(row) =
+        sqlx::query("SELECT reference, status, created_at, expires_at FROM reservations WHERE reference = ?1")
+            .bind(reference)
+            .fetch_optional(&mut *connection)
+            .await?
+    else {
+        return Ok(None);
+    };
+    let status: String = row.try_get("status")?;
+    let status = ReservationStatus::parse(&status).map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+    let items =
+        sqlx::query("SELECT product, size, quantity FROM reservation_items WHERE reference = ?1 ORDER BY rowid")
+            .bind(reference)
+            .fetch_all(&mut *connection)
+            .await?
+            .iter()
+            .map(|item| {
+                Ok(ReservedItem {
+                    product: item.try_get("product")?,
+                    size: item.try_get("size")?,
+                    quantity: quantity(item.try_get("quantity")?, "a reservation item")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(Some(ReservationRecord {
+        reference: row.try_get("reference")?,
+        status,
+        created_at: timestamp(row.try_get("created_at")?)?,
+        expires_at: timestamp(row.try_get("expires_at")?)?,
+        items,
+    }))
+}
+
+/// Whether a new request for an existing reference asks for exactly the same units (lines summed per size).
+fn same_items(existing: &[ReservedItem], lines: &[CartLine]) -> bool {
+    let mut requested: BTreeMap<(&str, &str), f64> = BTreeMap::new();
+    for line in lines {
+        *requested.entry((line.product.as_str(), line.size.as_str())).or_default() += line.quantity;
+    }
+    let reserved: BTreeMap<(&str, &str), f64> =
+        existing.iter().map(|item| ((item.product.as_str(), item.size.as_str()), f64::from(item.quantity))).collect();
+    requested == reserved
+}
+
+fn movement_key(reference: &str) -> String {
+    format!("movement:{reference}")
+}
+
+async fn load_movement(connection: &mut SqliteConnection, key: &str) -> Result<Option<MovementRecord>, StoreError> {
+    let Some(row) = sqlx::query(
+        "SELECT id, product, size, type, quantity, stock_before, stock_after, reason, reference, order_reference, date \
+         FROM movements WHERE idempotency_key = ?1",
+    )
+    .bind(key)
+    .fetch_optional(&mut *connection)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let inconsistent = |error: stock_core::MovementError| StoreError::Inconsistent(error.to_string());
+    let kind: String = row.try_get("type")?;
+    Ok(Some(MovementRecord {
+        id: row.try_get("id")?,
+        product: row.try_get("product")?,
+        size: row.try_get("size")?,
+        movement: StockMovement {
+            kind: MovementType::parse(&kind).map_err(inconsistent)?,
+            quantity: SignedQuantity::new(row.try_get("quantity")?).map_err(inconsistent)?,
+            stock_before: quantity(row.try_get("stock_before")?, "stock before")?,
+            stock_after: quantity(row.try_get("stock_after")?, "stock after")?,
+            details: MovementDetails {
+                reason: row.try_get("reason")?,
+                reference: row.try_get("reference")?,
+                order_reference: row.try_get("order_reference")?,
+                date: timestamp(row.try_get("date")?)?,
+            },
+        },
+    }))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn reserve(
+        &self,
+        reference: &str,
+        lines: &[CartLine],
+        ttl: ReservationTtl,
+        now: Timestamp,
+    ) -> Result<ReserveOutcome, StoreError> {
+        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(existing) = load_reservation(&mut transaction, reference).await? {
+            return Ok(if same_items(&existing.items, lines) {
+                ReserveOutcome::Existing(existing)
+            } else {
+                ReserveOutcome::ReferenceConflict(existing)
+            });
+        }
+
+        let mut products: Vec<&str> = lines.iter().map(|line| line.product.as_str()).collect();
+        products.sort_unstable();
+        products.dedup();
+        let mut snapshots = Vec::with_capacity(products.len());
+        for product in products {
+            let sizes = sizes_of(&mut transaction, product, now).await?;
+            if !sizes.is_empty() {
+                let sizes = sizes.into_iter().map(|record| SizeStock { size: record.size, level: record.level });
+                snapshots.push(ProductSnapshot { id: product.to_owned(), sizes: sizes.collect() });
+            }
+        }
+        let validation = validate_cart(&snapshots, lines);
+        if !validation.is_ok() {
+            return Ok(ReserveOutcome::Rejected(validation));
+        }
+
+        let expires_at = reservation_expires_at(now, ttl)
+            .map_err(|error: ReservationError| StoreError::Inconsistent(error.to_string()))?;
+        sqlx::query(
+            "INSERT INTO reservations (reference, status, created_at, expires_at) VALUES (?1, 'active', ?2, ?3)",
+        )
+        .bind(reference)
+        .bind(now.unix_millis())
+        .bind(expires_at.unix_millis())
+        .execute(&mut *transaction)
+        .await?;
+        let mut items = Vec::with_capacity(validation.items.len());
+        for item in validation.items {
+            sqlx::query("INSERT INTO reservation_items (reference, product, size, quantity) VALUES (?1, ?2, ?3, ?4)")
+                .bind(reference)
+                .bind(&item.product)
+                .bind(&item.size)
+                .bind(i64::from(item.quantity))
+                .execute(&mut *transaction)
+                .await?;
+            items.push(ReservedItem { product: item.product, size: item.size, quantity: item.quantity });
+        }
+        transaction.commit().await?;
+        Ok(ReserveOutcome::Created(ReservationRecord {
+            reference: reference.to_owned(),
+            status: ReservationStatus::Active,
+            created_at: now,
+            expires_at,
+            items,
+        }))
+    }
+
+    async fn reservation(&self, reference: &str) -> Result<Option<ReservationRecord>, StoreError> {
+        let mut connection = self.readers.acquire().await?;
+        load_reservation(&mut connection, reference).await
+    }
+
+    async fn release(&self, reference: &str, now: Timestamp) -> Result<ReleaseOutcome, StoreError> {
+        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(mut record) = load_reservation(&mut transaction, reference).await? else {
+            return Ok(ReleaseOutcome::NotFound);
+        };
+        let mut lifecycle = Reservation::restore(record.created_at, record.expires_at, record.status)
+            .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+        match lifecycle.release() {
+            Ok(StatusChange::Changed(status)) => {
+                sqlx::query("UPDATE reservations SET status = ?2, finished_at = ?3 WHERE reference = ?1")
+                    .bind(reference)
+                    .bind(status.as_str())
+                    .bind(now.unix_millis())
+                    .execute(&mut *transaction)
+                    .await?;
+                transaction.commit().await?;
+                record.status = status;
+                Ok(ReleaseOutcome::Released(record))
+            }
+            Ok(StatusChange::Unchanged(_)) => Ok(ReleaseOutcome::Unchanged(record)),
+            Err(ReservationError::AlreadyCommitted { .. }) => Ok(ReleaseOutcome::AlreadyCommitted(record)),
+            Err(error) => Err(StoreError::Inconsistent(error.to_string())),
+        }
+    }
+
+    async fn release_expired(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        // One statement: the SQL form of stock-core's `Reservation::expire` on every active reservation due.
+        let rows = sqlx::query(
+            "UPDATE reservations SET status = 'expired', finished_at = ?1 \
+             WHERE status = 'active' AND expires_at <= ?1 RETURNING reference",
+        )
+        .bind(now.unix_millis())
+        .fetch_all(&self.writer)
+        .await?;
+        let mut references = rows.iter().map(|row| row.try_get("reference")).collect::<Result<Vec<String>, _>>()?;
+        references.sort();
+        Ok(references)
+    }
+
+    async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError> {
+        let mut connection = self.readers.acquire().await?;
+        sizes_of(&mut connection, product, now).await
+    }
+
+    async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError> {
+        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let key = request.reference.as_deref().map(movement_key);
+        if let Some(key) = &key
+            && let Some(previous) = load_movement(&mut transaction, key).await?
+        {
+            return Ok(MovementOutcome::Replayed(previous));
+        }
+
+        let sizes = sizes_of(&mut transaction, &request.product, now).await?;
+        let current = match sizes.into_iter().find(|record| record.size == request.size) {
+            Some(record) => record.level,
+            None if request.kind == MovementType::Restock => {
+                let threshold = request.low_stock_threshold.unwrap_or(Quantity::ZERO);
+                sqlx::query(
+                    "INSERT INTO sizes (product, size, stock, low_stock_threshold, updated_at) VALUES (?1, ?2, 0, ?3, ?4)",
+                )
+                .bind(&request.product)
+                .bind(&request.size)
+                .bind(i64::from(threshold))
+                .bind(now.unix_millis())
+                .execute(&mut *transaction)
+                .await?;
+                level(0, 0, i64::from(threshold))?
+            }
+            None => return Ok(MovementOutcome::UnknownSize),
+        };
+        if let Some(expected) = request.expected_stock
+            && expected != current.stock()
+        {
+            return Ok(MovementOutcome::StaleStock { current: current.stock() });
+        }
+
+        let details =
+            MovementDetails { reason: request.reason, reference: request.reference, order_reference: None, date: now };
+        let applied = match apply_movement(&current, request.kind, request.quantity, details) {
+            Ok(applied) => applied,
+            Err(error) => return Ok(MovementOutcome::Refused(error)),
+        };
+        let movement = applied.movement;
+        sqlx::query(
+            "UPDATE sizes SET stock = ?3, low_stock_threshold = COALESCE(?4, low_stock_threshold), updated_at = ?5 \
+             WHERE product = ?1 AND size = ?2",
+        )
+        .bind(&request.product)
+        .bind(&request.size)
+        .bind(i64::from(movement.stock_after))
+        .bind(request.low_stock_threshold.map(i64::from))
+        .bind(now.unix_millis())
+        .execute(&mut *transaction)
+        .await?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO movements (idempotency_key, product, size, type, quantity, stock_before, stock_after, reason, \
+             reference, order_reference, date) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+        )
+        .bind(&key)
+        .bind(&request.product)
+        .bind(&request.size)
+        .bind(movement.kind.as_str())
+        .bind(movement.quantity.get())
+        .bind(i64::from(movement.stock_before))
+        .bind(i64::from(movement.stock_after))
+        .bind(&movement.details.reason)
+        .bind(&movement.details.reference)
+        .bind(&movement.details.order_reference)
+        .bind(movement.details.date.unix_millis())
+        .fetch_one(&mut *transaction)
+        .await?
+        .try_get("id")?;
+        transaction.commit().await?;
+        Ok(MovementOutcome::Applied(MovementRecord { id, product: request.product, size: request.size, movement }))
+    }
+
+    async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError> {
+        let mut connection = self.readers.acquire().await?;
+        let now = now.unix_millis();
+        let counts = sqlx::query(
+            "SELECT \
+               (SELECT COUNT(*) FROM reservations WHERE status = 'active' AND expires_at > ?1) AS active, \
+               (SELECT COALESCE(SUM(ri.quantity), 0) FROM reservation_items ri \
+                  JOIN reservations r ON r.reference = ri.reference \
+                  WHERE r.status = 'active' AND r.expires_at > ?1) AS reserved_units, \
+               (SELECT COUNT(*) FROM reservations WHERE status = 'active' AND expires_at <= ?1) AS expired",
+        )
+        .bind(now)
+        .fetch_one(&mut *connection)
+        .await?;
+        let oldest = sqlx::query(
+            "SELECT reference, created_at, expires_at FROM reservations \
+             WHERE status = 'active' AND expires_at > ?1 ORDER BY created_at, reference LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&mut *connection)
+        .await?;
+        let count = |name: &str| -> Result<u64, StoreError> {
+            let value: i64 = counts.try_get(name)?;
+            u64::try_from(value).map_err(|_| StoreError::Inconsistent(format!("{name} is negative")))
+        };
+        Ok(Monitoring {
+            active_reservations: count("active")?,
+            reserved_units: count("reserved_units")?,
+            oldest_active: match oldest {
+                Some(row) => Some(ReservationSummary {
+                    reference: row.try_get("reference")?,
+                    created_at: timestamp(row.try_get("created_at")?)?,
+                    expires_at: timestamp(row.try_get("expires_at")?)?,
+                }),
+                None => None,
+            },
+            expired_not_released: count("expired")?,
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+}

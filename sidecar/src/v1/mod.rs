@@ -1,0 +1,61 @@
+//! The /v1 API: reservations and stock for the shop's server (SIDECAR_API_TOKEN), movements for admins
+//! (ADMIN_API_TOKEN).
+
+mod movements;
+mod products;
+mod reservations;
+
+use axum::Router;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+pub fn router() -> Router<AppState> {
+    Router::new().merge(reservations::router()).merge(products::router()).merge(movements::router())
+}
+
+/// A product id or size label as JSON carries it: a string, or a number (Payload's SQL adapters use numeric ids).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Label {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl Label {
+    pub(crate) fn into_text(self) -> String {
+        match self {
+            Label::Text(text) => text,
+            Label::Number(number) => number.to_string(),
+        }
+    }
+}
+
+/// A JSON number that stock-core will check (whole, in range); anything else is a 422 naming the field.
+pub(crate) fn number_field(value: &Value, field: &str) -> Result<f64, ApiError> {
+    value.as_f64().ok_or_else(|| ApiError::invalid(format!("{field}: expected a number, got {}", kind_of(value))))
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A reference (PaymentIntent or Checkout Session id, or the shop's own): 1 to 255 visible ASCII characters.
+pub(crate) fn check_reference(reference: &str, field: &str) -> Result<(), ApiError> {
+    let valid =
+        !reference.is_empty() && reference.len() <= 255 && reference.bytes().all(|byte| byte.is_ascii_graphic());
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!("{field}: expected 1 to 255 visible ASCII characters, such as pi_3Abc")))
+    }
+}

@@ -1,0 +1,114 @@
+//! Spawning a sidecar for one test, and requests with the right tokens.
+
+use std::sync::Arc;
+
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+use stock_core::Timestamp;
+use stock_sidecar::clock::ManualClock;
+use stock_sidecar::config::{Config, Secret};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub(crate) const API_TOKEN: &str = "test-api-token-0123456789";
+pub(crate) const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// Every test starts at this instant.
+pub(crate) const START: &str = "2026-11-24T10:00:00.000Z";
+
+/// A running sidecar; stopped and its database deleted when dropped.
+pub(crate) struct TestApp {
+    pub(crate) address: String,
+    pub(crate) client: reqwest::Client,
+    pub(crate) clock: ManualClock,
+    shutdown: Option<oneshot::Sender<()>>,
+    _directory: TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// A sidecar with both tokens set and the scheduled cleanup off (tests run cleanup when they mean to).
+pub(crate) async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A sidecar whose configuration `adjust` may change first.
+pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let mut config = Config {
+        database_url: format!("sqlite://{}", directory.path().join("ledger.db").display()),
+        api_token: Some(Secret::new(API_TOKEN)),
+        admin_token: Some(Secret::new(ADMIN_TOKEN)),
+        cleanup_interval: None,
+        ..Config::default()
+    };
+    adjust(&mut config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
+    let address = format!("http://{}", listener.local_addr().expect("bound address"));
+    let clock = ManualClock::new(Timestamp::parse_rfc3339(START).expect("valid start"));
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let server_clock = Arc::new(clock.clone());
+    tokio::spawn(async move {
+        let stop = async {
+            let _ = stopped.await;
+        };
+        if let Err(error) = stock_sidecar::run_with_clock(listener, config, server_clock, stop).await {
+            eprintln!("test sidecar failed: {error}");
+        }
+    });
+    TestApp { address, client: reqwest::Client::new(), clock, shutdown: Some(shutdown), _directory: directory }
+}
+
+impl TestApp {
+    /// A request with the /v1 API token.
+    pub(crate) fn api(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.address)).bearer_auth(API_TOKEN)
+    }
+
+    /// A request with the admin token.
+    pub(crate) fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.address)).bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// A request with no token.
+    pub(crate) fn anonymous(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.address))
+    }
+
+    /// Adds `quantity` units of a size through a restock movement (creating the size).
+    pub(crate) async fn restock(&self, product: &str, size: &str, quantity: u32) {
+        let body = json!({ "product": product, "size": size, "type": "restock", "quantity": quantity, "reason": "test stock" });
+        let response = self.admin(Method::POST, "/v1/movements").json(&body).send().await.expect("request");
+        assert_eq!(response.status(), 201, "restock failed: {}", response.text().await.unwrap_or_default());
+    }
+
+    /// POST /v1/reservations.
+    pub(crate) async fn reserve(&self, reference: &str, items: Value) -> Response {
+        let body = json!({ "reference": reference, "items": items });
+        self.api(Method::POST, "/v1/reservations").json(&body).send().await.expect("request")
+    }
+
+    /// The size's figures from GET /v1/products/{product}/stock.
+    pub(crate) async fn size_stock(&self, product: &str, size: &str) -> Value {
+        let response = self.api(Method::GET, &format!("/v1/products/{product}/stock")).send().await.expect("request");
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.expect("JSON");
+        body["sizes"]
+            .as_array()
+            .and_then(|sizes| sizes.iter().find(|entry| entry["size"] == size).cloned())
+            .unwrap_or(Value::Null)
+    }
+}
+
+/// The JSON body of a response, with its status checked.
+pub(crate) async fn body_of(response: Response, status: u16) -> Value {
+    let actual = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    serde_json::from_str(&text).expect("a JSON body")
+}

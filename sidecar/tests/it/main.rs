@@ -1,0 +1,8 @@
+//! The sidecar's integration tests: the real server on 127.0.0.1:0, a fresh SQLite database each, a clock the
+//! tests move by hand.
+
+mod admin;
+mod concurrency;
+mod helpers;
+mod movements;
+mod reservations;
