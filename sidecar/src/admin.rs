@@ -32,6 +32,7 @@ async fn monitoring(State(state): State<AppState>, _caller: AdminCaller) -> Resu
         "reservedUnits": figures.reserved_units,
         "oldestActiveReservation": oldest,
         "expiredNotReleased": figures.expired_not_released,
+        "openConflicts": figures.open_conflicts,
     })))
 }
 

@@ -12,11 +12,23 @@ use crate::store::StoreError;
 /// After a failed pass, wait this long before the next one instead of the full interval.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
 
-/// Marks every reservation past its expiry as expired, logs each, and returns their references.
+/// Processed Stripe event ids are forgotten after this long. Stripe retries a delivery for up to 3 days, so a
+/// redelivery always finds its id.
+const STRIPE_EVENT_RETENTION_MILLIS: i64 = 30 * 24 * 60 * 60 * 1000;
+
+/// Marks every reservation past its expiry as expired, logs each, forgets Stripe event ids older than 30 days,
+/// and returns the references released.
 pub async fn release_expired_now(state: &AppState) -> Result<Vec<String>, StoreError> {
-    let references = state.store.release_expired(state.clock.now()).await?;
+    let now = state.clock.now();
+    let references = state.store.release_expired(now).await?;
     for reference in &references {
         tracing::info!(reference = %reference, "reservation expired and released");
+    }
+    if let Some(cutoff) = now.checked_add_millis(-STRIPE_EVENT_RETENTION_MILLIS) {
+        let pruned = state.store.prune_stripe_events(cutoff).await?;
+        if pruned > 0 {
+            tracing::info!(pruned, "forgot Stripe event ids older than 30 days");
+        }
     }
     Ok(references)
 }

@@ -29,6 +29,12 @@ pub struct Config {
     pub cleanup_interval: Option<Duration>,
     /// Lifetime of a reservation whose request names none (`RESERVATION_TTL_SECONDS`, default 1800).
     pub default_ttl: ReservationTtl,
+    /// Stripe webhook signing secrets (`STRIPE_WEBHOOK_SECRET`, comma-separated: during a rotation both the old
+    /// and the new one verify). Without one the webhook routes answer 503 `webhooks_disabled`.
+    pub stripe_webhook_secrets: Vec<Secret>,
+    /// Release the reservation on `payment_intent.payment_failed` (`RELEASE_ON_PAYMENT_FAILED`, default false:
+    /// Stripe lets the customer retry the same PaymentIntent, so the units stay held until it expires).
+    pub release_on_payment_failed: bool,
 }
 
 impl Default for Config {
@@ -40,6 +46,8 @@ impl Default for Config {
             admin_token: None,
             cleanup_interval: Some(Duration::from_secs(60)),
             default_ttl: ReservationTtl::DEFAULT,
+            stripe_webhook_secrets: Vec::new(),
+            release_on_payment_failed: false,
         }
     }
 }
@@ -106,6 +114,23 @@ impl Config {
             }
         }
 
+        if let Some(text) = value("STRIPE_WEBHOOK_SECRET") {
+            for secret in text.split(',').map(str::trim).filter(|secret| !secret.is_empty()) {
+                if secret.starts_with("whsec_") {
+                    config.stripe_webhook_secrets.push(Secret(secret.to_owned()));
+                } else {
+                    problems.push("STRIPE_WEBHOOK_SECRET: each secret starts with whsec_ (see the webhook endpoint in Stripe's dashboard, or `stripe listen`)".to_owned());
+                }
+            }
+        }
+        if let Some(text) = value("RELEASE_ON_PAYMENT_FAILED") {
+            match text.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => config.release_on_payment_failed = true,
+                "false" | "0" | "no" => config.release_on_payment_failed = false,
+                _ => problems.push(format!("RELEASE_ON_PAYMENT_FAILED: {text:?} is not true or false")),
+            }
+        }
+
         if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }
     }
 }
@@ -138,6 +163,11 @@ impl Secret {
     /// A secret holding `value`.
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
+    }
+
+    /// The secret itself, for the one call that needs it (signing or verifying).
+    pub fn expose(&self) -> &str {
+        &self.0
     }
 
     /// Whether `candidate` is this secret, in time that does not depend on where they differ.

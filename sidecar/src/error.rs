@@ -20,6 +20,8 @@ pub enum ApiError {
     #[error("{message}")]
     InvalidJson { message: String },
     #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{message}")]
     InvalidRequest { message: String, details: Map<String, Value> },
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
@@ -40,6 +42,7 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Disabled { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             ApiError::InvalidJson { .. } => (StatusCode::BAD_REQUEST, "invalid_json"),
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::InvalidRequest { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),

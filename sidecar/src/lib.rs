@@ -14,6 +14,7 @@ pub mod error;
 mod json;
 pub mod store;
 pub mod v1;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .merge(v1::router())
         .merge(admin::router())
+        .merge(webhooks::router())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

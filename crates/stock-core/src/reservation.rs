@@ -64,6 +64,9 @@ pub fn reservation_is_expired(expires_at: Timestamp, now: Timestamp) -> bool {
 pub enum ReservationStatus {
     /// Holds its units until it is committed, released or expires.
     Active,
+    /// The payment is under way (an asynchronous method such as SEPA Direct Debit): holds its units past its
+    /// expiry instant, until the payment succeeds or fails.
+    Processing,
     /// Paid: its units were sold.
     Committed,
     /// Given back before expiry (checkout canceled or failed for good).
@@ -77,6 +80,7 @@ impl ReservationStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             ReservationStatus::Active => "active",
+            ReservationStatus::Processing => "processing",
             ReservationStatus::Committed => "committed",
             ReservationStatus::Released => "released",
             ReservationStatus::Expired => "expired",
@@ -87,6 +91,7 @@ impl ReservationStatus {
     pub fn parse(text: &str) -> Result<Self, ReservationError> {
         match text {
             "active" => Ok(ReservationStatus::Active),
+            "processing" => Ok(ReservationStatus::Processing),
             "committed" => Ok(ReservationStatus::Committed),
             "released" => Ok(ReservationStatus::Released),
             "expired" => Ok(ReservationStatus::Expired),
@@ -96,7 +101,7 @@ impl ReservationStatus {
 
     /// No further change can happen.
     pub fn is_terminal(self) -> bool {
-        self != ReservationStatus::Active
+        !matches!(self, ReservationStatus::Active | ReservationStatus::Processing)
     }
 
     /// Whether the reservation's units are no longer held (released or expired: they went back to availability).
@@ -114,7 +119,7 @@ impl fmt::Display for ReservationStatus {
 /// What asking a reservation to change did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusChange {
-    /// The reservation moved from `Active` to the given terminal status: the caller must apply the stock change.
+    /// The reservation moved to the given status: the caller must apply what that changes.
     Changed(ReservationStatus),
     /// The reservation was already where the request would take it (a replayed event, or a release racing an
     /// expiry): nothing to do, and the caller must not touch stock again.
@@ -166,22 +171,52 @@ impl Reservation {
         self.status
     }
 
-    /// True from the expiry instant on, whatever the status: an active reservation past this instant is
-    /// waiting to be cleaned up.
+    /// True from the expiry instant on, whatever the status.
     pub fn is_expired(&self, now: Timestamp) -> bool {
         reservation_is_expired(self.expires_at, now)
     }
 
+    /// Whether the reservation's units count as reserved at `now`: while it is active and not past its expiry
+    /// instant, and while its payment is processing. This is what availability subtracts.
+    pub fn holds_units(&self, now: Timestamp) -> bool {
+        match self.status {
+            ReservationStatus::Active => !self.is_expired(now),
+            ReservationStatus::Processing => true,
+            _ => false,
+        }
+    }
+
     /// The payment succeeded: the held units are sold.
     ///
-    /// Allowed while the reservation is active, even past its expiry instant before the cleanup ran (its units
-    /// are still held, so selling them takes nothing from anyone). A replay of the commit changes nothing. A
-    /// released or expired reservation cannot be committed: its units may already be someone else's, so the
-    /// caller must reserve again (a late payment).
-    pub fn commit(&mut self) -> Result<StatusChange, ReservationError> {
+    /// Allowed while the reservation holds its units ([`Self::holds_units`]). A replay of the commit changes
+    /// nothing. A reservation that no longer holds its units (past its expiry, released or expired) cannot be
+    /// committed: its units may be someone else's by now, so the caller must reserve again (a late payment);
+    /// the error says which case it is.
+    pub fn commit(&mut self, now: Timestamp) -> Result<StatusChange, ReservationError> {
         match self.status {
-            ReservationStatus::Active => self.move_to(ReservationStatus::Committed),
             ReservationStatus::Committed => Ok(StatusChange::Unchanged(self.status)),
+            _ if self.holds_units(now) => self.move_to(ReservationStatus::Committed),
+            ReservationStatus::Active => Err(ReservationError::PastExpiry { expires_at: self.expires_at }),
+            status => Err(ReservationError::NotActive { status }),
+        }
+    }
+
+    /// Commits a reservation that no longer holds its units, after the caller reserved them again (a late
+    /// payment). Refused only for a committed reservation, which is a replay ([`StatusChange::Unchanged`]).
+    pub fn commit_late(&mut self) -> Result<StatusChange, ReservationError> {
+        match self.status {
+            ReservationStatus::Committed => Ok(StatusChange::Unchanged(self.status)),
+            _ => self.move_to(ReservationStatus::Committed),
+        }
+    }
+
+    /// The payment started processing (an asynchronous method): the reservation keeps its units past its expiry.
+    /// Only an active reservation that still holds its units can start processing; a replay changes nothing.
+    pub fn start_processing(&mut self, now: Timestamp) -> Result<StatusChange, ReservationError> {
+        match self.status {
+            ReservationStatus::Processing => Ok(StatusChange::Unchanged(self.status)),
+            ReservationStatus::Active if self.holds_units(now) => self.move_to(ReservationStatus::Processing),
+            ReservationStatus::Active => Err(ReservationError::PastExpiry { expires_at: self.expires_at }),
             status => Err(ReservationError::NotActive { status }),
         }
     }
@@ -193,22 +228,23 @@ impl Reservation {
     /// must never put sold units back on sale.
     pub fn release(&mut self) -> Result<StatusChange, ReservationError> {
         match self.status {
-            ReservationStatus::Active => self.move_to(ReservationStatus::Released),
+            ReservationStatus::Active | ReservationStatus::Processing => self.move_to(ReservationStatus::Released),
             status if status.gave_units_back() => Ok(StatusChange::Unchanged(status)),
             status => Err(ReservationError::AlreadyCommitted { status }),
         }
     }
 
-    /// The cleanup found the reservation past its expiry instant: the held units go back to availability.
+    /// The cleanup found the reservation past its expiry instant: it is marked expired.
     ///
-    /// Refused before the expiry instant. Like [`Self::release`], a no-op on a released or expired reservation
-    /// and refused on a committed one.
+    /// Refused before the expiry instant and while the payment is processing. Like [`Self::release`], a no-op
+    /// on a released or expired reservation and refused on a committed one.
     pub fn expire(&mut self, now: Timestamp) -> Result<StatusChange, ReservationError> {
         match self.status {
             ReservationStatus::Active if !self.is_expired(now) => {
                 Err(ReservationError::NotYetExpired { expires_at: self.expires_at })
             }
             ReservationStatus::Active => self.move_to(ReservationStatus::Expired),
+            ReservationStatus::Processing => Err(ReservationError::NotActive { status: self.status }),
             status if status.gave_units_back() => Ok(StatusChange::Unchanged(status)),
             status => Err(ReservationError::AlreadyCommitted { status }),
         }
@@ -235,12 +271,14 @@ pub enum ReservationError {
     ExpiresBeforeCreated,
     #[error("{text:?} is not a reservation status (active, committed, released, expired)")]
     UnknownStatus { text: String },
-    #[error("the reservation is {status}, not active: its units are no longer held")]
+    #[error("the reservation is {status}: it cannot change that way")]
     NotActive { status: ReservationStatus },
     #[error("the reservation is already {status}: its units were sold and cannot be given back")]
     AlreadyCommitted { status: ReservationStatus },
     #[error("the reservation is still active until {expires_at}")]
     NotYetExpired { expires_at: Timestamp },
+    #[error("the reservation expired at {expires_at}: its units are no longer held")]
+    PastExpiry { expires_at: Timestamp },
 }
 
 impl ErrorCode for ReservationError {
@@ -253,6 +291,7 @@ impl ErrorCode for ReservationError {
             ReservationError::NotActive { .. } => "reservation_not_active",
             ReservationError::AlreadyCommitted { .. } => "reservation_already_committed",
             ReservationError::NotYetExpired { .. } => "reservation_not_expired",
+            ReservationError::PastExpiry { .. } => "reservation_expired",
         }
     }
 }
@@ -299,10 +338,15 @@ mod tests {
         assert_eq!(reservation_expires_at(late, ReservationTtl::DEFAULT), Err(ReservationError::ExpiryOutOfRange));
     }
 
+    /// Five minutes after the test reservation was made: it still holds its units.
+    fn soon() -> Timestamp {
+        at("2026-11-24T10:05:00Z")
+    }
+
     #[test]
     fn a_committed_reservation_never_releases_or_expires() {
         let mut reservation = reservation();
-        assert_eq!(reservation.commit(), Ok(StatusChange::Changed(ReservationStatus::Committed)));
+        assert_eq!(reservation.commit(soon()), Ok(StatusChange::Changed(ReservationStatus::Committed)));
         assert_eq!(reservation.release().map_err(|e| e.code()), Err("reservation_already_committed"));
         let later = at("2026-11-25T00:00:00Z");
         assert_eq!(reservation.expire(later).map_err(|e| e.code()), Err("reservation_already_committed"));
@@ -312,8 +356,8 @@ mod tests {
     #[test]
     fn a_replayed_commit_or_release_changes_nothing() {
         let mut committed = reservation();
-        committed.commit().expect("active");
-        assert_eq!(committed.commit(), Ok(StatusChange::Unchanged(ReservationStatus::Committed)));
+        committed.commit(soon()).expect("active");
+        assert_eq!(committed.commit(soon()), Ok(StatusChange::Unchanged(ReservationStatus::Committed)));
 
         let mut released = reservation();
         released.release().expect("active");
@@ -326,16 +370,41 @@ mod tests {
     fn a_payment_after_release_or_expiry_cannot_commit_the_old_reservation() {
         let mut expired = reservation();
         expired.expire(at("2026-11-24T10:30:00Z")).expect("due");
-        let error = expired.commit().expect_err("units no longer held");
+        let error = expired.commit(soon()).expect_err("units no longer held");
         assert_eq!(error.code(), "reservation_not_active");
-        assert_eq!(error.to_string(), "the reservation is expired, not active: its units are no longer held");
+        assert_eq!(error.to_string(), "the reservation is expired: it cannot change that way");
+
+        let mut released = reservation();
+        released.release().expect("active");
+        assert_eq!(released.commit(soon()).map_err(|e| e.code()), Err("reservation_not_active"));
     }
 
     #[test]
-    fn an_active_reservation_past_its_expiry_can_still_be_committed_until_it_is_cleaned_up() {
+    fn an_active_reservation_past_its_expiry_no_longer_holds_units_and_cannot_commit_before_cleanup() {
         let mut reservation = reservation();
-        assert!(reservation.is_expired(at("2026-11-24T11:00:00Z")));
-        assert_eq!(reservation.commit(), Ok(StatusChange::Changed(ReservationStatus::Committed)));
+        let late = at("2026-11-24T11:00:00Z");
+        assert!(!reservation.holds_units(late));
+        assert_eq!(reservation.commit(late).map_err(|e| e.code()), Err("reservation_expired"));
+        assert_eq!(reservation.status(), ReservationStatus::Active);
+        assert_eq!(reservation.commit_late(), Ok(StatusChange::Changed(ReservationStatus::Committed)));
+        assert_eq!(reservation.commit_late(), Ok(StatusChange::Unchanged(ReservationStatus::Committed)));
+    }
+
+    #[test]
+    fn a_processing_reservation_holds_its_units_past_expiry_and_is_never_expired() {
+        let mut reservation = reservation();
+        assert_eq!(reservation.start_processing(soon()), Ok(StatusChange::Changed(ReservationStatus::Processing)));
+        assert_eq!(reservation.start_processing(soon()), Ok(StatusChange::Unchanged(ReservationStatus::Processing)));
+        let late = at("2026-11-25T10:00:00Z");
+        assert!(reservation.holds_units(late));
+        assert!(reservation.expire(late).is_err());
+        assert_eq!(reservation.commit(late), Ok(StatusChange::Changed(ReservationStatus::Committed)));
+
+        let mut failed = Reservation::new(at("2026-11-24T10:00:00Z"), ReservationTtl::DEFAULT).expect("valid");
+        failed.start_processing(soon()).expect("active");
+        assert_eq!(failed.release(), Ok(StatusChange::Changed(ReservationStatus::Released)));
+        let mut too_late = Reservation::new(at("2026-11-24T10:00:00Z"), ReservationTtl::DEFAULT).expect("valid");
+        assert_eq!(too_late.start_processing(late).map_err(|e| e.code()), Err("reservation_expired"));
     }
 
     #[test]
@@ -350,6 +419,7 @@ mod tests {
     fn statuses_round_trip_through_their_text() {
         for status in [
             ReservationStatus::Active,
+            ReservationStatus::Processing,
             ReservationStatus::Committed,
             ReservationStatus::Released,
             ReservationStatus::Expired,
@@ -361,14 +431,14 @@ mod tests {
 
     #[derive(Debug, Clone, Copy)]
     enum Event {
-        Commit,
+        Commit { minutes_after_creation: i64 },
         Release,
         Expire { minutes_after_creation: i64 },
     }
 
     fn event() -> impl Strategy<Value = Event> {
         prop_oneof![
-            Just(Event::Commit),
+            (0_i64..60).prop_map(|minutes_after_creation| Event::Commit { minutes_after_creation }),
             Just(Event::Release),
             (0_i64..60).prop_map(|minutes_after_creation| Event::Expire { minutes_after_creation }),
         ]
@@ -380,13 +450,19 @@ mod tests {
             let mut reservation = reservation();
             let mut changes = 0;
             let mut terminal: Option<ReservationStatus> = None;
+            let minutes = |reservation: &Reservation, minutes: i64| {
+                reservation.created_at().checked_add_millis(minutes * 60_000).expect("in range")
+            };
             for event in events {
                 let outcome = match event {
-                    Event::Commit => reservation.commit(),
+                    Event::Commit { minutes_after_creation } => {
+                        let now = minutes(&reservation, minutes_after_creation);
+                        reservation.commit(now)
+                    }
                     Event::Release => reservation.release(),
                     Event::Expire { minutes_after_creation } => {
-                        let now = reservation.created_at().checked_add_millis(minutes_after_creation * 60_000);
-                        reservation.expire(now.expect("in range"))
+                        let now = minutes(&reservation, minutes_after_creation);
+                        reservation.expire(now)
                     }
                 };
                 if let Ok(StatusChange::Changed(status)) = outcome {

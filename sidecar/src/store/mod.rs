@@ -111,6 +111,68 @@ pub struct Monitoring {
     pub oldest_active: Option<ReservationSummary>,
     /// Past their expiry (so no longer counted) but not yet marked expired by cleanup.
     pub expired_not_released: u64,
+    /// Conflicts recorded from Stripe events and not yet resolved.
+    pub open_conflicts: u64,
+}
+
+/// What a verified Stripe event asks of the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StripeAction {
+    /// The payment succeeded: sell the reservation's units (reserving them again if it no longer holds them).
+    Commit { reference: String, order_reference: Option<String> },
+    /// The checkout is over without payment: give the units back.
+    Release { reference: String },
+    /// An asynchronous payment is under way: keep the units past the expiry.
+    StartProcessing { reference: String },
+    /// Nothing to do; the reason is logged and answered.
+    Ignore { reason: &'static str },
+}
+
+/// A Stripe event as recorded: its id makes it apply once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeEventRecord {
+    pub id: String,
+    pub kind: String,
+}
+
+/// What applying a Stripe event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// The event id was processed before: nothing changed.
+    Duplicate,
+    /// Units sold; `late` when the reservation had expired or been released and the units were reserved again.
+    Committed {
+        late: bool,
+    },
+    Released,
+    Processing,
+    /// The reservation was already where the event would take it.
+    Unchanged {
+        status: ReservationStatus,
+    },
+    Ignored {
+        reason: &'static str,
+    },
+    /// Recorded for an operator: `oversold` (paid, but the units are gone) or `unknown_reference`.
+    Conflict {
+        kind: &'static str,
+    },
+}
+
+impl EventOutcome {
+    /// A short word for logs and the webhook's answer.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EventOutcome::Duplicate => "duplicate",
+            EventOutcome::Committed { late: false } => "committed",
+            EventOutcome::Committed { late: true } => "committed_late",
+            EventOutcome::Released => "released",
+            EventOutcome::Processing => "processing",
+            EventOutcome::Unchanged { .. } => "unchanged",
+            EventOutcome::Ignored { .. } => "ignored",
+            EventOutcome::Conflict { .. } => "conflict",
+        }
+    }
 }
 
 /// A reservation in a monitoring list.
@@ -147,6 +209,17 @@ pub trait Store: Send + Sync + 'static {
     async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError>;
 
     async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError>;
+
+    /// Applies a verified Stripe event once: the event id is claimed in the same transaction as the change.
+    async fn apply_stripe_event(
+        &self,
+        event: &StripeEventRecord,
+        action: &StripeAction,
+        now: Timestamp,
+    ) -> Result<EventOutcome, StoreError>;
+
+    /// Forgets processed Stripe event ids received before `before` (Stripe retries for 3 days; they are kept 30).
+    async fn prune_stripe_events(&self, before: Timestamp) -> Result<u64, StoreError>;
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

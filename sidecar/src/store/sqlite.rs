@@ -12,12 +12,12 @@ use sqlx::{Row, SqliteConnection};
 use stock_core::{
     CartLine, MovementDetails, MovementType, ProductSnapshot, Quantity, Reservation, ReservationError,
     ReservationStatus, ReservationTtl, SignedQuantity, SizeStock, StatusChange, StockLevel, StockMovement, Timestamp,
-    apply_movement, reservation_expires_at, validate_cart,
+    apply_movement, commit_reserved_sale, reservation_expires_at, validate_cart,
 };
 
 use super::{
-    Monitoring, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome, ReservationRecord,
-    ReservationSummary, ReserveOutcome, ReservedItem, SizeRecord, Store, StoreError,
+    EventOutcome, Monitoring, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome, ReservationRecord,
+    ReservationSummary, ReserveOutcome, ReservedItem, SizeRecord, Store, StoreError, StripeAction, StripeEventRecord,
 };
 
 /// How long a statement waits for another process's write lock (the `cleanup` command, say) before failing.
@@ -25,11 +25,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read-only connections for GET requests.
 const READERS: u32 = 4;
 
-/// Units held by active, unexpired reservations of one size; `?2` is now. The SQL form of stock-core's rule that
-/// a reservation stops holding units at its expiry instant (`reservation_is_expired`).
+/// Units held by the reservations of one size; `?2` is now. The SQL form of stock-core's
+/// `Reservation::holds_units`: active and not past the expiry instant, or processing.
 const RESERVED_UNITS: &str = "COALESCE((SELECT SUM(ri.quantity) FROM reservation_items ri \
     JOIN reservations r ON r.reference = ri.reference \
-    WHERE ri.product = s.product AND ri.size = s.size AND r.status = 'active' AND r.expires_at > ?2), 0)";
+    WHERE ri.product = s.product AND ri.size = s.size \
+    AND ((r.status = 'active' AND r.expires_at > ?2) OR r.status = 'processing')), 0)";
 
 /// The embedded SQLite ledger.
 #[derive(Debug, Clone)]
@@ -189,6 +190,212 @@ async fn load_movement(connection: &mut SqliteConnection, key: &str) -> Result<O
     }))
 }
 
+/// Records a movement and sets the size's units on hand to its `stock_after` (and the threshold, if given).
+/// Returns the movement's id. The idempotency key, when given, is unique: a second insert fails the transaction.
+async fn write_movement(
+    connection: &mut SqliteConnection,
+    key: Option<&str>,
+    (product, size): (&str, &str),
+    movement: &StockMovement,
+    low_stock_threshold: Option<Quantity>,
+) -> Result<i64, StoreError> {
+    sqlx::query(
+        "UPDATE sizes SET stock = ?3, low_stock_threshold = COALESCE(?4, low_stock_threshold), updated_at = ?5 \
+         WHERE product = ?1 AND size = ?2",
+    )
+    .bind(product)
+    .bind(size)
+    .bind(i64::from(movement.stock_after))
+    .bind(low_stock_threshold.map(i64::from))
+    .bind(movement.details.date.unix_millis())
+    .execute(&mut *connection)
+    .await?;
+    let id: i64 = sqlx::query(
+        "INSERT INTO movements (idempotency_key, product, size, type, quantity, stock_before, stock_after, reason, \
+         reference, order_reference, date) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+    )
+    .bind(key)
+    .bind(product)
+    .bind(size)
+    .bind(movement.kind.as_str())
+    .bind(movement.quantity.get())
+    .bind(i64::from(movement.stock_before))
+    .bind(i64::from(movement.stock_after))
+    .bind(&movement.details.reason)
+    .bind(&movement.details.reference)
+    .bind(&movement.details.order_reference)
+    .bind(movement.details.date.unix_millis())
+    .fetch_one(&mut *connection)
+    .await?
+    .try_get("id")?;
+    Ok(id)
+}
+
+/// The stock level of one size at `now`.
+async fn size_level(
+    connection: &mut SqliteConnection,
+    product: &str,
+    size: &str,
+    now: Timestamp,
+) -> Result<StockLevel, StoreError> {
+    sizes_of(connection, product, now)
+        .await?
+        .into_iter()
+        .find(|record| record.size == size)
+        .map(|record| record.level)
+        .ok_or_else(|| StoreError::Inconsistent(format!("reserved size {product} {size} is missing from sizes")))
+}
+
+async fn set_status(
+    connection: &mut SqliteConnection,
+    reference: &str,
+    status: ReservationStatus,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let finished_at = status.is_terminal().then_some(now.unix_millis());
+    sqlx::query("UPDATE reservations SET status = ?2, finished_at = ?3 WHERE reference = ?1")
+        .bind(reference)
+        .bind(status.as_str())
+        .bind(finished_at)
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
+}
+
+async fn record_conflict(
+    connection: &mut SqliteConnection,
+    kind: &'static str,
+    reference: &str,
+    event_id: &str,
+    details: serde_json::Value,
+    now: Timestamp,
+) -> Result<EventOutcome, StoreError> {
+    sqlx::query("INSERT INTO conflicts (kind, reference, event_id, details, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .bind(kind)
+        .bind(reference)
+        .bind(event_id)
+        .bind(details.to_string())
+        .bind(now.unix_millis())
+        .execute(&mut *connection)
+        .await?;
+    Ok(EventOutcome::Conflict { kind })
+}
+
+/// Sells a reservation's units. A reservation that still holds them sells them (stock and reserved go down
+/// together); one that no longer does (late payment) is reserved again first if every size has the units, and
+/// is otherwise recorded as an `oversold` conflict, changing nothing else.
+async fn commit_reservation(
+    connection: &mut SqliteConnection,
+    reference: &str,
+    order_reference: Option<&str>,
+    event_id: &str,
+    now: Timestamp,
+) -> Result<EventOutcome, StoreError> {
+    let Some(record) = load_reservation(connection, reference).await? else {
+        let details = serde_json::json!({ "message": "a payment succeeded for a reference that was never reserved" });
+        return record_conflict(connection, "unknown_reference", reference, event_id, details, now).await;
+    };
+    let mut lifecycle = Reservation::restore(record.created_at, record.expires_at, record.status)
+        .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+    let late = match lifecycle.commit(now) {
+        Ok(StatusChange::Unchanged(status)) => return Ok(EventOutcome::Unchanged { status }),
+        Ok(StatusChange::Changed(_)) => false,
+        Err(ReservationError::PastExpiry { .. } | ReservationError::NotActive { .. }) => true,
+        Err(error) => return Err(StoreError::Inconsistent(error.to_string())),
+    };
+
+    let order = order_reference.unwrap_or(reference);
+    let details = || MovementDetails {
+        reason: format!("Order {order}"),
+        reference: Some(reference.to_owned()),
+        order_reference: order_reference.map(str::to_owned),
+        date: now,
+    };
+    // Work out every size first, so that a shortage on the last one changes nothing on the first.
+    let mut sales = Vec::with_capacity(record.items.len());
+    let mut shortages = Vec::new();
+    for item in &record.items {
+        let level = size_level(connection, &item.product, &item.size, now).await?;
+        let held = if late {
+            match level.reserve(item.quantity) {
+                Ok(held) => held,
+                Err(_) => {
+                    shortages.push(serde_json::json!({ "product": item.product, "size": item.size,
+                        "requested": item.quantity.get(), "available": level.available().get() }));
+                    continue;
+                }
+            }
+        } else {
+            level
+        };
+        let applied = commit_reserved_sale(&held, item.quantity, details())
+            .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+        sales.push((item, applied.movement));
+    }
+    if !shortages.is_empty() {
+        let details = serde_json::json!({
+            "message": "a payment succeeded after its reservation ended, and the units are no longer available",
+            "reservationStatus": record.status.as_str(),
+            "shortages": shortages,
+        });
+        return record_conflict(connection, "oversold", reference, event_id, details, now).await;
+    }
+    for (item, movement) in &sales {
+        let key = format!("sale:{reference}:{}:{}", item.product, item.size);
+        write_movement(connection, Some(&key), (&item.product, &item.size), movement, None).await?;
+    }
+    if late {
+        lifecycle.commit_late().map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+    }
+    set_status(connection, reference, ReservationStatus::Committed, now).await?;
+    Ok(EventOutcome::Committed { late })
+}
+
+async fn release_for_event(
+    connection: &mut SqliteConnection,
+    reference: &str,
+    now: Timestamp,
+) -> Result<EventOutcome, StoreError> {
+    let Some(record) = load_reservation(connection, reference).await? else {
+        return Ok(EventOutcome::Ignored { reason: "no reservation has this reference" });
+    };
+    let mut lifecycle = Reservation::restore(record.created_at, record.expires_at, record.status)
+        .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+    match lifecycle.release() {
+        Ok(StatusChange::Changed(status)) => {
+            set_status(connection, reference, status, now).await?;
+            Ok(EventOutcome::Released)
+        }
+        Ok(StatusChange::Unchanged(status)) => Ok(EventOutcome::Unchanged { status }),
+        Err(ReservationError::AlreadyCommitted { .. }) => {
+            Ok(EventOutcome::Ignored { reason: "the reservation was already paid; its units stay sold" })
+        }
+        Err(error) => Err(StoreError::Inconsistent(error.to_string())),
+    }
+}
+
+async fn start_processing(
+    connection: &mut SqliteConnection,
+    reference: &str,
+    now: Timestamp,
+) -> Result<EventOutcome, StoreError> {
+    let Some(record) = load_reservation(connection, reference).await? else {
+        return Ok(EventOutcome::Ignored { reason: "no reservation has this reference" });
+    };
+    let mut lifecycle = Reservation::restore(record.created_at, record.expires_at, record.status)
+        .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+    match lifecycle.start_processing(now) {
+        Ok(StatusChange::Changed(status)) => {
+            set_status(connection, reference, status, now).await?;
+            Ok(EventOutcome::Processing)
+        }
+        Ok(StatusChange::Unchanged(status)) => Ok(EventOutcome::Unchanged { status }),
+        Err(_) => Ok(EventOutcome::Ignored {
+            reason: "the reservation no longer holds its units; the payment's success will reserve them again",
+        }),
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn reserve(
@@ -268,12 +475,7 @@ impl Store for SqliteStore {
             .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
         match lifecycle.release() {
             Ok(StatusChange::Changed(status)) => {
-                sqlx::query("UPDATE reservations SET status = ?2, finished_at = ?3 WHERE reference = ?1")
-                    .bind(reference)
-                    .bind(status.as_str())
-                    .bind(now.unix_millis())
-                    .execute(&mut *transaction)
-                    .await?;
+                set_status(&mut transaction, reference, status, now).await?;
                 transaction.commit().await?;
                 record.status = status;
                 Ok(ReleaseOutcome::Released(record))
@@ -343,35 +545,14 @@ impl Store for SqliteStore {
             Err(error) => return Ok(MovementOutcome::Refused(error)),
         };
         let movement = applied.movement;
-        sqlx::query(
-            "UPDATE sizes SET stock = ?3, low_stock_threshold = COALESCE(?4, low_stock_threshold), updated_at = ?5 \
-             WHERE product = ?1 AND size = ?2",
+        let id = write_movement(
+            &mut transaction,
+            key.as_deref(),
+            (&request.product, &request.size),
+            &movement,
+            request.low_stock_threshold,
         )
-        .bind(&request.product)
-        .bind(&request.size)
-        .bind(i64::from(movement.stock_after))
-        .bind(request.low_stock_threshold.map(i64::from))
-        .bind(now.unix_millis())
-        .execute(&mut *transaction)
         .await?;
-        let id: i64 = sqlx::query(
-            "INSERT INTO movements (idempotency_key, product, size, type, quantity, stock_before, stock_after, reason, \
-             reference, order_reference, date) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
-        )
-        .bind(&key)
-        .bind(&request.product)
-        .bind(&request.size)
-        .bind(movement.kind.as_str())
-        .bind(movement.quantity.get())
-        .bind(i64::from(movement.stock_before))
-        .bind(i64::from(movement.stock_after))
-        .bind(&movement.details.reason)
-        .bind(&movement.details.reference)
-        .bind(&movement.details.order_reference)
-        .bind(movement.details.date.unix_millis())
-        .fetch_one(&mut *transaction)
-        .await?
-        .try_get("id")?;
         transaction.commit().await?;
         Ok(MovementOutcome::Applied(MovementRecord { id, product: request.product, size: request.size, movement }))
     }
@@ -381,18 +562,21 @@ impl Store for SqliteStore {
         let now = now.unix_millis();
         let counts = sqlx::query(
             "SELECT \
-               (SELECT COUNT(*) FROM reservations WHERE status = 'active' AND expires_at > ?1) AS active, \
+               (SELECT COUNT(*) FROM reservations \
+                  WHERE (status = 'active' AND expires_at > ?1) OR status = 'processing') AS active, \
                (SELECT COALESCE(SUM(ri.quantity), 0) FROM reservation_items ri \
                   JOIN reservations r ON r.reference = ri.reference \
-                  WHERE r.status = 'active' AND r.expires_at > ?1) AS reserved_units, \
-               (SELECT COUNT(*) FROM reservations WHERE status = 'active' AND expires_at <= ?1) AS expired",
+                  WHERE (r.status = 'active' AND r.expires_at > ?1) OR r.status = 'processing') AS reserved_units, \
+               (SELECT COUNT(*) FROM reservations WHERE status = 'active' AND expires_at <= ?1) AS expired, \
+               (SELECT COUNT(*) FROM conflicts WHERE resolved_at IS NULL) AS open_conflicts",
         )
         .bind(now)
         .fetch_one(&mut *connection)
         .await?;
         let oldest = sqlx::query(
             "SELECT reference, created_at, expires_at FROM reservations \
-             WHERE status = 'active' AND expires_at > ?1 ORDER BY created_at, reference LIMIT 1",
+             WHERE (status = 'active' AND expires_at > ?1) OR status = 'processing' \
+             ORDER BY created_at, reference LIMIT 1",
         )
         .bind(now)
         .fetch_optional(&mut *connection)
@@ -413,7 +597,53 @@ impl Store for SqliteStore {
                 None => None,
             },
             expired_not_released: count("expired")?,
+            open_conflicts: count("open_conflicts")?,
         })
+    }
+
+    async fn apply_stripe_event(
+        &self,
+        event: &StripeEventRecord,
+        action: &StripeAction,
+        now: Timestamp,
+    ) -> Result<EventOutcome, StoreError> {
+        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let claimed = sqlx::query(
+            "INSERT INTO stripe_events (id, type, outcome, received_at) VALUES (?1, ?2, 'pending', ?3) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&event.id)
+        .bind(&event.kind)
+        .bind(now.unix_millis())
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            return Ok(EventOutcome::Duplicate);
+        }
+        let outcome = match action {
+            StripeAction::Commit { reference, order_reference } => {
+                commit_reservation(&mut transaction, reference, order_reference.as_deref(), &event.id, now).await?
+            }
+            StripeAction::Release { reference } => release_for_event(&mut transaction, reference, now).await?,
+            StripeAction::StartProcessing { reference } => start_processing(&mut transaction, reference, now).await?,
+            StripeAction::Ignore { reason } => EventOutcome::Ignored { reason },
+        };
+        sqlx::query("UPDATE stripe_events SET outcome = ?2 WHERE id = ?1")
+            .bind(&event.id)
+            .bind(outcome.as_str())
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn prune_stripe_events(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM stripe_events WHERE received_at < ?1")
+            .bind(before.unix_millis())
+            .execute(&self.writer)
+            .await?;
+        Ok(result.rows_affected())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

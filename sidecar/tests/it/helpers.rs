@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 
 pub(crate) const API_TOKEN: &str = "test-api-token-0123456789";
 pub(crate) const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub(crate) const WEBHOOK_SECRET: &str = "whsec_test_secret_for_the_sidecar_tests";
 /// Every test starts at this instant.
 pub(crate) const START: &str = "2026-11-24T10:00:00.000Z";
 
@@ -44,6 +45,7 @@ pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp 
         database_url: format!("sqlite://{}", directory.path().join("ledger.db").display()),
         api_token: Some(Secret::new(API_TOKEN)),
         admin_token: Some(Secret::new(ADMIN_TOKEN)),
+        stripe_webhook_secrets: vec![Secret::new(WEBHOOK_SECRET)],
         cleanup_interval: None,
         ..Config::default()
     };
@@ -111,4 +113,47 @@ pub(crate) async fn body_of(response: Response, status: u16) -> Value {
     let text = response.text().await.expect("body");
     assert_eq!(actual, status, "unexpected status; body: {text}");
     serde_json::from_str(&text).expect("a JSON body")
+}
+
+/// A fixture event from tests/fixtures/stripe with its event id and its object's id replaced, as the exact text
+/// to sign and send.
+pub(crate) fn stripe_event(fixture: &str, event_id: &str, object_id: &str) -> String {
+    let path = format!("{}/tests/fixtures/stripe/{fixture}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("fixture exists");
+    let mut event: Value = serde_json::from_str(&text).expect("fixture is JSON");
+    event["id"] = json!(event_id);
+    event["data"]["object"]["id"] = json!(object_id);
+    serde_json::to_string(&event).expect("serializable")
+}
+
+impl TestApp {
+    /// Sends `payload` to the webhook route signed with `secret` at the clock's current time.
+    pub(crate) async fn send_signed(&self, payload: &str, secret: &str) -> Response {
+        let now = self.clock_seconds();
+        let header = stripe_webhook::Webhook::generate_test_header(payload, secret, Some(now));
+        self.send_with_signature(payload, &header).await
+    }
+
+    /// Sends `payload` to the webhook route signed with the test secret.
+    pub(crate) async fn send_event(&self, payload: &str) -> Response {
+        self.send_signed(payload, WEBHOOK_SECRET).await
+    }
+
+    /// Sends `payload` with the given Stripe-Signature header, on the route Stripe's CLI forwards to.
+    pub(crate) async fn send_with_signature(&self, payload: &str, signature: &str) -> Response {
+        self.client
+            .post(format!("{}/webhooks/stripe", self.address))
+            .header("stripe-signature", signature)
+            .header("content-type", "application/json")
+            .body(payload.to_owned())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The clock's time in whole Unix seconds, as Stripe signs.
+    pub(crate) fn clock_seconds(&self) -> i64 {
+        use stock_sidecar::clock::Clock;
+        self.clock.now().unix_millis() / 1000
+    }
 }

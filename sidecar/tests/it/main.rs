@@ -6,3 +6,4 @@ mod concurrency;
 mod helpers;
 mod movements;
 mod reservations;
+mod webhooks;

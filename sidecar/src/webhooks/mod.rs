@@ -1,0 +1,133 @@
+//! Stripe webhooks: `POST /api/checkout/webhook` (the seed's path) and `POST /webhooks/stripe`. The signature is
+//! verified on the raw body, the event is turned into one ledger action, and the event id and the action commit
+//! together, so a redelivered event changes nothing. A store failure answers 500 so that Stripe retries.
+
+mod verify;
+
+pub use verify::{VerifiedEvent, VerifyError, verify};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+use stripe_shared::CheckoutSessionPaymentStatus;
+use stripe_webhook::EventObject;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::store::{EventOutcome, StripeAction, StripeEventRecord};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/checkout/webhook", post(receive_stripe_event))
+        .route("/webhooks/stripe", post(receive_stripe_event))
+}
+
+/// The shop's order number, from the object's metadata (`orderNumber`), when there is one.
+fn order_number(metadata: Option<&std::collections::HashMap<String, String>>) -> Option<String> {
+    metadata.and_then(|metadata| metadata.get("orderNumber")).filter(|number| !number.is_empty()).cloned()
+}
+
+/// What a verified event asks of the ledger.
+pub fn action_for(event: &VerifiedEvent, release_on_payment_failed: bool) -> StripeAction {
+    use EventObject as Object;
+    let commit_intent = |intent: &stripe_shared::PaymentIntent| StripeAction::Commit {
+        reference: intent.id.as_str().to_owned(),
+        order_reference: order_number(Some(&intent.metadata)),
+    };
+    let commit_session = |session: &stripe_shared::CheckoutSession| StripeAction::Commit {
+        reference: session.id.as_str().to_owned(),
+        order_reference: order_number(session.metadata.as_ref()),
+    };
+    match &event.event().data.object {
+        Object::PaymentIntentSucceeded(intent) => commit_intent(intent),
+        Object::PaymentIntentCanceled(intent) => StripeAction::Release { reference: intent.id.as_str().to_owned() },
+        Object::PaymentIntentPaymentFailed(intent) if release_on_payment_failed => {
+            StripeAction::Release { reference: intent.id.as_str().to_owned() }
+        }
+        Object::PaymentIntentPaymentFailed(_) => StripeAction::Ignore {
+            reason: "payment failed: the reservation is kept so the customer can retry (RELEASE_ON_PAYMENT_FAILED=false)",
+        },
+        Object::PaymentIntentProcessing(intent) => {
+            StripeAction::StartProcessing { reference: intent.id.as_str().to_owned() }
+        }
+        Object::CheckoutSessionCompleted(session) => match session.payment_status {
+            CheckoutSessionPaymentStatus::Paid | CheckoutSessionPaymentStatus::NoPaymentRequired => {
+                commit_session(session)
+            }
+            // Completed but not yet paid (an asynchronous method): hold the units until it succeeds or fails.
+            _ => StripeAction::StartProcessing { reference: session.id.as_str().to_owned() },
+        },
+        Object::CheckoutSessionAsyncPaymentSucceeded(session) => commit_session(session),
+        Object::CheckoutSessionAsyncPaymentFailed(session) | Object::CheckoutSessionExpired(session) => {
+            StripeAction::Release { reference: session.id.as_str().to_owned() }
+        }
+        _ => StripeAction::Ignore { reason: "this event type does not concern stock" },
+    }
+}
+
+fn reference_of(action: &StripeAction) -> Option<&str> {
+    match action {
+        StripeAction::Commit { reference, .. }
+        | StripeAction::Release { reference }
+        | StripeAction::StartProcessing { reference } => Some(reference),
+        StripeAction::Ignore { .. } => None,
+    }
+}
+
+async fn receive_stripe_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    if state.config.stripe_webhook_secrets.is_empty() {
+        return Err(ApiError::Disabled { code: "webhooks_disabled", setting: "STRIPE_WEBHOOK_SECRET" });
+    }
+    let signature = headers.get("stripe-signature").and_then(|value| value.to_str().ok());
+    let now = state.clock.now();
+    let event = verify(&body, signature, &state.config.stripe_webhook_secrets, now).map_err(|error| {
+        tracing::warn!(error = %error, "Stripe webhook refused");
+        let code = match error {
+            VerifyError::Unreadable(_) | VerifyError::NotUtf8 => "invalid_event",
+            _ => "invalid_signature",
+        };
+        ApiError::BadRequest { code, message: error.to_string() }
+    })?;
+
+    let record =
+        StripeEventRecord { id: event.event().id.as_str().to_owned(), kind: event.event().type_.as_str().to_owned() };
+    let action = action_for(&event, state.config.release_on_payment_failed);
+    let outcome = state.store.apply_stripe_event(&record, &action, now).await?;
+    let reference = reference_of(&action).unwrap_or("-");
+    match &outcome {
+        EventOutcome::Conflict { kind } => tracing::error!(event_id = %record.id, event_type = %record.kind,
+            reference = %reference, conflict = %kind, "Stripe event could not be applied as asked: conflict recorded"),
+        EventOutcome::Duplicate => tracing::info!(event_id = %record.id, event_type = %record.kind,
+            "Stripe event already processed: redelivery ignored"),
+        EventOutcome::Ignored { reason } => tracing::info!(event_id = %record.id, event_type = %record.kind,
+            reference = %reference, reason = %reason, "Stripe event ignored"),
+        other => tracing::info!(event_id = %record.id, event_type = %record.kind, reference = %reference,
+            outcome = %other.as_str(), "Stripe event applied"),
+    }
+
+    let mut answer = Map::new();
+    answer.insert("received".into(), json!(true));
+    answer.insert("eventId".into(), json!(record.id));
+    answer.insert("duplicate".into(), json!(outcome == EventOutcome::Duplicate));
+    answer.insert("outcome".into(), json!(outcome.as_str()));
+    if let Some(reference) = reference_of(&action) {
+        answer.insert("reference".into(), json!(reference));
+    }
+    match outcome {
+        EventOutcome::Ignored { reason } => {
+            answer.insert("reason".into(), json!(reason));
+        }
+        EventOutcome::Conflict { kind } => {
+            answer.insert("conflict".into(), json!(kind));
+        }
+        _ => {}
+    }
+    Ok(Json(Value::Object(answer)))
+}
