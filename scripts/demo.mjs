@@ -1,44 +1,111 @@
-// A sample product through payload-stock: what a Payload hook or a Next.js route handler would do with it.
-import {
-  applyMovement,
-  deriveSizes,
-  isReservationExpired,
-  reservationExpiresAt,
-  validateCart,
-} from '../js-shim/index.mjs'; // in a shop: from 'payload-stock'
+// payload-stock end to end: the rules in WebAssembly on a sample product, then one checkout through a real
+// stock-sidecar. Run by scripts/demo.sh, which builds both first. Usage: node scripts/demo.mjs <sidecar binary>
+import { spawn } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { deriveSizes, validateCart } from '../js-shim/index.mjs'; // in a shop: from 'payload-stock'
 
+const binary = process.argv[2];
+if (!binary) {
+  console.error('usage: node scripts/demo.mjs <path to the stock-sidecar binary> (scripts/demo.sh passes it)');
+  process.exit(2);
+}
+
+// 1. The rules, in the shop's own process.
 const product = {
   id: 'trail-runner',
-  title: 'Trail Runner',
   sizes: [
-    { size: '40', stock: 12, reservedStock: 2, lowStockThreshold: 3 },
     { size: '41', stock: 5, reservedStock: 3, lowStockThreshold: 3 },
-    { size: '42', stock: 1, reservedStock: 1, lowStockThreshold: 3 },
-    { size: '43', stock: 0, reservedStock: 0, lowStockThreshold: 3 },
+    { size: '42', stock: 1, reservedStock: 0, lowStockThreshold: 3 },
   ],
 };
-
-console.log(`Derived sizes of "${product.title}" (deriveSizes):`);
+console.log('The wasm package on a sample product (deriveSizes):');
 console.table(deriveSizes(product.sizes));
+const check = validateCart([product], [{ product: 'trail-runner', size: '41', quantity: 3 }]);
+console.log(`validateCart asking 3 of size 41: ok=${check.ok}, shortages=${JSON.stringify(check.shortages)}\n`);
 
-const cart = [
-  { product: 'trail-runner', size: '41', quantity: 2 },
-  { product: 'trail-runner', size: '42', quantity: 1 },
-  { product: 'trail-runner', size: '45', quantity: 1 },
-];
-console.log('\nA cart checked against it (validateCart):');
-console.dir(validateCart([product], cart), { depth: null });
+// 2. The sidecar: a real process on a free port with a database of its own.
+const directory = mkdtempSync(join(tmpdir(), 'payload-stock-demo-'));
+const apiToken = randomBytes(16).toString('hex');
+const adminToken = randomBytes(16).toString('hex');
+const webhookSecret = `whsec_${randomBytes(16).toString('hex')}`;
+const port = 4300 + Math.floor(Math.random() * 500);
+const base = `http://127.0.0.1:${port}`;
+const sidecar = spawn(binary, ['serve'], {
+  env: {
+    ...process.env,
+    LISTEN_ADDR: `127.0.0.1:${port}`,
+    DATABASE_URL: `sqlite://${join(directory, 'payload-stock.db')}`,
+    SIDECAR_API_TOKEN: apiToken,
+    ADMIN_API_TOKEN: adminToken,
+    STRIPE_WEBHOOK_SECRET: webhookSecret,
+    RUST_LOG: process.env.RUST_LOG ?? 'warn,stripe_webhook=error',
+  },
+  stdio: ['ignore', 'inherit', 'inherit'],
+});
 
-const createdAt = new Date().toISOString();
-const expiresAt = reservationExpiresAt(createdAt);
-console.log(`\nA reservation made at ${createdAt} expires at ${expiresAt} (reservationExpiresAt, 30 min default);`);
-console.log(`expired now? ${isReservationExpired(expiresAt)}; in an hour? ${isReservationExpired(expiresAt, new Date(Date.now() + 3_600_000))}`);
+async function call(method, path, { token = apiToken, body, headers = {} } = {}) {
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : body && JSON.stringify(body),
+  });
+  const text = await response.text();
+  console.log(`${method} ${path} -> ${response.status} ${text}`);
+  return JSON.parse(text);
+}
 
-console.log('\nA restock of 10 units of size 43 (applyMovement):');
-console.dir(applyMovement(product.sizes[3], { type: 'restock', quantity: 10, reason: 'Supplier delivery', reference: 'PO-1042' }));
+/** A Stripe event as Stripe signs it: HMAC-SHA256 of "<t>.<payload>" with the endpoint secret. */
+function signedEvent(type, objectId) {
+  const event = {
+    id: `evt_demo_${randomBytes(6).toString('hex')}`,
+    object: 'event',
+    api_version: '2025-03-31.basil',
+    created: Math.floor(Date.now() / 1000),
+    type,
+    data: { object: JSON.parse(readFileSync(new URL('../sidecar/tests/fixtures/stripe/payment_intent.succeeded.json', import.meta.url))).data.object },
+    livemode: false,
+    pending_webhooks: 1,
+    request: { id: null, idempotency_key: null },
+  };
+  event.data.object.id = objectId;
+  const payload = JSON.stringify(event);
+  const t = Math.floor(Date.now() / 1000);
+  const v1 = createHmac('sha256', webhookSecret).update(`${t}.${payload}`).digest('hex');
+  return { payload, signature: `t=${t},v1=${v1}` };
+}
+
+async function waitUntilReady() {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    try {
+      if ((await fetch(`${base}/readyz`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error('the sidecar did not become ready within 10 s');
+}
 
 try {
-  applyMovement(product.sizes[2], { type: 'sale', quantity: -1, reason: 'Walk-in sale' });
-} catch (error) {
-  console.log(`\nSelling the last, reserved pair of size 42 is refused: ${error.code}: ${error.message}`);
+  await waitUntilReady();
+  console.log(`stock-sidecar is up on ${base}\n`);
+  await call('POST', '/v1/movements', { token: adminToken, body: { product: 'trail-runner', size: '42', type: 'restock', quantity: 1, reason: 'Supplier delivery', reference: 'PO-1042', lowStockThreshold: 1 } });
+  await call('POST', '/v1/reservations', { body: { reference: 'pi_3DemoAlice', items: [{ product: 'trail-runner', size: '42', quantity: 1 }] } });
+  console.log('\nA second customer wants the same last pair:');
+  await call('POST', '/v1/reservations', { body: { reference: 'pi_3DemoBob', items: [{ product: 'trail-runner', size: '42', quantity: 1 }] } });
+  console.log('\nStripe says Alice paid (a signed payment_intent.succeeded), then redelivers it:');
+  const paid = signedEvent('payment_intent.succeeded', 'pi_3DemoAlice');
+  for (let delivery = 0; delivery < 2; delivery++) {
+    await call('POST', '/webhooks/stripe', { token: '', body: paid.payload, headers: { 'stripe-signature': paid.signature } });
+  }
+  console.log('\nThe stock, sold once:');
+  await call('GET', '/v1/products/trail-runner/stock');
+  await call('GET', '/api/admin/clean-expired-reservations', { token: adminToken });
+} finally {
+  sidecar.kill('SIGTERM');
+  await new Promise((resolve) => sidecar.once('exit', resolve));
+  rmSync(directory, { recursive: true, force: true });
 }

@@ -14,7 +14,7 @@ step "cargo clippy (native, all targets, and the wasm crate for wasm32)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo clippy -p stock-wasm --target wasm32-unknown-unknown --all-targets --quiet -- -D warnings
 
-step "cargo test: stock-core unit and property tests"
+step "cargo test: stock-core unit and property tests, the sidecar's unit and integration tests"
 cargo test --workspace
 
 build_package
