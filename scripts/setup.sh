@@ -38,11 +38,16 @@ ensure_wasm_bindgen_cli() {
   fi
 }
 
-# js-shim's devDependencies: binaryen (wasm-opt, which wasm-pack finds on PATH) and TypeScript.
+# js-shim's devDependencies: binaryen (wasm-opt, which wasm-pack finds on PATH) and TypeScript; tests/ needs the
+# official stripe package (the sidecar's tests check its signatures against it).
 ensure_npm_packages() {
   if [ ! -x "$REPO_ROOT/js-shim/node_modules/.bin/wasm-opt" ] || [ ! -x "$REPO_ROOT/js-shim/node_modules/.bin/tsc" ]; then
     step "Installing js-shim's npm packages"
     (cd "$REPO_ROOT/js-shim" && npm ci --no-audit --no-fund)
+  fi
+  if [ ! -d "$REPO_ROOT/tests/node_modules/stripe" ]; then
+    step "Installing the test tools' npm packages (tests/)"
+    (cd "$REPO_ROOT/tests" && npm ci --no-audit --no-fund)
   fi
 }
 

@@ -241,3 +241,40 @@ async fn every_configured_secret_verifies_during_a_rotation_and_none_means_disab
     let payload = stripe_event("payment_intent.created", "evt_closed", "pi_3Closed");
     assert_eq!(body_of(closed.send_event(&payload).await, 503).await["error"], "webhooks_disabled");
 }
+
+#[tokio::test]
+async fn events_signed_by_stripes_own_node_library_are_accepted() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let app = spawn_app().await;
+    let payload = stripe_event("payment_intent.created", "evt_signed_by_node", "pi_3Node");
+    let stripe = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/node_modules/stripe");
+    assert!(
+        std::path::Path::new(stripe).exists(),
+        "the stripe npm package is missing: run `npm ci` in tests/ (scripts/test.sh does)"
+    );
+    let timestamp = app.clock_seconds().to_string();
+    let script = "const Stripe = require(process.argv[1]); const payload = require('fs').readFileSync(0, 'utf8'); \
+        const header = new Stripe('sk_test_unused').webhooks.generateTestHeaderString({ payload, \
+        secret: process.argv[2], timestamp: Number(process.argv[3]) }); process.stdout.write(header);";
+    let mut node = Command::new("node")
+        .args(["-e", script, stripe, crate::helpers::WEBHOOK_SECRET, &timestamp])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    node.stdin.take().expect("stdin").write_all(payload.as_bytes()).expect("payload written");
+    let output = node.wait_with_output().expect("node finished");
+    assert!(output.status.success(), "node failed: {output:?}");
+    let header = String::from_utf8(output.stdout).expect("UTF-8 header");
+
+    let ours = stripe_webhook::Webhook::generate_test_header(
+        &payload,
+        crate::helpers::WEBHOOK_SECRET,
+        Some(app.clock_seconds()),
+    );
+    assert_eq!(header, ours, "the tests sign byte for byte as stripe-node does");
+    let answer = body_of(app.send_with_signature(&payload, &header).await, 200).await;
+    assert_eq!(answer["eventId"], "evt_signed_by_node");
+}
