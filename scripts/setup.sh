@@ -60,6 +60,6 @@ ensure_tools() {
 
 build_package() {
   step "Building the wasm package (crates/stock-wasm -> pkg/ -> js-shim/wasm/)"
-  (cd "$REPO_ROOT" && wasm-pack --log-level warn build crates/stock-wasm --release --target nodejs --out-dir ../../pkg)
+  (cd "$REPO_ROOT" && wasm-pack --log-level warn build crates/stock-wasm --profile wasm-release --target nodejs --out-dir ../../pkg)
   (cd "$REPO_ROOT/js-shim" && npm run --silent build)
 }

@@ -13,7 +13,7 @@ const missing = files.filter((file) => !existsSync(join(pkg, file)));
 if (missing.length > 0) {
   console.error(
     `payload-stock: ${missing.join(', ')} not found in ${pkg}.\n` +
-      'Build the WebAssembly package first: wasm-pack build crates/stock-wasm --release --target nodejs --out-dir ../../pkg\n' +
+      'Build the WebAssembly package first: wasm-pack build crates/stock-wasm --profile wasm-release --target nodejs --out-dir ../../pkg\n' +
       '(scripts/test.sh and scripts/demo.sh do it for you).',
   );
   process.exit(1);
