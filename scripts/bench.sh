@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Builds the payload-stock package (release) and runs the benchmarks under bench/, each printing a table.
+# Builds the payload-stock package and a release stock-sidecar, then runs the benchmarks under bench/, each
+# printing markdown tables.
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$REPO_ROOT"
 ensure_tools
 build_package
+step "Building the stock-sidecar (release)"
+cargo build --release --quiet -p stock-sidecar
 step "bench/wasm-calls.mjs"
 node bench/wasm-calls.mjs
+step "bench/sidecar-reservations.mjs"
+node bench/sidecar-reservations.mjs "$REPO_ROOT/target/release/stock-sidecar"

@@ -1,8 +1,8 @@
 -- The stock ledger. Instants are milliseconds since the Unix epoch (UTC); quantities are whole units.
 
 -- One row per size of a product: units on hand and the low-stock threshold. Reserved units are not stored:
--- they are the sum of the items of reservations that are active and not past their expiry, so a reservation
--- stops counting at its expiry instant even if cleanup runs late.
+-- they are the sum of the reservation items that still hold their units (see reservation_items.holds_until), so
+-- a reservation stops counting at its expiry instant even if cleanup runs late.
 CREATE TABLE sizes (
     product TEXT NOT NULL,
     size TEXT NOT NULL,
@@ -27,9 +27,14 @@ CREATE TABLE reservation_items (
     product TEXT NOT NULL,
     size TEXT NOT NULL,
     quantity INTEGER NOT NULL CHECK (quantity > 0),
+    -- Until when the item holds its units: the reservation's expires_at while it is active, the largest
+    -- integer while its payment is processing, 0 once it is committed, released or expired. A size's reserved
+    -- units are the items with holds_until > now, found through the index below without reading the items of
+    -- finished reservations, however many accumulate.
+    holds_until INTEGER NOT NULL,
     PRIMARY KEY (reference, product, size)
 );
-CREATE INDEX reservation_items_by_size ON reservation_items (product, size);
+CREATE INDEX reservation_items_holding ON reservation_items (product, size, holds_until, quantity);
 
 -- Every change to units on hand, as the seed's StockMovement collection records it.
 CREATE TABLE movements (

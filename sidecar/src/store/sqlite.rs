@@ -25,12 +25,20 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read-only connections for GET requests.
 const READERS: u32 = 4;
 
-/// Units held by the reservations of one size; `?2` is now. The SQL form of stock-core's
-/// `Reservation::holds_units`: active and not past the expiry instant, or processing.
+/// Units held by the reservations of one size; `?2` is now. `holds_until` is the SQL form of stock-core's
+/// `Reservation::holds_units` (see [`holds_until`]), read through a covering index.
 const RESERVED_UNITS: &str = "COALESCE((SELECT SUM(ri.quantity) FROM reservation_items ri \
-    JOIN reservations r ON r.reference = ri.reference \
-    WHERE ri.product = s.product AND ri.size = s.size \
-    AND ((r.status = 'active' AND r.expires_at > ?2) OR r.status = 'processing')), 0)";
+    WHERE ri.product = s.product AND ri.size = s.size AND ri.holds_until > ?2), 0)";
+
+/// Until when a reservation in `status`, expiring at `expires_at`, holds its units: what
+/// `Reservation::holds_units` says, as a column the availability query can compare with now.
+fn holds_until(status: ReservationStatus, expires_at: Timestamp) -> i64 {
+    match status {
+        ReservationStatus::Active => expires_at.unix_millis(),
+        ReservationStatus::Processing => i64::MAX,
+        _ => 0,
+    }
+}
 
 /// The embedded SQLite ledger.
 #[derive(Debug, Clone)]
@@ -246,17 +254,23 @@ async fn size_level(
         .ok_or_else(|| StoreError::Inconsistent(format!("reserved size {product} {size} is missing from sizes")))
 }
 
+/// Moves a reservation to `status`, and its items' `holds_until` with it.
 async fn set_status(
     connection: &mut SqliteConnection,
-    reference: &str,
+    record: &ReservationRecord,
     status: ReservationStatus,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let finished_at = status.is_terminal().then_some(now.unix_millis());
     sqlx::query("UPDATE reservations SET status = ?2, finished_at = ?3 WHERE reference = ?1")
-        .bind(reference)
+        .bind(&record.reference)
         .bind(status.as_str())
         .bind(finished_at)
+        .execute(&mut *connection)
+        .await?;
+    sqlx::query("UPDATE reservation_items SET holds_until = ?2 WHERE reference = ?1")
+        .bind(&record.reference)
+        .bind(holds_until(status, record.expires_at))
         .execute(&mut *connection)
         .await?;
     Ok(())
@@ -347,7 +361,7 @@ async fn commit_reservation(
     if late {
         lifecycle.commit_late().map_err(|error| StoreError::Inconsistent(error.to_string()))?;
     }
-    set_status(connection, reference, ReservationStatus::Committed, now).await?;
+    set_status(connection, &record, ReservationStatus::Committed, now).await?;
     Ok(EventOutcome::Committed { late })
 }
 
@@ -363,7 +377,7 @@ async fn release_for_event(
         .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
     match lifecycle.release() {
         Ok(StatusChange::Changed(status)) => {
-            set_status(connection, reference, status, now).await?;
+            set_status(connection, &record, status, now).await?;
             Ok(EventOutcome::Released)
         }
         Ok(StatusChange::Unchanged(status)) => Ok(EventOutcome::Unchanged { status }),
@@ -386,7 +400,7 @@ async fn start_processing(
         .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
     match lifecycle.start_processing(now) {
         Ok(StatusChange::Changed(status)) => {
-            set_status(connection, reference, status, now).await?;
+            set_status(connection, &record, status, now).await?;
             Ok(EventOutcome::Processing)
         }
         Ok(StatusChange::Unchanged(status)) => Ok(EventOutcome::Unchanged { status }),
@@ -442,13 +456,17 @@ impl Store for SqliteStore {
         .await?;
         let mut items = Vec::with_capacity(validation.items.len());
         for item in validation.items {
-            sqlx::query("INSERT INTO reservation_items (reference, product, size, quantity) VALUES (?1, ?2, ?3, ?4)")
-                .bind(reference)
-                .bind(&item.product)
-                .bind(&item.size)
-                .bind(i64::from(item.quantity))
-                .execute(&mut *transaction)
-                .await?;
+            sqlx::query(
+                "INSERT INTO reservation_items (reference, product, size, quantity, holds_until) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(reference)
+            .bind(&item.product)
+            .bind(&item.size)
+            .bind(i64::from(item.quantity))
+            .bind(holds_until(ReservationStatus::Active, expires_at))
+            .execute(&mut *transaction)
+            .await?;
             items.push(ReservedItem { product: item.product, size: item.size, quantity: item.quantity });
         }
         transaction.commit().await?;
@@ -475,7 +493,7 @@ impl Store for SqliteStore {
             .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
         match lifecycle.release() {
             Ok(StatusChange::Changed(status)) => {
-                set_status(&mut transaction, reference, status, now).await?;
+                set_status(&mut transaction, &record, status, now).await?;
                 transaction.commit().await?;
                 record.status = status;
                 Ok(ReleaseOutcome::Released(record))
@@ -487,14 +505,24 @@ impl Store for SqliteStore {
     }
 
     async fn release_expired(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
-        // One statement: the SQL form of stock-core's `Reservation::expire` on every active reservation due.
+        // The SQL form of stock-core's `Reservation::expire` on every active reservation due. Their items already
+        // stopped counting at the expiry instant (holds_until <= now); zeroing it keeps the column's meaning.
+        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "UPDATE reservation_items SET holds_until = 0 WHERE reference IN \
+             (SELECT reference FROM reservations WHERE status = 'active' AND expires_at <= ?1)",
+        )
+        .bind(now.unix_millis())
+        .execute(&mut *transaction)
+        .await?;
         let rows = sqlx::query(
             "UPDATE reservations SET status = 'expired', finished_at = ?1 \
              WHERE status = 'active' AND expires_at <= ?1 RETURNING reference",
         )
         .bind(now.unix_millis())
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *transaction)
         .await?;
+        transaction.commit().await?;
         let mut references = rows.iter().map(|row| row.try_get("reference")).collect::<Result<Vec<String>, _>>()?;
         references.sort();
         Ok(references)
@@ -564,9 +592,7 @@ impl Store for SqliteStore {
             "SELECT \
                (SELECT COUNT(*) FROM reservations \
                   WHERE (status = 'active' AND expires_at > ?1) OR status = 'processing') AS active, \
-               (SELECT COALESCE(SUM(ri.quantity), 0) FROM reservation_items ri \
-                  JOIN reservations r ON r.reference = ri.reference \
-                  WHERE (r.status = 'active' AND r.expires_at > ?1) OR r.status = 'processing') AS reserved_units, \
+               (SELECT COALESCE(SUM(quantity), 0) FROM reservation_items WHERE holds_until > ?1) AS reserved_units, \
                (SELECT COUNT(*) FROM reservations WHERE status = 'active' AND expires_at <= ?1) AS expired, \
                (SELECT COUNT(*) FROM conflicts WHERE resolved_at IS NULL) AS open_conflicts",
         )
