@@ -6,8 +6,14 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use stock_core::Timestamp;
+
 use crate::AppState;
 use crate::store::StoreError;
+use crate::stripe_api::{CheckoutCanceller, CheckoutEnd};
+
+/// How many expired reservations one pass asks Stripe about (one call or two each).
+const STRIPE_BATCH: u32 = 100;
 
 /// After a failed pass, wait this long before the next one instead of the full interval.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
@@ -20,7 +26,10 @@ const STRIPE_EVENT_RETENTION_MILLIS: i64 = 30 * 24 * 60 * 60 * 1000;
 /// and returns the references released.
 pub async fn release_expired_now(state: &AppState) -> Result<Vec<String>, StoreError> {
     let now = state.clock.now();
-    let references = state.store.release_expired(now).await?;
+    let references = match &state.checkouts {
+        None => state.store.release_expired(now).await?,
+        Some(checkouts) => release_after_ending_checkouts(state, checkouts.as_ref(), now).await?,
+    };
     for reference in &references {
         tracing::info!(reference = %reference, "reservation expired and released");
     }
@@ -31,6 +40,30 @@ pub async fn release_expired_now(state: &AppState) -> Result<Vec<String>, StoreE
         }
     }
     Ok(references)
+}
+
+/// Asks Stripe to end each expired checkout first, then releases the reservations Stripe confirms are over.
+async fn release_after_ending_checkouts(
+    state: &AppState,
+    checkouts: &dyn CheckoutCanceller,
+    now: Timestamp,
+) -> Result<Vec<String>, StoreError> {
+    let mut released = Vec::new();
+    for reference in state.store.expired_candidates(now, STRIPE_BATCH).await? {
+        match checkouts.end_checkout(&reference).await {
+            Ok(CheckoutEnd::Ended | CheckoutEnd::NotStripe) => {
+                if state.store.expire_one(&reference, now).await? {
+                    released.push(reference);
+                }
+            }
+            Ok(CheckoutEnd::PaymentUnderWay { status }) => {
+                tracing::info!(reference = %reference, stripe_status = %status,
+                "expired reservation kept: its payment is under way at Stripe, the webhook will settle it")
+            }
+            Err(error) => tracing::warn!(error = %error, "expired reservation kept until the next cleanup pass"),
+        }
+    }
+    Ok(released)
 }
 
 /// Runs [`release_expired_now`] every `interval` until `stop` turns true.

@@ -35,6 +35,11 @@ pub struct Config {
     /// Release the reservation on `payment_intent.payment_failed` (`RELEASE_ON_PAYMENT_FAILED`, default false:
     /// Stripe lets the customer retry the same PaymentIntent, so the units stay held until it expires).
     pub release_on_payment_failed: bool,
+    /// Stripe API key (`STRIPE_SECRET_KEY`, `sk_...` or a restricted `rk_...`). With it, cleanup cancels an
+    /// abandoned PaymentIntent (or expires a Checkout Session) before releasing its reservation.
+    pub stripe_secret_key: Option<Secret>,
+    /// Stripe's API URL (`STRIPE_API_BASE`, default Stripe's own); tests point it at a local fake.
+    pub stripe_api_base: Option<String>,
 }
 
 impl Default for Config {
@@ -48,6 +53,8 @@ impl Default for Config {
             default_ttl: ReservationTtl::DEFAULT,
             stripe_webhook_secrets: Vec::new(),
             release_on_payment_failed: false,
+            stripe_secret_key: None,
+            stripe_api_base: None,
         }
     }
 }
@@ -121,6 +128,22 @@ impl Config {
                 } else {
                     problems.push("STRIPE_WEBHOOK_SECRET: each secret starts with whsec_ (see the webhook endpoint in Stripe's dashboard, or `stripe listen`)".to_owned());
                 }
+            }
+        }
+        if let Some(text) = value("STRIPE_SECRET_KEY") {
+            if text.starts_with("sk_") || text.starts_with("rk_") {
+                config.stripe_secret_key = Some(Secret(text.to_owned()));
+            } else {
+                problems
+                    .push("STRIPE_SECRET_KEY: expected a secret key (sk_...) or a restricted key (rk_...)".to_owned());
+            }
+        }
+        if let Some(text) = value("STRIPE_API_BASE") {
+            if text.starts_with("http://") || text.starts_with("https://") {
+                let base = if text.ends_with('/') { text.to_owned() } else { format!("{text}/") };
+                config.stripe_api_base = Some(base);
+            } else {
+                problems.push(format!("STRIPE_API_BASE: {text:?} is not an http(s) URL"));
             }
         }
         if let Some(text) = value("RELEASE_ON_PAYMENT_FAILED") {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 mod json;
 pub mod store;
+pub mod stripe_api;
 pub mod v1;
 pub mod webhooks;
 
@@ -31,6 +32,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::store::{SqliteStore, Store, StoreError};
+use crate::stripe_api::{CheckoutCanceller, StripeCanceller};
 
 /// Request bodies above this are refused with 413: a cart or a Stripe event is a few kilobytes.
 const BODY_LIMIT_BYTES: usize = 256 * 1024;
@@ -41,6 +43,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
+    /// Ends abandoned checkouts at Stripe before cleanup releases them; `None` without STRIPE_SECRET_KEY.
+    pub checkouts: Option<Arc<dyn CheckoutCanceller>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -78,6 +82,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("the server failed: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("{0}")]
+    Stripe(String),
 }
 
 /// Opens the store named by the configuration.
@@ -102,8 +108,19 @@ pub async fn run_with_clock(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let checkouts: Option<Arc<dyn CheckoutCanceller>> = match &config.stripe_secret_key {
+        Some(key) => {
+            Some(Arc::new(StripeCanceller::new(key, config.stripe_api_base.as_deref()).map_err(RunError::Stripe)?))
+        }
+        None => None,
+    };
     let store = open_store(&config).await?;
-    let state = AppState { store: Arc::new(store.clone()), config: Arc::new(config), clock };
+    let state = AppState { store: Arc::new(store.clone()), config: Arc::new(config), clock, checkouts };
+    if state.checkouts.is_none() {
+        tracing::info!(
+            "STRIPE_SECRET_KEY is not set: cleanup releases expired reservations without canceling at Stripe"
+        );
+    }
     if state.config.api_token.is_none() {
         tracing::warn!("SIDECAR_API_TOKEN is not set: the /v1 reservation API answers 503 until it is");
     }

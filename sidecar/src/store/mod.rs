@@ -203,6 +203,13 @@ pub trait Store: Send + Sync + 'static {
     /// Marks every active reservation past its expiry as expired; returns their references.
     async fn release_expired(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
 
+    /// Up to `limit` active reservations past their expiry, oldest expiry first (for cleanup that asks Stripe
+    /// about each before releasing it).
+    async fn expired_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError>;
+
+    /// Marks one reservation expired if it is active and past its expiry; whether it changed.
+    async fn expire_one(&self, reference: &str, now: Timestamp) -> Result<bool, StoreError>;
+
     /// The sizes of a product as they stand at `now`; empty if the product has none.
     async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError>;
 

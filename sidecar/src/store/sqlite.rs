@@ -528,6 +528,36 @@ impl Store for SqliteStore {
         Ok(references)
     }
 
+    async fn expired_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT reference FROM reservations WHERE status = 'active' AND expires_at <= ?1 \
+             ORDER BY expires_at, reference LIMIT ?2",
+        )
+        .bind(now.unix_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.iter().map(|row| row.try_get("reference")).collect::<Result<Vec<String>, _>>()?)
+    }
+
+    async fn expire_one(&self, reference: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(record) = load_reservation(&mut transaction, reference).await? else {
+            return Ok(false);
+        };
+        let mut lifecycle = Reservation::restore(record.created_at, record.expires_at, record.status)
+            .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+        match lifecycle.expire(now) {
+            Ok(StatusChange::Changed(status)) => {
+                set_status(&mut transaction, &record, status, now).await?;
+                transaction.commit().await?;
+                Ok(true)
+            }
+            // Already finished, not yet due, or processing (a webhook moved it meanwhile): nothing to do.
+            Ok(StatusChange::Unchanged(_)) | Err(_) => Ok(false),
+        }
+    }
+
     async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError> {
         let mut connection = self.readers.acquire().await?;
         sizes_of(&mut connection, product, now).await

@@ -3,7 +3,9 @@
 
 mod admin;
 mod concurrency;
+mod fake_stripe;
 mod helpers;
 mod movements;
 mod reservations;
+mod stripe_cancel;
 mod webhooks;
