@@ -91,6 +91,21 @@ pub async fn open_store(config: &Config) -> Result<SqliteStore, StoreError> {
     SqliteStore::connect(&config.database_url).await
 }
 
+/// Opens the store and the Stripe client the configuration names: the state `serve` and the `cleanup` command
+/// share. The store is returned as well, to be closed at the end.
+pub async fn open_state(config: Config, clock: Arc<dyn Clock>) -> Result<(AppState, SqliteStore), RunError> {
+    let checkouts: Option<Arc<dyn CheckoutCanceller>> = match &config.stripe_secret_key {
+        Some(key) => {
+            let canceller = StripeCanceller::new(key, config.stripe_api_base.as_deref()).map_err(RunError::Stripe)?;
+            Some(Arc::new(canceller))
+        }
+        None => None,
+    };
+    let store = open_store(&config).await?;
+    let state = AppState { store: Arc::new(store.clone()), config: Arc::new(config), clock, checkouts };
+    Ok((state, store))
+}
+
 /// Serves the API on `listener` with the system clock until `shutdown` completes.
 pub async fn run(
     listener: TcpListener,

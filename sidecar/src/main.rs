@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use stock_sidecar::cleanup::release_expired_now;
 use stock_sidecar::clock::{Clock, SystemClock};
 use stock_sidecar::config::Config;
 use stock_sidecar::store::Store;
-use stock_sidecar::{open_store, run};
+use stock_sidecar::{open_state, open_store, run};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -35,6 +36,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         // async-stripe warns on every event whose API version differs from the one it was generated for; the
         // events parse all the same, so that warning is left out unless RUST_LOG asks for it.
         .with_env_filter(
@@ -70,8 +72,8 @@ async fn serve(config: Config) -> Result<(), String> {
 }
 
 async fn cleanup(config: Config) -> Result<(), String> {
-    let store = open_store(&config).await.map_err(|error| error.to_string())?;
-    let references = store.release_expired(SystemClock.now()).await.map_err(|error| error.to_string())?;
+    let (state, store) = open_state(config, Arc::new(SystemClock)).await.map_err(|error| error.to_string())?;
+    let references = release_expired_now(&state).await.map_err(|error| error.to_string())?;
     println!("released {} expired reservation(s)", references.len());
     for reference in &references {
         println!("  {reference}");

@@ -2,6 +2,7 @@
 //! tests move by hand.
 
 mod admin;
+mod binary;
 mod concurrency;
 mod fake_stripe;
 mod helpers;
