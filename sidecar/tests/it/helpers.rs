@@ -19,6 +19,8 @@ pub(crate) const START: &str = "2026-11-24T10:00:00.000Z";
 /// A running sidecar; stopped and its database deleted when dropped.
 pub(crate) struct TestApp {
     pub(crate) address: String,
+    /// The sidecar's database, for tests that reach it from outside (a second process holding a lock).
+    pub(crate) database_url: String,
     pub(crate) client: reqwest::Client,
     pub(crate) clock: ManualClock,
     shutdown: Option<oneshot::Sender<()>>,
@@ -50,6 +52,7 @@ pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp 
         ..Config::default()
     };
     adjust(&mut config);
+    let database_url = config.database_url.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
     let address = format!("http://{}", listener.local_addr().expect("bound address"));
     let clock = ManualClock::new(Timestamp::parse_rfc3339(START).expect("valid start"));
@@ -63,7 +66,14 @@ pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp 
             eprintln!("test sidecar failed: {error}");
         }
     });
-    TestApp { address, client: reqwest::Client::new(), clock, shutdown: Some(shutdown), _directory: directory }
+    TestApp {
+        address,
+        database_url,
+        client: reqwest::Client::new(),
+        clock,
+        shutdown: Some(shutdown),
+        _directory: directory,
+    }
 }
 
 impl TestApp {

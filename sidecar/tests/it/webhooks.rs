@@ -278,3 +278,28 @@ async fn events_signed_by_stripes_own_node_library_are_accepted() {
     let answer = body_of(app.send_with_signature(&payload, &header).await, 200).await;
     assert_eq!(answer["eventId"], "evt_signed_by_node");
 }
+
+#[tokio::test]
+async fn a_store_failure_answers_500_so_that_stripe_retries_and_nothing_is_half_applied() {
+    use sqlx::Connection;
+
+    let app = spawn_app().await;
+    app.restock("runner", "42", 5).await;
+    reserve_one(&app, "pi_3Retried", 2).await;
+    let payload = stripe_event("payment_intent.succeeded", "evt_retried", "pi_3Retried");
+
+    // Another process holds SQLite's write lock longer than the sidecar waits for it (5 s).
+    let mut blocker = sqlx::SqliteConnection::connect(&app.database_url).await.expect("second connection");
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut blocker).await.expect("lock taken");
+    let failed = app.send_event(&payload).await;
+    let status = failed.status().as_u16();
+    let body: Value = failed.json().await.expect("JSON error body");
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.expect("lock released");
+    assert_eq!(status, 500);
+    assert_eq!(body["error"], "internal_error");
+    assert!(!body["message"].as_str().unwrap_or_default().contains("database"), "internals are not leaked: {body}");
+
+    let retried = body_of(app.send_event(&payload).await, 200).await;
+    assert_eq!((retried["duplicate"].clone(), retried["outcome"].clone()), (json!(false), json!("committed")));
+    assert_eq!(figures(&app).await, (3, 0));
+}
