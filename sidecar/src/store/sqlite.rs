@@ -254,6 +254,12 @@ async fn size_level(
         .ok_or_else(|| StoreError::Inconsistent(format!("reserved size {product} {size} is missing from sizes")))
 }
 
+/// The stock-core lifecycle of a stored reservation, which decides every change of status.
+fn lifecycle_of(record: &ReservationRecord) -> Result<Reservation, StoreError> {
+    Reservation::restore(record.created_at, record.expires_at, record.status)
+        .map_err(|error| StoreError::Inconsistent(error.to_string()))
+}
+
 /// Moves a reservation to `status`, and its items' `holds_until` with it.
 async fn set_status(
     connection: &mut SqliteConnection,
@@ -309,8 +315,7 @@ async fn commit_reservation(
         let details = serde_json::json!({ "message": "a payment succeeded for a reference that was never reserved" });
         return record_conflict(connection, "unknown_reference", reference, event_id, details, now).await;
     };
-    let mut lifecycle = Reservation::restore(record.created_at, record.expires_at, record.status)
-        .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+    let mut lifecycle = lifecycle_of(&record)?;
     let late = match lifecycle.commit(now) {
         Ok(StatusChange::Unchanged(status)) => return Ok(EventOutcome::Unchanged { status }),
         Ok(StatusChange::Changed(_)) => false,
@@ -373,8 +378,7 @@ async fn release_for_event(
     let Some(record) = load_reservation(connection, reference).await? else {
         return Ok(EventOutcome::Ignored { reason: "no reservation has this reference" });
     };
-    let mut lifecycle = Reservation::restore(record.created_at, record.expires_at, record.status)
-        .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+    let mut lifecycle = lifecycle_of(&record)?;
     match lifecycle.release() {
         Ok(StatusChange::Changed(status)) => {
             set_status(connection, &record, status, now).await?;
@@ -396,8 +400,7 @@ async fn start_processing(
     let Some(record) = load_reservation(connection, reference).await? else {
         return Ok(EventOutcome::Ignored { reason: "no reservation has this reference" });
     };
-    let mut lifecycle = Reservation::restore(record.created_at, record.expires_at, record.status)
-        .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+    let mut lifecycle = lifecycle_of(&record)?;
     match lifecycle.start_processing(now) {
         Ok(StatusChange::Changed(status)) => {
             set_status(connection, &record, status, now).await?;
@@ -489,8 +492,7 @@ impl Store for SqliteStore {
         let Some(mut record) = load_reservation(&mut transaction, reference).await? else {
             return Ok(ReleaseOutcome::NotFound);
         };
-        let mut lifecycle = Reservation::restore(record.created_at, record.expires_at, record.status)
-            .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+        let mut lifecycle = lifecycle_of(&record)?;
         match lifecycle.release() {
             Ok(StatusChange::Changed(status)) => {
                 set_status(&mut transaction, &record, status, now).await?;
@@ -545,8 +547,7 @@ impl Store for SqliteStore {
         let Some(record) = load_reservation(&mut transaction, reference).await? else {
             return Ok(false);
         };
-        let mut lifecycle = Reservation::restore(record.created_at, record.expires_at, record.status)
-            .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+        let mut lifecycle = lifecycle_of(&record)?;
         match lifecycle.expire(now) {
             Ok(StatusChange::Changed(status)) => {
                 set_status(&mut transaction, &record, status, now).await?;
