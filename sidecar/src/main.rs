@@ -88,6 +88,7 @@ async fn stats(config: Config) -> Result<(), String> {
     println!("active reservations      {}", figures.active_reservations);
     println!("reserved units           {}", figures.reserved_units);
     println!("expired, not released    {}", figures.expired_not_released);
+    println!("open conflicts           {}", figures.open_conflicts);
     match &figures.oldest_active {
         Some(oldest) => println!(
             "oldest active            {} (created {}, expires {})",

@@ -23,7 +23,9 @@ fn stats_and_cleanup_print_what_they_found() {
     let stats = sidecar(&directory).arg("stats").output().expect("runs");
     assert!(stats.status.success(), "{stats:?}");
     let text = String::from_utf8_lossy(&stats.stdout);
-    assert!(text.contains("active reservations      0") && text.contains("oldest active            none"), "{text}");
+    for line in ["active reservations      0", "open conflicts           0", "oldest active            none"] {
+        assert!(text.contains(line), "{text}");
+    }
 
     let cleanup = sidecar(&directory).arg("cleanup").output().expect("runs");
     assert!(cleanup.status.success(), "{cleanup:?}");
