@@ -2,34 +2,17 @@
 // one durable commit per reservation), at several numbers of concurrent clients, and a flash sale's outcome.
 // Prints markdown tables. Run: node bench/sidecar-reservations.mjs [path to a release stock-sidecar]
 // (bash scripts/bench.sh builds it and passes it).
-import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startSidecar } from '../scripts/sidecar-process.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const binary = process.argv[2] ?? join(here, '..', 'target', 'release', 'stock-sidecar');
 const REQUESTS_PER_ROW = Number(process.env.BENCH_REQUESTS ?? 3000);
 const SIZES = 20;
 
-const directory = mkdtempSync(join(tmpdir(), 'payload-stock-bench-'));
-const apiToken = randomBytes(16).toString('hex');
-const adminToken = randomBytes(16).toString('hex');
-const port = 4800 + Math.floor(Math.random() * 400);
-const base = `http://127.0.0.1:${port}`;
-const sidecar = spawn(binary, ['serve'], {
-  env: {
-    ...process.env,
-    LISTEN_ADDR: `127.0.0.1:${port}`,
-    DATABASE_URL: `sqlite://${join(directory, 'bench.db')}`,
-    SIDECAR_API_TOKEN: apiToken,
-    ADMIN_API_TOKEN: adminToken,
-    RUST_LOG: 'error',
-  },
-  stdio: ['ignore', 'inherit', 'inherit'],
-});
+const sidecar = await startSidecar(binary, { RUST_LOG: 'error' });
+const { base, apiToken, adminToken } = sidecar;
 
 async function post(path, token, body) {
   const response = await fetch(`${base}${path}`, {
@@ -39,18 +22,6 @@ async function post(path, token, body) {
   });
   await response.arrayBuffer();
   return response.status;
-}
-
-async function waitUntilReady() {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    try {
-      if ((await fetch(`${base}/readyz`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`the sidecar (${binary}) did not become ready within 10 s`);
 }
 
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
@@ -81,7 +52,6 @@ async function reservationRun(label, concurrency, total) {
 }
 
 try {
-  await waitUntilReady();
   for (let size = 0; size < SIZES; size++) {
     await post('/v1/movements', adminToken, { product: 'bench', size: String(size), type: 'restock', quantity: 1_000_000 });
   }
@@ -123,7 +93,5 @@ try {
   console.log('| ---: | ---: | ---: | ---: |');
   console.log(`| ${outcomes.get(201) ?? 0} | ${outcomes.get(409) ?? 0} | ${reserved} | ${Math.max(0, reserved - 50)} |`);
 } finally {
-  sidecar.kill('SIGTERM');
-  await new Promise((resolve) => sidecar.once('exit', resolve));
-  rmSync(directory, { recursive: true, force: true });
+  await sidecar.stop();
 }

@@ -1,11 +1,9 @@
 // payload-stock end to end: the rules in WebAssembly on a sample product, then one checkout through a real
 // stock-sidecar. Run by scripts/demo.sh, which builds both first. Usage: node scripts/demo.mjs <sidecar binary>
-import { spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { deriveSizes, validateCart } from '../js-shim/index.mjs'; // in a shop: from 'payload-stock'
+import { startSidecar } from './sidecar-process.mjs';
 
 const binary = process.argv[2];
 if (!binary) {
@@ -27,24 +25,12 @@ const check = validateCart([product], [{ product: 'trail-runner', size: '41', qu
 console.log(`validateCart asking 3 of size 41: ok=${check.ok}, shortages=${JSON.stringify(check.shortages)}\n`);
 
 // 2. The sidecar: a real process on a free port with a database of its own.
-const directory = mkdtempSync(join(tmpdir(), 'payload-stock-demo-'));
-const apiToken = randomBytes(16).toString('hex');
-const adminToken = randomBytes(16).toString('hex');
 const webhookSecret = `whsec_${randomBytes(16).toString('hex')}`;
-const port = 4300 + Math.floor(Math.random() * 500);
-const base = `http://127.0.0.1:${port}`;
-const sidecar = spawn(binary, ['serve'], {
-  env: {
-    ...process.env,
-    LISTEN_ADDR: `127.0.0.1:${port}`,
-    DATABASE_URL: `sqlite://${join(directory, 'payload-stock.db')}`,
-    SIDECAR_API_TOKEN: apiToken,
-    ADMIN_API_TOKEN: adminToken,
-    STRIPE_WEBHOOK_SECRET: webhookSecret,
-    RUST_LOG: process.env.RUST_LOG ?? 'warn,stripe_webhook=error',
-  },
-  stdio: ['ignore', 'inherit', 'inherit'],
+const sidecar = await startSidecar(binary, {
+  STRIPE_WEBHOOK_SECRET: webhookSecret,
+  RUST_LOG: process.env.RUST_LOG ?? 'warn,stripe_webhook=error',
 });
+const { base, apiToken, adminToken } = sidecar;
 
 async function call(method, path, { token = apiToken, body, headers = {} } = {}) {
   const response = await fetch(`${base}${path}`, {
@@ -77,20 +63,7 @@ function signedEvent(type, objectId) {
   return { payload, signature: `t=${t},v1=${v1}` };
 }
 
-async function waitUntilReady() {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    try {
-      if ((await fetch(`${base}/readyz`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error('the sidecar did not become ready within 10 s');
-}
-
 try {
-  await waitUntilReady();
   console.log(`stock-sidecar is up on ${base}\n`);
   await call('POST', '/v1/movements', { token: adminToken, body: { product: 'trail-runner', size: '42', type: 'restock', quantity: 1, reason: 'Supplier delivery', reference: 'PO-1042', lowStockThreshold: 1 } });
   await call('POST', '/v1/reservations', { body: { reference: 'pi_3DemoAlice', items: [{ product: 'trail-runner', size: '42', quantity: 1 }] } });
@@ -105,7 +78,5 @@ try {
   await call('GET', '/v1/products/trail-runner/stock');
   await call('GET', '/api/admin/clean-expired-reservations', { token: adminToken });
 } finally {
-  sidecar.kill('SIGTERM');
-  await new Promise((resolve) => sidecar.once('exit', resolve));
-  rmSync(directory, { recursive: true, force: true });
+  await sidecar.stop();
 }
