@@ -2,6 +2,7 @@
 // payload-stock for CommonJS: the rules of stock from stock-core, compiled to WebAssembly. One instance of the
 // wasm module serves both module systems: index.mjs re-exports this file.
 const wasm = require('./wasm/stock_wasm.js');
+const { createStockClient, StockApiError } = require('./client.cjs');
 
 // availableStock and isLowStock take their figures as plain WebAssembly numbers, the cheapest call there is. On
 // the way in JavaScript converts each argument with ToNumber, which throws its own TypeError for a BigInt or a
@@ -38,4 +39,6 @@ module.exports = {
   reservationExpiresAt: wasm.reservationExpiresAt,
   isReservationExpired: wasm.isReservationExpired,
   applyMovement: wasm.applyMovement,
+  createStockClient,
+  StockApiError,
 };

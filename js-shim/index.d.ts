@@ -40,3 +40,87 @@ export type {
 export declare function deriveSizes<T extends SizeFigures>(
   sizes: T[],
 ): Array<T & { availableStock: number; isLowStock: boolean }>;
+
+/** One line of a reservation request. */
+export interface ReservationItem {
+  product: string | number;
+  size: string | number;
+  quantity: number;
+}
+
+/** A reservation as the sidecar stores it. */
+export interface Reservation {
+  reference: string;
+  status: 'active' | 'processing' | 'committed' | 'released' | 'expired';
+  createdAt: string;
+  expiresAt: string;
+  items: Array<{ product: string; size: string; quantity: number }>;
+}
+
+/** A product's sizes as the sidecar sees them now. */
+export interface ProductStockAnswer {
+  product: string;
+  sizes: Array<{
+    size: string;
+    stock: number;
+    reservedStock: number;
+    availableStock: number;
+    lowStockThreshold: number;
+    isLowStock: boolean;
+  }>;
+}
+
+/** Stable codes of the sidecar's /v1 errors, plus the client's own for a sidecar it cannot reach. */
+export type StockApiErrorCode =
+  | 'insufficient_stock'
+  | 'invalid_request'
+  | 'invalid_json'
+  | 'reference_conflict'
+  | 'reservation_not_found'
+  | 'reservation_already_committed'
+  | 'unknown_product'
+  | 'unauthorized'
+  | 'api_disabled'
+  | 'internal_error'
+  | 'sidecar_unreachable'
+  | 'sidecar_timeout'
+  | 'sidecar_error'
+  | (string & {});
+
+/** What every method of the stock client throws. */
+export declare class StockApiError extends Error {
+  name: 'StockApiError';
+  /** HTTP status, or 0 when the sidecar could not be reached. */
+  status: number;
+  code: StockApiErrorCode;
+  /** For insufficient_stock: every size short of stock. */
+  shortages: Array<{ product: string; size: string; requested: number; available: number }>;
+  /** For invalid_request on a cart: every problem. */
+  errors: Array<{ code: string; message: string; line?: number | null; product?: string | null; size?: string | null }>;
+  body: Record<string, unknown> | null;
+}
+
+export interface StockClientOptions {
+  /** The sidecar's base URL, such as http://127.0.0.1:4242. */
+  url: string;
+  /** The sidecar's SIDECAR_API_TOKEN. */
+  token: string;
+  /** Each call gives up after this long (default 10,000 ms) with code sidecar_timeout. */
+  timeoutMs?: number;
+  /** A fetch implementation (default: the global fetch). */
+  fetch?: typeof fetch;
+}
+
+export interface StockClient {
+  /** Reserves every item or none; `created` is false when the same request was made before. */
+  reserve(request: { reference: string; items: ReservationItem[]; ttlSeconds?: number }): Promise<Reservation & { created: boolean }>;
+  /** Releases a reservation (idempotent). */
+  release(reference: string): Promise<Reservation>;
+  /** The reservation, or null when none has this reference. */
+  get(reference: string): Promise<Reservation | null>;
+  /** A product's sizes as they stand now. */
+  stock(product: string | number): Promise<ProductStockAnswer>;
+}
+
+/** A typed client for the stock-sidecar's /v1 API (reserve, release, get, stock). */
+export declare function createStockClient(options: StockClientOptions): StockClient;

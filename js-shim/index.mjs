@@ -10,4 +10,6 @@ export const {
   reservationExpiresAt,
   isReservationExpired,
   applyMovement,
+  createStockClient,
+  StockApiError,
 } = payloadStock;

@@ -57,6 +57,7 @@ test('the tarball holds the wasm module and the types, and nothing from the repo
   const listing = execFileSync('npm', ['pack', '--dry-run', '--json'], { cwd: shim, encoding: 'utf8' });
   const files = JSON.parse(listing)[0].files.map((file) => file.path).sort();
   assert.deepEqual(files, [
+    'client.cjs',
     'index.cjs',
     'index.d.ts',
     'index.mjs',

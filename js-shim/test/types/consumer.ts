@@ -12,6 +12,9 @@ import {
   type CartValidation,
   type StockError,
   type StockErrorCode,
+  createStockClient,
+  StockApiError,
+  type Reservation,
 } from 'payload-stock';
 
 const available: number = availableStock(10, 3);
@@ -62,4 +65,25 @@ validateCart([], [{ product: 'p', size: '42' }]);
 // @ts-expect-error the TTL is a number of seconds
 reservationExpiresAt('2026-11-24T10:00:00Z', '30m');
 
-void [available, low, sku, derivedAvailable, derivedLow, firstShortage, firstCode, expiresFromDate, expired, after];
+async function checkout(): Promise<string> {
+  const client = createStockClient({ url: 'http://127.0.0.1:4242', token: 'token' });
+  try {
+    const reservation: Reservation & { created: boolean } = await client.reserve({
+      reference: 'pi_1',
+      items: [{ product: 1, size: '42', quantity: 1 }],
+    });
+    const found: Reservation | null = await client.get('pi_1');
+    const available: number | undefined = (await client.stock(1)).sizes[0]?.availableStock;
+    void [found, available];
+    return reservation.expiresAt;
+  } catch (error) {
+    if (error instanceof StockApiError && error.code === 'insufficient_stock') {
+      return error.shortages.map((shortage) => `${shortage.size}: ${shortage.available} left`).join(', ');
+    }
+    throw error;
+  }
+}
+// @ts-expect-error the client needs a token
+createStockClient({ url: 'http://127.0.0.1:4242' });
+
+void [checkout, available, low, sku, derivedAvailable, derivedLow, firstShortage, firstCode, expiresFromDate, expired, after];

@@ -1,0 +1,95 @@
+'use strict';
+// createStockClient: a typed client for the stock-sidecar's /v1 API, for Next.js route handlers and Payload
+// hooks. Every failure is a StockApiError carrying the API's error code (and its shortages or errors).
+
+class StockApiError extends Error {
+  constructor(message, { status, code, body, cause } = {}) {
+    super(message, cause ? { cause } : undefined);
+    this.name = 'StockApiError';
+    /** HTTP status, or 0 when the sidecar could not be reached. */
+    this.status = status ?? 0;
+    /** The API's stable error code, such as insufficient_stock, or sidecar_unreachable / sidecar_timeout. */
+    this.code = code;
+    /** For insufficient_stock: every size short of stock. */
+    this.shortages = body?.shortages ?? [];
+    /** For invalid_request on a cart: every problem, each with its code and line. */
+    this.errors = body?.errors ?? [];
+    /** The whole error body the sidecar sent, when it sent one. */
+    this.body = body ?? null;
+  }
+}
+
+const DEFAULT_TIMEOUT_MS = 10_000;
+
+function createStockClient({ url, token, timeoutMs = DEFAULT_TIMEOUT_MS, fetch: fetchImpl = globalThis.fetch } = {}) {
+  if (typeof url !== 'string' || !/^https?:\/\//.test(url)) {
+    throw new TypeError('createStockClient: url must be the sidecar\'s http(s) base URL, such as http://127.0.0.1:4242');
+  }
+  if (typeof token !== 'string' || token.length === 0) {
+    throw new TypeError('createStockClient: token must be the sidecar\'s SIDECAR_API_TOKEN');
+  }
+  const base = url.replace(/\/+$/, '');
+
+  async function request(method, path, body) {
+    let response;
+    try {
+      response = await fetchImpl(`${base}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (cause) {
+      const timedOut = cause?.name === 'TimeoutError';
+      throw new StockApiError(
+        timedOut ? `the stock sidecar did not answer within ${timeoutMs} ms` : `the stock sidecar at ${base} cannot be reached: ${cause?.message ?? cause}`,
+        { code: timedOut ? 'sidecar_timeout' : 'sidecar_unreachable', cause },
+      );
+    }
+    const text = await response.text();
+    let parsed = null;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {
+      // not JSON: reported below
+    }
+    if (!response.ok) {
+      const code = typeof parsed?.error === 'string' ? parsed.error : 'sidecar_error';
+      const message = typeof parsed?.message === 'string' ? parsed.message : `the stock sidecar answered ${response.status}`;
+      throw new StockApiError(message, { status: response.status, code, body: parsed });
+    }
+    if (parsed === null) {
+      throw new StockApiError(`the stock sidecar answered ${response.status} without a JSON body`, { status: response.status, code: 'sidecar_error' });
+    }
+    return { status: response.status, body: parsed };
+  }
+
+  const path = (segment) => encodeURIComponent(String(segment));
+
+  return {
+    /** Reserves every item or none. `created` is false when the same request was made before. */
+    async reserve({ reference, items, ttlSeconds } = {}) {
+      const { status, body } = await request('POST', '/v1/reservations', { reference, items, ...(ttlSeconds === undefined ? {} : { ttlSeconds }) });
+      return { ...body, created: status === 201 };
+    },
+    /** Releases a reservation (idempotent). */
+    async release(reference) {
+      return (await request('DELETE', `/v1/reservations/${path(reference)}`)).body;
+    },
+    /** The reservation, or null when no reservation has this reference. */
+    async get(reference) {
+      try {
+        return (await request('GET', `/v1/reservations/${path(reference)}`)).body;
+      } catch (error) {
+        if (error instanceof StockApiError && error.code === 'reservation_not_found') return null;
+        throw error;
+      }
+    },
+    /** A product's sizes as they stand now. */
+    async stock(product) {
+      return (await request('GET', `/v1/products/${path(product)}/stock`)).body;
+    },
+  };
+}
+
+module.exports = { createStockClient, StockApiError };

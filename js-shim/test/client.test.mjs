@@ -1,0 +1,107 @@
+// createStockClient against a real stock-sidecar (the debug build that `cargo test` leaves in target/), each
+// error carrying the API's code.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createStockClient, StockApiError } from 'payload-stock';
+import { startSidecar } from '../../scripts/sidecar-process.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const binary = join(here, '..', '..', 'target', 'debug', 'stock-sidecar');
+let sidecar;
+let client;
+
+before(async () => {
+  assert.ok(existsSync(binary), `${binary} is missing: build it with cargo build -p stock-sidecar (scripts/test.sh does)`);
+  sidecar = await startSidecar(binary, { RUST_LOG: 'error' });
+  client = createStockClient({ url: sidecar.base, token: sidecar.apiToken });
+  for (const [size, quantity] of [['42', 3], ['43', 1]]) {
+    const response = await fetch(`${sidecar.base}/v1/movements`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${sidecar.adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ product: 'runner', size, type: 'restock', quantity }),
+    });
+    assert.equal(response.status, 201);
+  }
+});
+
+after(async () => sidecar?.stop());
+
+async function rejectsWith(promise, code) {
+  let caught;
+  await assert.rejects(promise, (error) => {
+    caught = error;
+    return true;
+  });
+  assert.ok(caught instanceof StockApiError, `expected a StockApiError, got ${caught}`);
+  assert.equal(caught.name, 'StockApiError');
+  assert.equal(caught.code, code, caught.message);
+  return caught;
+}
+
+test('reserve, get, stock and release a reservation', async () => {
+  const reservation = await client.reserve({ reference: 'pi_client_1', items: [{ product: 'runner', size: 42, quantity: 2 }], ttlSeconds: 600 });
+  assert.equal(reservation.created, true);
+  assert.equal(reservation.status, 'active');
+  assert.deepEqual(reservation.items, [{ product: 'runner', size: '42', quantity: 2 }]);
+  const again = await client.reserve({ reference: 'pi_client_1', items: [{ product: 'runner', size: '42', quantity: 2 }] });
+  assert.equal(again.created, false, 'the same request again is not a second reservation');
+
+  assert.equal((await client.get('pi_client_1')).status, 'active');
+  assert.equal(await client.get('pi_nobody'), null);
+  const stock = await client.stock('runner');
+  assert.deepEqual(stock.sizes.find((size) => size.size === '42'), {
+    size: '42', stock: 3, reservedStock: 2, availableStock: 1, lowStockThreshold: 0, isLowStock: false,
+  });
+
+  assert.equal((await client.release('pi_client_1')).status, 'released');
+  assert.equal((await client.release('pi_client_1')).status, 'released', 'idempotent');
+  assert.equal((await client.stock('runner')).sizes[0].availableStock, 3);
+});
+
+test('errors carry the code, the status and every shortage or problem', async () => {
+  const short = await rejectsWith(
+    client.reserve({ reference: 'pi_client_short', items: [{ product: 'runner', size: '42', quantity: 4 }, { product: 'runner', size: '43', quantity: 2 }] }),
+    'insufficient_stock',
+  );
+  assert.equal(short.status, 409);
+  assert.deepEqual(short.shortages, [
+    { product: 'runner', size: '42', requested: 4, available: 3 },
+    { product: 'runner', size: '43', requested: 2, available: 1 },
+  ]);
+
+  const invalid = await rejectsWith(client.reserve({ reference: 'pi_client_bad', items: [{ product: 'runner', size: '99', quantity: 1 }] }), 'invalid_request');
+  assert.equal(invalid.status, 422);
+  assert.deepEqual(invalid.errors.map((error) => error.code), ['unknown_size']);
+
+  await client.reserve({ reference: 'pi_client_taken', items: [{ product: 'runner', size: '42', quantity: 1 }] });
+  await rejectsWith(client.reserve({ reference: 'pi_client_taken', items: [{ product: 'runner', size: '43', quantity: 1 }] }), 'reference_conflict');
+  await rejectsWith(client.stock('sandal'), 'unknown_product');
+
+  const wrongToken = createStockClient({ url: sidecar.base, token: 'not-the-token-0123456789' });
+  assert.equal((await rejectsWith(wrongToken.stock('runner'), 'unauthorized')).status, 401);
+});
+
+test('an unreachable or silent sidecar is reported with its own codes', async () => {
+  const silent = createServer(() => {}); // accepts and never answers
+  await new Promise((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const { port } = silent.address();
+  try {
+    const slow = createStockClient({ url: `http://127.0.0.1:${port}`, token: 'token', timeoutMs: 200 });
+    await rejectsWith(slow.stock('runner'), 'sidecar_timeout');
+  } finally {
+    silent.closeAllConnections();
+    await new Promise((resolve) => silent.close(resolve));
+  }
+  const closed = createStockClient({ url: `http://127.0.0.1:${port}`, token: 'token' });
+  assert.equal((await rejectsWith(closed.stock('runner'), 'sidecar_unreachable')).status, 0);
+});
+
+test('the client refuses to be built without a URL and a token', () => {
+  assert.throws(() => createStockClient({ token: 'x' }), TypeError);
+  assert.throws(() => createStockClient({ url: 'localhost:4242', token: 'x' }), TypeError);
+  assert.throws(() => createStockClient({ url: 'http://127.0.0.1:4242' }), TypeError);
+});
