@@ -370,26 +370,41 @@ async fn commit_reservation(
     Ok(EventOutcome::Committed { late })
 }
 
+/// Releases a reservation inside the caller's transaction: the one release decision that the `/v1` route and
+/// Stripe's cancellation events share.
+async fn release_in(
+    connection: &mut SqliteConnection,
+    reference: &str,
+    now: Timestamp,
+) -> Result<ReleaseOutcome, StoreError> {
+    let Some(mut record) = load_reservation(connection, reference).await? else {
+        return Ok(ReleaseOutcome::NotFound);
+    };
+    match lifecycle_of(&record)?.release() {
+        Ok(StatusChange::Changed(status)) => {
+            set_status(connection, &record, status, now).await?;
+            record.status = status;
+            Ok(ReleaseOutcome::Released(record))
+        }
+        Ok(StatusChange::Unchanged(_)) => Ok(ReleaseOutcome::Unchanged(record)),
+        Err(ReservationError::AlreadyCommitted { .. }) => Ok(ReleaseOutcome::AlreadyCommitted(record)),
+        Err(error) => Err(StoreError::Inconsistent(error.to_string())),
+    }
+}
+
 async fn release_for_event(
     connection: &mut SqliteConnection,
     reference: &str,
     now: Timestamp,
 ) -> Result<EventOutcome, StoreError> {
-    let Some(record) = load_reservation(connection, reference).await? else {
-        return Ok(EventOutcome::Ignored { reason: "no reservation has this reference" });
-    };
-    let mut lifecycle = lifecycle_of(&record)?;
-    match lifecycle.release() {
-        Ok(StatusChange::Changed(status)) => {
-            set_status(connection, &record, status, now).await?;
-            Ok(EventOutcome::Released)
+    Ok(match release_in(connection, reference, now).await? {
+        ReleaseOutcome::Released(_) => EventOutcome::Released,
+        ReleaseOutcome::Unchanged(record) => EventOutcome::Unchanged { status: record.status },
+        ReleaseOutcome::AlreadyCommitted(_) => {
+            EventOutcome::Ignored { reason: "the reservation was already paid; its units stay sold" }
         }
-        Ok(StatusChange::Unchanged(status)) => Ok(EventOutcome::Unchanged { status }),
-        Err(ReservationError::AlreadyCommitted { .. }) => {
-            Ok(EventOutcome::Ignored { reason: "the reservation was already paid; its units stay sold" })
-        }
-        Err(error) => Err(StoreError::Inconsistent(error.to_string())),
-    }
+        ReleaseOutcome::NotFound => EventOutcome::Ignored { reason: "no reservation has this reference" },
+    })
 }
 
 async fn start_processing(
@@ -489,21 +504,9 @@ impl Store for SqliteStore {
 
     async fn release(&self, reference: &str, now: Timestamp) -> Result<ReleaseOutcome, StoreError> {
         let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let Some(mut record) = load_reservation(&mut transaction, reference).await? else {
-            return Ok(ReleaseOutcome::NotFound);
-        };
-        let mut lifecycle = lifecycle_of(&record)?;
-        match lifecycle.release() {
-            Ok(StatusChange::Changed(status)) => {
-                set_status(&mut transaction, &record, status, now).await?;
-                transaction.commit().await?;
-                record.status = status;
-                Ok(ReleaseOutcome::Released(record))
-            }
-            Ok(StatusChange::Unchanged(_)) => Ok(ReleaseOutcome::Unchanged(record)),
-            Err(ReservationError::AlreadyCommitted { .. }) => Ok(ReleaseOutcome::AlreadyCommitted(record)),
-            Err(error) => Err(StoreError::Inconsistent(error.to_string())),
-        }
+        let outcome = release_in(&mut transaction, reference, now).await?;
+        transaction.commit().await?;
+        Ok(outcome)
     }
 
     async fn release_expired(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
