@@ -10,6 +10,8 @@ use crate::AppState;
 use crate::auth::AdminCaller;
 use crate::cleanup::release_expired_now;
 use crate::error::ApiError;
+use crate::store::OutboxStatus;
+use stock_core::Timestamp;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/admin/clean-expired-reservations", get(monitoring).post(clean_expired))
@@ -33,7 +35,21 @@ async fn monitoring(State(state): State<AppState>, _caller: AdminCaller) -> Resu
         "oldestActiveReservation": oldest,
         "expiredNotReleased": figures.expired_not_released,
         "openConflicts": figures.open_conflicts,
+        "payloadProjection": projection_json(&state, &figures.outbox, now),
     })))
+}
+
+/// How far Payload is behind the ledger, for the admin GET and /readyz.
+pub(crate) fn projection_json(state: &AppState, outbox: &OutboxStatus, now: Timestamp) -> Value {
+    json!({
+        "enabled": state.config.payload.is_some(),
+        "backlog": outbox.backlog,
+        "oldestUndeliveredChangeAt": outbox.oldest_change_at.map(Timestamp::to_rfc3339),
+        "oldestUndeliveredAgeSeconds":
+            outbox.oldest_change_at.map(|oldest| (now.unix_millis() - oldest.unix_millis()).max(0) as f64 / 1000.0),
+        "failing": outbox.failing,
+        "lastError": outbox.last_error,
+    })
 }
 
 async fn clean_expired(State(state): State<AppState>, _caller: AdminCaller) -> Result<Json<Value>, ApiError> {

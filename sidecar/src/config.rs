@@ -40,6 +40,26 @@ pub struct Config {
     pub stripe_secret_key: Option<Secret>,
     /// Stripe's API URL (`STRIPE_API_BASE`, default Stripe's own); tests point it at a local fake.
     pub stripe_api_base: Option<String>,
+    /// The Payload the ledger is projected into (`PAYLOAD_URL` and friends); `None` runs the sidecar on its own.
+    pub payload: Option<PayloadConfig>,
+}
+
+/// Where and how the projection writes to Payload's REST API.
+#[derive(Debug, Clone)]
+pub struct PayloadConfig {
+    /// Payload's base URL without `/api` (`PAYLOAD_URL`, e.g. `http://localhost:3000`).
+    pub url: String,
+    /// An API key of a user in `auth_collection` (`PAYLOAD_API_KEY`), sent as `<collection> API-Key <key>`.
+    pub api_key: Secret,
+    /// The auth collection the key belongs to (`PAYLOAD_AUTH_COLLECTION`, default `users`).
+    pub auth_collection: String,
+    /// Slugs, as given to the payloadStock plugin (`PAYLOAD_PRODUCTS_SLUG`, `PAYLOAD_MOVEMENTS_SLUG`,
+    /// `PAYLOAD_RESERVATIONS_SLUG`).
+    pub products_slug: String,
+    pub movements_slug: String,
+    pub reservations_slug: String,
+    /// The longest wait between two attempts at a failing delivery (`PROJECTION_RETRY_MAX_SECONDS`, default 300).
+    pub retry_max: Duration,
 }
 
 impl Default for Config {
@@ -55,6 +75,7 @@ impl Default for Config {
             release_on_payment_failed: false,
             stripe_secret_key: None,
             stripe_api_base: None,
+            payload: None,
         }
     }
 }
@@ -154,8 +175,54 @@ impl Config {
             }
         }
 
+        config.payload = payload_settings(&value, &mut problems);
+
         if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }
     }
+}
+
+/// The projection's settings: all or nothing, keyed on `PAYLOAD_URL`.
+fn payload_settings<'a>(value: &dyn Fn(&str) -> Option<&'a str>, problems: &mut Vec<String>) -> Option<PayloadConfig> {
+    let url = value("PAYLOAD_URL")?;
+    let before = problems.len();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        problems.push(format!("PAYLOAD_URL: {url:?} is not an http(s) URL such as http://localhost:3000"));
+    }
+    let api_key = value("PAYLOAD_API_KEY").unwrap_or_default();
+    if api_key.is_empty() {
+        problems.push(
+            "PAYLOAD_API_KEY: required with PAYLOAD_URL (turn on API keys in the auth collection with \
+             `auth: { useAPIKey: true }` and copy a user's key)"
+                .to_owned(),
+        );
+    }
+    let mut slug = |key: &str, default: &str| -> String {
+        let text = value(key).unwrap_or(default);
+        if !text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            problems.push(format!("{key}: {text:?} is not a collection slug (letters, digits, - and _)"));
+        }
+        text.to_owned()
+    };
+    let auth_collection = slug("PAYLOAD_AUTH_COLLECTION", "users");
+    let products_slug = slug("PAYLOAD_PRODUCTS_SLUG", "products");
+    let movements_slug = slug("PAYLOAD_MOVEMENTS_SLUG", "stock-movements");
+    let reservations_slug = slug("PAYLOAD_RESERVATIONS_SLUG", "stock-reservations");
+    let mut retry_max = Duration::from_secs(300);
+    if let Some(text) = value("PROJECTION_RETRY_MAX_SECONDS") {
+        match text.parse::<u64>() {
+            Ok(seconds) if (1..=3600).contains(&seconds) => retry_max = Duration::from_secs(seconds),
+            _ => problems.push(format!("PROJECTION_RETRY_MAX_SECONDS: {text:?} is not a whole number from 1 to 3600")),
+        }
+    }
+    (problems.len() == before).then(|| PayloadConfig {
+        url: url.trim_end_matches('/').to_owned(),
+        api_key: Secret(api_key.to_owned()),
+        auth_collection,
+        products_slug,
+        movements_slug,
+        reservations_slug,
+        retry_max,
+    })
 }
 
 fn read_config_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 mod json;
+pub mod projection;
 pub mod store;
 pub mod stripe_api;
 pub mod v1;
@@ -25,12 +26,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::projection::Projector;
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::stripe_api::{CheckoutCanceller, StripeCanceller};
 
@@ -70,9 +73,12 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Ready when the ledger answers; says how far behind Payload is (a backlog does not make the sidecar unready:
+/// reservations and webhooks work without Payload).
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    state.store.ping().await?;
-    Ok(Json(json!({ "status": "ready" })))
+    let now = state.clock.now();
+    let figures = state.store.monitoring(now).await?;
+    Ok(Json(json!({ "status": "ready", "payloadProjection": admin::projection_json(&state, &figures.outbox, now) })))
 }
 
 /// Why the sidecar could not start or stopped.
@@ -84,16 +90,41 @@ pub enum RunError {
     Serve(#[from] std::io::Error),
     #[error("{0}")]
     Stripe(String),
+    #[error("{0}")]
+    Payload(String),
 }
 
-/// Opens the store named by the configuration.
-pub async fn open_store(config: &Config) -> Result<SqliteStore, StoreError> {
-    SqliteStore::connect(&config.database_url).await
+/// Makes ring the TLS crypto provider of the process (async-stripe uses it; reqwest would bring a second one).
+/// Harmless when called again.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Opens the store and the Stripe client the configuration names: the state `serve` and the `cleanup` command
-/// share. The store is returned as well, to be closed at the end.
-pub async fn open_state(config: Config, clock: Arc<dyn Clock>) -> Result<(AppState, SqliteStore), RunError> {
+/// Opens the store named by the configuration; with Payload configured, ledger changes are also queued for the
+/// projection, which the returned `Notify` wakes.
+pub async fn open_store(config: &Config) -> Result<(SqliteStore, Option<Arc<Notify>>), StoreError> {
+    let store = SqliteStore::connect(&config.database_url).await?;
+    Ok(match config.payload {
+        Some(_) => {
+            let wakeup = Arc::new(Notify::new());
+            (store.with_projection(wakeup.clone()), Some(wakeup))
+        }
+        None => (store, None),
+    })
+}
+
+/// Everything `serve` and the commands run on, opened from the configuration.
+#[derive(Debug)]
+pub struct Opened {
+    pub state: AppState,
+    /// Kept to close the database at the end.
+    pub store: SqliteStore,
+    /// The projection into Payload and what wakes it; `None` without PAYLOAD_URL.
+    pub projection: Option<(Projector, Arc<Notify>)>,
+}
+
+/// Opens the store, the Stripe client and the Payload projection the configuration names.
+pub async fn open_state(config: Config, clock: Arc<dyn Clock>) -> Result<Opened, RunError> {
     let checkouts: Option<Arc<dyn CheckoutCanceller>> = match &config.stripe_secret_key {
         Some(key) => {
             let canceller = StripeCanceller::new(key, config.stripe_api_base.as_deref()).map_err(RunError::Stripe)?;
@@ -101,9 +132,18 @@ pub async fn open_state(config: Config, clock: Arc<dyn Clock>) -> Result<(AppSta
         }
         None => None,
     };
-    let store = open_store(&config).await?;
-    let state = AppState { store: Arc::new(store.clone()), config: Arc::new(config), clock, checkouts };
-    Ok((state, store))
+    let (store, wakeup) = open_store(&config).await?;
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let projection = match (&config.payload, wakeup) {
+        (Some(payload), Some(wakeup)) => {
+            let projector =
+                Projector::new(payload.clone(), shared.clone(), clock.clone()).map_err(RunError::Payload)?;
+            Some((projector, wakeup))
+        }
+        _ => None,
+    };
+    let state = AppState { store: shared, config: Arc::new(config), clock, checkouts };
+    Ok(Opened { state, store, projection })
 }
 
 /// Serves the API on `listener` with the system clock until `shutdown` completes.
@@ -123,14 +163,8 @@ pub async fn run_with_clock(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let checkouts: Option<Arc<dyn CheckoutCanceller>> = match &config.stripe_secret_key {
-        Some(key) => {
-            Some(Arc::new(StripeCanceller::new(key, config.stripe_api_base.as_deref()).map_err(RunError::Stripe)?))
-        }
-        None => None,
-    };
-    let store = open_store(&config).await?;
-    let state = AppState { store: Arc::new(store.clone()), config: Arc::new(config), clock, checkouts };
+    install_crypto_provider();
+    let Opened { state, store, projection } = open_state(config, clock).await?;
     if state.checkouts.is_none() {
         tracing::info!(
             "STRIPE_SECRET_KEY is not set: cleanup releases expired reservations without canceling at Stripe"
@@ -143,19 +177,26 @@ pub async fn run_with_clock(
         tracing::warn!("ADMIN_API_TOKEN is not set: movements and the admin routes answer 503 until it is");
     }
 
-    let (stop_cleanup, cleanup_stopped) = tokio::sync::watch::channel(false);
+    let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
     let schedule = state
         .config
         .cleanup_interval
-        .map(|interval| tokio::spawn(cleanup::run_schedule(state.clone(), interval, cleanup_stopped)));
+        .map(|interval| tokio::spawn(cleanup::run_schedule(state.clone(), interval, background_stopped.clone())));
+    let worker = match projection {
+        Some((projector, wakeup)) => Some(tokio::spawn(projection::run_worker(projector, wakeup, background_stopped))),
+        None => {
+            tracing::info!("PAYLOAD_URL is not set: the ledger is not projected into Payload (the sidecar runs alone)");
+            None
+        }
+    };
 
     let address = listener.local_addr()?;
     tracing::info!(%address, database = %state.config.database_url, "stock-sidecar listening");
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
 
-    let _ = stop_cleanup.send(true);
-    if let Some(schedule) = schedule {
-        let _ = schedule.await;
+    let _ = stop_background.send(true);
+    for task in [schedule, worker].into_iter().flatten() {
+        let _ = task.await;
     }
     store.close().await;
     tracing::info!("stock-sidecar stopped");

@@ -8,8 +8,10 @@ use clap::{Parser, Subcommand};
 use stock_sidecar::cleanup::release_expired_now;
 use stock_sidecar::clock::{Clock, SystemClock};
 use stock_sidecar::config::Config;
+use stock_sidecar::projection::Projector;
+use stock_sidecar::store::SqliteStore;
 use stock_sidecar::store::Store;
-use stock_sidecar::{open_state, open_store, run};
+use stock_sidecar::{Opened, install_crypto_provider, open_state, open_store, run};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -31,6 +33,15 @@ enum Command {
     Cleanup,
     /// Print the monitoring figures (active reservations, reserved units, the oldest one, expired ones).
     Stats,
+    /// Read every product's sizes from Payload (PAYLOAD_URL) into the ledger, for a shop whose stock was entered
+    /// in Payload before payload-stock managed it. Sizes the ledger has are left alone; safe to run twice.
+    Import,
+    /// Compare Payload's sizes and stock-movements with the ledger and print the differences; exits 1 if any.
+    Reconcile {
+        /// Rewrite the products that differ from the ledger and create the missing movement documents.
+        #[arg(long)]
+        fix: bool,
+    },
 }
 
 #[tokio::main]
@@ -54,6 +65,8 @@ async fn main() -> ExitCode {
         Command::Serve => serve(config).await,
         Command::Cleanup => cleanup(config).await,
         Command::Stats => stats(config).await,
+        Command::Import => import(config).await,
+        Command::Reconcile { fix } => reconcile(config, fix).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -72,7 +85,8 @@ async fn serve(config: Config) -> Result<(), String> {
 }
 
 async fn cleanup(config: Config) -> Result<(), String> {
-    let (state, store) = open_state(config, Arc::new(SystemClock)).await.map_err(|error| error.to_string())?;
+    let Opened { state, store, .. } =
+        open_state(config, Arc::new(SystemClock)).await.map_err(|error| error.to_string())?;
     let references = release_expired_now(&state).await.map_err(|error| error.to_string())?;
     println!("released {} expired reservation(s)", references.len());
     for reference in &references {
@@ -83,8 +97,9 @@ async fn cleanup(config: Config) -> Result<(), String> {
 }
 
 async fn stats(config: Config) -> Result<(), String> {
-    let store = Arc::new(open_store(&config).await.map_err(|error| error.to_string())?);
-    let figures = store.monitoring(SystemClock.now()).await.map_err(|error| error.to_string())?;
+    let (store, _) = open_store(&config).await.map_err(|error| error.to_string())?;
+    let now = SystemClock.now();
+    let figures = store.monitoring(now).await.map_err(|error| error.to_string())?;
     println!("active reservations      {}", figures.active_reservations);
     println!("reserved units           {}", figures.reserved_units);
     println!("expired, not released    {}", figures.expired_not_released);
@@ -96,32 +111,123 @@ async fn stats(config: Config) -> Result<(), String> {
         ),
         None => println!("oldest active            none"),
     }
+    let outbox = &figures.outbox;
+    match (&config.payload, outbox.oldest_change_at) {
+        (None, _) if outbox.backlog == 0 => println!("Payload projection       off (PAYLOAD_URL is not set)"),
+        (_, Some(oldest)) => println!(
+            "Payload backlog          {} change(s), oldest {} s old, {} failing{}",
+            outbox.backlog,
+            (now.unix_millis() - oldest.unix_millis()) / 1000,
+            outbox.failing,
+            outbox.last_error.as_deref().map(|error| format!(" (last error: {error})")).unwrap_or_default()
+        ),
+        _ => println!("Payload backlog          0 (Payload shows the ledger)"),
+    }
     store.close().await;
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(error = %error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate => {}
+/// The projector of a command that talks to Payload, or why there is none.
+async fn open_projector(config: Config) -> Result<(Projector, SqliteStore), String> {
+    if config.payload.is_none() {
+        return Err("PAYLOAD_URL (and PAYLOAD_API_KEY) must be set: this command talks to Payload".to_owned());
     }
-    tracing::info!("shutting down: finishing the requests in flight");
+    install_crypto_provider();
+    let Opened { store, projection, .. } =
+        open_state(config, Arc::new(SystemClock)).await.map_err(|error| error.to_string())?;
+    let (projector, _) = projection.ok_or("the projection did not start")?;
+    Ok((projector, store))
+}
+
+async fn import(config: Config) -> Result<(), String> {
+    let (projector, store) = open_projector(config).await?;
+    let report = projector.import_from_payload().await.map_err(|error| error.to_string());
+    store.close().await;
+    let report = report?;
+    for (product, size, units) in &report.imported {
+        println!("imported        product {product} size {size}: {units} unit(s)");
+    }
+    for (product, size, units) in &report.already_in_ledger {
+        println!("already there   product {product} size {size}: the ledger has {units} unit(s); left alone");
+    }
+    for (product, problem) in &report.skipped {
+        println!("skipped         product {product}: {problem}");
+    }
+    println!(
+        "{} size(s) imported, {} already in the ledger, {} skipped",
+        report.imported.len(),
+        report.already_in_ledger.len(),
+        report.skipped.len()
+    );
+    Ok(())
+}
+
+async fn reconcile(config: Config, fix: bool) -> Result<(), String> {
+    let (projector, store) = open_projector(config).await?;
+    let report = projector.reconcile(fix).await.map_err(|error| error.to_string());
+    store.close().await;
+    let report = report?;
+    if !report.differences.is_empty() {
+        println!("{:<12} {:<8} {:<18} {:<24} ledger", "product", "size", "figure", "Payload");
+    }
+    for difference in &report.differences {
+        println!(
+            "{:<12} {:<8} {:<18} {:<24} {}",
+            difference.product,
+            difference.size.as_deref().unwrap_or("-"),
+            difference.what,
+            difference.payload,
+            difference.ledger
+        );
+    }
+    println!(
+        "{} product(s) checked: {} difference(s), {} movement document(s) missing, {} unknown to the ledger",
+        report.products_checked,
+        report.differences.len(),
+        report.missing_movements.len(),
+        report.unknown_movement_documents
+    );
+    if fix {
+        println!(
+            "fixed: {} product(s) rewritten from the ledger, {} movement document(s) created",
+            report.products_rewritten, report.movements_created
+        );
+        return Ok(());
+    }
+    if report.differences.is_empty() && report.missing_movements.is_empty() {
+        Ok(())
+    } else {
+        Err("Payload differs from the ledger; `stock-sidecar reconcile --fix` rewrites it from the ledger".to_owned())
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM. The SIGTERM handler is installed at once, before the server logs that it
+/// listens, so a SIGTERM sent right after that line stops it gracefully instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let interrupt = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let terminate = async {
+            match terminate {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate => {}
+        }
+        tracing::info!("shutting down: finishing the requests in flight");
+    }
 }

@@ -76,6 +76,27 @@ pub struct MovementRequest {
     pub expected_stock: Option<Quantity>,
     /// Sets the size's low-stock threshold with the movement.
     pub low_stock_threshold: Option<Quantity>,
+    pub origin: MovementOrigin,
+}
+
+/// Who saves a movement's Payload document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MovementOrigin {
+    /// The sidecar: the outbox creates the document.
+    #[default]
+    Sidecar,
+    /// Payload's stock-movements hook asked for it and saves the document itself; the outbox creates it only if
+    /// it is still missing after a grace period.
+    Payload,
+}
+
+impl MovementOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MovementOrigin::Sidecar => "sidecar",
+            MovementOrigin::Payload => "payload",
+        }
+    }
 }
 
 /// A movement as stored.
@@ -113,6 +134,65 @@ pub struct Monitoring {
     pub expired_not_released: u64,
     /// Conflicts recorded from Stripe events and not yet resolved.
     pub open_conflicts: u64,
+    pub outbox: OutboxStatus,
+}
+
+/// How far Payload is behind the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OutboxStatus {
+    /// Changes not yet delivered to Payload (after coalescing).
+    pub backlog: u64,
+    /// When the oldest undelivered change was made.
+    pub oldest_change_at: Option<Timestamp>,
+    /// Undelivered changes whose delivery failed at least once.
+    pub failing: u64,
+    /// The error of the most recent failed delivery still pending.
+    pub last_error: Option<String>,
+}
+
+/// What an outbox row asks Payload to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxTopic {
+    /// A product's sizes.
+    Product,
+    /// One stock-movements document.
+    Movement,
+    /// One stock-reservations document.
+    Reservation,
+}
+
+impl OutboxTopic {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "product" => Some(OutboxTopic::Product),
+            "movement" => Some(OutboxTopic::Movement),
+            "reservation" => Some(OutboxTopic::Reservation),
+            _ => None,
+        }
+    }
+}
+
+/// One undelivered outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub topic: OutboxTopic,
+    /// The product id, movement id or reservation reference.
+    pub subject: String,
+    pub lane: String,
+    /// Changes coalesced into the row so far; delivery removes the row only if this did not move meanwhile.
+    pub revision: i64,
+    pub attempts: u32,
+    pub created_at: Timestamp,
+}
+
+/// What importing a size from Payload did.
+#[derive(Debug)]
+pub enum ImportOutcome {
+    /// The size is new to the ledger; the movement is absent when it was imported with no units.
+    Imported(Option<MovementRecord>),
+    /// The ledger already has this size; nothing changed.
+    AlreadyInLedger { stock: Quantity },
 }
 
 /// What a verified Stripe event asks of the ledger.
@@ -230,6 +310,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// One movement by its ledger id.
+    async fn movement(&self, id: i64) -> Result<Option<MovementRecord>, StoreError>;
+
+    /// Up to `limit` ledger movement ids above `after`, in order (for reconciling with Payload page by page).
+    async fn movement_ids(&self, after: i64, limit: u32) -> Result<Vec<i64>, StoreError>;
+
+    /// Every product the ledger has sizes of.
+    async fn ledger_products(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Adds a size the ledger does not have yet with `stock` units on hand, recorded as an `adjustment` movement
+    /// with `reason`; a size the ledger has is left alone. Idempotent.
+    async fn import_size(
+        &self,
+        (product, size): (&str, &str),
+        stock: Quantity,
+        low_stock_threshold: Quantity,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<ImportOutcome, StoreError>;
+
+    /// Queues a product's sizes, a movement or a reservation for delivery to Payload (again).
+    async fn requeue(&self, topic: OutboxTopic, subject: &str, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Up to `limit` lanes whose rows are all due at `now`, the lane with the oldest row first.
+    async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError>;
+
+    /// Up to `limit` rows of a lane, in delivery order.
+    async fn lane_entries(&self, lane: &str, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Removes a delivered row, unless a change coalesced into it meanwhile (then it stays for another delivery).
+    async fn outbox_delivered(&self, entry: &OutboxEntry) -> Result<bool, StoreError>;
+
+    /// Records a failed delivery; the entry's whole lane waits until `retry_at`.
+    async fn outbox_failed(&self, entry: &OutboxEntry, error: &str, retry_at: Timestamp) -> Result<(), StoreError>;
 }
 
 /// A failure of the store itself (not a refused request).

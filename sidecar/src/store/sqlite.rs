@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,10 +15,12 @@ use stock_core::{
     ReservationStatus, ReservationTtl, SignedQuantity, SizeStock, StatusChange, StockLevel, StockMovement, Timestamp,
     apply_movement, commit_reserved_sale, reservation_expires_at, validate_cart,
 };
+use tokio::sync::Notify;
 
 use super::{
-    EventOutcome, Monitoring, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome, ReservationRecord,
-    ReservationSummary, ReserveOutcome, ReservedItem, SizeRecord, Store, StoreError, StripeAction, StripeEventRecord,
+    EventOutcome, ImportOutcome, Monitoring, MovementOrigin, MovementOutcome, MovementRecord, MovementRequest,
+    OutboxEntry, OutboxStatus, OutboxTopic, ReleaseOutcome, ReservationRecord, ReservationSummary, ReserveOutcome,
+    ReservedItem, SizeRecord, Store, StoreError, StripeAction, StripeEventRecord,
 };
 
 /// How long a statement waits for another process's write lock (the `cleanup` command, say) before failing.
@@ -40,12 +43,100 @@ fn holds_until(status: ReservationStatus, expires_at: Timestamp) -> i64 {
     }
 }
 
+/// How long the outbox waits before creating the Payload document of a movement that Payload's stock-movements hook
+/// asked for: the hook saves that document itself right after the answer, so the outbox only fills in for a save that
+/// failed, and then finds the document there (a unique idempotencyKey) in the usual case.
+const PAYLOAD_SAVE_GRACE_MILLIS: i64 = 30_000;
+
+/// The lane of a product's changes: its sizes and its movements reach Payload in the order they were made.
+pub(crate) fn product_lane(product: &str) -> String {
+    format!("product:{product}")
+}
+
+/// Whether this store queues ledger changes for Payload; handed to every helper that changes the ledger, so that
+/// the rows are written in the transaction of the change.
+#[derive(Debug, Clone, Copy)]
+struct Outbox(bool);
+
+impl Outbox {
+    async fn queue(
+        self,
+        connection: &mut SqliteConnection,
+        (topic, subject, lane): (&str, &str, &str),
+        now: Timestamp,
+        delay_millis: i64,
+    ) -> Result<(), StoreError> {
+        if !self.0 {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO outbox (topic, subject, lane, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (topic, subject) DO UPDATE SET revision = revision + 1",
+        )
+        .bind(topic)
+        .bind(subject)
+        .bind(lane)
+        .bind(now.unix_millis())
+        .bind(now.unix_millis().saturating_add(delay_millis))
+        .execute(&mut *connection)
+        .await?;
+        Ok(())
+    }
+
+    async fn product(self, connection: &mut SqliteConnection, product: &str, now: Timestamp) -> Result<(), StoreError> {
+        self.queue(connection, ("product", product, &product_lane(product)), now, 0).await
+    }
+
+    /// A reservation's document and the sizes of every product it holds units of.
+    async fn reservation(
+        self,
+        connection: &mut SqliteConnection,
+        reference: &str,
+        items: &[ReservedItem],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if !self.0 {
+            return Ok(());
+        }
+        let mut products: Vec<&str> = items.iter().map(|item| item.product.as_str()).collect();
+        products.sort_unstable();
+        products.dedup();
+        for product in products {
+            self.product(connection, product, now).await?;
+        }
+        self.queue(connection, ("reservation", reference, &format!("reservation:{reference}")), now, 0).await
+    }
+
+    async fn movement(
+        self,
+        connection: &mut SqliteConnection,
+        id: i64,
+        product: &str,
+        origin: MovementOrigin,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let subject = id.to_string();
+        match origin {
+            MovementOrigin::Sidecar => {
+                self.queue(connection, ("movement", &subject, &product_lane(product)), now, 0).await
+            }
+            // In a lane of its own, so that its grace period holds up nothing else.
+            MovementOrigin::Payload => {
+                let lane = format!("movement:{id}");
+                self.queue(connection, ("movement", &subject, &lane), now, PAYLOAD_SAVE_GRACE_MILLIS).await
+            }
+        }
+    }
+}
+
 /// The embedded SQLite ledger.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     /// One connection: writes are serialized here instead of failing on SQLite's single write lock.
     writer: SqlitePool,
     readers: SqlitePool,
+    /// Whether ledger changes are queued for Payload, and whom to wake when they are.
+    projection: Option<Arc<Notify>>,
 }
 
 impl SqliteStore {
@@ -60,7 +151,25 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let readers = SqlitePoolOptions::new().max_connections(READERS).connect_with(options.read_only(true)).await?;
-        Ok(SqliteStore { writer, readers })
+        Ok(SqliteStore { writer, readers, projection: None })
+    }
+
+    /// From now on every ledger change also writes, in its own transaction, what Payload must show (the outbox),
+    /// and wakes `wakeup` when it commits. Without this (no PAYLOAD_URL) nothing is queued.
+    pub fn with_projection(mut self, wakeup: Arc<Notify>) -> Self {
+        self.projection = Some(wakeup);
+        self
+    }
+
+    fn outbox(&self) -> Outbox {
+        Outbox(self.projection.is_some())
+    }
+
+    /// Tells the projection worker that a transaction queued changes.
+    fn changes_committed(&self) {
+        if let Some(wakeup) = &self.projection {
+            wakeup.notify_one();
+        }
     }
 
     /// Closes every connection (the WAL is checkpointed when the last one closes).
@@ -166,20 +275,27 @@ fn movement_key(reference: &str) -> String {
     format!("movement:{reference}")
 }
 
-async fn load_movement(connection: &mut SqliteConnection, key: &str) -> Result<Option<MovementRecord>, StoreError> {
-    let Some(row) = sqlx::query(
-        "SELECT id, product, size, type, quantity, stock_before, stock_after, reason, reference, order_reference, date \
-         FROM movements WHERE idempotency_key = ?1",
-    )
-    .bind(key)
-    .fetch_optional(&mut *connection)
-    .await?
-    else {
-        return Ok(None);
+/// `SELECT` of whole movements, `WHERE` the given condition.
+macro_rules! select_movements_where {
+    ($condition:literal) => {
+        concat!(
+            "SELECT id, product, size, type, quantity, stock_before, stock_after, reason, reference, ",
+            "order_reference, date FROM movements WHERE ",
+            $condition
+        )
     };
+}
+
+async fn load_movement(connection: &mut SqliteConnection, key: &str) -> Result<Option<MovementRecord>, StoreError> {
+    let row =
+        sqlx::query(select_movements_where!("idempotency_key = ?1")).bind(key).fetch_optional(&mut *connection).await?;
+    row.as_ref().map(movement_from_row).transpose()
+}
+
+fn movement_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MovementRecord, StoreError> {
     let inconsistent = |error: stock_core::MovementError| StoreError::Inconsistent(error.to_string());
     let kind: String = row.try_get("type")?;
-    Ok(Some(MovementRecord {
+    Ok(MovementRecord {
         id: row.try_get("id")?,
         product: row.try_get("product")?,
         size: row.try_get("size")?,
@@ -195,16 +311,17 @@ async fn load_movement(connection: &mut SqliteConnection, key: &str) -> Result<O
                 date: timestamp(row.try_get("date")?)?,
             },
         },
-    }))
+    })
 }
 
 /// Records a movement and sets the size's units on hand to its `stock_after` (and the threshold, if given).
 /// Returns the movement's id. The idempotency key, when given, is unique: a second insert fails the transaction.
 async fn write_movement(
     connection: &mut SqliteConnection,
+    outbox: Outbox,
     key: Option<&str>,
     (product, size): (&str, &str),
-    movement: &StockMovement,
+    (movement, origin): (&StockMovement, MovementOrigin),
     low_stock_threshold: Option<Quantity>,
 ) -> Result<i64, StoreError> {
     sqlx::query(
@@ -220,7 +337,8 @@ async fn write_movement(
     .await?;
     let id: i64 = sqlx::query(
         "INSERT INTO movements (idempotency_key, product, size, type, quantity, stock_before, stock_after, reason, \
-         reference, order_reference, date) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+         reference, order_reference, date, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+         RETURNING id",
     )
     .bind(key)
     .bind(product)
@@ -233,9 +351,13 @@ async fn write_movement(
     .bind(&movement.details.reference)
     .bind(&movement.details.order_reference)
     .bind(movement.details.date.unix_millis())
+    .bind(origin.as_str())
     .fetch_one(&mut *connection)
     .await?
     .try_get("id")?;
+    let now = movement.details.date;
+    outbox.product(connection, product, now).await?;
+    outbox.movement(connection, id, product, origin, now).await?;
     Ok(id)
 }
 
@@ -263,6 +385,7 @@ fn lifecycle_of(record: &ReservationRecord) -> Result<Reservation, StoreError> {
 /// Moves a reservation to `status`, and its items' `holds_until` with it.
 async fn set_status(
     connection: &mut SqliteConnection,
+    outbox: Outbox,
     record: &ReservationRecord,
     status: ReservationStatus,
     now: Timestamp,
@@ -279,7 +402,7 @@ async fn set_status(
         .bind(holds_until(status, record.expires_at))
         .execute(&mut *connection)
         .await?;
-    Ok(())
+    outbox.reservation(connection, &record.reference, &record.items, now).await
 }
 
 async fn record_conflict(
@@ -306,6 +429,7 @@ async fn record_conflict(
 /// is otherwise recorded as an `oversold` conflict, changing nothing else.
 async fn commit_reservation(
     connection: &mut SqliteConnection,
+    outbox: Outbox,
     reference: &str,
     order_reference: Option<&str>,
     event_id: &str,
@@ -361,12 +485,13 @@ async fn commit_reservation(
     }
     for (item, movement) in &sales {
         let key = format!("sale:{reference}:{}:{}", item.product, item.size);
-        write_movement(connection, Some(&key), (&item.product, &item.size), movement, None).await?;
+        let sale = (movement, MovementOrigin::Sidecar);
+        write_movement(connection, outbox, Some(&key), (&item.product, &item.size), sale, None).await?;
     }
     if late {
         lifecycle.commit_late().map_err(|error| StoreError::Inconsistent(error.to_string()))?;
     }
-    set_status(connection, &record, ReservationStatus::Committed, now).await?;
+    set_status(connection, outbox, &record, ReservationStatus::Committed, now).await?;
     Ok(EventOutcome::Committed { late })
 }
 
@@ -374,6 +499,7 @@ async fn commit_reservation(
 /// Stripe's cancellation events share.
 async fn release_in(
     connection: &mut SqliteConnection,
+    outbox: Outbox,
     reference: &str,
     now: Timestamp,
 ) -> Result<ReleaseOutcome, StoreError> {
@@ -382,7 +508,7 @@ async fn release_in(
     };
     match lifecycle_of(&record)?.release() {
         Ok(StatusChange::Changed(status)) => {
-            set_status(connection, &record, status, now).await?;
+            set_status(connection, outbox, &record, status, now).await?;
             record.status = status;
             Ok(ReleaseOutcome::Released(record))
         }
@@ -394,10 +520,11 @@ async fn release_in(
 
 async fn release_for_event(
     connection: &mut SqliteConnection,
+    outbox: Outbox,
     reference: &str,
     now: Timestamp,
 ) -> Result<EventOutcome, StoreError> {
-    Ok(match release_in(connection, reference, now).await? {
+    Ok(match release_in(connection, outbox, reference, now).await? {
         ReleaseOutcome::Released(_) => EventOutcome::Released,
         ReleaseOutcome::Unchanged(record) => EventOutcome::Unchanged { status: record.status },
         ReleaseOutcome::AlreadyCommitted(_) => {
@@ -409,6 +536,7 @@ async fn release_for_event(
 
 async fn start_processing(
     connection: &mut SqliteConnection,
+    outbox: Outbox,
     reference: &str,
     now: Timestamp,
 ) -> Result<EventOutcome, StoreError> {
@@ -418,7 +546,7 @@ async fn start_processing(
     let mut lifecycle = lifecycle_of(&record)?;
     match lifecycle.start_processing(now) {
         Ok(StatusChange::Changed(status)) => {
-            set_status(connection, &record, status, now).await?;
+            set_status(connection, outbox, &record, status, now).await?;
             Ok(EventOutcome::Processing)
         }
         Ok(StatusChange::Unchanged(status)) => Ok(EventOutcome::Unchanged { status }),
@@ -487,7 +615,9 @@ impl Store for SqliteStore {
             .await?;
             items.push(ReservedItem { product: item.product, size: item.size, quantity: item.quantity });
         }
+        self.outbox().reservation(&mut transaction, reference, &items, now).await?;
         transaction.commit().await?;
+        self.changes_committed();
         Ok(ReserveOutcome::Created(ReservationRecord {
             reference: reference.to_owned(),
             status: ReservationStatus::Active,
@@ -504,8 +634,9 @@ impl Store for SqliteStore {
 
     async fn release(&self, reference: &str, now: Timestamp) -> Result<ReleaseOutcome, StoreError> {
         let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let outcome = release_in(&mut transaction, reference, now).await?;
+        let outcome = release_in(&mut transaction, self.outbox(), reference, now).await?;
         transaction.commit().await?;
+        self.changes_committed();
         Ok(outcome)
     }
 
@@ -513,6 +644,23 @@ impl Store for SqliteStore {
         // The SQL form of stock-core's `Reservation::expire` on every active reservation due. Their items already
         // stopped counting at the expiry instant (holds_until <= now); zeroing it keeps the column's meaning.
         let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        if self.projection.is_some() {
+            // The outbox rows first, while the reservations due are still the active ones (`WHERE` before
+            // `ON CONFLICT` is what SQLite's upsert-from-select needs).
+            for statement in [
+                "INSERT INTO outbox (topic, subject, lane, created_at, next_attempt_at) \
+                 SELECT DISTINCT 'product', ri.product, 'product:' || ri.product, ?1, ?1 \
+                 FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
+                 WHERE r.status = 'active' AND r.expires_at <= ?1 \
+                 ON CONFLICT (topic, subject) DO UPDATE SET revision = revision + 1",
+                "INSERT INTO outbox (topic, subject, lane, created_at, next_attempt_at) \
+                 SELECT 'reservation', reference, 'reservation:' || reference, ?1, ?1 \
+                 FROM reservations WHERE status = 'active' AND expires_at <= ?1 \
+                 ON CONFLICT (topic, subject) DO UPDATE SET revision = revision + 1",
+            ] {
+                sqlx::query(statement).bind(now.unix_millis()).execute(&mut *transaction).await?;
+            }
+        }
         sqlx::query(
             "UPDATE reservation_items SET holds_until = 0 WHERE reference IN \
              (SELECT reference FROM reservations WHERE status = 'active' AND expires_at <= ?1)",
@@ -528,6 +676,9 @@ impl Store for SqliteStore {
         .fetch_all(&mut *transaction)
         .await?;
         transaction.commit().await?;
+        if !rows.is_empty() {
+            self.changes_committed();
+        }
         let mut references = rows.iter().map(|row| row.try_get("reference")).collect::<Result<Vec<String>, _>>()?;
         references.sort();
         Ok(references)
@@ -553,8 +704,9 @@ impl Store for SqliteStore {
         let mut lifecycle = lifecycle_of(&record)?;
         match lifecycle.expire(now) {
             Ok(StatusChange::Changed(status)) => {
-                set_status(&mut transaction, &record, status, now).await?;
+                set_status(&mut transaction, self.outbox(), &record, status, now).await?;
                 transaction.commit().await?;
+                self.changes_committed();
                 Ok(true)
             }
             // Already finished, not yet due, or processing (a webhook moved it meanwhile): nothing to do.
@@ -609,13 +761,15 @@ impl Store for SqliteStore {
         let movement = applied.movement;
         let id = write_movement(
             &mut transaction,
+            self.outbox(),
             key.as_deref(),
             (&request.product, &request.size),
-            &movement,
+            (&movement, request.origin),
             request.low_stock_threshold,
         )
         .await?;
         transaction.commit().await?;
+        self.changes_committed();
         Ok(MovementOutcome::Applied(MovementRecord { id, product: request.product, size: request.size, movement }))
     }
 
@@ -628,7 +782,12 @@ impl Store for SqliteStore {
                   WHERE (status = 'active' AND expires_at > ?1) OR status = 'processing') AS active, \
                (SELECT COALESCE(SUM(quantity), 0) FROM reservation_items WHERE holds_until > ?1) AS reserved_units, \
                (SELECT COUNT(*) FROM reservations WHERE status = 'active' AND expires_at <= ?1) AS expired, \
-               (SELECT COUNT(*) FROM conflicts WHERE resolved_at IS NULL) AS open_conflicts",
+               (SELECT COUNT(*) FROM conflicts WHERE resolved_at IS NULL) AS open_conflicts, \
+               (SELECT COUNT(*) FROM outbox) AS outbox_backlog, \
+               (SELECT MIN(created_at) FROM outbox) AS outbox_oldest, \
+               (SELECT COUNT(*) FROM outbox WHERE attempts > 0) AS outbox_failing, \
+               (SELECT last_error FROM outbox WHERE last_error IS NOT NULL ORDER BY next_attempt_at DESC LIMIT 1) \
+                 AS outbox_last_error",
         )
         .bind(now)
         .fetch_one(&mut *connection)
@@ -658,6 +817,12 @@ impl Store for SqliteStore {
             },
             expired_not_released: count("expired")?,
             open_conflicts: count("open_conflicts")?,
+            outbox: OutboxStatus {
+                backlog: count("outbox_backlog")?,
+                oldest_change_at: counts.try_get::<Option<i64>, _>("outbox_oldest")?.map(timestamp).transpose()?,
+                failing: count("outbox_failing")?,
+                last_error: counts.try_get("outbox_last_error")?,
+            },
         })
     }
 
@@ -681,12 +846,16 @@ impl Store for SqliteStore {
         if claimed == 0 {
             return Ok(EventOutcome::Duplicate);
         }
+        let outbox = self.outbox();
         let outcome = match action {
             StripeAction::Commit { reference, order_reference } => {
-                commit_reservation(&mut transaction, reference, order_reference.as_deref(), &event.id, now).await?
+                let order_reference = order_reference.as_deref();
+                commit_reservation(&mut transaction, outbox, reference, order_reference, &event.id, now).await?
             }
-            StripeAction::Release { reference } => release_for_event(&mut transaction, reference, now).await?,
-            StripeAction::StartProcessing { reference } => start_processing(&mut transaction, reference, now).await?,
+            StripeAction::Release { reference } => release_for_event(&mut transaction, outbox, reference, now).await?,
+            StripeAction::StartProcessing { reference } => {
+                start_processing(&mut transaction, outbox, reference, now).await?
+            }
             StripeAction::Ignore { reason } => EventOutcome::Ignored { reason },
         };
         sqlx::query("UPDATE stripe_events SET outcome = ?2 WHERE id = ?1")
@@ -695,6 +864,7 @@ impl Store for SqliteStore {
             .execute(&mut *transaction)
             .await?;
         transaction.commit().await?;
+        self.changes_committed();
         Ok(outcome)
     }
 
@@ -708,6 +878,160 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+    async fn movement(&self, id: i64) -> Result<Option<MovementRecord>, StoreError> {
+        let row = sqlx::query(select_movements_where!("id = ?1")).bind(id).fetch_optional(&self.readers).await?;
+        row.as_ref().map(movement_from_row).transpose()
+    }
+
+    async fn movement_ids(&self, after: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM movements WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows.iter().map(|row| row.try_get("id")).collect::<Result<Vec<i64>, _>>()?)
+    }
+
+    async fn ledger_products(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT DISTINCT product FROM sizes ORDER BY product").fetch_all(&self.readers).await?;
+        Ok(rows.iter().map(|row| row.try_get("product")).collect::<Result<Vec<String>, _>>()?)
+    }
+
+    async fn import_size(
+        &self,
+        (product, size): (&str, &str),
+        stock: Quantity,
+        low_stock_threshold: Quantity,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<ImportOutcome, StoreError> {
+        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let existing = sizes_of(&mut transaction, product, now).await?.into_iter().find(|record| record.size == size);
+        if let Some(record) = existing {
+            return Ok(ImportOutcome::AlreadyInLedger { stock: record.level.stock() });
+        }
+        sqlx::query(
+            "INSERT INTO sizes (product, size, stock, low_stock_threshold, updated_at) VALUES (?1, ?2, 0, ?3, ?4)",
+        )
+        .bind(product)
+        .bind(size)
+        .bind(i64::from(low_stock_threshold))
+        .bind(now.unix_millis())
+        .execute(&mut *transaction)
+        .await?;
+        let outbox = self.outbox();
+        let record = if stock == Quantity::ZERO {
+            outbox.product(&mut transaction, product, now).await?;
+            None
+        } else {
+            let empty = level(0, 0, i64::from(low_stock_threshold))?;
+            let quantity =
+                SignedQuantity::new(i64::from(stock)).map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+            let details =
+                MovementDetails { reason: reason.to_owned(), reference: None, order_reference: None, date: now };
+            let movement = apply_movement(&empty, MovementType::Adjustment, quantity, details)
+                .map_err(|error| StoreError::Inconsistent(error.to_string()))?
+                .movement;
+            let key = format!("import:{product}:{size}");
+            let sized = (product, size);
+            let id =
+                write_movement(&mut transaction, outbox, Some(&key), sized, (&movement, MovementOrigin::Sidecar), None)
+                    .await?;
+            Some(MovementRecord { id, product: product.to_owned(), size: size.to_owned(), movement })
+        };
+        transaction.commit().await?;
+        self.changes_committed();
+        Ok(ImportOutcome::Imported(record))
+    }
+
+    async fn requeue(&self, topic: OutboxTopic, subject: &str, now: Timestamp) -> Result<(), StoreError> {
+        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let outbox = Outbox(true);
+        match topic {
+            OutboxTopic::Product => outbox.product(&mut transaction, subject, now).await?,
+            OutboxTopic::Reservation => {
+                let lane = format!("reservation:{subject}");
+                outbox.queue(&mut transaction, ("reservation", subject, &lane), now, 0).await?;
+            }
+            OutboxTopic::Movement => {
+                let id: i64 =
+                    subject.parse().map_err(|_| StoreError::Inconsistent(format!("movement id {subject:?}")))?;
+                let product: String = sqlx::query("SELECT product FROM movements WHERE id = ?1")
+                    .bind(id)
+                    .fetch_one(&mut *transaction)
+                    .await?
+                    .try_get("product")?;
+                outbox.movement(&mut transaction, id, &product, MovementOrigin::Sidecar, now).await?;
+            }
+        }
+        transaction.commit().await?;
+        self.changes_committed();
+        Ok(())
+    }
+
+    async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT lane FROM outbox GROUP BY lane HAVING MAX(next_attempt_at) <= ?1 ORDER BY MIN(id) LIMIT ?2",
+        )
+        .bind(now.unix_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.iter().map(|row| row.try_get("lane")).collect::<Result<Vec<String>, _>>()?)
+    }
+
+    async fn lane_entries(&self, lane: &str, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, topic, subject, lane, revision, attempts, created_at FROM outbox \
+             WHERE lane = ?1 ORDER BY id LIMIT ?2",
+        )
+        .bind(lane)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let topic: String = row.try_get("topic")?;
+                let attempts: i64 = row.try_get("attempts")?;
+                Ok(OutboxEntry {
+                    id: row.try_get("id")?,
+                    topic: OutboxTopic::parse(&topic)
+                        .ok_or_else(|| StoreError::Inconsistent(format!("outbox topic {topic:?}")))?,
+                    subject: row.try_get("subject")?,
+                    lane: row.try_get("lane")?,
+                    revision: row.try_get("revision")?,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    created_at: timestamp(row.try_get("created_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_delivered(&self, entry: &OutboxEntry) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM outbox WHERE id = ?1 AND revision = ?2")
+            .bind(entry.id)
+            .bind(entry.revision)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        Ok(deleted == 1)
+    }
+
+    async fn outbox_failed(&self, entry: &OutboxEntry, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
+        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1")
+            .bind(entry.id)
+            .bind(error)
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query("UPDATE outbox SET next_attempt_at = MAX(next_attempt_at, ?2) WHERE lane = ?1")
+            .bind(&entry.lane)
+            .bind(retry_at.unix_millis())
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
         Ok(())
     }
 }

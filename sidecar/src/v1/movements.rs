@@ -14,7 +14,7 @@ use crate::AppState;
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::json::ApiJson;
-use crate::store::{MovementOutcome, MovementRecord, MovementRequest};
+use crate::store::{MovementOrigin, MovementOutcome, MovementRecord, MovementRequest};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/v1/movements", post(create_movement))
@@ -33,6 +33,8 @@ struct MovementBody {
     reference: Option<String>,
     expected_stock: Option<Value>,
     low_stock_threshold: Option<Value>,
+    /// `payload` when Payload's stock-movements hook asks: it saves the Payload document itself.
+    origin: Option<String>,
 }
 
 fn optional_quantity(value: Option<&Value>, field: &str) -> Result<Option<Quantity>, ApiError> {
@@ -60,6 +62,11 @@ async fn create_movement(
     if let Some(reference) = &body.reference {
         check_reference(reference, "reference")?;
     }
+    let origin = match body.origin.as_deref() {
+        None | Some("sidecar") => MovementOrigin::Sidecar,
+        Some("payload") => MovementOrigin::Payload,
+        Some(other) => return Err(ApiError::invalid(format!("origin: {other:?} is not sidecar or payload"))),
+    };
     let request = MovementRequest {
         product: body.product.into_text(),
         size: body.size.into_text(),
@@ -69,6 +76,7 @@ async fn create_movement(
         reference: body.reference,
         expected_stock: optional_quantity(body.expected_stock.as_ref(), "expectedStock")?,
         low_stock_threshold: optional_quantity(body.low_stock_threshold.as_ref(), "lowStockThreshold")?,
+        origin,
     };
     let (product, size) = (request.product.clone(), request.size.clone());
 
@@ -111,7 +119,7 @@ async fn create_movement(
     }
 }
 
-fn movement_json(record: &MovementRecord) -> Value {
+pub(crate) fn movement_json(record: &MovementRecord) -> Value {
     let movement = &record.movement;
     json!({
         "id": record.id,

@@ -69,7 +69,10 @@ pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp 
     TestApp {
         address,
         database_url,
-        client: reqwest::Client::new(),
+        client: {
+            stock_sidecar::install_crypto_provider();
+            reqwest::Client::new()
+        },
         clock,
         shutdown: Some(shutdown),
         _directory: directory,

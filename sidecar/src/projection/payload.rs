@@ -1,0 +1,236 @@
+//! A small client for the parts of Payload's REST API the projection uses: read a document, patch it, create one,
+//! find one by a field, list a collection page by page. Every call has a timeout; every failure says which call
+//! failed and what Payload answered.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::config::PayloadConfig;
+
+/// Connecting to Payload gives up after this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A whole request to Payload gives up after this long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How much of an unexpected answer's body goes into the error.
+const BODY_EXCERPT_CHARS: usize = 300;
+
+/// The header that tells the payloadStock plugin a write comes from the sidecar's projection: together with the
+/// API key it lets the write set stock figures and ledger movements, which Payload's own users cannot.
+pub const PROJECTION_HEADER: (&str, &str) = ("x-payload-stock", "projection");
+
+/// Why a call to Payload failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("Payload is unreachable ({call}): {source}")]
+    Unreachable {
+        call: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("Payload answered {status} to {call}: {body}")]
+    Status { call: String, status: StatusCode, body: String },
+    #[error("Payload's answer to {call} is not what was expected: {problem}")]
+    Unexpected { call: String, problem: String },
+}
+
+/// What creating a document did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Created {
+    Created,
+    /// A document with the same value of the unique field `field` exists: the create was a repeat.
+    AlreadyExists {
+        field: String,
+    },
+}
+
+/// One page of a collection.
+#[derive(Debug)]
+pub struct Page {
+    pub docs: Vec<Value>,
+    pub has_next_page: bool,
+}
+
+/// Payload's REST API, authenticated with an API key.
+#[derive(Debug, Clone)]
+pub struct PayloadClient {
+    http: reqwest::Client,
+    api: String,
+    authorization: String,
+}
+
+impl PayloadClient {
+    pub fn new(config: &PayloadConfig) -> Result<Self, String> {
+        crate::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("stock-sidecar/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| format!("cannot build the HTTP client for Payload: {error}"))?;
+        Ok(PayloadClient {
+            http,
+            api: format!("{}/api", config.url),
+            authorization: format!("{} API-Key {}", config.auth_collection, config.api_key.expose()),
+        })
+    }
+
+    fn url(&self, segments: &[&str]) -> String {
+        let mut url = self.api.clone();
+        for segment in segments {
+            url.push('/');
+            url.extend(percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC));
+        }
+        url
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Answer, PayloadError> {
+        let call = format!("{method} /api/{}", segments.join("/"));
+        let mut request = self
+            .http
+            .request(method, self.url(segments))
+            .query(query)
+            .header(reqwest::header::AUTHORIZATION, &self.authorization)
+            .header(PROJECTION_HEADER.0, PROJECTION_HEADER.1);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response =
+            request.send().await.map_err(|source| PayloadError::Unreachable { call: call.clone(), source })?;
+        let status = response.status();
+        let text = response.text().await.map_err(|source| PayloadError::Unreachable { call: call.clone(), source })?;
+        match serde_json::from_str(&text) {
+            Ok(json) => Ok(Answer { call, status, json, text }),
+            Err(_) if !status.is_success() => Ok(Answer { call, status, json: Value::Null, text }),
+            Err(_) => Err(PayloadError::Unexpected { call, problem: format!("not JSON: {}", excerpt(&text)) }),
+        }
+    }
+
+    /// One document at depth 0; `None` when Payload has no document with this id.
+    pub async fn document(&self, collection: &str, id: &str) -> Result<Option<Value>, PayloadError> {
+        let answer = self.send(Method::GET, &[collection, id], &[("depth", "0")], None).await?;
+        match answer.status {
+            status if status.is_success() => Ok(Some(answer.json)),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(answer.into_error()),
+        }
+    }
+
+    /// Updates the fields in `body` (an array field is replaced whole).
+    pub async fn update(&self, collection: &str, id: &str, body: &Value) -> Result<(), PayloadError> {
+        let answer = self.send(Method::PATCH, &[collection, id], &[("depth", "0")], Some(body)).await?;
+        if answer.status.is_success() { Ok(()) } else { Err(answer.into_error()) }
+    }
+
+    /// Creates a document; a repeat (Payload's "Value must be unique" on a unique field) is not an error.
+    pub async fn create(&self, collection: &str, body: &Value) -> Result<Created, PayloadError> {
+        let answer = self.send(Method::POST, &[collection], &[("depth", "0")], Some(body)).await?;
+        if answer.status.is_success() {
+            return Ok(Created::Created);
+        }
+        match unique_violation(&answer.json) {
+            Some(field) if answer.status == StatusCode::BAD_REQUEST => Ok(Created::AlreadyExists { field }),
+            _ => Err(answer.into_error()),
+        }
+    }
+
+    /// The first document whose `field` equals `value`.
+    pub async fn find_one(&self, collection: &str, field: &str, value: &str) -> Result<Option<Value>, PayloadError> {
+        let filter = format!("where[{field}][equals]");
+        let query = [(filter.as_str(), value), ("depth", "0"), ("limit", "1")];
+        let page = self.page_with(collection, &query).await?;
+        Ok(page.docs.into_iter().next())
+    }
+
+    /// Page `page` (from 1) of a collection, `limit` documents, at depth 0, optionally only the `select`ed field.
+    pub async fn page(
+        &self,
+        collection: &str,
+        page: u32,
+        limit: u32,
+        select: Option<&str>,
+    ) -> Result<Page, PayloadError> {
+        let (page, limit) = (page.to_string(), limit.to_string());
+        let select_key = select.map(|field| format!("select[{field}]"));
+        let mut query = vec![("depth", "0"), ("page", page.as_str()), ("limit", limit.as_str()), ("sort", "id")];
+        if let Some(key) = &select_key {
+            query.push((key.as_str(), "true"));
+        }
+        self.page_with(collection, &query).await
+    }
+
+    async fn page_with(&self, collection: &str, query: &[(&str, &str)]) -> Result<Page, PayloadError> {
+        let answer = self.send(Method::GET, &[collection], query, None).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Err(PayloadError::Unexpected {
+                call: answer.call,
+                problem: format!("no collection {collection:?}: is the payloadStock plugin in Payload's config?"),
+            });
+        }
+        if !answer.status.is_success() {
+            return Err(answer.into_error());
+        }
+        let Some(docs) = answer.json.get("docs").and_then(Value::as_array).cloned() else {
+            return Err(PayloadError::Unexpected { call: answer.call, problem: "no docs array".to_owned() });
+        };
+        Ok(Page { docs, has_next_page: answer.json.get("hasNextPage").and_then(Value::as_bool).unwrap_or(false) })
+    }
+}
+
+/// Payload's answer to one call.
+struct Answer {
+    call: String,
+    status: StatusCode,
+    json: Value,
+    text: String,
+}
+
+impl Answer {
+    fn into_error(self) -> PayloadError {
+        PayloadError::Status { call: self.call, status: self.status, body: excerpt(&self.text) }
+    }
+}
+
+/// The field named by Payload's "Value must be unique" validation error, if `answer` is one.
+fn unique_violation(answer: &Value) -> Option<String> {
+    let errors = answer.get("errors")?.as_array()?;
+    errors.iter().find_map(|error| {
+        let fields = error.get("data")?.get("errors")?.as_array()?;
+        fields.iter().find_map(|field| {
+            let message = field.get("message")?.as_str()?;
+            message.contains("unique").then(|| field.get("path")?.as_str().map(str::to_owned))?
+        })
+    })
+}
+
+fn excerpt(text: &str) -> String {
+    let mut excerpt: String = text.chars().take(BODY_EXCERPT_CHARS).collect();
+    if excerpt.len() < text.len() {
+        excerpt.push('…');
+    }
+    excerpt
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_unique_error_names_its_field() {
+        let answer = json!({ "errors": [{ "name": "ValidationError", "data": { "collection": "stock-movements",
+            "errors": [{ "message": "Value must be unique", "path": "idempotencyKey" }] },
+            "message": "The following field is invalid: idempotencyKey" }] });
+        assert_eq!(unique_violation(&answer).as_deref(), Some("idempotencyKey"));
+        let other =
+            json!({ "errors": [{ "data": { "errors": [{ "message": "This field is required.", "path": "size" }] } }] });
+        assert_eq!(unique_violation(&other), None);
+    }
+}

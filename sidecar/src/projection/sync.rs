@@ -1,0 +1,250 @@
+//! `stock-sidecar import` and `stock-sidecar reconcile`: one-off passes over Payload's products. Import brings stock
+//! that a shop entered in Payload before it used payload-stock into the ledger; reconcile compares what Payload
+//! shows with the ledger and, with `--fix`, writes the ledger's figures back.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use stock_core::Quantity;
+
+use super::{DeliveryError, Projector, figures};
+use crate::store::{ImportOutcome, StoreError};
+
+/// Documents asked for per page.
+const PAGE_SIZE: u32 = 100;
+
+/// The reason written on every movement `import` records.
+pub const IMPORT_REASON: &str = "Imported from Payload: stock entered before payload-stock managed it";
+
+/// What `import` did, size by size.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    /// (product, size, units) brought into the ledger.
+    pub imported: Vec<(String, String, u32)>,
+    /// (product, size, units the ledger has): left alone.
+    pub already_in_ledger: Vec<(String, String, u32)>,
+    /// (product, what is wrong): rows that could not be read.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// One figure on which Payload and the ledger disagree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Difference {
+    pub product: String,
+    pub size: Option<String>,
+    pub what: String,
+    pub payload: String,
+    pub ledger: String,
+}
+
+/// What `reconcile` found (and, with fix, did).
+#[derive(Debug, Default)]
+pub struct ReconcileReport {
+    pub products_checked: usize,
+    pub differences: Vec<Difference>,
+    /// Ledger movements without their stock-movements document.
+    pub missing_movements: Vec<i64>,
+    /// stock-movements documents whose idempotencyKey is no ledger movement.
+    pub unknown_movement_documents: usize,
+    pub products_rewritten: usize,
+    pub movements_created: usize,
+}
+
+/// Why a pass over Payload stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<super::payload::PayloadError> for SyncError {
+    fn from(error: super::payload::PayloadError) -> Self {
+        SyncError::Delivery(error.into())
+    }
+}
+
+fn document_id(document: &Value) -> Option<String> {
+    match document.get("id")? {
+        Value::String(id) => Some(id.clone()),
+        Value::Number(id) => Some(id.to_string()),
+        _ => None,
+    }
+}
+
+/// A whole number of units from a Payload number field; null and absent are 0.
+fn units(value: Option<&Value>) -> Result<Quantity, String> {
+    match value {
+        None | Some(Value::Null) => Ok(Quantity::ZERO),
+        Some(Value::Number(number)) => number
+            .as_f64()
+            .ok_or_else(|| format!("{number} is not a number"))
+            .and_then(|number| Quantity::from_number(number).map_err(|error| error.to_string())),
+        Some(other) => Err(format!("{other} is not a number")),
+    }
+}
+
+impl Projector {
+    /// Calls `each` with every product document of Payload, page by page.
+    async fn each_product(&self, mut each: impl AsyncFnMut(Value) -> Result<(), SyncError>) -> Result<(), SyncError> {
+        let mut page = 1;
+        loop {
+            let answer = self.client.page(&self.config.products_slug, page, PAGE_SIZE, None).await?;
+            for document in answer.docs {
+                each(document).await?;
+            }
+            if !answer.has_next_page {
+                return Ok(());
+            }
+            page += 1;
+        }
+    }
+
+    /// Reads every product's sizes from Payload into the ledger: each size the ledger lacks is created with its
+    /// stock as an `adjustment` movement; sizes the ledger has are left alone, so running it twice is harmless.
+    pub async fn import_from_payload(&self) -> Result<ImportReport, SyncError> {
+        let mut report = ImportReport::default();
+        self.each_product(async |document| {
+            let Some(product) = document_id(&document) else {
+                report.skipped.push(("?".to_owned(), "a product without an id".to_owned()));
+                return Ok(());
+            };
+            let rows = document.get("sizes").and_then(Value::as_array).cloned().unwrap_or_default();
+            for row in rows {
+                let Some(size) = row.get("size").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
+                else {
+                    report.skipped.push((product.clone(), "a size row without a size label".to_owned()));
+                    continue;
+                };
+                let (stock, threshold) = match (units(row.get("stock")), units(row.get("lowStockThreshold"))) {
+                    (Ok(stock), Ok(threshold)) => (stock, threshold),
+                    (Err(problem), _) | (_, Err(problem)) => {
+                        report.skipped.push((product.clone(), format!("size {size}: {problem}")));
+                        continue;
+                    }
+                };
+                let now = self.clock.now();
+                match self.store.import_size((&product, size), stock, threshold, IMPORT_REASON, now).await? {
+                    ImportOutcome::Imported(_) => report.imported.push((product.clone(), size.to_owned(), stock.get())),
+                    ImportOutcome::AlreadyInLedger { stock } => {
+                        report.already_in_ledger.push((product.clone(), size.to_owned(), stock.get()))
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(report)
+    }
+
+    /// Compares Payload's sizes and stock-movements with the ledger; with `fix`, rewrites the products that differ
+    /// and creates the missing movement documents.
+    pub async fn reconcile(&self, fix: bool) -> Result<ReconcileReport, SyncError> {
+        let mut report = ReconcileReport::default();
+        let mut in_payload = BTreeSet::new();
+        let mut to_rewrite = BTreeSet::new();
+        self.each_product(async |document| {
+            let Some(product) = document_id(&document) else { return Ok(()) };
+            report.products_checked += 1;
+            in_payload.insert(product.clone());
+            let ledger = self.store.product_stock(&product, self.clock.now()).await?;
+            let rows = document.get("sizes").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut rows_by_size: BTreeMap<String, Value> = BTreeMap::new();
+            for row in rows {
+                if let Some(size) = row.get("size").and_then(Value::as_str) {
+                    rows_by_size.insert(size.to_owned(), row.clone());
+                }
+            }
+            let before = report.differences.len();
+            for record in &ledger {
+                let Some(row) = rows_by_size.remove(&record.size) else {
+                    report.differences.push(Difference {
+                        product: product.clone(),
+                        size: Some(record.size.clone()),
+                        what: "size".to_owned(),
+                        payload: "missing".to_owned(),
+                        ledger: format!("{} units", record.level.stock()),
+                    });
+                    continue;
+                };
+                for (name, value) in figures(record) {
+                    let shown = row.get(name).cloned().unwrap_or(Value::Null);
+                    if shown != value {
+                        report.differences.push(Difference {
+                            product: product.clone(),
+                            size: Some(record.size.clone()),
+                            what: name.to_owned(),
+                            payload: shown.to_string(),
+                            ledger: value.to_string(),
+                        });
+                    }
+                }
+            }
+            if report.differences.len() > before {
+                to_rewrite.insert(product.clone());
+            }
+            for (size, row) in rows_by_size {
+                report.differences.push(Difference {
+                    product: product.clone(),
+                    size: Some(size),
+                    what: "size".to_owned(),
+                    payload: format!("{} units", row.get("stock").cloned().unwrap_or(Value::Null)),
+                    ledger: "missing (run `stock-sidecar import`)".to_owned(),
+                });
+            }
+            Ok(())
+        })
+        .await?;
+        for product in self.store.ledger_products().await? {
+            if !in_payload.contains(&product) {
+                report.differences.push(Difference {
+                    product,
+                    size: None,
+                    what: "product".to_owned(),
+                    payload: "missing".to_owned(),
+                    ledger: "has sizes".to_owned(),
+                });
+            }
+        }
+
+        let mut documented = self.movement_keys().await?;
+        let mut after = 0;
+        loop {
+            let ids = self.store.movement_ids(after, 1000).await?;
+            let Some(&last) = ids.last() else { break };
+            report.missing_movements.extend(ids.into_iter().filter(|id| !documented.remove(&id.to_string())));
+            after = last;
+        }
+        // What is left has no ledger movement behind it.
+        report.unknown_movement_documents = documented.len();
+
+        if fix {
+            for product in &to_rewrite {
+                if self.project_product(product).await? {
+                    report.products_rewritten += 1;
+                }
+            }
+            for id in &report.missing_movements {
+                if self.project_movement(*id).await? {
+                    report.movements_created += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// The idempotencyKey of every stock-movements document.
+    async fn movement_keys(&self) -> Result<BTreeSet<String>, SyncError> {
+        let mut keys = BTreeSet::new();
+        let mut page = 1;
+        loop {
+            let answer = self.client.page(&self.config.movements_slug, page, 1000, Some("idempotencyKey")).await?;
+            keys.extend(answer.docs.iter().filter_map(|doc| doc.get("idempotencyKey")?.as_str().map(str::to_owned)));
+            if !answer.has_next_page {
+                return Ok(keys);
+            }
+            page += 1;
+        }
+    }
+}
