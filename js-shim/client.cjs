@@ -26,7 +26,7 @@ function createStockClient({ url, token, timeoutMs = DEFAULT_TIMEOUT_MS, fetch: 
     throw new TypeError('createStockClient: url must be the sidecar\'s http(s) base URL, such as http://127.0.0.1:4242');
   }
   if (typeof token !== 'string' || token.length === 0) {
-    throw new TypeError('createStockClient: token must be the sidecar\'s SIDECAR_API_TOKEN');
+    throw new TypeError('createStockClient: token must be the sidecar\'s SIDECAR_API_TOKEN (or ADMIN_API_TOKEN for movements)');
   }
   const base = url.replace(/\/+$/, '');
 
@@ -88,6 +88,14 @@ function createStockClient({ url, token, timeoutMs = DEFAULT_TIMEOUT_MS, fetch: 
     /** A product's sizes as they stand now. */
     async stock(product) {
       return (await request('GET', `/v1/products/${path(product)}/stock`)).body;
+    },
+    /**
+     * Records a restock, return or adjustment (needs the sidecar's ADMIN_API_TOKEN as token). `created` is false
+     * when a movement with the same reference was recorded before (that movement is returned).
+     */
+    async recordMovement(movement) {
+      const { status, body } = await request('POST', '/v1/movements', movement);
+      return { ...body, created: status === 201 };
     },
   };
 }

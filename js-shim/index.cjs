@@ -3,6 +3,7 @@
 // wasm module serves both module systems: index.mjs re-exports this file.
 const wasm = require('./wasm/stock_wasm.js');
 const { createStockClient, StockApiError } = require('./client.cjs');
+const { payloadStock } = require('./plugin.cjs');
 
 // availableStock and isLowStock take their figures as plain WebAssembly numbers, the cheapest call there is. On
 // the way in JavaScript converts each argument with ToNumber, which throws its own TypeError for a BigInt or a
@@ -41,4 +42,5 @@ module.exports = {
   applyMovement: wasm.applyMovement,
   createStockClient,
   StockApiError,
+  payloadStock,
 };

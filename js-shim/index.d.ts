@@ -1,7 +1,7 @@
 // Types of payload-stock. The functions and their types come from the wasm-bindgen output (wasm/stock_wasm.d.ts,
 // written from crates/stock-wasm); deriveSizes is declared again here with a type parameter, so that the extra
 // fields of a shop's size rows keep their types.
-import type { SizeFigures } from './wasm/stock_wasm';
+import type { SizeFigures, MovementType } from './wasm/stock_wasm';
 
 export {
   availableStock,
@@ -120,7 +120,69 @@ export interface StockClient {
   get(reference: string): Promise<Reservation | null>;
   /** A product's sizes as they stand now. */
   stock(product: string | number): Promise<ProductStockAnswer>;
+  /**
+   * Records a restock, return or adjustment; needs the sidecar's ADMIN_API_TOKEN as `token`. `created` is false
+   * when a movement with the same `reference` was recorded before (that one is returned).
+   */
+  recordMovement(movement: MovementRequest): Promise<RecordedMovement & { created: boolean }>;
 }
 
-/** A typed client for the stock-sidecar's /v1 API (reserve, release, get, stock). */
+/** A movement for POST /v1/movements. */
+export interface MovementRequest {
+  product: string;
+  size: string;
+  type: 'restock' | 'return' | 'adjustment';
+  /** Whole units: positive for a restock or a return; either sign for an adjustment. */
+  quantity: number;
+  reason?: string;
+  /** Makes the request idempotent. */
+  reference?: string;
+  /** Applied only if the size has exactly this many units on hand (else 409 stale_stock). */
+  expectedStock?: number;
+  /** Sets the size's low-stock threshold with the movement. */
+  lowStockThreshold?: number;
+  /** 'payload' when the caller saves the Payload stock-movements document itself (the plugin's hook does). */
+  origin?: 'sidecar' | 'payload';
+}
+
+/** A movement as the ledger recorded it. */
+export interface RecordedMovement {
+  /** The ledger's id: the idempotencyKey of its stock-movements document in Payload. */
+  id: number;
+  product: string;
+  size: string;
+  type: MovementType;
+  quantity: number;
+  stockBefore: number;
+  stockAfter: number;
+  reason: string;
+  reference: string | null;
+  orderReference: string | null;
+  /** RFC 3339. */
+  date: string;
+}
+
+/** A typed client for the stock-sidecar's /v1 API (reserve, release, get, stock, recordMovement). */
 export declare function createStockClient(options: StockClientOptions): StockClient;
+
+export interface PayloadStockOptions {
+  /** The sidecar's base URL, such as http://127.0.0.1:4242. Without it, movements entered in Payload are refused. */
+  sidecarUrl?: string;
+  /** The sidecar's ADMIN_API_TOKEN: movements are admin operations. */
+  sidecarToken?: string;
+  /** The products collection (default 'products'); it gets a `sizes` array, or the missing fields of its own. */
+  productsSlug?: string;
+  /** The movements collection the plugin adds (default 'stock-movements'). */
+  movementsSlug?: string;
+  /** The read-only reservations collection the plugin adds (default 'stock-reservations'). */
+  reservationsSlug?: string;
+  /** Each call to the sidecar gives up after this long (default 10,000 ms). */
+  timeoutMs?: number;
+}
+
+/**
+ * The Payload 3 plugin: `plugins: [payloadStock({ sidecarUrl, sidecarToken })]`. Adds the sizes fields to the
+ * products collection and the stock-movements and stock-reservations collections. Typed structurally so that
+ * payload-stock does not depend on Payload's types; it takes and returns a Payload `Config`.
+ */
+export declare function payloadStock(options?: PayloadStockOptions): <C extends { collections?: unknown[] }>(config: C) => C;

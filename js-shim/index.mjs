@@ -1,6 +1,6 @@
 // payload-stock for ES modules: re-exports the CommonJS entry so that both module systems share one wasm
 // instance (no dual-package hazard).
-import payloadStock from './index.cjs';
+import payloadStockPackage from './index.cjs';
 
 export const {
   availableStock,
@@ -12,4 +12,5 @@ export const {
   applyMovement,
   createStockClient,
   StockApiError,
-} = payloadStock;
+  payloadStock,
+} = payloadStockPackage;

@@ -8,25 +8,24 @@ import { join } from 'node:path';
 
 /**
  * Starts `binary serve` on 127.0.0.1 with a fresh SQLite database and random tokens, and waits until /readyz
- * answers. `extraEnv` adds settings (a webhook secret, RUST_LOG). Returns the base URL, the tokens and `stop()`.
+ * answers. `extraEnv` adds settings (a webhook secret, RUST_LOG); `stdio` is where its logs go ('inherit' or
+ * 'ignore'). Returns the base URL, the tokens, the environment it runs with and `stop()`.
  */
-export async function startSidecar(binary, extraEnv = {}) {
+export async function startSidecar(binary, extraEnv = {}, { stdio = 'inherit', port: chosenPort } = {}) {
   const directory = mkdtempSync(join(tmpdir(), 'payload-stock-sidecar-'));
   const apiToken = randomBytes(16).toString('hex');
   const adminToken = randomBytes(16).toString('hex');
-  const port = 4300 + Math.floor(Math.random() * 1000);
+  const port = chosenPort ?? 4300 + Math.floor(Math.random() * 1000);
   const base = `http://127.0.0.1:${port}`;
-  const child = spawn(binary, ['serve'], {
-    env: {
-      ...process.env,
-      LISTEN_ADDR: `127.0.0.1:${port}`,
-      DATABASE_URL: `sqlite://${join(directory, 'payload-stock.db')}`,
-      SIDECAR_API_TOKEN: apiToken,
-      ADMIN_API_TOKEN: adminToken,
-      ...extraEnv,
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  const env = {
+    ...process.env,
+    LISTEN_ADDR: `127.0.0.1:${port}`,
+    DATABASE_URL: `sqlite://${join(directory, 'payload-stock.db')}`,
+    SIDECAR_API_TOKEN: apiToken,
+    ADMIN_API_TOKEN: adminToken,
+    ...extraEnv,
+  };
+  const child = spawn(binary, ['serve'], { env, stdio: ['ignore', stdio, stdio] });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const stop = async () => {
     child.kill('SIGTERM');
@@ -36,7 +35,8 @@ export async function startSidecar(binary, extraEnv = {}) {
 
   for (let attempt = 0; attempt < 100; attempt++) {
     try {
-      if ((await fetch(`${base}/readyz`)).ok) return { base, apiToken, adminToken, stop };
+      // env: what the process was started with, for running the binary's other commands on the same ledger.
+      if ((await fetch(`${base}/readyz`)).ok) return { base, apiToken, adminToken, env, child, stop };
     } catch {
       // not listening yet
     }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of payload-stock: formatting and lints, stock-core's unit and property tests, the wasm exports
-# inside Node, the JavaScript package (ESM, CommonJS, TypeScript types) and the installed-package tests.
+# inside Node, the JavaScript package (ESM, CommonJS, TypeScript types), the installed-package tests and the
+# end-to-end tests on a real Payload.
 # Installs what it needs on a fresh machine first (see scripts/setup.sh).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$REPO_ROOT"
@@ -26,6 +27,9 @@ step "node --test: the payload-stock package (ESM, CommonJS, TypeScript types)"
 (cd js-shim && node --test test/)
 
 step "node --test: the packed package installed into an empty project"
-node --test tests/
+node --test tests/package.test.mjs
+
+step "node --test: end to end on a real Payload 3 with the payloadStock plugin and the sidecar projecting into it"
+node --test tests/e2e/
 
 step "All tests passed"

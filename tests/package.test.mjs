@@ -62,6 +62,7 @@ test('the tarball holds the wasm module and the types, and nothing from the repo
     'index.d.ts',
     'index.mjs',
     'package.json',
+    'plugin.cjs',
     'wasm/stock_wasm.d.ts',
     'wasm/stock_wasm.js',
     'wasm/stock_wasm_bg.wasm',

@@ -44,6 +44,7 @@ pub(crate) fn projection_json(state: &AppState, outbox: &OutboxStatus, now: Time
     json!({
         "enabled": state.config.payload.is_some(),
         "backlog": outbox.backlog,
+        "awaitingPayloadSave": outbox.awaiting_payload_save,
         "oldestUndeliveredChangeAt": outbox.oldest_change_at.map(Timestamp::to_rfc3339),
         "oldestUndeliveredAgeSeconds":
             outbox.oldest_change_at.map(|oldest| (now.unix_millis() - oldest.unix_millis()).max(0) as f64 / 1000.0),

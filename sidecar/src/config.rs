@@ -60,6 +60,9 @@ pub struct PayloadConfig {
     pub reservations_slug: String,
     /// The longest wait between two attempts at a failing delivery (`PROJECTION_RETRY_MAX_SECONDS`, default 300).
     pub retry_max: Duration,
+    /// How long a movement entered in Payload waits for Payload to save its own document before the outbox creates
+    /// it (`PROJECTION_PAYLOAD_SAVE_GRACE_SECONDS`, default 30).
+    pub payload_save_grace: Duration,
 }
 
 impl Default for Config {
@@ -214,6 +217,14 @@ fn payload_settings<'a>(value: &dyn Fn(&str) -> Option<&'a str>, problems: &mut 
             _ => problems.push(format!("PROJECTION_RETRY_MAX_SECONDS: {text:?} is not a whole number from 1 to 3600")),
         }
     }
+    let mut payload_save_grace = Duration::from_secs(30);
+    if let Some(text) = value("PROJECTION_PAYLOAD_SAVE_GRACE_SECONDS") {
+        match text.parse::<u64>() {
+            Ok(seconds) if seconds <= 3600 => payload_save_grace = Duration::from_secs(seconds),
+            _ => problems
+                .push(format!("PROJECTION_PAYLOAD_SAVE_GRACE_SECONDS: {text:?} is not a whole number from 0 to 3600")),
+        }
+    }
     (problems.len() == before).then(|| PayloadConfig {
         url: url.trim_end_matches('/').to_owned(),
         api_key: Secret(api_key.to_owned()),
@@ -222,6 +233,7 @@ fn payload_settings<'a>(value: &dyn Fn(&str) -> Option<&'a str>, problems: &mut 
         movements_slug,
         reservations_slug,
         retry_max,
+        payload_save_grace,
     })
 }
 

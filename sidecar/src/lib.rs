@@ -34,7 +34,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::projection::Projector;
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{ProjectionSettings, SqliteStore, Store, StoreError};
 use crate::stripe_api::{CheckoutCanceller, StripeCanceller};
 
 /// Request bodies above this are refused with 413: a cart or a Stripe event is a few kilobytes.
@@ -104,10 +104,12 @@ pub fn install_crypto_provider() {
 /// projection, which the returned `Notify` wakes.
 pub async fn open_store(config: &Config) -> Result<(SqliteStore, Option<Arc<Notify>>), StoreError> {
     let store = SqliteStore::connect(&config.database_url).await?;
-    Ok(match config.payload {
-        Some(_) => {
+    Ok(match &config.payload {
+        Some(payload) => {
             let wakeup = Arc::new(Notify::new());
-            (store.with_projection(wakeup.clone()), Some(wakeup))
+            let settings =
+                ProjectionSettings { wakeup: wakeup.clone(), payload_save_grace: payload.payload_save_grace };
+            (store.with_projection(settings), Some(wakeup))
         }
         None => (store, None),
     })

@@ -15,6 +15,8 @@ import {
   createStockClient,
   StockApiError,
   type Reservation,
+  payloadStock,
+  type RecordedMovement,
 } from 'payload-stock';
 
 const available: number = availableStock(10, 3);
@@ -86,4 +88,23 @@ async function checkout(): Promise<string> {
 // @ts-expect-error the client needs a token
 createStockClient({ url: 'http://127.0.0.1:4242' });
 
-void [checkout, available, low, sku, derivedAvailable, derivedLow, firstShortage, firstCode, expiresFromDate, expired, after];
+async function restock(): Promise<number> {
+  const admin = createStockClient({ url: 'http://127.0.0.1:4242', token: 'admin-token' });
+  const movement: RecordedMovement & { created: boolean } = await admin.recordMovement({
+    product: '1',
+    size: '42',
+    type: 'restock',
+    quantity: 5,
+  });
+  // @ts-expect-error sales come from Stripe, not from recordMovement
+  await admin.recordMovement({ product: '1', size: '42', type: 'sale', quantity: -1 });
+  return movement.stockAfter;
+}
+
+// The plugin keeps the config's own type.
+const shopConfig = { collections: [{ slug: 'products', fields: [] }], secret: 's' };
+const withStock: typeof shopConfig = payloadStock({ sidecarUrl: 'http://127.0.0.1:4242', sidecarToken: 'admin-token' })(shopConfig);
+// @ts-expect-error slugs are strings
+payloadStock({ productsSlug: 1 });
+
+void [checkout, restock, withStock, available, low, sku, derivedAvailable, derivedLow, firstShortage, firstCode, expiresFromDate, expired, after];

@@ -16,6 +16,24 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// How much of an unexpected answer's body goes into the error.
 const BODY_EXCERPT_CHARS: usize = 300;
 
+/// What a path segment (a slug, a document id) must have escaped: the path's own delimiters and what cannot appear
+/// in a URL. Slugs such as `stock-movements` pass as they are.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
 /// The header that tells the payloadStock plugin a write comes from the sidecar's projection: together with the
 /// API key it lets the write set stock figures and ledger movements, which Payload's own users cannot.
 pub const PROJECTION_HEADER: (&str, &str) = ("x-payload-stock", "projection");
@@ -80,7 +98,7 @@ impl PayloadClient {
         let mut url = self.api.clone();
         for segment in segments {
             url.push('/');
-            url.extend(percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC));
+            url.extend(percent_encoding::utf8_percent_encode(segment, PATH_SEGMENT));
         }
         url
     }

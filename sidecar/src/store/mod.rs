@@ -4,7 +4,7 @@
 
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{ProjectionSettings, SqliteStore};
 
 use async_trait::async_trait;
 use stock_core::{
@@ -142,6 +142,9 @@ pub struct Monitoring {
 pub struct OutboxStatus {
     /// Changes not yet delivered to Payload (after coalescing).
     pub backlog: u64,
+    /// Movements whose Payload document the stock-movements hook saves itself, not counted in the backlog: the
+    /// outbox checks for each after a grace period.
+    pub awaiting_payload_save: u64,
     /// When the oldest undelivered change was made.
     pub oldest_change_at: Option<Timestamp>,
     /// Undelivered changes whose delivery failed at least once.

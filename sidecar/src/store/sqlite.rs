@@ -43,10 +43,13 @@ fn holds_until(status: ReservationStatus, expires_at: Timestamp) -> i64 {
     }
 }
 
-/// How long the outbox waits before creating the Payload document of a movement that Payload's stock-movements hook
-/// asked for: the hook saves that document itself right after the answer, so the outbox only fills in for a save that
-/// failed, and then finds the document there (a unique idempotencyKey) in the usual case.
-const PAYLOAD_SAVE_GRACE_MILLIS: i64 = 30_000;
+/// Outbox rows of movements whose Payload document the stock-movements hook is saving itself, still in their grace
+/// period (never attempted, not yet due): expected to be there, not a backlog. `?1` is now.
+macro_rules! awaiting_payload_save {
+    () => {
+        "(lane LIKE 'movement:%' AND attempts = 0 AND next_attempt_at > ?1)"
+    };
+}
 
 /// The lane of a product's changes: its sizes and its movements reach Payload in the order they were made.
 pub(crate) fn product_lane(product: &str) -> String {
@@ -56,7 +59,12 @@ pub(crate) fn product_lane(product: &str) -> String {
 /// Whether this store queues ledger changes for Payload; handed to every helper that changes the ledger, so that
 /// the rows are written in the transaction of the change.
 #[derive(Debug, Clone, Copy)]
-struct Outbox(bool);
+struct Outbox {
+    enabled: bool,
+    /// How long a movement recorded for Payload's stock-movements hook waits before the outbox creates its document
+    /// (see [`ProjectionSettings::payload_save_grace`]).
+    payload_save_grace_millis: i64,
+}
 
 impl Outbox {
     async fn queue(
@@ -66,7 +74,7 @@ impl Outbox {
         now: Timestamp,
         delay_millis: i64,
     ) -> Result<(), StoreError> {
-        if !self.0 {
+        if !self.enabled {
             return Ok(());
         }
         sqlx::query(
@@ -95,7 +103,7 @@ impl Outbox {
         items: &[ReservedItem],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        if !self.0 {
+        if !self.enabled {
             return Ok(());
         }
         let mut products: Vec<&str> = items.iter().map(|item| item.product.as_str()).collect();
@@ -123,7 +131,8 @@ impl Outbox {
             // In a lane of its own, so that its grace period holds up nothing else.
             MovementOrigin::Payload => {
                 let lane = format!("movement:{id}");
-                self.queue(connection, ("movement", &subject, &lane), now, PAYLOAD_SAVE_GRACE_MILLIS).await
+                let grace = self.payload_save_grace_millis;
+                self.queue(connection, ("movement", &subject, &lane), now, grace).await
             }
         }
     }
@@ -135,8 +144,27 @@ pub struct SqliteStore {
     /// One connection: writes are serialized here instead of failing on SQLite's single write lock.
     writer: SqlitePool,
     readers: SqlitePool,
-    /// Whether ledger changes are queued for Payload, and whom to wake when they are.
-    projection: Option<Arc<Notify>>,
+    /// Whether ledger changes are queued for Payload, and how.
+    projection: Option<Projection>,
+}
+
+#[derive(Debug, Clone)]
+struct Projection {
+    /// Woken when a transaction that queued changes commits.
+    wakeup: Arc<Notify>,
+    grace_millis: i64,
+}
+
+/// How the store queues ledger changes for Payload.
+#[derive(Debug, Clone)]
+pub struct ProjectionSettings {
+    /// Woken whenever a transaction that queued changes commits.
+    pub wakeup: Arc<Notify>,
+    /// How long the outbox waits before creating the Payload document of a movement that Payload's
+    /// stock-movements hook asked for: the hook saves that document itself right after the sidecar answers, so
+    /// the outbox only fills in for a save that failed, and otherwise finds the document there (unique
+    /// idempotencyKey).
+    pub payload_save_grace: Duration,
 }
 
 impl SqliteStore {
@@ -155,20 +183,24 @@ impl SqliteStore {
     }
 
     /// From now on every ledger change also writes, in its own transaction, what Payload must show (the outbox),
-    /// and wakes `wakeup` when it commits. Without this (no PAYLOAD_URL) nothing is queued.
-    pub fn with_projection(mut self, wakeup: Arc<Notify>) -> Self {
-        self.projection = Some(wakeup);
+    /// and wakes the projection when it commits. Without this (no PAYLOAD_URL) nothing is queued.
+    pub fn with_projection(mut self, settings: ProjectionSettings) -> Self {
+        let grace_millis = i64::try_from(settings.payload_save_grace.as_millis()).unwrap_or(i64::MAX);
+        self.projection = Some(Projection { wakeup: settings.wakeup, grace_millis });
         self
     }
 
     fn outbox(&self) -> Outbox {
-        Outbox(self.projection.is_some())
+        match &self.projection {
+            Some(projection) => Outbox { enabled: true, payload_save_grace_millis: projection.grace_millis },
+            None => Outbox { enabled: false, payload_save_grace_millis: 0 },
+        }
     }
 
     /// Tells the projection worker that a transaction queued changes.
     fn changes_committed(&self) {
-        if let Some(wakeup) = &self.projection {
-            wakeup.notify_one();
+        if let Some(projection) = &self.projection {
+            projection.wakeup.notify_one();
         }
     }
 
@@ -776,19 +808,24 @@ impl Store for SqliteStore {
     async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError> {
         let mut connection = self.readers.acquire().await?;
         let now = now.unix_millis();
-        let counts = sqlx::query(
+        let counts = sqlx::query(concat!(
             "SELECT \
                (SELECT COUNT(*) FROM reservations \
                   WHERE (status = 'active' AND expires_at > ?1) OR status = 'processing') AS active, \
                (SELECT COALESCE(SUM(quantity), 0) FROM reservation_items WHERE holds_until > ?1) AS reserved_units, \
                (SELECT COUNT(*) FROM reservations WHERE status = 'active' AND expires_at <= ?1) AS expired, \
                (SELECT COUNT(*) FROM conflicts WHERE resolved_at IS NULL) AS open_conflicts, \
-               (SELECT COUNT(*) FROM outbox) AS outbox_backlog, \
-               (SELECT MIN(created_at) FROM outbox) AS outbox_oldest, \
+               (SELECT COUNT(*) FROM outbox WHERE NOT ",
+            awaiting_payload_save!(),
+            ") AS outbox_backlog, (SELECT MIN(created_at) FROM outbox WHERE NOT ",
+            awaiting_payload_save!(),
+            ") AS outbox_oldest, (SELECT COUNT(*) FROM outbox WHERE ",
+            awaiting_payload_save!(),
+            ") AS outbox_awaiting, \
                (SELECT COUNT(*) FROM outbox WHERE attempts > 0) AS outbox_failing, \
                (SELECT last_error FROM outbox WHERE last_error IS NOT NULL ORDER BY next_attempt_at DESC LIMIT 1) \
                  AS outbox_last_error",
-        )
+        ))
         .bind(now)
         .fetch_one(&mut *connection)
         .await?;
@@ -819,6 +856,7 @@ impl Store for SqliteStore {
             open_conflicts: count("open_conflicts")?,
             outbox: OutboxStatus {
                 backlog: count("outbox_backlog")?,
+                awaiting_payload_save: count("outbox_awaiting")?,
                 oldest_change_at: counts.try_get::<Option<i64>, _>("outbox_oldest")?.map(timestamp).transpose()?,
                 failing: count("outbox_failing")?,
                 last_error: counts.try_get("outbox_last_error")?,
@@ -948,7 +986,7 @@ impl Store for SqliteStore {
 
     async fn requeue(&self, topic: OutboxTopic, subject: &str, now: Timestamp) -> Result<(), StoreError> {
         let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let outbox = Outbox(true);
+        let outbox = Outbox { enabled: true, payload_save_grace_millis: 0 };
         match topic {
             OutboxTopic::Product => outbox.product(&mut transaction, subject, now).await?,
             OutboxTopic::Reservation => {

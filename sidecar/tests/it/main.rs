@@ -7,6 +7,7 @@ mod concurrency;
 mod fake_stripe;
 mod helpers;
 mod movements;
+mod outbox;
 mod reservations;
 mod stripe_cancel;
 mod webhooks;

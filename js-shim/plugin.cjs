@@ -1,0 +1,325 @@
+'use strict';
+// payloadStock: the Payload 3 plugin of payload-stock. It declares what the shop's Payload shows of the stock
+// sidecar's ledger: the products' sizes (figures written by the sidecar only), a stock-movements collection (an
+// admin's restock, return or adjustment goes through the sidecar before it is saved) and a read-only
+// stock-reservations collection. The sidecar keeps these up to date through Payload's REST API.
+const wasm = require('./wasm/stock_wasm.js');
+const { createStockClient, StockApiError } = require('./client.cjs');
+
+/** The header the sidecar's projection sends with its API key; see isProjection. */
+const PROJECTION_HEADER = 'x-payload-stock';
+
+const MOVEMENT_TYPES = ['sale', 'restock', 'return', 'adjustment'];
+const RESERVATION_STATUSES = ['active', 'processing', 'committed', 'released', 'expired'];
+
+function headerValue(req, name) {
+  const headers = req?.headers;
+  if (!headers) return undefined;
+  return typeof headers.get === 'function' ? headers.get(name) : headers[name];
+}
+
+/**
+ * Whether a request is the sidecar's projection: authenticated with an API key AND marked with the projection
+ * header. Only such requests may write stock figures, reservations and ledger movements; an admin in the panel
+ * (a browser session) never can, so the figures cannot drift from the ledger.
+ */
+function isProjection(req) {
+  return req?.user?._strategy === 'api-key' && headerValue(req, PROJECTION_HEADER) === 'projection';
+}
+
+/** Payload's APIError, loaded when first needed so that using payload-stock outside Payload never loads Payload. */
+async function apiError(message, status, code, extra = {}) {
+  const { APIError } = await import('payload');
+  return new APIError(message, status, { code, ...extra }, true);
+}
+
+/** A relationship value as an id (Payload gives an object when the relation is populated). */
+function relationId(value) {
+  return value !== null && typeof value === 'object' ? value.id : value;
+}
+
+function figure(value) {
+  return typeof value === 'number' ? value : 0;
+}
+
+/** The sizes subfields the plugin owns, in the order it adds them. */
+function sizeFields() {
+  const sidecarOnly = {
+    create: ({ req }) => isProjection(req),
+    update: ({ req }) => isProjection(req),
+  };
+  const readOnly = (description) => ({ readOnly: true, description });
+  const computed = (compute) => ({
+    beforeChange: [
+      async ({ siblingData }) => {
+        try {
+          return compute(figure(siblingData?.stock), figure(siblingData?.reservedStock), figure(siblingData?.lowStockThreshold));
+        } catch (error) {
+          throw await apiError(`size ${siblingData?.size ?? '?'}: ${error.message}`, 400, error.code ?? 'invalid_stock');
+        }
+      },
+    ],
+  });
+  return [
+    { name: 'size', type: 'text', required: true },
+    {
+      name: 'stock',
+      type: 'number',
+      min: 0,
+      defaultValue: 0,
+      access: sidecarOnly,
+      admin: readOnly('Units on hand. Written by the stock sidecar: add a stock movement to change it.'),
+    },
+    {
+      name: 'reservedStock',
+      type: 'number',
+      min: 0,
+      defaultValue: 0,
+      access: sidecarOnly,
+      admin: readOnly('Units held by checkouts in progress.'),
+    },
+    {
+      name: 'lowStockThreshold',
+      type: 'number',
+      min: 0,
+      defaultValue: 0,
+      access: sidecarOnly,
+      admin: readOnly('Set with a stock movement (its low-stock threshold field).'),
+    },
+    {
+      name: 'availableStock',
+      type: 'number',
+      admin: readOnly('Stock minus reserved stock.'),
+      hooks: computed((stock, reserved) => wasm.availableStock(stock, reserved)),
+    },
+    {
+      name: 'isLowStock',
+      type: 'checkbox',
+      index: true,
+      admin: readOnly('Available stock at or below the low-stock threshold.'),
+      hooks: computed((stock, reserved, threshold) => wasm.isLowStock(stock, reserved, threshold)),
+    },
+  ];
+}
+
+/**
+ * Finds the field named `name` among `fields`, looking inside rows, collapsibles and unnamed tabs (which do not
+ * nest data), and returns the array holding it with its index.
+ */
+function findField(fields, name) {
+  for (let index = 0; index < fields.length; index += 1) {
+    const field = fields[index];
+    if (field.name === name) return { fields, index };
+    if ((field.type === 'row' || field.type === 'collapsible') && Array.isArray(field.fields)) {
+      const found = findField(field.fields, name);
+      if (found) return found;
+    }
+    if (field.type === 'tabs' && Array.isArray(field.tabs)) {
+      for (const tab of field.tabs) {
+        if (!tab.name && Array.isArray(tab.fields)) {
+          const found = findField(tab.fields, name);
+          if (found) return found;
+        }
+      }
+    }
+  }
+  return null;
+}
+
+/** A copy of `fields` in which every row, collapsible and tab is a copy too, so that changing them below leaves
+ * the shop's config objects untouched. */
+function copyContainers(fields) {
+  return fields.map((field) => {
+    if ((field.type === 'row' || field.type === 'collapsible') && Array.isArray(field.fields)) {
+      return { ...field, fields: copyContainers(field.fields) };
+    }
+    if (field.type === 'tabs' && Array.isArray(field.tabs)) {
+      return { ...field, tabs: field.tabs.map((tab) => (Array.isArray(tab.fields) ? { ...tab, fields: copyContainers(tab.fields) } : tab)) };
+    }
+    return field;
+  });
+}
+
+/** Adds the sizes array to the products collection, or the missing subfields to the shop's own sizes array. */
+function addSizes(products) {
+  products.fields = copyContainers(products.fields ?? []);
+  const found = findField(products.fields, 'sizes');
+  if (!found) {
+    products.fields.push({
+      name: 'sizes',
+      type: 'array',
+      labels: { singular: 'Size', plural: 'Sizes' },
+      admin: { description: 'Stock per size, kept by the stock sidecar.' },
+      fields: sizeFields(),
+    });
+    return;
+  }
+  const existing = found.fields[found.index];
+  if (existing.type !== 'array') {
+    throw new Error(`payloadStock: ${products.slug}.sizes is a ${existing.type} field; payload-stock needs an array of sizes`);
+  }
+  const names = new Set((existing.fields ?? []).map((field) => field.name));
+  found.fields[found.index] = {
+    ...existing,
+    fields: [...(existing.fields ?? []), ...sizeFields().filter((field) => !names.has(field.name))],
+  };
+}
+
+function movementsCollection({ slug, productsSlug, client }) {
+  async function recordInLedger({ data, req, operation }) {
+    if (operation !== 'create' || isProjection(req)) return data;
+    if (data.type === 'sale') {
+      throw await apiError('Sales are recorded from Stripe payments, not entered by hand; use an adjustment.', 400, 'sale_not_allowed');
+    }
+    const product = relationId(data.product);
+    const missing = ['size', 'type', 'quantity'].filter((field) => data[field] === undefined || data[field] === null || data[field] === '');
+    if (product === undefined || product === null || product === '') missing.unshift('product');
+    if (missing.length > 0) {
+      throw await apiError(`A stock movement needs ${missing.join(', ')}.`, 400, 'invalid_request', { missing });
+    }
+    if (!client) {
+      throw await apiError('payloadStock: sidecarUrl and sidecarToken are not configured, so stock movements cannot be recorded.', 503, 'sidecar_not_configured');
+    }
+    let recorded;
+    try {
+      recorded = await client.recordMovement({
+        product: String(product),
+        size: String(data.size),
+        type: data.type,
+        quantity: data.quantity,
+        reason: data.reason ?? '',
+        origin: 'payload',
+        ...(typeof data.lowStockThreshold === 'number' ? { lowStockThreshold: data.lowStockThreshold } : {}),
+      });
+    } catch (error) {
+      if (!(error instanceof StockApiError)) throw error;
+      // The sidecar's own refusals keep their status and code; a wrong token or an unreachable sidecar is not the
+      // admin's mistake: 502 and 503, with a message saying what to check.
+      if (error.status === 401 || error.status === 503) {
+        throw await apiError(`The stock sidecar refused payload-stock's token (${error.code}): sidecarToken must be the sidecar's ADMIN_API_TOKEN.`, 502, error.code);
+      }
+      if (error.status === 0) {
+        throw await apiError(`Nothing was saved: ${error.message}`, 503, error.code);
+      }
+      const status = error.status >= 400 && error.status < 500 ? error.status : 502;
+      throw await apiError(error.message, status, error.code, error.body && error.body.currentStock !== undefined ? { currentStock: error.body.currentStock } : {});
+    }
+    return {
+      ...data,
+      product,
+      reason: data.reason ?? recorded.reason,
+      stockBefore: recorded.stockBefore,
+      stockAfter: recorded.stockAfter,
+      date: recorded.date,
+      idempotencyKey: String(recorded.id),
+    };
+  }
+
+  return {
+    slug,
+    labels: { singular: 'Stock movement', plural: 'Stock movements' },
+    admin: {
+      group: 'Stock',
+      useAsTitle: 'reason',
+      defaultColumns: ['product', 'size', 'type', 'quantity', 'stockAfter', 'date'],
+      description: 'The stock ledger. Add a restock, return or adjustment here; sales come from Stripe payments.',
+    },
+    access: {
+      read: ({ req }) => Boolean(req.user),
+      create: ({ req }) => Boolean(req.user),
+      // The ledger is append-only: a mistake is corrected with another movement.
+      update: () => false,
+      delete: () => false,
+    },
+    hooks: { beforeChange: [recordInLedger] },
+    defaultSort: '-date',
+    fields: [
+      { name: 'product', type: 'relationship', relationTo: productsSlug, required: true, index: true },
+      { name: 'size', type: 'text', required: true },
+      { name: 'type', type: 'select', required: true, defaultValue: 'restock', options: MOVEMENT_TYPES.map((value) => ({ label: value[0].toUpperCase() + value.slice(1), value })) },
+      { name: 'quantity', type: 'number', required: true, admin: { description: 'Units: a restock or a return adds (positive), an adjustment adds or removes.' } },
+      { name: 'stockBefore', type: 'number', admin: { readOnly: true } },
+      { name: 'stockAfter', type: 'number', admin: { readOnly: true } },
+      { name: 'lowStockThreshold', type: 'number', min: 0, admin: { description: 'Optional: sets the size\'s low-stock threshold with this movement.' } },
+      { name: 'reason', type: 'text' },
+      { name: 'reference', type: 'text', index: true },
+      { name: 'orderReference', type: 'text', index: true },
+      { name: 'date', type: 'date', index: true, admin: { readOnly: true, date: { pickerAppearance: 'dayAndTime' } } },
+      { name: 'idempotencyKey', type: 'text', unique: true, admin: { readOnly: true, description: 'The ledger movement\'s id.' } },
+    ],
+  };
+}
+
+function reservationsCollection({ slug, productsSlug }) {
+  return {
+    slug,
+    labels: { singular: 'Stock reservation', plural: 'Stock reservations' },
+    admin: {
+      group: 'Stock',
+      useAsTitle: 'reference',
+      defaultColumns: ['reference', 'status', 'expiresAt', 'reservedAt'],
+      description: 'Checkouts holding stock, written by the stock sidecar (read-only).',
+    },
+    access: {
+      read: ({ req }) => Boolean(req.user),
+      create: ({ req }) => isProjection(req),
+      update: ({ req }) => isProjection(req),
+      delete: ({ req }) => isProjection(req),
+    },
+    defaultSort: '-reservedAt',
+    fields: [
+      { name: 'reference', type: 'text', required: true, unique: true, admin: { description: 'The PaymentIntent or Checkout Session id.' } },
+      { name: 'status', type: 'select', required: true, index: true, options: RESERVATION_STATUSES.map((value) => ({ label: value, value })) },
+      { name: 'expiresAt', type: 'date', admin: { date: { pickerAppearance: 'dayAndTime' } } },
+      { name: 'reservedAt', type: 'date', admin: { date: { pickerAppearance: 'dayAndTime' } } },
+      {
+        name: 'items',
+        type: 'array',
+        fields: [
+          { name: 'product', type: 'relationship', relationTo: productsSlug },
+          { name: 'size', type: 'text' },
+          { name: 'quantity', type: 'number' },
+        ],
+      },
+    ],
+  };
+}
+
+/**
+ * The payload-stock plugin for `plugins: [payloadStock({...})]` in a Payload 3 config. `sidecarToken` is the
+ * sidecar's ADMIN_API_TOKEN: stock movements are admin operations.
+ */
+function payloadStock({
+  sidecarUrl,
+  sidecarToken,
+  productsSlug = 'products',
+  movementsSlug = 'stock-movements',
+  reservationsSlug = 'stock-reservations',
+  timeoutMs,
+} = {}) {
+  const client = sidecarUrl && sidecarToken ? createStockClient({ url: sidecarUrl, token: sidecarToken, timeoutMs }) : null;
+  return (incomingConfig) => {
+    const config = { ...incomingConfig, collections: [...(incomingConfig.collections ?? [])] };
+    const index = config.collections.findIndex((collection) => collection.slug === productsSlug);
+    if (index === -1) {
+      throw new Error(`payloadStock: there is no collection with the slug "${productsSlug}"; pass productsSlug with your products collection's slug (and put payloadStock after any plugin that adds it)`);
+    }
+    const products = { ...config.collections[index] };
+    addSizes(products);
+    config.collections[index] = products;
+    config.collections.push(
+      movementsCollection({ slug: movementsSlug, productsSlug, client }),
+      reservationsCollection({ slug: reservationsSlug, productsSlug }),
+    );
+    if (!client) {
+      const onInit = config.onInit;
+      config.onInit = async (payload) => {
+        if (onInit) await onInit(payload);
+        payload.logger.warn('payloadStock: sidecarUrl or sidecarToken is not set; stock movements entered in Payload will be refused');
+      };
+    }
+    return config;
+  };
+}
+
+module.exports = { payloadStock, isProjection, PROJECTION_HEADER };
