@@ -11,3 +11,5 @@ step "bench/wasm-calls.mjs"
 node bench/wasm-calls.mjs
 step "bench/sidecar-reservations.mjs"
 node bench/sidecar-reservations.mjs "$REPO_ROOT/target/release/stock-sidecar"
+step "bench/projection-lag.mjs (a real Payload)"
+node bench/projection-lag.mjs "$REPO_ROOT/target/release/stock-sidecar"

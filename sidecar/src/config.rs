@@ -335,6 +335,30 @@ mod tests {
     }
 
     #[test]
+    fn payload_projection_is_off_by_default_and_needs_a_key_when_on() {
+        assert!(Config::from_settings(&BTreeMap::new()).expect("valid").payload.is_none());
+        let error = Config::from_settings(&settings(&[
+            ("PAYLOAD_URL", "localhost:3000"),
+            ("PAYLOAD_PRODUCTS_SLUG", "my products"),
+            ("PROJECTION_RETRY_MAX_SECONDS", "0"),
+        ]))
+        .expect_err("four problems");
+        let ConfigError::Invalid(problems) = error else { unreachable!("not a validation error: {error}") };
+        assert_eq!(problems.len(), 4, "URL, key, slug, retry: {problems:?}");
+        let config = Config::from_settings(&settings(&[
+            ("PAYLOAD_URL", "http://127.0.0.1:3000/"),
+            ("PAYLOAD_API_KEY", "payload-key-0123456789"),
+            ("PAYLOAD_AUTH_COLLECTION", "shop-clients"),
+        ]))
+        .expect("valid");
+        let payload = config.payload.expect("projection on");
+        assert_eq!(payload.url, "http://127.0.0.1:3000");
+        assert_eq!(payload.auth_collection, "shop-clients");
+        assert_eq!((payload.products_slug.as_str(), payload.movements_slug.as_str()), ("products", "stock-movements"));
+        assert_eq!(payload.payload_save_grace, Duration::from_secs(30));
+    }
+
+    #[test]
     fn a_zero_cleanup_interval_turns_the_schedule_off() {
         let config = Config::from_settings(&settings(&[("CLEANUP_INTERVAL_SECONDS", "0")])).expect("valid");
         assert_eq!(config.cleanup_interval, None);

@@ -71,11 +71,18 @@ pub struct Page {
 }
 
 /// Payload's REST API, authenticated with an API key.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PayloadClient {
     http: reqwest::Client,
     api: String,
+    /// `<collection> API-Key <key>`: a secret, left out of Debug.
     authorization: String,
+}
+
+impl std::fmt::Debug for PayloadClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayloadClient").field("api", &self.api).finish_non_exhaustive()
+    }
 }
 
 impl PayloadClient {
@@ -239,7 +246,41 @@ fn excerpt(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
     use serde_json::json;
+
+    #[test]
+    fn the_api_key_never_prints() {
+        let config = PayloadConfig {
+            url: "http://127.0.0.1:3000".to_owned(),
+            api_key: Secret::new("payload-key-0123456789"),
+            auth_collection: "users".to_owned(),
+            products_slug: "products".to_owned(),
+            movements_slug: "stock-movements".to_owned(),
+            reservations_slug: "stock-reservations".to_owned(),
+            retry_max: std::time::Duration::from_secs(1),
+            payload_save_grace: std::time::Duration::from_secs(1),
+        };
+        let client = PayloadClient::new(&config).expect("client");
+        let printed = format!("{client:?} {config:?}");
+        assert!(!printed.contains("payload-key-0123456789"), "{printed}");
+    }
+
+    #[test]
+    fn slugs_pass_and_ids_are_escaped_in_paths() {
+        let config = PayloadConfig {
+            url: "http://127.0.0.1:3000".to_owned(),
+            api_key: Secret::new("k"),
+            auth_collection: "users".to_owned(),
+            products_slug: "products".to_owned(),
+            movements_slug: "stock-movements".to_owned(),
+            reservations_slug: "stock-reservations".to_owned(),
+            retry_max: std::time::Duration::from_secs(1),
+            payload_save_grace: std::time::Duration::from_secs(1),
+        };
+        let client = PayloadClient::new(&config).expect("client");
+        assert_eq!(client.url(&["stock-movements", "a/b?c"]), "http://127.0.0.1:3000/api/stock-movements/a%2Fb%3Fc");
+    }
 
     #[test]
     fn the_unique_error_names_its_field() {
