@@ -39,6 +39,8 @@ const lags = [];
 for (let index = 0; index < SEQUENTIAL; index++) {
   const reference = `pi_lag_${index}`;
   await client.reserve({ reference, items: [{ product, size: '42', quantity: 1 }] });
+  // A customer takes seconds to pay: the reservation reaches Payload before the payment does.
+  await shop.projected();
   const answer = await sendStripeEvent(shop.sidecar.base, stripeEvent('payment_intent.succeeded', reference));
   const answered = performance.now();
   if (answer.status !== 200) throw new Error(`webhook answered ${answer.status}`);
