@@ -40,6 +40,12 @@ pub struct Config {
     pub stripe_secret_key: Option<Secret>,
     /// Stripe's API URL (`STRIPE_API_BASE`, default Stripe's own); tests point it at a local fake.
     pub stripe_api_base: Option<String>,
+    /// Requests in progress at most (`MAX_CONCURRENT_REQUESTS`, default 512); beyond it the sidecar answers 503
+    /// `overloaded` with Retry-After at once rather than queueing without bound.
+    pub max_concurrent_requests: usize,
+    /// A request not answered within this is dropped with 408 `request_timeout` (`REQUEST_TIMEOUT_SECONDS`,
+    /// default 30): a slow client or a stalled store cannot hold its connection and work forever.
+    pub request_timeout: Duration,
     /// The Payload the ledger is projected into (`PAYLOAD_URL` and friends); `None` runs the sidecar on its own.
     pub payload: Option<PayloadConfig>,
 }
@@ -79,6 +85,8 @@ impl Default for Config {
             stripe_secret_key: None,
             stripe_api_base: None,
             payload: None,
+            max_concurrent_requests: 512,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -178,6 +186,18 @@ impl Config {
             }
         }
 
+        if let Some(text) = value("MAX_CONCURRENT_REQUESTS") {
+            match text.parse::<usize>() {
+                Ok(count) if (1..=100_000).contains(&count) => config.max_concurrent_requests = count,
+                _ => problems.push(format!("MAX_CONCURRENT_REQUESTS: {text:?} is not a whole number from 1 to 100000")),
+            }
+        }
+        if let Some(text) = value("REQUEST_TIMEOUT_SECONDS") {
+            match text.parse::<u64>() {
+                Ok(seconds) if (1..=600).contains(&seconds) => config.request_timeout = Duration::from_secs(seconds),
+                _ => problems.push(format!("REQUEST_TIMEOUT_SECONDS: {text:?} is not a whole number from 1 to 600")),
+            }
+        }
         config.payload = payload_settings(&value, &mut problems);
 
         if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
@@ -27,6 +27,12 @@ pub enum ApiError {
     NotFound { code: &'static str, message: String },
     #[error("{message}")]
     Conflict { code: &'static str, message: String, details: Map<String, Value> },
+    #[error("the sidecar is at its limit of requests in progress; retry in a second")]
+    Overloaded,
+    #[error("the request did not complete within {seconds} s")]
+    RequestTimeout { seconds: u64 },
+    #[error("the request body is over the limit of {limit_bytes} bytes")]
+    BodyTooLarge { limit_bytes: usize },
     #[error("store failure: {0}")]
     Store(#[from] StoreError),
 }
@@ -46,6 +52,9 @@ impl ApiError {
             ApiError::InvalidRequest { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -67,10 +76,15 @@ impl IntoResponse for ApiError {
         let mut body = Map::new();
         body.insert("error".into(), json!(code));
         body.insert("message".into(), json!(message));
+        let overloaded = matches!(self, ApiError::Overloaded);
         if let ApiError::InvalidRequest { details, .. } | ApiError::Conflict { details, .. } = self {
             body.extend(details);
         }
-        (status, Json(Value::Object(body))).into_response()
+        let mut response = (status, Json(Value::Object(body))).into_response();
+        if overloaded {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

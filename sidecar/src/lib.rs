@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 mod json;
+pub mod limits;
 pub mod projection;
 pub mod store;
 pub mod stripe_api;
@@ -33,12 +34,13 @@ use tower_http::trace::TraceLayer;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::limits::Limits;
 use crate::projection::Projector;
 use crate::store::{ProjectionSettings, SqliteStore, Store, StoreError};
 use crate::stripe_api::{CheckoutCanceller, StripeCanceller};
 
 /// Request bodies above this are refused with 413: a cart or a Stripe event is a few kilobytes.
-const BODY_LIMIT_BYTES: usize = 256 * 1024;
+pub const BODY_LIMIT_BYTES: usize = 256 * 1024;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -65,6 +67,10 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(webhooks::router())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            Limits::new(state.config.max_concurrent_requests, state.config.request_timeout),
+            limits::within_limits,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

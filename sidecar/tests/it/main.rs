@@ -6,6 +6,7 @@ mod binary;
 mod concurrency;
 mod fake_stripe;
 mod helpers;
+mod limits;
 mod movements;
 mod outbox;
 mod reservations;
