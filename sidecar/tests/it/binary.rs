@@ -79,3 +79,76 @@ fn serve_stops_gracefully_on_sigterm() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|line| line.contains("stock-sidecar stopped")), "{rest:?}");
 }
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs_even_at_debug_level() {
+    const API: &str = "api-token-never-logged-0123456789";
+    const ADMIN: &str = "admin-token-never-logged-0123456789";
+    const WEBHOOK: &str = "whsec_webhook_secret_never_logged_0123456789";
+    const PAYLOAD_KEY: &str = "payload-key-never-logged-0123456789";
+    let directory = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("address").port();
+    let base = format!("http://127.0.0.1:{port}");
+    let child = tokio::process::Command::from(sidecar(&directory))
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "debug")
+        .env("NO_COLOR", "1")
+        .env("SIDECAR_API_TOKEN", API)
+        .env("ADMIN_API_TOKEN", ADMIN)
+        .env("STRIPE_WEBHOOK_SECRET", WEBHOOK)
+        // Nothing listens on port 9: every delivery fails and is logged with its error.
+        .env("PAYLOAD_URL", "http://127.0.0.1:9")
+        .env("PAYLOAD_API_KEY", PAYLOAD_KEY)
+        .env("PROJECTION_RETRY_MAX_SECONDS", "1")
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    stock_sidecar::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.get(format!("{base}/readyz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the sidecar did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let restock = serde_json::json!({ "product": "runner", "size": "42", "type": "restock", "quantity": 5 });
+    let answer = client.post(format!("{base}/v1/movements")).bearer_auth(ADMIN).json(&restock).send().await;
+    assert_eq!(answer.expect("answer").status(), 201);
+    let cart =
+        serde_json::json!({ "reference": "pi_logs", "items": [{ "product": "runner", "size": "42", "quantity": 1 }] });
+    let answer = client.post(format!("{base}/v1/reservations")).bearer_auth(API).json(&cart).send().await;
+    assert_eq!(answer.expect("answer").status(), 201);
+    for wrong in [ADMIN, "wrong-token-0123456789"] {
+        let answer = client.post(format!("{base}/v1/reservations")).bearer_auth(wrong).json(&cart).send().await;
+        assert_eq!(answer.expect("answer").status(), 401);
+    }
+    let event = crate::helpers::stripe_event("payment_intent.succeeded", "evt_logs", "pi_logs");
+    let seconds =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs())
+            .expect("seconds");
+    for secret in [WEBHOOK, "whsec_some_other_secret_0123456789"] {
+        let header = stripe_webhook::Webhook::generate_test_header(&event, secret, Some(seconds));
+        let _ = client
+            .post(format!("{base}/webhooks/stripe"))
+            .header("stripe-signature", header)
+            .body(event.clone())
+            .send()
+            .await;
+    }
+    // Let the projection fail (and log) a few times.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let killed =
+        Command::new("kill").args(["-TERM", &child.id().expect("pid").to_string()]).status().expect("kill runs");
+    assert!(killed.success());
+    let output = child.wait_with_output().await.expect("exits");
+    let logs = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(logs.contains("delivery to Payload failed"), "the logs say what failed: {logs}");
+    assert!(logs.contains("Stripe webhook refused"), "{logs}");
+    for secret in [API, ADMIN, WEBHOOK, PAYLOAD_KEY] {
+        assert!(!logs.contains(secret), "a secret reached the logs: {secret}");
+    }
+}

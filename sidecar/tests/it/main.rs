@@ -2,6 +2,7 @@
 //! tests move by hand.
 
 mod admin;
+mod bad_input;
 mod binary;
 mod concurrency;
 mod fake_stripe;
