@@ -231,7 +231,26 @@ export async function startShop({ sidecarLogs = 'ignore' } = {}) {
       if (status !== 201) throw new Error(`creating ${title}: ${status} ${text}`);
       return String(body.doc.id);
     },
+    /** Kills the sidecar with SIGKILL (no graceful stop: a crash). */
+    async killSidecar() {
+      const child = shop.sidecarChild;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    },
+    /** Starts the sidecar again on the same port and ledger; resolves once it is ready. */
+    async restartSidecar() {
+      const child = spawn(sidecarBinary(), ['serve'], { env: sidecar.env, stdio: ['ignore', sidecarLogs, sidecarLogs] });
+      shop.sidecarChild = child;
+      await waitFor('the restarted sidecar to be ready', async () => (await fetch(`${sidecar.base}/readyz`)).ok, { timeoutMs: 15_000 });
+    },
+    sidecarChild: sidecar.child,
     async stop() {
+      if (shop.sidecarChild !== sidecar.child && shop.sidecarChild.exitCode === null) {
+        const exited = new Promise((resolve) => shop.sidecarChild.once('exit', resolve));
+        shop.sidecarChild.kill('SIGTERM');
+        await exited;
+      }
       await Promise.allSettled([shop.payload?.stop(), sidecar.stop()]);
       rmSync(directory, { recursive: true, force: true });
     },
