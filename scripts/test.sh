@@ -32,4 +32,7 @@ node --test tests/package.test.mjs
 step "node --test: end to end on a real Payload 3 with the payloadStock plugin and the sidecar projecting into it"
 node --test tests/e2e/
 
+step "A bounded fuzz pass (30 s per target)"
+bash "$REPO_ROOT/scripts/fuzz.sh"
+
 step "All tests passed"

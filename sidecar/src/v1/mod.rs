@@ -12,6 +12,9 @@ use serde_json::Value;
 use crate::AppState;
 use crate::error::ApiError;
 
+pub use movements::decode_movement;
+pub use reservations::{ReservationRequest, decode_reservation};
+
 pub fn router() -> Router<AppState> {
     Router::new().merge(reservations::router()).merge(products::router()).merge(movements::router())
 }

@@ -46,11 +46,8 @@ fn optional_quantity(value: Option<&Value>, field: &str) -> Result<Option<Quanti
     }
 }
 
-async fn create_movement(
-    State(state): State<AppState>,
-    _caller: AdminCaller,
-    ApiJson(body): ApiJson<MovementBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+/// Checks a decoded body and turns it into the store's request (stock-core checks the movement itself).
+fn movement_request(body: MovementBody) -> Result<MovementRequest, ApiError> {
     let kind = MovementType::parse(&body.kind).map_err(|error| ApiError::invalid(format!("type: {error}")))?;
     if kind == MovementType::Sale {
         return Err(ApiError::invalid(
@@ -67,7 +64,7 @@ async fn create_movement(
         Some("payload") => MovementOrigin::Payload,
         Some(other) => return Err(ApiError::invalid(format!("origin: {other:?} is not sidecar or payload"))),
     };
-    let request = MovementRequest {
+    Ok(MovementRequest {
         product: body.product.into_text(),
         size: body.size.into_text(),
         kind,
@@ -77,7 +74,22 @@ async fn create_movement(
         expected_stock: optional_quantity(body.expected_stock.as_ref(), "expectedStock")?,
         low_stock_threshold: optional_quantity(body.low_stock_threshold.as_ref(), "lowStockThreshold")?,
         origin,
-    };
+    })
+}
+
+/// The whole decoding of a POST /v1/movements body, from bytes (the fuzz target's entry point).
+pub fn decode_movement(body: &[u8]) -> Result<MovementRequest, ApiError> {
+    let body: MovementBody =
+        serde_json::from_slice(body).map_err(|error| ApiError::InvalidJson { message: error.to_string() })?;
+    movement_request(body)
+}
+
+async fn create_movement(
+    State(state): State<AppState>,
+    _caller: AdminCaller,
+    ApiJson(body): ApiJson<MovementBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let request = movement_request(body)?;
     let (product, size) = (request.product.clone(), request.size.clone());
 
     match state.store.record_movement(request, state.clock.now()).await? {

@@ -38,14 +38,19 @@ struct ItemBody {
     quantity: Value,
 }
 
-async fn create_reservation(
-    State(state): State<AppState>,
-    _caller: ApiCaller,
-    ApiJson(body): ApiJson<ReservationBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+/// A reservation request as the store takes it: checked reference, TTL and lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReservationRequest {
+    pub reference: String,
+    pub lines: Vec<CartLine>,
+    pub ttl: ReservationTtl,
+}
+
+/// Checks a decoded body and turns it into a request; the cart itself is checked by stock-core in the store.
+fn reservation_request(body: ReservationBody, default_ttl: ReservationTtl) -> Result<ReservationRequest, ApiError> {
     check_reference(&body.reference, "reference")?;
     let ttl = match &body.ttl_seconds {
-        None | Some(Value::Null) => state.config.default_ttl,
+        None | Some(Value::Null) => default_ttl,
         Some(value) => ReservationTtl::from_number(number_field(value, "ttlSeconds")?)
             .map_err(|error| ApiError::invalid(format!("ttlSeconds: {error}")))?,
     };
@@ -61,8 +66,24 @@ async fn create_reservation(
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(ReservationRequest { reference: body.reference, lines, ttl })
+}
 
-    let outcome = state.store.reserve(&body.reference, &lines, ttl, state.clock.now()).await?;
+/// The whole decoding of a POST /v1/reservations body, from bytes (what the route does after reading the body; the
+/// fuzz target's entry point).
+pub fn decode_reservation(body: &[u8], default_ttl: ReservationTtl) -> Result<ReservationRequest, ApiError> {
+    let body: ReservationBody =
+        serde_json::from_slice(body).map_err(|error| ApiError::InvalidJson { message: error.to_string() })?;
+    reservation_request(body, default_ttl)
+}
+
+async fn create_reservation(
+    State(state): State<AppState>,
+    _caller: ApiCaller,
+    ApiJson(body): ApiJson<ReservationBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ReservationRequest { reference, lines, ttl } = reservation_request(body, state.config.default_ttl)?;
+    let outcome = state.store.reserve(&reference, &lines, ttl, state.clock.now()).await?;
     match outcome {
         ReserveOutcome::Created(record) => {
             tracing::info!(reference = %record.reference, items = record.items.len(), expires_at = %record.expires_at, "reserved");

@@ -1,0 +1,40 @@
+//! The webhook path: Stripe-Signature header parsing, the signature check and event decoding, then the event's
+//! ledger action. Nothing may panic; a random header must never verify; a correctly signed body must verify or be
+//! refused as unreadable, never as a bad signature.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use stock_core::Timestamp;
+use stock_sidecar::config::Secret;
+use stock_sidecar::webhooks::{VerifyError, action_for, verify};
+use stripe_webhook::Webhook;
+
+const SECRET: &str = "whsec_fuzzing_secret";
+const NOW_SECONDS: i64 = 1_795_000_000;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let secrets = [Secret::new(SECRET), Secret::new("whsec_rotated_secret")];
+    let now = Timestamp::from_unix_millis(NOW_SECONDS * 1000).expect("a valid instant");
+    if mode % 2 == 0 {
+        // Header and body straight from the input (split at the first zero byte): an attacker's request.
+        let split = rest.iter().position(|byte| *byte == 0).unwrap_or(rest.len());
+        let header = std::str::from_utf8(&rest[..split]).ok();
+        let body = rest.get(split + 1..).unwrap_or_default();
+        if let Ok(event) = verify(body, header, &secrets, now) {
+            panic!("an unsigned request verified: {:?}", event.event().id);
+        }
+    } else {
+        // A body signed with the right secret: the fuzzer explores event decoding and the action mapping.
+        let Ok(body) = std::str::from_utf8(rest) else { return };
+        let header = Webhook::generate_test_header(body, SECRET, Some(NOW_SECONDS));
+        match verify(body.as_bytes(), Some(&header), &secrets, now) {
+            Ok(event) => {
+                let _ = action_for(&event, false);
+                let _ = action_for(&event, true);
+            }
+            Err(VerifyError::Unreadable(_)) => {}
+            Err(other) => panic!("a correctly signed body was refused as {other:?}"),
+        }
+    }
+});
