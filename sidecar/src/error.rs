@@ -55,6 +55,7 @@ impl ApiError {
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ApiError::Store(StoreError::Busy(_)) => (StatusCode::SERVICE_UNAVAILABLE, "ledger_busy"),
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -64,6 +65,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let message = match &self {
+            ApiError::Store(error @ StoreError::Busy(_)) => {
+                tracing::warn!(error = %error, "the ledger stayed locked by another process; answered 503");
+                "the ledger is busy; retry in a second (nothing was applied)".to_owned()
+            }
             ApiError::Store(error) => {
                 tracing::error!(error = %error, "store failure");
                 "something went wrong on our side; the request was not applied".to_owned()
@@ -76,7 +81,7 @@ impl IntoResponse for ApiError {
         let mut body = Map::new();
         body.insert("error".into(), json!(code));
         body.insert("message".into(), json!(message));
-        let overloaded = matches!(self, ApiError::Overloaded);
+        let overloaded = matches!(self, ApiError::Overloaded | ApiError::Store(StoreError::Busy(_)));
         if let ApiError::InvalidRequest { details, .. } | ApiError::Conflict { details, .. } = self {
             body.extend(details);
         }

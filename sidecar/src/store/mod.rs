@@ -353,10 +353,26 @@ pub trait Store: Send + Sync + 'static {
 /// A failure of the store itself (not a refused request).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Another process (a `stock-sidecar` command, a backup) held the database's write lock for longer than the
+    /// sidecar waits for it (SQLite's busy handler retries for 5 s). Transient: the request can be retried.
+    #[error("the ledger is locked by another process: {0}")]
+    Busy(sqlx::Error),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("the ledger is inconsistent: {0}")]
     Inconsistent(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        // SQLite's primary result codes SQLITE_BUSY (5) and SQLITE_LOCKED (6), in any extended form.
+        let code =
+            error.as_database_error().and_then(|database| database.code()).and_then(|code| code.parse::<i32>().ok());
+        match code {
+            Some(code) if matches!(code & 0xff, 5 | 6) => StoreError::Busy(error),
+            _ => StoreError::Database(error),
+        }
+    }
 }

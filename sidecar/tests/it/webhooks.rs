@@ -280,7 +280,7 @@ async fn events_signed_by_stripes_own_node_library_are_accepted() {
 }
 
 #[tokio::test]
-async fn a_store_failure_answers_500_so_that_stripe_retries_and_nothing_is_half_applied() {
+async fn a_ledger_locked_by_another_process_answers_503_so_that_stripe_retries_and_nothing_is_half_applied() {
     use sqlx::Connection;
 
     let app = spawn_app().await;
@@ -293,10 +293,12 @@ async fn a_store_failure_answers_500_so_that_stripe_retries_and_nothing_is_half_
     sqlx::query("BEGIN EXCLUSIVE").execute(&mut blocker).await.expect("lock taken");
     let failed = app.send_event(&payload).await;
     let status = failed.status().as_u16();
+    let retry_after = failed.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_owned);
     let body: Value = failed.json().await.expect("JSON error body");
     sqlx::query("ROLLBACK").execute(&mut blocker).await.expect("lock released");
-    assert_eq!(status, 500);
-    assert_eq!(body["error"], "internal_error");
+    assert_eq!(status, 503);
+    assert_eq!(body["error"], "ledger_busy");
+    assert_eq!(retry_after.as_deref(), Some("1"));
     assert!(!body["message"].as_str().unwrap_or_default().contains("database"), "internals are not leaked: {body}");
 
     let retried = body_of(app.send_event(&payload).await, 200).await;
