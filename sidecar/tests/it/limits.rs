@@ -103,3 +103,31 @@ async fn a_client_too_slow_to_send_its_request_gets_408_and_its_connection_back(
     let answer = app.api(reqwest::Method::GET, "/v1/products/runner/stock").send().await.expect("request");
     assert_eq!(answer.status(), 200, "the slow request left nothing held");
 }
+
+/// Sends a raw request head and returns the status line of the answer.
+async fn status_line_of(address: &str, head: &[u8]) -> String {
+    let host = address.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).await.expect("connects");
+    // The server may answer and close before the whole head is written.
+    let _ = stream.write_all(head).await;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn oversized_or_too_many_headers_are_refused_by_the_http_layer_with_431() {
+    let app = spawn_app().await;
+    let mut huge = b"GET /healthz HTTP/1.1\r\nhost: sidecar\r\nx-padding: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 600 * 1024));
+    huge.extend_from_slice(b"\r\n\r\n");
+    assert!(status_line_of(&app.address, &huge).await.starts_with("HTTP/1.1 431"));
+    let mut many = b"GET /healthz HTTP/1.1\r\nhost: sidecar\r\n".to_vec();
+    for index in 0..200 {
+        many.extend_from_slice(format!("x-header-{index}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"connection: close\r\n\r\n");
+    assert!(status_line_of(&app.address, &many).await.starts_with("HTTP/1.1 431"));
+    let answer = app.anonymous(reqwest::Method::GET, "/healthz").send().await.expect("request");
+    assert_eq!(answer.status(), 200, "the server carries on");
+}
