@@ -79,7 +79,9 @@ async function untilAnswered(attempt, counters) {
   }
 }
 
-export async function runFaultRun({ reservations = 2000, products = 4, sizesPerProduct = 8, unitsPerSize = 130, concurrency = 8, redeliveryRate = 0.35, seed = 20261124, log = () => {} } = {}) {
+export async function runFaultRun({ reservations = 2000, products = 4, sizesPerProduct = 8, unitsPerSize, concurrency = 8, redeliveryRate = 0.35, seed = 20261124, log = () => {} } = {}) {
+  // About 2.1 units per sizes' share of the reservations: most are accepted, the last ones run short of stock.
+  unitsPerSize ??= Math.ceil((reservations * 2.1) / (products * sizesPerProduct));
   const next = random(seed);
   const counters = { retriedRequests: 0, kills: 0, payloadOutageMs: 0, deliveries: 0, redeliveries: 0, refused: 0 };
   const started = performance.now();
