@@ -249,18 +249,22 @@ mod tests {
     use crate::config::Secret;
     use serde_json::json;
 
-    #[test]
-    fn the_api_key_never_prints() {
-        let config = PayloadConfig {
+    fn config(api_key: &str) -> PayloadConfig {
+        PayloadConfig {
             url: "http://127.0.0.1:3000".to_owned(),
-            api_key: Secret::new("payload-key-0123456789"),
+            api_key: Secret::new(api_key),
             auth_collection: "users".to_owned(),
             products_slug: "products".to_owned(),
             movements_slug: "stock-movements".to_owned(),
             reservations_slug: "stock-reservations".to_owned(),
             retry_max: std::time::Duration::from_secs(1),
             payload_save_grace: std::time::Duration::from_secs(1),
-        };
+        }
+    }
+
+    #[test]
+    fn the_api_key_never_prints() {
+        let config = config("payload-key-0123456789");
         let client = PayloadClient::new(&config).expect("client");
         let printed = format!("{client:?} {config:?}");
         assert!(!printed.contains("payload-key-0123456789"), "{printed}");
@@ -268,17 +272,7 @@ mod tests {
 
     #[test]
     fn slugs_pass_and_ids_are_escaped_in_paths() {
-        let config = PayloadConfig {
-            url: "http://127.0.0.1:3000".to_owned(),
-            api_key: Secret::new("k"),
-            auth_collection: "users".to_owned(),
-            products_slug: "products".to_owned(),
-            movements_slug: "stock-movements".to_owned(),
-            reservations_slug: "stock-reservations".to_owned(),
-            retry_max: std::time::Duration::from_secs(1),
-            payload_save_grace: std::time::Duration::from_secs(1),
-        };
-        let client = PayloadClient::new(&config).expect("client");
+        let client = PayloadClient::new(&config("k")).expect("client");
         assert_eq!(client.url(&["stock-movements", "a/b?c"]), "http://127.0.0.1:3000/api/stock-movements/a%2Fb%3Fc");
     }
 

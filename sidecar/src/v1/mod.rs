@@ -13,6 +13,7 @@ use crate::AppState;
 use crate::error::ApiError;
 
 pub use movements::decode_movement;
+pub(crate) use movements::movement_json;
 pub use reservations::{ReservationRequest, decode_reservation};
 
 pub fn router() -> Router<AppState> {
