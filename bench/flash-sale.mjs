@@ -1,0 +1,127 @@
+// Benchmark: a flash sale, payload-stock against the seed's own approach, on the same real Payload.
+// K buyers at once each want 1 unit of one size with S units in stock; half of the winners pay, half abandon.
+// - payload-stock: reserve through the sidecar, then signed payment_intent.succeeded / .canceled webhooks; the
+//   sidecar projects into Payload.
+// - baseline (what the seed describes): each buyer reads the product through Payload's REST API, checks
+//   availableStock, writes reservedStock + 1 back; a payer then reads again and writes stock - 1, reserved - 1; an
+//   abandoner writes reserved - 1.
+// Prints a markdown table per K. Run: node bench/flash-sale.mjs [release stock-sidecar] (scripts/bench.sh passes it).
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createStockClient, StockApiError } from '../js-shim/index.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+process.env.STOCK_SIDECAR_BIN = process.argv[2] ?? process.env.STOCK_SIDECAR_BIN ?? join(here, '..', 'target', 'release', 'stock-sidecar');
+const { sendStripeEvent, startShop, stripeEvent } = await import('../tests/e2e/harness.mjs');
+
+const STOCK = Number(process.env.BENCH_STOCK ?? 50);
+const BUYERS = (process.env.BENCH_BUYERS ?? '100,500,1000').split(',').map(Number);
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+const ms = (value) => `${value.toFixed(1)} ms`;
+
+const shop = await startShop();
+const client = createStockClient({ url: shop.sidecar.base, token: shop.sidecar.apiToken, timeoutMs: 60_000 });
+
+async function payloadStockRun(buyers, run) {
+  const product = await shop.createProduct(`Flash ${run}`, ['42']);
+  await shop.sidecarPost('/v1/movements', { product, size: '42', type: 'restock', quantity: STOCK, reason: 'Flash sale stock' });
+  await shop.projected();
+  const latencies = [];
+  const winners = [];
+  let overloaded = 0;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: buyers }, async (_, index) => {
+    const reference = `pi_flash_${run}_${index}`;
+    const began = performance.now();
+    for (;;) {
+      try {
+        await client.reserve({ reference, items: [{ product, size: '42', quantity: 1 }] });
+        winners.push(reference);
+      } catch (error) {
+        // Beyond MAX_CONCURRENT_REQUESTS the sidecar answers 503 with Retry-After: 1; a client waits and retries.
+        if (error instanceof StockApiError && error.code === 'overloaded') {
+          overloaded += 1;
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          continue;
+        }
+        if (!(error instanceof StockApiError && error.code === 'insufficient_stock')) throw error;
+      }
+      break;
+    }
+    latencies.push(performance.now() - began);
+  }));
+  const reserveSeconds = (performance.now() - started) / 1000;
+  const payers = winners.slice(0, Math.ceil(winners.length / 2));
+  await Promise.all(winners.map((reference) => sendStripeEvent(shop.sidecar.base, stripeEvent(payers.includes(reference) ? 'payment_intent.succeeded' : 'payment_intent.canceled', reference))));
+  const eventsDone = performance.now();
+  await shop.projected(600_000);
+  const shown = (await shop.api.sizes(product))['42'];
+  latencies.sort((a, b) => a - b);
+  return {
+    winners: winners.length,
+    oversold: Math.max(0, winners.length - STOCK),
+    overloaded,
+    perSecond: buyers / reserveSeconds,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    payloadCatchUp: performance.now() - eventsDone,
+    final: `${shown.stock}/${shown.reservedStock}`,
+    expected: `${STOCK - payers.length}/0`,
+  };
+}
+
+/** The seed's read-check-write through Payload's REST API. Writes carry the projection header, as the sidecar's do. */
+async function baselineRun(buyers, run) {
+  const product = await shop.createProduct(`Baseline ${run}`, ['42']);
+  const write = async (figures) => {
+    const row = (await shop.api.sizes(product))['42'];
+    const next = figures(row);
+    const { status } = await shop.api.patch(`/products/${product}?depth=0`, { sizes: [{ ...row, ...next }] }, { projection: true });
+    // Lost updates can drive a figure below zero: Payload refuses that write (400), and the unit is lost track of.
+    if (status !== 200) refusedWrites += 1;
+  };
+  let refusedWrites = 0;
+  await write(() => ({ stock: STOCK, reservedStock: 0 }));
+  const latencies = [];
+  const winners = [];
+  const started = performance.now();
+  await Promise.all(Array.from({ length: buyers }, async (_, index) => {
+    const began = performance.now();
+    const row = (await shop.api.sizes(product))['42'];
+    if (row.stock - row.reservedStock >= 1) {
+      const { status } = await shop.api.patch(`/products/${product}?depth=0`, { sizes: [{ ...row, reservedStock: row.reservedStock + 1 }] }, { projection: true });
+      if (status === 200) winners.push(index);
+    }
+    latencies.push(performance.now() - began);
+  }));
+  const reserveSeconds = (performance.now() - started) / 1000;
+  const payers = winners.slice(0, Math.ceil(winners.length / 2));
+  await Promise.all(winners.map((index) => write((row) => (payers.includes(index) ? { stock: row.stock - 1, reservedStock: row.reservedStock - 1 } : { reservedStock: row.reservedStock - 1 }))));
+  const shown = (await shop.api.sizes(product))['42'];
+  latencies.sort((a, b) => a - b);
+  return {
+    winners: winners.length,
+    oversold: Math.max(0, winners.length - STOCK),
+    perSecond: buyers / reserveSeconds,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    final: `${shown.stock}/${shown.reservedStock}`,
+    expected: `${STOCK - payers.length}/0`,
+    refusedWrites,
+  };
+}
+
+const rows = [];
+for (const [run, buyers] of BUYERS.entries()) {
+  rows.push({ buyers, stock: await payloadStockRun(buyers, run), baseline: await baselineRun(buyers, run) });
+}
+await shop.stop();
+
+console.log(`\n### Flash sale: K buyers for ${STOCK} units of one size, half the winners pay (same real Payload for both)\n`);
+console.log('| K | approach | winners | oversold | reservations/s | p50 | p99 | 503 overloaded (retried) | final stock/reserved (expected) | Payload caught up after the last webhook |');
+console.log('| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |');
+for (const { buyers, stock, baseline } of rows) {
+  console.log(`| ${buyers} | payload-stock | ${stock.winners} | ${stock.oversold} | ${stock.perSecond.toFixed(0)} | ${ms(stock.p50)} | ${ms(stock.p99)} | ${stock.overloaded} | ${stock.final} (${stock.expected}) | ${ms(stock.payloadCatchUp)} |`);
+  console.log(`| ${buyers} | seed baseline | ${baseline.winners} | ${baseline.oversold} | ${baseline.perSecond.toFixed(0)} | ${ms(baseline.p50)} | ${ms(baseline.p99)} | - (${baseline.refusedWrites} writes refused) | ${baseline.final} (${baseline.expected}) | - |`);
+  console.log(`| ${buyers} | ratio | | | ${(stock.perSecond / baseline.perSecond).toFixed(1)}x | | | | | |`);
+}
