@@ -334,9 +334,6 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<ImportOutcome, StoreError>;
 
-    /// Queues a product's sizes, a movement or a reservation for delivery to Payload (again).
-    async fn requeue(&self, topic: OutboxTopic, subject: &str, now: Timestamp) -> Result<(), StoreError>;
-
     /// Up to `limit` lanes whose rows are all due at `now`, the lane with the oldest row first.
     async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError>;
 

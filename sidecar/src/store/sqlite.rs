@@ -984,31 +984,6 @@ impl Store for SqliteStore {
         Ok(ImportOutcome::Imported(record))
     }
 
-    async fn requeue(&self, topic: OutboxTopic, subject: &str, now: Timestamp) -> Result<(), StoreError> {
-        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let outbox = Outbox { enabled: true, payload_save_grace_millis: 0 };
-        match topic {
-            OutboxTopic::Product => outbox.product(&mut transaction, subject, now).await?,
-            OutboxTopic::Reservation => {
-                let lane = format!("reservation:{subject}");
-                outbox.queue(&mut transaction, ("reservation", subject, &lane), now, 0).await?;
-            }
-            OutboxTopic::Movement => {
-                let id: i64 =
-                    subject.parse().map_err(|_| StoreError::Inconsistent(format!("movement id {subject:?}")))?;
-                let product: String = sqlx::query("SELECT product FROM movements WHERE id = ?1")
-                    .bind(id)
-                    .fetch_one(&mut *transaction)
-                    .await?
-                    .try_get("product")?;
-                outbox.movement(&mut transaction, id, &product, MovementOrigin::Sidecar, now).await?;
-            }
-        }
-        transaction.commit().await?;
-        self.changes_committed();
-        Ok(())
-    }
-
     async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT lane FROM outbox GROUP BY lane HAVING MAX(next_attempt_at) <= ?1 ORDER BY MIN(id) LIMIT ?2",
