@@ -36,6 +36,10 @@ async fn monitoring(State(state): State<AppState>, _caller: AdminCaller) -> Resu
         "expiredNotReleased": figures.expired_not_released,
         "openConflicts": figures.open_conflicts,
         "payloadProjection": projection_json(&state, &figures.outbox, now),
+        "ledgerWrites": {
+            "writes": figures.ledger_writes.writes,
+            "commits": figures.ledger_writes.commits,
+        },
     })))
 }
 

@@ -19,6 +19,10 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// The ledger's database (`DATABASE_URL`, default `sqlite://payload-stock.db`).
     pub database_url: String,
+    /// When a commit counts as done (`SQLITE_SYNCHRONOUS`, default `full`): `full` waits for the disk on every
+    /// commit, so an answered request survives a power loss; `normal` survives a crash of the process but may lose
+    /// the last commits on power loss (see RELIABILITY.md). Group commit shares one wait among concurrent writes.
+    pub sqlite_synchronous: SqliteDurability,
     /// Bearer token of the /v1 API (`SIDECAR_API_TOKEN`). Without it /v1 answers 503 `api_disabled`.
     pub api_token: Option<Secret>,
     /// Bearer token of the admin routes and movements (`ADMIN_API_TOKEN`). Without it they answer 503
@@ -50,6 +54,15 @@ pub struct Config {
     pub payload: Option<PayloadConfig>,
 }
 
+/// SQLite's `synchronous` setting for the ledger (WAL mode either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteDurability {
+    /// Every commit is on disk before it is answered (fsync of the WAL per commit).
+    Full,
+    /// Commits survive the process crashing, not the machine losing power (fsync only at checkpoints).
+    Normal,
+}
+
 /// Where and how the projection writes to Payload's REST API.
 #[derive(Debug, Clone)]
 pub struct PayloadConfig {
@@ -76,6 +89,7 @@ impl Default for Config {
         Config {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 4242)),
             database_url: "sqlite://payload-stock.db".to_owned(),
+            sqlite_synchronous: SqliteDurability::Full,
             api_token: None,
             admin_token: None,
             cleanup_interval: Some(Duration::from_secs(60)),
@@ -123,6 +137,15 @@ impl Config {
                     "DATABASE_URL: {:?} is not supported; use sqlite://path/to/file.db",
                     text.split(':').next().unwrap_or(text)
                 ));
+            }
+        }
+        if let Some(text) = value("SQLITE_SYNCHRONOUS") {
+            match text.to_ascii_lowercase().as_str() {
+                "full" => config.sqlite_synchronous = SqliteDurability::Full,
+                "normal" => config.sqlite_synchronous = SqliteDurability::Normal,
+                _ => problems.push(format!(
+                    "SQLITE_SYNCHRONOUS: {text:?} is not full (durable on power loss) or normal (durable on a crash)"
+                )),
             }
         }
         for (key, slot) in [("SIDECAR_API_TOKEN", &mut config.api_token), ("ADMIN_API_TOKEN", &mut config.admin_token)]

@@ -109,7 +109,7 @@ pub fn install_crypto_provider() {
 /// Opens the store named by the configuration; with Payload configured, ledger changes are also queued for the
 /// projection, which the returned `Notify` wakes.
 pub async fn open_store(config: &Config) -> Result<(SqliteStore, Option<Arc<Notify>>), StoreError> {
-    let store = SqliteStore::connect(&config.database_url).await?;
+    let store = SqliteStore::open(&config.database_url, config.sqlite_synchronous).await?;
     Ok(match &config.payload {
         Some(payload) => {
             let wakeup = Arc::new(Notify::new());
@@ -199,7 +199,8 @@ pub async fn run_with_clock(
     };
 
     let address = listener.local_addr()?;
-    tracing::info!(%address, database = %state.config.database_url, "stock-sidecar listening");
+    let (database, synchronous) = (&state.config.database_url, state.config.sqlite_synchronous);
+    tracing::info!(%address, %database, ?synchronous, "stock-sidecar listening");
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
 
     let _ = stop_background.send(true);

@@ -2,9 +2,13 @@
 //! The rules themselves (availability, cart checks, movement arithmetic, the reservation state machine) come from
 //! stock-core; a store only makes each decision atomic.
 
+mod group_commit;
 mod sqlite;
 
+pub use group_commit::WriterCounts;
 pub use sqlite::{ProjectionSettings, SqliteStore};
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use stock_core::{
@@ -135,6 +139,8 @@ pub struct Monitoring {
     /// Conflicts recorded from Stripe events and not yet resolved.
     pub open_conflicts: u64,
     pub outbox: OutboxStatus,
+    /// Writes and commits since the store opened (group commit shares one commit among concurrent writes).
+    pub ledger_writes: WriterCounts,
 }
 
 /// How far Payload is behind the ledger.
@@ -353,9 +359,9 @@ pub enum StoreError {
     /// Another process (a `stock-sidecar` command, a backup) held the database's write lock for longer than the
     /// sidecar waits for it (SQLite's busy handler retries for 5 s). Transient: the request can be retried.
     #[error("the ledger is locked by another process: {0}")]
-    Busy(sqlx::Error),
+    Busy(Arc<sqlx::Error>),
     #[error("database error: {0}")]
-    Database(sqlx::Error),
+    Database(Arc<sqlx::Error>),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("the ledger is inconsistent: {0}")]
@@ -368,8 +374,20 @@ impl From<sqlx::Error> for StoreError {
         let code =
             error.as_database_error().and_then(|database| database.code()).and_then(|code| code.parse::<i32>().ok());
         match code {
-            Some(code) if matches!(code & 0xff, 5 | 6) => StoreError::Busy(error),
-            _ => StoreError::Database(error),
+            Some(code) if matches!(code & 0xff, 5 | 6) => StoreError::Busy(Arc::new(error)),
+            _ => StoreError::Database(Arc::new(error)),
+        }
+    }
+}
+
+impl StoreError {
+    /// The same failure for another waiter: every write of a group commit that failed gets it.
+    pub(crate) fn shared(&self) -> StoreError {
+        match self {
+            StoreError::Busy(error) => StoreError::Busy(Arc::clone(error)),
+            StoreError::Database(error) => StoreError::Database(Arc::clone(error)),
+            StoreError::Migration(error) => StoreError::Inconsistent(format!("database migration failed: {error}")),
+            StoreError::Inconsistent(message) => StoreError::Inconsistent(message.clone()),
         }
     }
 }

@@ -1,6 +1,7 @@
-//! The ledger in an embedded SQLite database (WAL, synchronous=FULL). All writes go through one connection, each
-//! decision in one `BEGIN IMMEDIATE` transaction, so a check and the write it allows can never interleave with
-//! another decision; reads use a pool of read-only connections.
+//! The ledger in an embedded SQLite database (WAL, synchronous=FULL by default). All writes go through one
+//! connection, each decision run whole before the next begins, so a check and the write it allows can never
+//! interleave with another decision; decisions that queue up meanwhile share one durable commit (group commit,
+//! see [`super::group_commit`]). Reads use a pool of read-only connections.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -17,21 +18,25 @@ use stock_core::{
 };
 use tokio::sync::Notify;
 
+use super::group_commit::Writer;
 use super::{
     EventOutcome, ImportOutcome, Monitoring, MovementOrigin, MovementOutcome, MovementRecord, MovementRequest,
     OutboxEntry, OutboxStatus, OutboxTopic, ReleaseOutcome, ReservationRecord, ReservationSummary, ReserveOutcome,
     ReservedItem, SizeRecord, Store, StoreError, StripeAction, StripeEventRecord,
 };
+use crate::config::SqliteDurability;
 
 /// How long a statement waits for another process's write lock (the `cleanup` command, say) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read-only connections for GET requests.
 const READERS: u32 = 4;
 
-/// Units held by the reservations of one size; `?2` is now. `holds_until` is the SQL form of stock-core's
-/// `Reservation::holds_units` (see [`holds_until`]), read through a covering index.
-const RESERVED_UNITS: &str = "COALESCE((SELECT SUM(ri.quantity) FROM reservation_items ri \
-    WHERE ri.product = s.product AND ri.size = s.size AND ri.holds_until > ?2), 0)";
+/// Units held by the reservations of one size at `?2` (now): `held_units` (kept by triggers equal to the items
+/// with `holds_until > 0`, see migration 0004) less the items of active reservations already past their expiry
+/// but not yet marked expired. `holds_until` is the SQL form of stock-core's `Reservation::holds_units` (see
+/// [`holds_until`]); the lapsed items are read through a covering index and are few (cleanup marks them).
+const RESERVED_UNITS: &str = "s.held_units - COALESCE((SELECT SUM(ri.quantity) FROM reservation_items ri \
+    WHERE ri.product = s.product AND ri.size = s.size AND ri.holds_until > 0 AND ri.holds_until <= ?2), 0)";
 
 /// Until when a reservation in `status`, expiring at `expires_at`, holds its units: what
 /// `Reservation::holds_units` says, as a column the availability query can compare with now.
@@ -141,8 +146,11 @@ impl Outbox {
 /// The embedded SQLite ledger.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    /// One connection: writes are serialized here instead of failing on SQLite's single write lock.
-    writer: SqlitePool,
+    /// Every write goes through here: one connection, writes serialized in arrival order and group-committed
+    /// (see [`super::group_commit`]) instead of failing on SQLite's single write lock.
+    writer: Writer,
+    /// The pool holding the writer's one connection, closed last.
+    writer_pool: SqlitePool,
     readers: SqlitePool,
     /// Whether ledger changes are queued for Payload, and how.
     projection: Option<Projection>,
@@ -168,18 +176,29 @@ pub struct ProjectionSettings {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `url` (`sqlite://path`) and runs the migrations.
+    /// Opens (creating if needed) the database at `url` (`sqlite://path`) with durable commits and runs the
+    /// migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        SqliteStore::open(url, SqliteDurability::Full).await
+    }
+
+    /// Opens (creating if needed) the database at `url` with the given durability and runs the migrations.
+    pub async fn open(url: &str, durability: SqliteDurability) -> Result<Self, StoreError> {
+        let synchronous = match durability {
+            SqliteDurability::Full => SqliteSynchronous::Full,
+            SqliteDurability::Normal => SqliteSynchronous::Normal,
+        };
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(synchronous)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let writer_pool = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer_pool).await?;
         let readers = SqlitePoolOptions::new().max_connections(READERS).connect_with(options.read_only(true)).await?;
-        Ok(SqliteStore { writer, readers, projection: None })
+        let writer = Writer::start(&writer_pool).await?;
+        Ok(SqliteStore { writer, writer_pool, readers, projection: None })
     }
 
     /// From now on every ledger change also writes, in its own transaction, what Payload must show (the outbox),
@@ -206,8 +225,9 @@ impl SqliteStore {
 
     /// Closes every connection (the WAL is checkpointed when the last one closes).
     pub async fn close(&self) {
-        self.readers.close().await;
         self.writer.close().await;
+        self.readers.close().await;
+        self.writer_pool.close().await;
     }
 }
 
@@ -588,6 +608,272 @@ async fn start_processing(
     }
 }
 
+/// Reserves `lines` under `reference` if every size has the units (see [`Store::reserve`]).
+async fn reserve_in(
+    connection: &mut SqliteConnection,
+    outbox: Outbox,
+    reference: &str,
+    lines: &[CartLine],
+    ttl: ReservationTtl,
+    now: Timestamp,
+) -> Result<ReserveOutcome, StoreError> {
+    if let Some(existing) = load_reservation(connection, reference).await? {
+        return Ok(if same_items(&existing.items, lines) {
+            ReserveOutcome::Existing(existing)
+        } else {
+            ReserveOutcome::ReferenceConflict(existing)
+        });
+    }
+
+    let mut products: Vec<&str> = lines.iter().map(|line| line.product.as_str()).collect();
+    products.sort_unstable();
+    products.dedup();
+    let mut snapshots = Vec::with_capacity(products.len());
+    for product in products {
+        let sizes = sizes_of(connection, product, now).await?;
+        if !sizes.is_empty() {
+            let sizes = sizes.into_iter().map(|record| SizeStock { size: record.size, level: record.level });
+            snapshots.push(ProductSnapshot { id: product.to_owned(), sizes: sizes.collect() });
+        }
+    }
+    let validation = validate_cart(&snapshots, lines);
+    if !validation.is_ok() {
+        return Ok(ReserveOutcome::Rejected(validation));
+    }
+
+    let expires_at = reservation_expires_at(now, ttl)
+        .map_err(|error: ReservationError| StoreError::Inconsistent(error.to_string()))?;
+    sqlx::query("INSERT INTO reservations (reference, status, created_at, expires_at) VALUES (?1, 'active', ?2, ?3)")
+        .bind(reference)
+        .bind(now.unix_millis())
+        .bind(expires_at.unix_millis())
+        .execute(&mut *connection)
+        .await?;
+    let mut items = Vec::with_capacity(validation.items.len());
+    for item in validation.items {
+        sqlx::query(
+            "INSERT INTO reservation_items (reference, product, size, quantity, holds_until) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(reference)
+        .bind(&item.product)
+        .bind(&item.size)
+        .bind(i64::from(item.quantity))
+        .bind(holds_until(ReservationStatus::Active, expires_at))
+        .execute(&mut *connection)
+        .await?;
+        items.push(ReservedItem { product: item.product, size: item.size, quantity: item.quantity });
+    }
+    outbox.reservation(connection, reference, &items, now).await?;
+    Ok(ReserveOutcome::Created(ReservationRecord {
+        reference: reference.to_owned(),
+        status: ReservationStatus::Active,
+        created_at: now,
+        expires_at,
+        items,
+    }))
+}
+
+/// Expires every active reservation due at `now` (see [`Store::release_expired`]); returns their references.
+async fn release_expired_in(
+    connection: &mut SqliteConnection,
+    queue_for_payload: bool,
+    now: Timestamp,
+) -> Result<Vec<String>, StoreError> {
+    // The SQL form of stock-core's `Reservation::expire` on every active reservation due. Their items already
+    // stopped counting at the expiry instant (holds_until <= now); zeroing it keeps the column's meaning.
+    if queue_for_payload {
+        // The outbox rows first, while the reservations due are still the active ones (`WHERE` before
+        // `ON CONFLICT` is what SQLite's upsert-from-select needs).
+        for statement in [
+            "INSERT INTO outbox (topic, subject, lane, created_at, next_attempt_at) \
+             SELECT DISTINCT 'product', ri.product, 'product:' || ri.product, ?1, ?1 \
+             FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
+             WHERE r.status = 'active' AND r.expires_at <= ?1 \
+             ON CONFLICT (topic, subject) DO UPDATE SET revision = revision + 1",
+            "INSERT INTO outbox (topic, subject, lane, created_at, next_attempt_at) \
+             SELECT 'reservation', reference, 'reservation:' || reference, ?1, ?1 \
+             FROM reservations WHERE status = 'active' AND expires_at <= ?1 \
+             ON CONFLICT (topic, subject) DO UPDATE SET revision = revision + 1",
+        ] {
+            sqlx::query(statement).bind(now.unix_millis()).execute(&mut *connection).await?;
+        }
+    }
+    sqlx::query(
+        "UPDATE reservation_items SET holds_until = 0 WHERE reference IN \
+         (SELECT reference FROM reservations WHERE status = 'active' AND expires_at <= ?1)",
+    )
+    .bind(now.unix_millis())
+    .execute(&mut *connection)
+    .await?;
+    let rows = sqlx::query(
+        "UPDATE reservations SET status = 'expired', finished_at = ?1 \
+         WHERE status = 'active' AND expires_at <= ?1 RETURNING reference",
+    )
+    .bind(now.unix_millis())
+    .fetch_all(&mut *connection)
+    .await?;
+    let mut references = rows.iter().map(|row| row.try_get("reference")).collect::<Result<Vec<String>, _>>()?;
+    references.sort();
+    Ok(references)
+}
+
+/// Expires one reservation if it is active and due (see [`Store::expire_one`]).
+async fn expire_in(
+    connection: &mut SqliteConnection,
+    outbox: Outbox,
+    reference: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let Some(record) = load_reservation(connection, reference).await? else {
+        return Ok(false);
+    };
+    let mut lifecycle = lifecycle_of(&record)?;
+    match lifecycle.expire(now) {
+        Ok(StatusChange::Changed(status)) => {
+            set_status(connection, outbox, &record, status, now).await?;
+            Ok(true)
+        }
+        // Already finished, not yet due, or processing (a webhook moved it meanwhile): nothing to do.
+        Ok(StatusChange::Unchanged(_)) | Err(_) => Ok(false),
+    }
+}
+
+/// Applies one stock movement (see [`Store::record_movement`]).
+async fn record_movement_in(
+    connection: &mut SqliteConnection,
+    outbox: Outbox,
+    request: MovementRequest,
+    now: Timestamp,
+) -> Result<MovementOutcome, StoreError> {
+    let key = request.reference.as_deref().map(movement_key);
+    if let Some(key) = &key
+        && let Some(previous) = load_movement(connection, key).await?
+    {
+        return Ok(MovementOutcome::Replayed(previous));
+    }
+
+    let sizes = sizes_of(connection, &request.product, now).await?;
+    let current = match sizes.into_iter().find(|record| record.size == request.size) {
+        Some(record) => record.level,
+        None if request.kind == MovementType::Restock => {
+            let threshold = request.low_stock_threshold.unwrap_or(Quantity::ZERO);
+            sqlx::query(
+                "INSERT INTO sizes (product, size, stock, low_stock_threshold, updated_at) VALUES (?1, ?2, 0, ?3, ?4)",
+            )
+            .bind(&request.product)
+            .bind(&request.size)
+            .bind(i64::from(threshold))
+            .bind(now.unix_millis())
+            .execute(&mut *connection)
+            .await?;
+            level(0, 0, i64::from(threshold))?
+        }
+        None => return Ok(MovementOutcome::UnknownSize),
+    };
+    if let Some(expected) = request.expected_stock
+        && expected != current.stock()
+    {
+        return Ok(MovementOutcome::StaleStock { current: current.stock() });
+    }
+
+    let details =
+        MovementDetails { reason: request.reason, reference: request.reference, order_reference: None, date: now };
+    let applied = match apply_movement(&current, request.kind, request.quantity, details) {
+        Ok(applied) => applied,
+        Err(error) => return Ok(MovementOutcome::Refused(error)),
+    };
+    let movement = applied.movement;
+    let id = write_movement(
+        connection,
+        outbox,
+        key.as_deref(),
+        (&request.product, &request.size),
+        (&movement, request.origin),
+        request.low_stock_threshold,
+    )
+    .await?;
+    Ok(MovementOutcome::Applied(MovementRecord { id, product: request.product, size: request.size, movement }))
+}
+
+/// Applies one Stripe event once (see [`Store::apply_stripe_event`]).
+async fn apply_stripe_event_in(
+    connection: &mut SqliteConnection,
+    outbox: Outbox,
+    event: &StripeEventRecord,
+    action: &StripeAction,
+    now: Timestamp,
+) -> Result<EventOutcome, StoreError> {
+    let claimed = sqlx::query(
+        "INSERT INTO stripe_events (id, type, outcome, received_at) VALUES (?1, ?2, 'pending', ?3) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&event.id)
+    .bind(&event.kind)
+    .bind(now.unix_millis())
+    .execute(&mut *connection)
+    .await?
+    .rows_affected();
+    if claimed == 0 {
+        return Ok(EventOutcome::Duplicate);
+    }
+    let outcome = match action {
+        StripeAction::Commit { reference, order_reference } => {
+            let order_reference = order_reference.as_deref();
+            commit_reservation(connection, outbox, reference, order_reference, &event.id, now).await?
+        }
+        StripeAction::Release { reference } => release_for_event(connection, outbox, reference, now).await?,
+        StripeAction::StartProcessing { reference } => start_processing(connection, outbox, reference, now).await?,
+        StripeAction::Ignore { reason } => EventOutcome::Ignored { reason },
+    };
+    sqlx::query("UPDATE stripe_events SET outcome = ?2 WHERE id = ?1")
+        .bind(&event.id)
+        .bind(outcome.as_str())
+        .execute(&mut *connection)
+        .await?;
+    Ok(outcome)
+}
+
+/// Brings one size Payload has into the ledger unless it is there already (see [`Store::import_size`]).
+async fn import_size_in(
+    connection: &mut SqliteConnection,
+    outbox: Outbox,
+    (product, size): (&str, &str),
+    (stock, low_stock_threshold): (Quantity, Quantity),
+    reason: &str,
+    now: Timestamp,
+) -> Result<ImportOutcome, StoreError> {
+    let existing = sizes_of(connection, product, now).await?.into_iter().find(|record| record.size == size);
+    if let Some(record) = existing {
+        return Ok(ImportOutcome::AlreadyInLedger { stock: record.level.stock() });
+    }
+    sqlx::query("INSERT INTO sizes (product, size, stock, low_stock_threshold, updated_at) VALUES (?1, ?2, 0, ?3, ?4)")
+        .bind(product)
+        .bind(size)
+        .bind(i64::from(low_stock_threshold))
+        .bind(now.unix_millis())
+        .execute(&mut *connection)
+        .await?;
+    let record = if stock == Quantity::ZERO {
+        outbox.product(connection, product, now).await?;
+        None
+    } else {
+        let empty = level(0, 0, i64::from(low_stock_threshold))?;
+        let quantity =
+            SignedQuantity::new(i64::from(stock)).map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+        let details = MovementDetails { reason: reason.to_owned(), reference: None, order_reference: None, date: now };
+        let movement = apply_movement(&empty, MovementType::Adjustment, quantity, details)
+            .map_err(|error| StoreError::Inconsistent(error.to_string()))?
+            .movement;
+        let key = format!("import:{product}:{size}");
+        let sized = (product, size);
+        let id =
+            write_movement(connection, outbox, Some(&key), sized, (&movement, MovementOrigin::Sidecar), None).await?;
+        Some(MovementRecord { id, product: product.to_owned(), size: size.to_owned(), movement })
+    };
+    Ok(ImportOutcome::Imported(record))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn reserve(
@@ -597,66 +883,17 @@ impl Store for SqliteStore {
         ttl: ReservationTtl,
         now: Timestamp,
     ) -> Result<ReserveOutcome, StoreError> {
-        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(existing) = load_reservation(&mut transaction, reference).await? {
-            return Ok(if same_items(&existing.items, lines) {
-                ReserveOutcome::Existing(existing)
-            } else {
-                ReserveOutcome::ReferenceConflict(existing)
-            });
-        }
-
-        let mut products: Vec<&str> = lines.iter().map(|line| line.product.as_str()).collect();
-        products.sort_unstable();
-        products.dedup();
-        let mut snapshots = Vec::with_capacity(products.len());
-        for product in products {
-            let sizes = sizes_of(&mut transaction, product, now).await?;
-            if !sizes.is_empty() {
-                let sizes = sizes.into_iter().map(|record| SizeStock { size: record.size, level: record.level });
-                snapshots.push(ProductSnapshot { id: product.to_owned(), sizes: sizes.collect() });
-            }
-        }
-        let validation = validate_cart(&snapshots, lines);
-        if !validation.is_ok() {
-            return Ok(ReserveOutcome::Rejected(validation));
-        }
-
-        let expires_at = reservation_expires_at(now, ttl)
-            .map_err(|error: ReservationError| StoreError::Inconsistent(error.to_string()))?;
-        sqlx::query(
-            "INSERT INTO reservations (reference, status, created_at, expires_at) VALUES (?1, 'active', ?2, ?3)",
-        )
-        .bind(reference)
-        .bind(now.unix_millis())
-        .bind(expires_at.unix_millis())
-        .execute(&mut *transaction)
-        .await?;
-        let mut items = Vec::with_capacity(validation.items.len());
-        for item in validation.items {
-            sqlx::query(
-                "INSERT INTO reservation_items (reference, product, size, quantity, holds_until) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .bind(reference)
-            .bind(&item.product)
-            .bind(&item.size)
-            .bind(i64::from(item.quantity))
-            .bind(holds_until(ReservationStatus::Active, expires_at))
-            .execute(&mut *transaction)
+        let (reference, lines, outbox) = (reference.to_owned(), lines.to_vec(), self.outbox());
+        let outcome = self
+            .writer
+            .write(move |connection| {
+                Box::pin(async move { reserve_in(connection, outbox, &reference, &lines, ttl, now).await })
+            })
             .await?;
-            items.push(ReservedItem { product: item.product, size: item.size, quantity: item.quantity });
+        if matches!(outcome, ReserveOutcome::Created(_)) {
+            self.changes_committed();
         }
-        self.outbox().reservation(&mut transaction, reference, &items, now).await?;
-        transaction.commit().await?;
-        self.changes_committed();
-        Ok(ReserveOutcome::Created(ReservationRecord {
-            reference: reference.to_owned(),
-            status: ReservationStatus::Active,
-            created_at: now,
-            expires_at,
-            items,
-        }))
+        Ok(outcome)
     }
 
     async fn reservation(&self, reference: &str) -> Result<Option<ReservationRecord>, StoreError> {
@@ -665,54 +902,28 @@ impl Store for SqliteStore {
     }
 
     async fn release(&self, reference: &str, now: Timestamp) -> Result<ReleaseOutcome, StoreError> {
-        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let outcome = release_in(&mut transaction, self.outbox(), reference, now).await?;
-        transaction.commit().await?;
-        self.changes_committed();
+        let (reference, outbox) = (reference.to_owned(), self.outbox());
+        let outcome = self
+            .writer
+            .write(move |connection| Box::pin(async move { release_in(connection, outbox, &reference, now).await }))
+            .await?;
+        if matches!(outcome, ReleaseOutcome::Released(_)) {
+            self.changes_committed();
+        }
         Ok(outcome)
     }
 
     async fn release_expired(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
-        // The SQL form of stock-core's `Reservation::expire` on every active reservation due. Their items already
-        // stopped counting at the expiry instant (holds_until <= now); zeroing it keeps the column's meaning.
-        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        if self.projection.is_some() {
-            // The outbox rows first, while the reservations due are still the active ones (`WHERE` before
-            // `ON CONFLICT` is what SQLite's upsert-from-select needs).
-            for statement in [
-                "INSERT INTO outbox (topic, subject, lane, created_at, next_attempt_at) \
-                 SELECT DISTINCT 'product', ri.product, 'product:' || ri.product, ?1, ?1 \
-                 FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
-                 WHERE r.status = 'active' AND r.expires_at <= ?1 \
-                 ON CONFLICT (topic, subject) DO UPDATE SET revision = revision + 1",
-                "INSERT INTO outbox (topic, subject, lane, created_at, next_attempt_at) \
-                 SELECT 'reservation', reference, 'reservation:' || reference, ?1, ?1 \
-                 FROM reservations WHERE status = 'active' AND expires_at <= ?1 \
-                 ON CONFLICT (topic, subject) DO UPDATE SET revision = revision + 1",
-            ] {
-                sqlx::query(statement).bind(now.unix_millis()).execute(&mut *transaction).await?;
-            }
-        }
-        sqlx::query(
-            "UPDATE reservation_items SET holds_until = 0 WHERE reference IN \
-             (SELECT reference FROM reservations WHERE status = 'active' AND expires_at <= ?1)",
-        )
-        .bind(now.unix_millis())
-        .execute(&mut *transaction)
-        .await?;
-        let rows = sqlx::query(
-            "UPDATE reservations SET status = 'expired', finished_at = ?1 \
-             WHERE status = 'active' AND expires_at <= ?1 RETURNING reference",
-        )
-        .bind(now.unix_millis())
-        .fetch_all(&mut *transaction)
-        .await?;
-        transaction.commit().await?;
-        if !rows.is_empty() {
+        let queue_for_payload = self.projection.is_some();
+        let references = self
+            .writer
+            .write(move |connection| {
+                Box::pin(async move { release_expired_in(connection, queue_for_payload, now).await })
+            })
+            .await?;
+        if !references.is_empty() {
             self.changes_committed();
         }
-        let mut references = rows.iter().map(|row| row.try_get("reference")).collect::<Result<Vec<String>, _>>()?;
-        references.sort();
         Ok(references)
     }
 
@@ -729,21 +940,15 @@ impl Store for SqliteStore {
     }
 
     async fn expire_one(&self, reference: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let Some(record) = load_reservation(&mut transaction, reference).await? else {
-            return Ok(false);
-        };
-        let mut lifecycle = lifecycle_of(&record)?;
-        match lifecycle.expire(now) {
-            Ok(StatusChange::Changed(status)) => {
-                set_status(&mut transaction, self.outbox(), &record, status, now).await?;
-                transaction.commit().await?;
-                self.changes_committed();
-                Ok(true)
-            }
-            // Already finished, not yet due, or processing (a webhook moved it meanwhile): nothing to do.
-            Ok(StatusChange::Unchanged(_)) | Err(_) => Ok(false),
+        let (reference, outbox) = (reference.to_owned(), self.outbox());
+        let expired = self
+            .writer
+            .write(move |connection| Box::pin(async move { expire_in(connection, outbox, &reference, now).await }))
+            .await?;
+        if expired {
+            self.changes_committed();
         }
+        Ok(expired)
     }
 
     async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError> {
@@ -752,57 +957,17 @@ impl Store for SqliteStore {
     }
 
     async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError> {
-        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let key = request.reference.as_deref().map(movement_key);
-        if let Some(key) = &key
-            && let Some(previous) = load_movement(&mut transaction, key).await?
-        {
-            return Ok(MovementOutcome::Replayed(previous));
+        let outbox = self.outbox();
+        let outcome = self
+            .writer
+            .write(move |connection| {
+                Box::pin(async move { record_movement_in(connection, outbox, request, now).await })
+            })
+            .await?;
+        if matches!(outcome, MovementOutcome::Applied(_)) {
+            self.changes_committed();
         }
-
-        let sizes = sizes_of(&mut transaction, &request.product, now).await?;
-        let current = match sizes.into_iter().find(|record| record.size == request.size) {
-            Some(record) => record.level,
-            None if request.kind == MovementType::Restock => {
-                let threshold = request.low_stock_threshold.unwrap_or(Quantity::ZERO);
-                sqlx::query(
-                    "INSERT INTO sizes (product, size, stock, low_stock_threshold, updated_at) VALUES (?1, ?2, 0, ?3, ?4)",
-                )
-                .bind(&request.product)
-                .bind(&request.size)
-                .bind(i64::from(threshold))
-                .bind(now.unix_millis())
-                .execute(&mut *transaction)
-                .await?;
-                level(0, 0, i64::from(threshold))?
-            }
-            None => return Ok(MovementOutcome::UnknownSize),
-        };
-        if let Some(expected) = request.expected_stock
-            && expected != current.stock()
-        {
-            return Ok(MovementOutcome::StaleStock { current: current.stock() });
-        }
-
-        let details =
-            MovementDetails { reason: request.reason, reference: request.reference, order_reference: None, date: now };
-        let applied = match apply_movement(&current, request.kind, request.quantity, details) {
-            Ok(applied) => applied,
-            Err(error) => return Ok(MovementOutcome::Refused(error)),
-        };
-        let movement = applied.movement;
-        let id = write_movement(
-            &mut transaction,
-            self.outbox(),
-            key.as_deref(),
-            (&request.product, &request.size),
-            (&movement, request.origin),
-            request.low_stock_threshold,
-        )
-        .await?;
-        transaction.commit().await?;
-        self.changes_committed();
-        Ok(MovementOutcome::Applied(MovementRecord { id, product: request.product, size: request.size, movement }))
+        Ok(outcome)
     }
 
     async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError> {
@@ -861,6 +1026,7 @@ impl Store for SqliteStore {
                 failing: count("outbox_failing")?,
                 last_error: counts.try_get("outbox_last_error")?,
             },
+            ledger_writes: self.writer.counts(),
         })
     }
 
@@ -870,48 +1036,32 @@ impl Store for SqliteStore {
         action: &StripeAction,
         now: Timestamp,
     ) -> Result<EventOutcome, StoreError> {
-        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let claimed = sqlx::query(
-            "INSERT INTO stripe_events (id, type, outcome, received_at) VALUES (?1, ?2, 'pending', ?3) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&event.id)
-        .bind(&event.kind)
-        .bind(now.unix_millis())
-        .execute(&mut *transaction)
-        .await?
-        .rows_affected();
-        if claimed == 0 {
-            return Ok(EventOutcome::Duplicate);
-        }
-        let outbox = self.outbox();
-        let outcome = match action {
-            StripeAction::Commit { reference, order_reference } => {
-                let order_reference = order_reference.as_deref();
-                commit_reservation(&mut transaction, outbox, reference, order_reference, &event.id, now).await?
-            }
-            StripeAction::Release { reference } => release_for_event(&mut transaction, outbox, reference, now).await?,
-            StripeAction::StartProcessing { reference } => {
-                start_processing(&mut transaction, outbox, reference, now).await?
-            }
-            StripeAction::Ignore { reason } => EventOutcome::Ignored { reason },
-        };
-        sqlx::query("UPDATE stripe_events SET outcome = ?2 WHERE id = ?1")
-            .bind(&event.id)
-            .bind(outcome.as_str())
-            .execute(&mut *transaction)
+        let (event, action, outbox) = (event.clone(), action.clone(), self.outbox());
+        let outcome = self
+            .writer
+            .write(move |connection| {
+                Box::pin(async move { apply_stripe_event_in(connection, outbox, &event, &action, now).await })
+            })
             .await?;
-        transaction.commit().await?;
-        self.changes_committed();
+        if !matches!(outcome, EventOutcome::Duplicate) {
+            self.changes_committed();
+        }
         Ok(outcome)
     }
 
     async fn prune_stripe_events(&self, before: Timestamp) -> Result<u64, StoreError> {
-        let result = sqlx::query("DELETE FROM stripe_events WHERE received_at < ?1")
-            .bind(before.unix_millis())
-            .execute(&self.writer)
-            .await?;
-        Ok(result.rows_affected())
+        let before = before.unix_millis();
+        self.writer
+            .write(move |connection| {
+                Box::pin(async move {
+                    let result = sqlx::query("DELETE FROM stripe_events WHERE received_at < ?1")
+                        .bind(before)
+                        .execute(connection)
+                        .await?;
+                    Ok(result.rows_affected())
+                })
+            })
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -945,43 +1095,20 @@ impl Store for SqliteStore {
         reason: &str,
         now: Timestamp,
     ) -> Result<ImportOutcome, StoreError> {
-        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let existing = sizes_of(&mut transaction, product, now).await?.into_iter().find(|record| record.size == size);
-        if let Some(record) = existing {
-            return Ok(ImportOutcome::AlreadyInLedger { stock: record.level.stock() });
+        let (product, size, reason, outbox) = (product.to_owned(), size.to_owned(), reason.to_owned(), self.outbox());
+        let outcome = self
+            .writer
+            .write(move |connection| {
+                Box::pin(async move {
+                    let sized = (product.as_str(), size.as_str());
+                    import_size_in(connection, outbox, sized, (stock, low_stock_threshold), &reason, now).await
+                })
+            })
+            .await?;
+        if matches!(outcome, ImportOutcome::Imported(_)) {
+            self.changes_committed();
         }
-        sqlx::query(
-            "INSERT INTO sizes (product, size, stock, low_stock_threshold, updated_at) VALUES (?1, ?2, 0, ?3, ?4)",
-        )
-        .bind(product)
-        .bind(size)
-        .bind(i64::from(low_stock_threshold))
-        .bind(now.unix_millis())
-        .execute(&mut *transaction)
-        .await?;
-        let outbox = self.outbox();
-        let record = if stock == Quantity::ZERO {
-            outbox.product(&mut transaction, product, now).await?;
-            None
-        } else {
-            let empty = level(0, 0, i64::from(low_stock_threshold))?;
-            let quantity =
-                SignedQuantity::new(i64::from(stock)).map_err(|error| StoreError::Inconsistent(error.to_string()))?;
-            let details =
-                MovementDetails { reason: reason.to_owned(), reference: None, order_reference: None, date: now };
-            let movement = apply_movement(&empty, MovementType::Adjustment, quantity, details)
-                .map_err(|error| StoreError::Inconsistent(error.to_string()))?
-                .movement;
-            let key = format!("import:{product}:{size}");
-            let sized = (product, size);
-            let id =
-                write_movement(&mut transaction, outbox, Some(&key), sized, (&movement, MovementOrigin::Sidecar), None)
-                    .await?;
-            Some(MovementRecord { id, product: product.to_owned(), size: size.to_owned(), movement })
-        };
-        transaction.commit().await?;
-        self.changes_committed();
-        Ok(ImportOutcome::Imported(record))
+        Ok(outcome)
     }
 
     async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
@@ -1023,28 +1150,40 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_delivered(&self, entry: &OutboxEntry) -> Result<bool, StoreError> {
-        let deleted = sqlx::query("DELETE FROM outbox WHERE id = ?1 AND revision = ?2")
-            .bind(entry.id)
-            .bind(entry.revision)
-            .execute(&self.writer)
-            .await?
-            .rows_affected();
-        Ok(deleted == 1)
+        let (id, revision) = (entry.id, entry.revision);
+        self.writer
+            .write(move |connection| {
+                Box::pin(async move {
+                    let deleted = sqlx::query("DELETE FROM outbox WHERE id = ?1 AND revision = ?2")
+                        .bind(id)
+                        .bind(revision)
+                        .execute(connection)
+                        .await?
+                        .rows_affected();
+                    Ok(deleted == 1)
+                })
+            })
+            .await
     }
 
     async fn outbox_failed(&self, entry: &OutboxEntry, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
-        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1")
-            .bind(entry.id)
-            .bind(error)
-            .execute(&mut *transaction)
-            .await?;
-        sqlx::query("UPDATE outbox SET next_attempt_at = MAX(next_attempt_at, ?2) WHERE lane = ?1")
-            .bind(&entry.lane)
-            .bind(retry_at.unix_millis())
-            .execute(&mut *transaction)
-            .await?;
-        transaction.commit().await?;
-        Ok(())
+        let (id, lane, error, retry_at) = (entry.id, entry.lane.clone(), error.to_owned(), retry_at.unix_millis());
+        self.writer
+            .write(move |connection| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1")
+                        .bind(id)
+                        .bind(&error)
+                        .execute(&mut *connection)
+                        .await?;
+                    sqlx::query("UPDATE outbox SET next_attempt_at = MAX(next_attempt_at, ?2) WHERE lane = ?1")
+                        .bind(&lane)
+                        .bind(retry_at)
+                        .execute(&mut *connection)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 }
