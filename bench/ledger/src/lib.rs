@@ -1,0 +1,4 @@
+//! Benchmarks of the sidecar's ledger: what this machine allows at all, and what the sidecar makes of it.
+
+pub mod sidecar;
+pub mod store_limit;
