@@ -215,14 +215,21 @@ async fn run_batch(connection: &mut SqliteConnection, batch: &mut [Box<dyn Queue
             Ok(())
         };
     }
-    for write in batch.iter_mut() {
-        execute(connection, "SAVEPOINT queued_write").await?;
+    // Each boundary between two writes is one round trip to SQLite's thread (release the last savepoint, open
+    // the next), which is what a decision costs most of here.
+    execute(connection, "SAVEPOINT queued_write").await?;
+    let last = batch.len() - 1;
+    for (index, write) in batch.iter_mut().enumerate() {
         if !write.run(connection).await {
             execute(connection, "ROLLBACK TO queued_write").await?;
         }
-        execute(connection, "RELEASE queued_write").await?;
+        if index == last {
+            execute(connection, "RELEASE queued_write; COMMIT").await?;
+        } else {
+            execute(connection, "RELEASE queued_write; SAVEPOINT queued_write").await?;
+        }
     }
-    execute(connection, "COMMIT").await
+    Ok(())
 }
 
 #[cfg(test)]

@@ -72,32 +72,33 @@ struct Outbox {
 }
 
 impl Outbox {
+    /// Queues `rows` (topic, subject, lane, delay before the first attempt) in one statement: each round trip to
+    /// SQLite's thread costs more than the insert itself. A row already queued for the same subject has its
+    /// revision bumped instead (see migration 0003).
     async fn queue(
         self,
         connection: &mut SqliteConnection,
-        (topic, subject, lane): (&str, &str, &str),
+        rows: &[(&str, &str, &str, i64)],
         now: Timestamp,
-        delay_millis: i64,
     ) -> Result<(), StoreError> {
-        if !self.enabled {
+        if !self.enabled || rows.is_empty() {
             return Ok(());
         }
+        let rows = serde_json::to_string(rows).map_err(|error| StoreError::Inconsistent(error.to_string()))?;
         sqlx::query(
-            "INSERT INTO outbox (topic, subject, lane, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+            "INSERT INTO outbox (topic, subject, lane, created_at, next_attempt_at) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, ?1, ?1 + (value ->> 3) FROM json_each(?2) WHERE true \
              ON CONFLICT (topic, subject) DO UPDATE SET revision = revision + 1",
         )
-        .bind(topic)
-        .bind(subject)
-        .bind(lane)
         .bind(now.unix_millis())
-        .bind(now.unix_millis().saturating_add(delay_millis))
+        .bind(rows)
         .execute(&mut *connection)
         .await?;
         Ok(())
     }
 
     async fn product(self, connection: &mut SqliteConnection, product: &str, now: Timestamp) -> Result<(), StoreError> {
-        self.queue(connection, ("product", product, &product_lane(product)), now, 0).await
+        self.queue(connection, &[("product", product, &product_lane(product), 0)], now).await
     }
 
     /// A reservation's document and the sizes of every product it holds units of.
@@ -114,12 +115,15 @@ impl Outbox {
         let mut products: Vec<&str> = items.iter().map(|item| item.product.as_str()).collect();
         products.sort_unstable();
         products.dedup();
-        for product in products {
-            self.product(connection, product, now).await?;
-        }
-        self.queue(connection, ("reservation", reference, &format!("reservation:{reference}")), now, 0).await
+        let lanes: Vec<String> = products.iter().map(|product| product_lane(product)).collect();
+        let reservation_lane = format!("reservation:{reference}");
+        let mut rows: Vec<(&str, &str, &str, i64)> =
+            products.iter().zip(&lanes).map(|(product, lane)| ("product", *product, lane.as_str(), 0)).collect();
+        rows.push(("reservation", reference, &reservation_lane, 0));
+        self.queue(connection, &rows, now).await
     }
 
+    /// A movement's document, and its product's sizes.
     async fn movement(
         self,
         connection: &mut SqliteConnection,
@@ -129,15 +133,17 @@ impl Outbox {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let subject = id.to_string();
+        let product_lane = product_lane(product);
+        let sizes = ("product", product, product_lane.as_str(), 0);
         match origin {
             MovementOrigin::Sidecar => {
-                self.queue(connection, ("movement", &subject, &product_lane(product)), now, 0).await
+                self.queue(connection, &[sizes, ("movement", &subject, &product_lane, 0)], now).await
             }
             // In a lane of its own, so that its grace period holds up nothing else.
             MovementOrigin::Payload => {
                 let lane = format!("movement:{id}");
                 let grace = self.payload_save_grace_millis;
-                self.queue(connection, ("movement", &subject, &lane), now, grace).await
+                self.queue(connection, &[sizes, ("movement", &subject, &lane, grace)], now).await
             }
         }
     }
@@ -279,35 +285,35 @@ async fn load_reservation(
     connection: &mut SqliteConnection,
     reference: &str,
 ) -> Result<Option<ReservationRecord>, StoreError> {
-    let Some(row) =
-        sqlx::query("SELECT reference, status, created_at, expires_at FROM reservations WHERE reference = ?1")
-            .bind(reference)
-            .fetch_optional(&mut *connection)
-            .await?
-    else {
+    // One statement: the reservation's columns repeated on each of its items (every reservation has at least one).
+    let rows = sqlx::query(
+        "SELECT r.reference, r.status, r.created_at, r.expires_at, ri.product, ri.size, ri.quantity \
+         FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
+         WHERE r.reference = ?1 ORDER BY ri.rowid",
+    )
+    .bind(reference)
+    .fetch_all(&mut *connection)
+    .await?;
+    let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let status: String = row.try_get("status")?;
+    let status: String = first.try_get("status")?;
     let status = ReservationStatus::parse(&status).map_err(|error| StoreError::Inconsistent(error.to_string()))?;
-    let items =
-        sqlx::query("SELECT product, size, quantity FROM reservation_items WHERE reference = ?1 ORDER BY rowid")
-            .bind(reference)
-            .fetch_all(&mut *connection)
-            .await?
-            .iter()
-            .map(|item| {
-                Ok(ReservedItem {
-                    product: item.try_get("product")?,
-                    size: item.try_get("size")?,
-                    quantity: quantity(item.try_get("quantity")?, "a reservation item")?,
-                })
+    let items = rows
+        .iter()
+        .map(|item| {
+            Ok(ReservedItem {
+                product: item.try_get("product")?,
+                size: item.try_get("size")?,
+                quantity: quantity(item.try_get("quantity")?, "a reservation item")?,
             })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Some(ReservationRecord {
-        reference: row.try_get("reference")?,
+        reference: first.try_get("reference")?,
         status,
-        created_at: timestamp(row.try_get("created_at")?)?,
-        expires_at: timestamp(row.try_get("expires_at")?)?,
+        created_at: timestamp(first.try_get("created_at")?)?,
+        expires_at: timestamp(first.try_get("expires_at")?)?,
         items,
     }))
 }
@@ -376,19 +382,11 @@ async fn write_movement(
     (movement, origin): (&StockMovement, MovementOrigin),
     low_stock_threshold: Option<Quantity>,
 ) -> Result<i64, StoreError> {
-    sqlx::query(
-        "UPDATE sizes SET stock = ?3, low_stock_threshold = COALESCE(?4, low_stock_threshold), updated_at = ?5 \
-         WHERE product = ?1 AND size = ?2",
-    )
-    .bind(product)
-    .bind(size)
-    .bind(i64::from(movement.stock_after))
-    .bind(low_stock_threshold.map(i64::from))
-    .bind(movement.details.date.unix_millis())
-    .execute(&mut *connection)
-    .await?;
-    let id: i64 = sqlx::query(
-        "INSERT INTO movements (idempotency_key, product, size, type, quantity, stock_before, stock_after, reason, \
+    // Two statements in one round trip (sharing the numbered parameters); the INSERT's row is the only one.
+    let rows = sqlx::query(
+        "UPDATE sizes SET stock = ?7, low_stock_threshold = COALESCE(?13, low_stock_threshold), updated_at = ?11 \
+         WHERE product = ?2 AND size = ?3; \
+         INSERT INTO movements (idempotency_key, product, size, type, quantity, stock_before, stock_after, reason, \
          reference, order_reference, date, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
          RETURNING id",
     )
@@ -404,12 +402,14 @@ async fn write_movement(
     .bind(&movement.details.order_reference)
     .bind(movement.details.date.unix_millis())
     .bind(origin.as_str())
-    .fetch_one(&mut *connection)
-    .await?
-    .try_get("id")?;
-    let now = movement.details.date;
-    outbox.product(connection, product, now).await?;
-    outbox.movement(connection, id, product, origin, now).await?;
+    .bind(low_stock_threshold.map(i64::from))
+    .fetch_all(&mut *connection)
+    .await?;
+    let id: i64 = rows
+        .first()
+        .ok_or_else(|| StoreError::Inconsistent("a movement insert returned no id".into()))?
+        .try_get("id")?;
+    outbox.movement(connection, id, product, origin, movement.details.date).await?;
     Ok(id)
 }
 
@@ -443,17 +443,16 @@ async fn set_status(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let finished_at = status.is_terminal().then_some(now.unix_millis());
-    sqlx::query("UPDATE reservations SET status = ?2, finished_at = ?3 WHERE reference = ?1")
-        .bind(&record.reference)
-        .bind(status.as_str())
-        .bind(finished_at)
-        .execute(&mut *connection)
-        .await?;
-    sqlx::query("UPDATE reservation_items SET holds_until = ?2 WHERE reference = ?1")
-        .bind(&record.reference)
-        .bind(holds_until(status, record.expires_at))
-        .execute(&mut *connection)
-        .await?;
+    sqlx::query(
+        "UPDATE reservations SET status = ?2, finished_at = ?3 WHERE reference = ?1; \
+         UPDATE reservation_items SET holds_until = ?4 WHERE reference = ?1",
+    )
+    .bind(&record.reference)
+    .bind(status.as_str())
+    .bind(finished_at)
+    .bind(holds_until(status, record.expires_at))
+    .execute(&mut *connection)
+    .await?;
     outbox.reservation(connection, &record.reference, &record.items, now).await
 }
 
@@ -643,27 +642,27 @@ async fn reserve_in(
 
     let expires_at = reservation_expires_at(now, ttl)
         .map_err(|error: ReservationError| StoreError::Inconsistent(error.to_string()))?;
-    sqlx::query("INSERT INTO reservations (reference, status, created_at, expires_at) VALUES (?1, 'active', ?2, ?3)")
-        .bind(reference)
-        .bind(now.unix_millis())
-        .bind(expires_at.unix_millis())
-        .execute(&mut *connection)
-        .await?;
-    let mut items = Vec::with_capacity(validation.items.len());
-    for item in validation.items {
-        sqlx::query(
-            "INSERT INTO reservation_items (reference, product, size, quantity, holds_until) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .bind(reference)
-        .bind(&item.product)
-        .bind(&item.size)
-        .bind(i64::from(item.quantity))
-        .bind(holds_until(ReservationStatus::Active, expires_at))
-        .execute(&mut *connection)
-        .await?;
-        items.push(ReservedItem { product: item.product, size: item.size, quantity: item.quantity });
-    }
+    let items: Vec<ReservedItem> = validation
+        .items
+        .into_iter()
+        .map(|item| ReservedItem { product: item.product, size: item.size, quantity: item.quantity })
+        .collect();
+    let rows: Vec<(&str, &str, u32)> =
+        items.iter().map(|item| (item.product.as_str(), item.size.as_str(), item.quantity.get())).collect();
+    let rows = serde_json::to_string(&rows).map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+    // The reservation and all its items in one round trip (two statements sharing the numbered parameters).
+    sqlx::query(
+        "INSERT INTO reservations (reference, status, created_at, expires_at) VALUES (?1, 'active', ?2, ?3); \
+         INSERT INTO reservation_items (reference, product, size, quantity, holds_until) \
+         SELECT ?1, value ->> 0, value ->> 1, value ->> 2, ?4 FROM json_each(?5)",
+    )
+    .bind(reference)
+    .bind(now.unix_millis())
+    .bind(expires_at.unix_millis())
+    .bind(holds_until(ReservationStatus::Active, expires_at))
+    .bind(rows)
+    .execute(&mut *connection)
+    .await?;
     outbox.reservation(connection, reference, &items, now).await?;
     Ok(ReserveOutcome::Created(ReservationRecord {
         reference: reference.to_owned(),
