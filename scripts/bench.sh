@@ -5,12 +5,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$REPO_ROOT"
 ensure_tools
 build_package
-step "Building the stock-sidecar (release)"
-cargo build --release --quiet -p stock-sidecar
+step "Building the stock-sidecar and bench/ledger (release)"
+cargo build --release --quiet -p stock-sidecar -p ledger-bench
 step "bench/wasm-calls.mjs"
 node bench/wasm-calls.mjs
 step "bench/sidecar-reservations.mjs"
 node bench/sidecar-reservations.mjs "$REPO_ROOT/target/release/stock-sidecar"
+step "bench/ledger webhook-ingest (signed webhooks, SQLite FULL and NORMAL, next to this machine's bare commit loops)"
+"$REPO_ROOT/target/release/webhook-ingest" "$REPO_ROOT/target/release/stock-sidecar"
 step "bench/projection-lag.mjs (a real Payload)"
 node bench/projection-lag.mjs "$REPO_ROOT/target/release/stock-sidecar"
 step "bench/flash-sale.mjs (payload-stock against the seed's read-check-write, a real Payload)"

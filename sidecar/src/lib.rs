@@ -200,6 +200,12 @@ pub async fn run_with_clock(
 
     let address = listener.local_addr()?;
     let (database, synchronous) = (&state.config.database_url, state.config.sqlite_synchronous);
+    if synchronous == crate::config::SqliteDurability::Normal {
+        tracing::warn!(
+            "SQLITE_SYNCHRONOUS=normal: a power loss can take back the last changes already answered (a Stripe event \
+             answered 200 would be forgotten); a crash of this process cannot"
+        );
+    }
     tracing::info!(%address, %database, ?synchronous, "stock-sidecar listening");
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
 
