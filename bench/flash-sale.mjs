@@ -6,6 +6,8 @@
 //   availableStock, writes reservedStock + 1 back; a payer then reads again and writes stock - 1, reserved - 1; an
 //   abandoner writes reserved - 1.
 // Prints a markdown table per K. Run: node bench/flash-sale.mjs [release stock-sidecar] (scripts/bench.sh passes it).
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createStockClient, StockApiError } from '../js-shim/index.mjs';
@@ -19,6 +21,16 @@ const BUYERS = (process.env.BENCH_BUYERS ?? '100,500,1000').split(',').map(Numbe
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 const ms = (value) => `${value.toFixed(1)} ms`;
 
+const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+/** A process's CPU time so far (user + system, ms) and peak resident memory (VmHWM, MiB), from /proc. */
+function usage(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const cpuMs = ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND;
+  const peak = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return { cpuMs, peakMiB: peak ? Number(peak[1]) / 1024 : NaN };
+}
+
 const shop = await startShop();
 const client = createStockClient({ url: shop.sidecar.base, token: shop.sidecar.apiToken, timeoutMs: 60_000 });
 
@@ -29,6 +41,7 @@ async function payloadStockRun(buyers, run) {
   const latencies = [];
   const winners = [];
   let overloaded = 0;
+  const before = { sidecar: usage(shop.sidecarChild.pid), payload: usage(shop.payload.pid) };
   const started = performance.now();
   await Promise.all(Array.from({ length: buyers }, async (_, index) => {
     const reference = `pi_flash_${run}_${index}`;
@@ -55,9 +68,13 @@ async function payloadStockRun(buyers, run) {
   await Promise.all(winners.map((reference) => sendStripeEvent(shop.sidecar.base, stripeEvent(payers.includes(reference) ? 'payment_intent.succeeded' : 'payment_intent.canceled', reference))));
   const eventsDone = performance.now();
   await shop.projected(600_000);
+  const after = { sidecar: usage(shop.sidecarChild.pid), payload: usage(shop.payload.pid) };
   const shown = (await shop.api.sizes(product))['42'];
   latencies.sort((a, b) => a - b);
+  // Requests the shop made: K reservations and one webhook per winner.
+  const requests = buyers + winners.length;
   return {
+    footprint: footprint(before, after, requests),
     winners: winners.length,
     oversold: Math.max(0, winners.length - STOCK),
     overloaded,
@@ -68,6 +85,14 @@ async function payloadStockRun(buyers, run) {
     final: `${shown.stock}/${shown.reservedStock}`,
     expected: `${STOCK - payers.length}/0`,
   };
+}
+
+/** CPU ms per 1,000 requests and peak RSS of each process measured (`before`/`after` from usage()). */
+function footprint(before, after, requests) {
+  return Object.fromEntries(Object.keys(after).map((name) => [name, {
+    cpuPer1000: ((after[name].cpuMs - before[name].cpuMs) * 1000) / requests,
+    peakMiB: after[name].peakMiB,
+  }]));
 }
 
 /** The seed's read-check-write through Payload's REST API. Writes carry the projection header, as the sidecar's do. */
@@ -82,6 +107,7 @@ async function baselineRun(buyers, run) {
   };
   let refusedWrites = 0;
   await write(() => ({ stock: STOCK, reservedStock: 0 }));
+  const before = { payload: usage(shop.payload.pid) };
   const latencies = [];
   const winners = [];
   const started = performance.now();
@@ -97,9 +123,11 @@ async function baselineRun(buyers, run) {
   const reserveSeconds = (performance.now() - started) / 1000;
   const payers = winners.slice(0, Math.ceil(winners.length / 2));
   await Promise.all(winners.map((index) => write((row) => (payers.includes(index) ? { stock: row.stock - 1, reservedStock: row.reservedStock - 1 } : { reservedStock: row.reservedStock - 1 }))));
+  const after = { payload: usage(shop.payload.pid) };
   const shown = (await shop.api.sizes(product))['42'];
   latencies.sort((a, b) => a - b);
   return {
+    footprint: footprint(before, after, buyers + winners.length),
     winners: winners.length,
     oversold: Math.max(0, winners.length - STOCK),
     perSecond: buyers / reserveSeconds,
@@ -124,4 +152,13 @@ for (const { buyers, stock, baseline } of rows) {
   console.log(`| ${buyers} | payload-stock | ${stock.winners} | ${stock.oversold} | ${stock.perSecond.toFixed(0)} | ${ms(stock.p50)} | ${ms(stock.p99)} | ${stock.overloaded} | ${stock.final} (${stock.expected}) | ${ms(stock.payloadCatchUp)} |`);
   console.log(`| ${buyers} | seed baseline | ${baseline.winners} | ${baseline.oversold} | ${baseline.perSecond.toFixed(0)} | ${ms(baseline.p50)} | ${ms(baseline.p99)} | - (${baseline.refusedWrites} writes refused) | ${baseline.final} (${baseline.expected}) | - |`);
   console.log(`| ${buyers} | ratio | | | ${(stock.perSecond / baseline.perSecond).toFixed(1)}x | | | | | |`);
+}
+
+console.log('\n### Footprint of the flash-sale runs (CPU per 1,000 requests: the K reservations and one webhook or write per winner)\n');
+console.log('| K | approach | sidecar CPU ms / 1,000 | sidecar peak RSS MiB | Payload CPU ms / 1,000 | Payload peak RSS MiB |');
+console.log('| ---: | --- | ---: | ---: | ---: | ---: |');
+for (const { buyers, stock, baseline } of rows) {
+  const { sidecar, payload } = stock.footprint;
+  console.log(`| ${buyers} | payload-stock | ${sidecar.cpuPer1000.toFixed(0)} | ${sidecar.peakMiB.toFixed(1)} | ${payload.cpuPer1000.toFixed(0)} | ${payload.peakMiB.toFixed(1)} |`);
+  console.log(`| ${buyers} | seed baseline | - | - | ${baseline.footprint.payload.cpuPer1000.toFixed(0)} | ${baseline.footprint.payload.peakMiB.toFixed(1)} |`);
 }

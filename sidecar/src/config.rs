@@ -402,6 +402,15 @@ mod tests {
     }
 
     #[test]
+    fn commits_are_durable_on_power_loss_unless_normal_is_asked_for_by_name() {
+        assert_eq!(Config::from_settings(&BTreeMap::new()).expect("valid").sqlite_synchronous, SqliteDurability::Full);
+        let normal = Config::from_settings(&settings(&[("SQLITE_SYNCHRONOUS", "NORMAL")])).expect("valid");
+        assert_eq!(normal.sqlite_synchronous, SqliteDurability::Normal);
+        let error = Config::from_settings(&settings(&[("SQLITE_SYNCHRONOUS", "off")])).expect_err("off is refused");
+        assert!(error.to_string().contains("SQLITE_SYNCHRONOUS"), "{error}");
+    }
+
+    #[test]
     fn a_zero_cleanup_interval_turns_the_schedule_off() {
         let config = Config::from_settings(&settings(&[("CLEANUP_INTERVAL_SECONDS", "0")])).expect("valid");
         assert_eq!(config.cleanup_interval, None);

@@ -84,6 +84,8 @@ export async function startPayload({ database, port, sidecarUrl, sidecarAdminTok
   });
   return {
     url: `http://127.0.0.1:${port}`,
+    /** The Payload process's id (the benchmarks read its CPU time and memory from /proc). */
+    pid: child.pid,
     async stop() {
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
