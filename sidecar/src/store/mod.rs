@@ -2,11 +2,9 @@
 //! The rules themselves (availability, cart checks, movement arithmetic, the reservation state machine) come from
 //! stock-core; a store only makes each decision atomic.
 
-mod group_commit;
 mod sqlite;
 
-pub use group_commit::WriterCounts;
-pub use sqlite::{ProjectionSettings, SqliteStore};
+pub use sqlite::{ProjectionSettings, SqliteStore, WriterCounts};
 
 use std::sync::Arc;
 
@@ -359,22 +357,35 @@ pub enum StoreError {
     /// Another process (a `stock-sidecar` command, a backup) held the database's write lock for longer than the
     /// sidecar waits for it (SQLite's busy handler retries for 5 s). Transient: the request can be retried.
     #[error("the ledger is locked by another process: {0}")]
-    Busy(Arc<sqlx::Error>),
+    Busy(Arc<dyn std::error::Error + Send + Sync>),
     #[error("database error: {0}")]
-    Database(Arc<sqlx::Error>),
+    Database(Arc<dyn std::error::Error + Send + Sync>),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("the ledger is inconsistent: {0}")]
     Inconsistent(String),
 }
 
+/// SQLite's primary result codes SQLITE_BUSY (5) and SQLITE_LOCKED (6), in any extended form.
+fn is_busy(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6)
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        // SQLite's primary result codes SQLITE_BUSY (5) and SQLITE_LOCKED (6), in any extended form.
         let code =
             error.as_database_error().and_then(|database| database.code()).and_then(|code| code.parse::<i32>().ok());
         match code {
-            Some(code) if matches!(code & 0xff, 5 | 6) => StoreError::Busy(Arc::new(error)),
+            Some(code) if is_busy(code) => StoreError::Busy(Arc::new(error)),
+            _ => StoreError::Database(Arc::new(error)),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        match error.sqlite_error() {
+            Some(failure) if is_busy(failure.extended_code) => StoreError::Busy(Arc::new(error)),
             _ => StoreError::Database(Arc::new(error)),
         }
     }

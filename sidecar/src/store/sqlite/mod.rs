@@ -1,0 +1,555 @@
+//! The ledger in an embedded SQLite database (WAL, synchronous=FULL by default). All writes go through one
+//! connection, each decision run whole before the next begins, so a check and the write it allows can never
+//! interleave with another decision; decisions that queue up meanwhile share one durable commit (group commit,
+//! see [`super::group_commit`]). Reads use a pool of read-only connections.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection};
+use stock_core::{
+    CartLine, MovementDetails, MovementType, Quantity, Reservation, ReservationStatus, ReservationTtl, SignedQuantity,
+    StockLevel, StockMovement, Timestamp,
+};
+use tokio::sync::Notify;
+
+use super::{
+    EventOutcome, ImportOutcome, Monitoring, MovementOutcome, MovementRecord, MovementRequest, OutboxEntry,
+    OutboxStatus, OutboxTopic, ReleaseOutcome, ReservationRecord, ReservationSummary, ReserveOutcome, ReservedItem,
+    SizeRecord, Store, StoreError, StripeAction, StripeEventRecord,
+};
+use crate::config::SqliteDurability;
+
+/// How long a statement waits for another process's write lock (the `cleanup` command, say) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read-only connections for GET requests.
+const READERS: u32 = 4;
+
+/// Units held by the reservations of one size at `?2` (now): `held_units` (kept by triggers equal to the items
+/// with `holds_until > 0`, see migration 0004) less the items of active reservations already past their expiry
+/// but not yet marked expired. `holds_until` is the SQL form of stock-core's `Reservation::holds_units` (see
+/// [`holds_until`]); the lapsed items are read through a covering index and are few (cleanup marks them).
+const RESERVED_UNITS: &str = "s.held_units - COALESCE((SELECT SUM(ri.quantity) FROM reservation_items ri \
+    WHERE ri.product = s.product AND ri.size = s.size AND ri.holds_until > 0 AND ri.holds_until <= ?2), 0)";
+
+/// Until when a reservation in `status`, expiring at `expires_at`, holds its units: what
+/// `Reservation::holds_units` says, as a column the availability query can compare with now.
+fn holds_until(status: ReservationStatus, expires_at: Timestamp) -> i64 {
+    match status {
+        ReservationStatus::Active => expires_at.unix_millis(),
+        ReservationStatus::Processing => i64::MAX,
+        _ => 0,
+    }
+}
+
+/// Outbox rows of movements whose Payload document the stock-movements hook is saving itself, still in their grace
+/// period (never attempted, not yet due): expected to be there, not a backlog. `?1` is now.
+macro_rules! awaiting_payload_save {
+    () => {
+        "(lane LIKE 'movement:%' AND attempts = 0 AND next_attempt_at > ?1)"
+    };
+}
+
+/// The lane of a product's changes: its sizes and its movements reach Payload in the order they were made.
+pub(crate) fn product_lane(product: &str) -> String {
+    format!("product:{product}")
+}
+
+/// The embedded SQLite ledger.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// Every write goes through here: one connection on a thread of its own, writes serialized in arrival order
+    /// and group-committed (see [`group_commit`]) instead of failing on SQLite's single write lock.
+    writer: Writer,
+    readers: SqlitePool,
+    /// Whether ledger changes are queued for Payload, and how.
+    projection: Option<Projection>,
+}
+
+#[derive(Debug, Clone)]
+struct Projection {
+    /// Woken when a transaction that queued changes commits.
+    wakeup: Arc<Notify>,
+    grace_millis: i64,
+}
+
+/// How the store queues ledger changes for Payload.
+#[derive(Debug, Clone)]
+pub struct ProjectionSettings {
+    /// Woken whenever a transaction that queued changes commits.
+    pub wakeup: Arc<Notify>,
+    /// How long the outbox waits before creating the Payload document of a movement that Payload's
+    /// stock-movements hook asked for: the hook saves that document itself right after the sidecar answers, so
+    /// the outbox only fills in for a save that failed, and otherwise finds the document there (unique
+    /// idempotencyKey).
+    pub payload_save_grace: Duration,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path`) with durable commits and runs the
+    /// migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        SqliteStore::open(url, SqliteDurability::Full).await
+    }
+
+    /// Opens (creating if needed) the database at `url` with the given durability and runs the migrations.
+    pub async fn open(url: &str, durability: SqliteDurability) -> Result<Self, StoreError> {
+        let (synchronous, synchronous_pragma) = match durability {
+            SqliteDurability::Full => (SqliteSynchronous::Full, "FULL"),
+            SqliteDurability::Normal => (SqliteSynchronous::Normal, "NORMAL"),
+        };
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let migrator = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&migrator).await?;
+        migrator.close().await;
+        let writer = Writer::start(open_writer(options.get_filename(), synchronous_pragma)?)?;
+        let readers = SqlitePoolOptions::new().max_connections(READERS).connect_with(options.read_only(true)).await?;
+        Ok(SqliteStore { writer, readers, projection: None })
+    }
+
+    /// From now on every ledger change also writes, in its own transaction, what Payload must show (the outbox),
+    /// and wakes the projection when it commits. Without this (no PAYLOAD_URL) nothing is queued.
+    pub fn with_projection(mut self, settings: ProjectionSettings) -> Self {
+        let grace_millis = i64::try_from(settings.payload_save_grace.as_millis()).unwrap_or(i64::MAX);
+        self.projection = Some(Projection { wakeup: settings.wakeup, grace_millis });
+        self
+    }
+
+    fn outbox(&self) -> writes::Outbox {
+        match &self.projection {
+            Some(projection) => writes::Outbox { enabled: true, payload_save_grace_millis: projection.grace_millis },
+            None => writes::Outbox { enabled: false, payload_save_grace_millis: 0 },
+        }
+    }
+
+    /// Tells the projection worker that a transaction queued changes.
+    fn changes_committed(&self) {
+        if let Some(projection) = &self.projection {
+            projection.wakeup.notify_one();
+        }
+    }
+
+    /// Closes every connection (the WAL is checkpointed when the last one closes).
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.readers.close().await;
+    }
+}
+
+/// The writer connection: the same file, pragmas set as the readers' are (WAL was set by the migrations' pool).
+fn open_writer(path: &std::path::Path, synchronous: &str) -> Result<rusqlite::Connection, StoreError> {
+    let connection = rusqlite::Connection::open(path)?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", synchronous)?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    // Every statement of every decision stays prepared.
+    connection.set_prepared_statement_cache_capacity(64);
+    Ok(connection)
+}
+
+fn quantity(value: i64, what: &str) -> Result<Quantity, StoreError> {
+    u32::try_from(value)
+        .ok()
+        .and_then(|units| Quantity::new(units).ok())
+        .ok_or_else(|| StoreError::Inconsistent(format!("{what} holds {value}, not a quantity")))
+}
+
+fn timestamp(value: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_unix_millis(value).map_err(|_| StoreError::Inconsistent(format!("{value} is not an instant")))
+}
+
+fn level(stock: i64, reserved: i64, threshold: i64) -> Result<StockLevel, StoreError> {
+    StockLevel::new(quantity(stock, "stock")?, quantity(reserved, "reserved units")?, quantity(threshold, "threshold")?)
+        .map_err(|error| StoreError::Inconsistent(error.to_string()))
+}
+
+async fn sizes_of(
+    connection: &mut SqliteConnection,
+    product: &str,
+    now: Timestamp,
+) -> Result<Vec<SizeRecord>, StoreError> {
+    let sql = sizes_query();
+    let rows = sqlx::query(sql).bind(product).bind(now.unix_millis()).fetch_all(&mut *connection).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(SizeRecord {
+                size: row.try_get("size")?,
+                level: level(row.try_get("stock")?, row.try_get("reserved")?, row.try_get("low_stock_threshold")?)?,
+            })
+        })
+        .collect()
+}
+
+/// `SELECT` of a product's sizes with their reserved units, in one statement (one consistent snapshot).
+fn sizes_query() -> &'static str {
+    static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    QUERY.get_or_init(|| {
+        format!(
+            "SELECT s.size, s.stock, s.low_stock_threshold, {RESERVED_UNITS} AS reserved \
+             FROM sizes s WHERE s.product = ?1 ORDER BY s.rowid"
+        )
+    })
+}
+
+async fn load_reservation(
+    connection: &mut SqliteConnection,
+    reference: &str,
+) -> Result<Option<ReservationRecord>, StoreError> {
+    // One statement: the reservation's columns repeated on each of its items (every reservation has at least one).
+    let rows = sqlx::query(
+        "SELECT r.reference, r.status, r.created_at, r.expires_at, ri.product, ri.size, ri.quantity \
+         FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
+         WHERE r.reference = ?1 ORDER BY ri.rowid",
+    )
+    .bind(reference)
+    .fetch_all(&mut *connection)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let status: String = first.try_get("status")?;
+    let status = ReservationStatus::parse(&status).map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+    let items = rows
+        .iter()
+        .map(|item| {
+            Ok(ReservedItem {
+                product: item.try_get("product")?,
+                size: item.try_get("size")?,
+                quantity: quantity(item.try_get("quantity")?, "a reservation item")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(Some(ReservationRecord {
+        reference: first.try_get("reference")?,
+        status,
+        created_at: timestamp(first.try_get("created_at")?)?,
+        expires_at: timestamp(first.try_get("expires_at")?)?,
+        items,
+    }))
+}
+
+/// Whether a new request for an existing reference asks for exactly the same units (lines summed per size).
+fn same_items(existing: &[ReservedItem], lines: &[CartLine]) -> bool {
+    let mut requested: BTreeMap<(&str, &str), f64> = BTreeMap::new();
+    for line in lines {
+        *requested.entry((line.product.as_str(), line.size.as_str())).or_default() += line.quantity;
+    }
+    let reserved: BTreeMap<(&str, &str), f64> =
+        existing.iter().map(|item| ((item.product.as_str(), item.size.as_str()), f64::from(item.quantity))).collect();
+    requested == reserved
+}
+
+fn movement_key(reference: &str) -> String {
+    format!("movement:{reference}")
+}
+
+/// `SELECT` of whole movements, `WHERE` the given condition.
+macro_rules! select_movements_where {
+    ($condition:literal) => {
+        concat!(
+            "SELECT id, product, size, type, quantity, stock_before, stock_after, reason, reference, ",
+            "order_reference, date FROM movements WHERE ",
+            $condition
+        )
+    };
+}
+
+fn movement_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MovementRecord, StoreError> {
+    let inconsistent = |error: stock_core::MovementError| StoreError::Inconsistent(error.to_string());
+    let kind: String = row.try_get("type")?;
+    Ok(MovementRecord {
+        id: row.try_get("id")?,
+        product: row.try_get("product")?,
+        size: row.try_get("size")?,
+        movement: StockMovement {
+            kind: MovementType::parse(&kind).map_err(inconsistent)?,
+            quantity: SignedQuantity::new(row.try_get("quantity")?).map_err(inconsistent)?,
+            stock_before: quantity(row.try_get("stock_before")?, "stock before")?,
+            stock_after: quantity(row.try_get("stock_after")?, "stock after")?,
+            details: MovementDetails {
+                reason: row.try_get("reason")?,
+                reference: row.try_get("reference")?,
+                order_reference: row.try_get("order_reference")?,
+                date: timestamp(row.try_get("date")?)?,
+            },
+        },
+    })
+}
+
+/// The stock-core lifecycle of a stored reservation, which decides every change of status.
+mod group_commit;
+mod writes;
+
+use group_commit::Writer;
+pub use group_commit::WriterCounts;
+
+fn lifecycle_of(record: &ReservationRecord) -> Result<Reservation, StoreError> {
+    Reservation::restore(record.created_at, record.expires_at, record.status)
+        .map_err(|error| StoreError::Inconsistent(error.to_string()))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn reserve(
+        &self,
+        reference: &str,
+        lines: &[CartLine],
+        ttl: ReservationTtl,
+        now: Timestamp,
+    ) -> Result<ReserveOutcome, StoreError> {
+        let (reference, lines, outbox) = (reference.to_owned(), lines.to_vec(), self.outbox());
+        let outcome = self
+            .writer
+            .write(move |connection| writes::reserve(connection, outbox, (&reference, &lines), ttl, now))
+            .await?;
+        if matches!(outcome, ReserveOutcome::Created(_)) {
+            self.changes_committed();
+        }
+        Ok(outcome)
+    }
+
+    async fn reservation(&self, reference: &str) -> Result<Option<ReservationRecord>, StoreError> {
+        let mut connection = self.readers.acquire().await?;
+        load_reservation(&mut connection, reference).await
+    }
+
+    async fn release(&self, reference: &str, now: Timestamp) -> Result<ReleaseOutcome, StoreError> {
+        let (reference, outbox) = (reference.to_owned(), self.outbox());
+        let outcome = self.writer.write(move |connection| writes::release(connection, outbox, &reference, now)).await?;
+        if matches!(outcome, ReleaseOutcome::Released(_)) {
+            self.changes_committed();
+        }
+        Ok(outcome)
+    }
+
+    async fn release_expired(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        let queue_for_payload = self.projection.is_some();
+        let references =
+            self.writer.write(move |connection| writes::release_expired(connection, queue_for_payload, now)).await?;
+        if !references.is_empty() {
+            self.changes_committed();
+        }
+        Ok(references)
+    }
+
+    async fn expired_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT reference FROM reservations WHERE status = 'active' AND expires_at <= ?1 \
+             ORDER BY expires_at, reference LIMIT ?2",
+        )
+        .bind(now.unix_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.iter().map(|row| row.try_get("reference")).collect::<Result<Vec<String>, _>>()?)
+    }
+
+    async fn expire_one(&self, reference: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let (reference, outbox) = (reference.to_owned(), self.outbox());
+        let expired = self.writer.write(move |connection| writes::expire(connection, outbox, &reference, now)).await?;
+        if expired {
+            self.changes_committed();
+        }
+        Ok(expired)
+    }
+
+    async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError> {
+        let mut connection = self.readers.acquire().await?;
+        sizes_of(&mut connection, product, now).await
+    }
+
+    async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError> {
+        let outbox = self.outbox();
+        let outcome =
+            self.writer.write(move |connection| writes::record_movement(connection, outbox, request, now)).await?;
+        if matches!(outcome, MovementOutcome::Applied(_)) {
+            self.changes_committed();
+        }
+        Ok(outcome)
+    }
+
+    async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError> {
+        let mut connection = self.readers.acquire().await?;
+        let now = now.unix_millis();
+        let counts = sqlx::query(concat!(
+            "SELECT \
+               (SELECT COUNT(*) FROM reservations \
+                  WHERE (status = 'active' AND expires_at > ?1) OR status = 'processing') AS active, \
+               (SELECT COALESCE(SUM(quantity), 0) FROM reservation_items WHERE holds_until > ?1) AS reserved_units, \
+               (SELECT COUNT(*) FROM reservations WHERE status = 'active' AND expires_at <= ?1) AS expired, \
+               (SELECT COUNT(*) FROM conflicts WHERE resolved_at IS NULL) AS open_conflicts, \
+               (SELECT COUNT(*) FROM outbox WHERE NOT ",
+            awaiting_payload_save!(),
+            ") AS outbox_backlog, (SELECT MIN(created_at) FROM outbox WHERE NOT ",
+            awaiting_payload_save!(),
+            ") AS outbox_oldest, (SELECT COUNT(*) FROM outbox WHERE ",
+            awaiting_payload_save!(),
+            ") AS outbox_awaiting, \
+               (SELECT COUNT(*) FROM outbox WHERE attempts > 0) AS outbox_failing, \
+               (SELECT last_error FROM outbox WHERE last_error IS NOT NULL ORDER BY next_attempt_at DESC LIMIT 1) \
+                 AS outbox_last_error",
+        ))
+        .bind(now)
+        .fetch_one(&mut *connection)
+        .await?;
+        let oldest = sqlx::query(
+            "SELECT reference, created_at, expires_at FROM reservations \
+             WHERE (status = 'active' AND expires_at > ?1) OR status = 'processing' \
+             ORDER BY created_at, reference LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&mut *connection)
+        .await?;
+        let count = |name: &str| -> Result<u64, StoreError> {
+            let value: i64 = counts.try_get(name)?;
+            u64::try_from(value).map_err(|_| StoreError::Inconsistent(format!("{name} is negative")))
+        };
+        Ok(Monitoring {
+            active_reservations: count("active")?,
+            reserved_units: count("reserved_units")?,
+            oldest_active: match oldest {
+                Some(row) => Some(ReservationSummary {
+                    reference: row.try_get("reference")?,
+                    created_at: timestamp(row.try_get("created_at")?)?,
+                    expires_at: timestamp(row.try_get("expires_at")?)?,
+                }),
+                None => None,
+            },
+            expired_not_released: count("expired")?,
+            open_conflicts: count("open_conflicts")?,
+            outbox: OutboxStatus {
+                backlog: count("outbox_backlog")?,
+                awaiting_payload_save: count("outbox_awaiting")?,
+                oldest_change_at: counts.try_get::<Option<i64>, _>("outbox_oldest")?.map(timestamp).transpose()?,
+                failing: count("outbox_failing")?,
+                last_error: counts.try_get("outbox_last_error")?,
+            },
+            ledger_writes: self.writer.counts(),
+        })
+    }
+
+    async fn apply_stripe_event(
+        &self,
+        event: &StripeEventRecord,
+        action: &StripeAction,
+        now: Timestamp,
+    ) -> Result<EventOutcome, StoreError> {
+        let (event, action, outbox) = (event.clone(), action.clone(), self.outbox());
+        let outcome = self
+            .writer
+            .write(move |connection| writes::apply_stripe_event(connection, outbox, &event, &action, now))
+            .await?;
+        if !matches!(outcome, EventOutcome::Duplicate) {
+            self.changes_committed();
+        }
+        Ok(outcome)
+    }
+
+    async fn prune_stripe_events(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let before = before.unix_millis();
+        self.writer.write(move |connection| writes::prune_stripe_events(connection, before)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+    async fn movement(&self, id: i64) -> Result<Option<MovementRecord>, StoreError> {
+        let row = sqlx::query(select_movements_where!("id = ?1")).bind(id).fetch_optional(&self.readers).await?;
+        row.as_ref().map(movement_from_row).transpose()
+    }
+
+    async fn movement_ids(&self, after: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM movements WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows.iter().map(|row| row.try_get("id")).collect::<Result<Vec<i64>, _>>()?)
+    }
+
+    async fn ledger_products(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT DISTINCT product FROM sizes ORDER BY product").fetch_all(&self.readers).await?;
+        Ok(rows.iter().map(|row| row.try_get("product")).collect::<Result<Vec<String>, _>>()?)
+    }
+
+    async fn import_size(
+        &self,
+        (product, size): (&str, &str),
+        stock: Quantity,
+        low_stock_threshold: Quantity,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<ImportOutcome, StoreError> {
+        let (product, size, reason, outbox) = (product.to_owned(), size.to_owned(), reason.to_owned(), self.outbox());
+        let outcome = self
+            .writer
+            .write(move |connection| {
+                let figures = (stock, low_stock_threshold);
+                writes::import_size(connection, outbox, (&product, &size), figures, &reason, now)
+            })
+            .await?;
+        if matches!(outcome, ImportOutcome::Imported(_)) {
+            self.changes_committed();
+        }
+        Ok(outcome)
+    }
+
+    async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT lane FROM outbox GROUP BY lane HAVING MAX(next_attempt_at) <= ?1 ORDER BY MIN(id) LIMIT ?2",
+        )
+        .bind(now.unix_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.iter().map(|row| row.try_get("lane")).collect::<Result<Vec<String>, _>>()?)
+    }
+
+    async fn lane_entries(&self, lane: &str, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, topic, subject, lane, revision, attempts, created_at FROM outbox \
+             WHERE lane = ?1 ORDER BY id LIMIT ?2",
+        )
+        .bind(lane)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let topic: String = row.try_get("topic")?;
+                let attempts: i64 = row.try_get("attempts")?;
+                Ok(OutboxEntry {
+                    id: row.try_get("id")?,
+                    topic: OutboxTopic::parse(&topic)
+                        .ok_or_else(|| StoreError::Inconsistent(format!("outbox topic {topic:?}")))?,
+                    subject: row.try_get("subject")?,
+                    lane: row.try_get("lane")?,
+                    revision: row.try_get("revision")?,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    created_at: timestamp(row.try_get("created_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_delivered(&self, entry: &OutboxEntry) -> Result<bool, StoreError> {
+        let (id, revision) = (entry.id, entry.revision);
+        self.writer.write(move |connection| writes::outbox_delivered(connection, id, revision)).await
+    }
+
+    async fn outbox_failed(&self, entry: &OutboxEntry, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
+        let (id, lane, error, retry_at) = (entry.id, entry.lane.clone(), error.to_owned(), retry_at.unix_millis());
+        self.writer.write(move |connection| writes::outbox_failed(connection, (id, &lane), &error, retry_at)).await
+    }
+}

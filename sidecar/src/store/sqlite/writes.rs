@@ -1,0 +1,703 @@
+//! Every decision that changes the ledger, as a synchronous function on the writer connection (run on the
+//! writer thread, inside the transaction the group commit opened; see `group_commit`). The rules themselves come
+//! from stock-core; these functions read what the rules need and write what they decided.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use stock_core::{
+    CartLine, MovementDetails, MovementType, ProductSnapshot, Quantity, ReservationError, ReservationStatus,
+    ReservationTtl, SignedQuantity, SizeStock, StatusChange, StockLevel, StockMovement, Timestamp, apply_movement,
+    commit_reserved_sale, reservation_expires_at, validate_cart,
+};
+
+use super::{
+    holds_until, level, lifecycle_of, movement_key, product_lane, quantity, same_items, sizes_query, timestamp,
+};
+use crate::store::{
+    EventOutcome, ImportOutcome, MovementOrigin, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome,
+    ReservationRecord, ReserveOutcome, ReservedItem, SizeRecord, StoreError, StripeAction, StripeEventRecord,
+};
+
+/// Whether this store queues ledger changes for Payload; handed to every helper that changes the ledger, so that
+/// the rows are written in the transaction of the change.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Outbox {
+    pub(super) enabled: bool,
+    /// How long a movement recorded for Payload's stock-movements hook waits before the outbox creates its document
+    /// (see [`super::ProjectionSettings::payload_save_grace`]).
+    pub(super) payload_save_grace_millis: i64,
+}
+
+impl Outbox {
+    /// Queues what Payload must show about `subject`. A row already queued for the same subject has its revision
+    /// bumped instead (see migration 0003), so changes coalesce.
+    fn queue(
+        self,
+        connection: &Connection,
+        (topic, subject, lane): (&str, &str, &str),
+        now: Timestamp,
+        delay_millis: i64,
+    ) -> Result<(), StoreError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        connection
+            .prepare_cached(
+                "INSERT INTO outbox (topic, subject, lane, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (topic, subject) DO UPDATE SET revision = revision + 1",
+            )?
+            .execute(params![
+                topic,
+                subject,
+                lane,
+                now.unix_millis(),
+                now.unix_millis().saturating_add(delay_millis)
+            ])?;
+        Ok(())
+    }
+
+    fn product(self, connection: &Connection, product: &str, now: Timestamp) -> Result<(), StoreError> {
+        self.queue(connection, ("product", product, &product_lane(product)), now, 0)
+    }
+
+    /// A reservation's document and the sizes of every product it holds units of.
+    fn reservation(
+        self,
+        connection: &Connection,
+        reference: &str,
+        items: &[ReservedItem],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let mut products: Vec<&str> = items.iter().map(|item| item.product.as_str()).collect();
+        products.sort_unstable();
+        products.dedup();
+        for product in products {
+            self.product(connection, product, now)?;
+        }
+        self.queue(connection, ("reservation", reference, &format!("reservation:{reference}")), now, 0)
+    }
+
+    /// A movement's document, and its product's sizes (one lane: they reach Payload in order).
+    fn movement(
+        self,
+        connection: &Connection,
+        id: i64,
+        product: &str,
+        origin: MovementOrigin,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.product(connection, product, now)?;
+        let subject = id.to_string();
+        match origin {
+            MovementOrigin::Sidecar => self.queue(connection, ("movement", &subject, &product_lane(product)), now, 0),
+            // In a lane of its own, so that its grace period holds up nothing else.
+            MovementOrigin::Payload => {
+                let lane = format!("movement:{id}");
+                self.queue(connection, ("movement", &subject, &lane), now, self.payload_save_grace_millis)
+            }
+        }
+    }
+}
+
+/// A product's sizes with their figures at `now`, in one statement.
+pub(super) fn sizes_of(connection: &Connection, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError> {
+    let mut statement = connection.prepare_cached(sizes_query())?;
+    let rows = statement.query_map(params![product, now.unix_millis()], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?))
+    })?;
+    let mut sizes = Vec::new();
+    for row in rows {
+        let (size, stock, threshold, reserved) = row?;
+        sizes.push(SizeRecord { size, level: level(stock, reserved, threshold)? });
+    }
+    Ok(sizes)
+}
+
+/// A reservation with its items, in one statement.
+pub(super) fn load_reservation(
+    connection: &Connection,
+    reference: &str,
+) -> Result<Option<ReservationRecord>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT r.status, r.created_at, r.expires_at, ri.product, ri.size, ri.quantity \
+         FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
+         WHERE r.reference = ?1 ORDER BY ri.rowid",
+    )?;
+    let rows = statement.query_map([reference], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, i64>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, String>(4)?,
+            row.get::<_, i64>(5)?,
+        ))
+    })?;
+    let mut record: Option<ReservationRecord> = None;
+    for row in rows {
+        let (status, created_at, expires_at, product, size, units) = row?;
+        let item = ReservedItem { product, size, quantity: quantity(units, "a reservation item")? };
+        match &mut record {
+            Some(record) => record.items.push(item),
+            None => {
+                let status =
+                    ReservationStatus::parse(&status).map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+                record = Some(ReservationRecord {
+                    reference: reference.to_owned(),
+                    status,
+                    created_at: timestamp(created_at)?,
+                    expires_at: timestamp(expires_at)?,
+                    items: vec![item],
+                });
+            }
+        }
+    }
+    Ok(record)
+}
+
+fn load_movement(connection: &Connection, key: &str) -> Result<Option<MovementRecord>, StoreError> {
+    let mut statement = connection.prepare_cached(select_movements_where!("idempotency_key = ?1"))?;
+    let row = statement.query_row([key], movement_columns).optional()?;
+    row.map(movement_from_columns).transpose()
+}
+
+/// A movement row's columns, in `select_movements_where!`'s order.
+type MovementColumns = (i64, String, String, String, i64, i64, i64, String, Option<String>, Option<String>, i64);
+
+fn movement_columns(row: &rusqlite::Row<'_>) -> rusqlite::Result<MovementColumns> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+        row.get(9)?,
+        row.get(10)?,
+    ))
+}
+
+fn movement_from_columns(columns: MovementColumns) -> Result<MovementRecord, StoreError> {
+    let (id, product, size, kind, units, before, after, reason, reference, order_reference, date) = columns;
+    let inconsistent = |error: stock_core::MovementError| StoreError::Inconsistent(error.to_string());
+    Ok(MovementRecord {
+        id,
+        product,
+        size,
+        movement: StockMovement {
+            kind: MovementType::parse(&kind).map_err(inconsistent)?,
+            quantity: SignedQuantity::new(units).map_err(inconsistent)?,
+            stock_before: quantity(before, "stock before")?,
+            stock_after: quantity(after, "stock after")?,
+            details: MovementDetails { reason, reference, order_reference, date: timestamp(date)? },
+        },
+    })
+}
+
+/// Records a movement and sets the size's units on hand to its `stock_after` (and the threshold, if given).
+/// Returns the movement's id. The idempotency key, when given, is unique: a second insert fails the write.
+fn write_movement(
+    connection: &Connection,
+    outbox: Outbox,
+    key: Option<&str>,
+    (product, size): (&str, &str),
+    (movement, origin): (&StockMovement, MovementOrigin),
+    low_stock_threshold: Option<Quantity>,
+) -> Result<i64, StoreError> {
+    let date = movement.details.date.unix_millis();
+    connection
+        .prepare_cached(
+            "UPDATE sizes SET stock = ?3, low_stock_threshold = COALESCE(?4, low_stock_threshold), updated_at = ?5 \
+             WHERE product = ?1 AND size = ?2",
+        )?
+        .execute(params![product, size, i64::from(movement.stock_after), low_stock_threshold.map(i64::from), date])?;
+    let id: i64 = connection
+        .prepare_cached(
+            "INSERT INTO movements (idempotency_key, product, size, type, quantity, stock_before, stock_after, \
+             reason, reference, order_reference, date, origin) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+        )?
+        .query_row(
+            params![
+                key,
+                product,
+                size,
+                movement.kind.as_str(),
+                movement.quantity.get(),
+                i64::from(movement.stock_before),
+                i64::from(movement.stock_after),
+                movement.details.reason,
+                movement.details.reference,
+                movement.details.order_reference,
+                date,
+                origin.as_str(),
+            ],
+            |row| row.get(0),
+        )?;
+    outbox.movement(connection, id, product, origin, movement.details.date)?;
+    Ok(id)
+}
+
+/// The stock level of one size at `now`.
+fn size_level(connection: &Connection, product: &str, size: &str, now: Timestamp) -> Result<StockLevel, StoreError> {
+    sizes_of(connection, product, now)?
+        .into_iter()
+        .find(|record| record.size == size)
+        .map(|record| record.level)
+        .ok_or_else(|| StoreError::Inconsistent(format!("reserved size {product} {size} is missing from sizes")))
+}
+
+/// Moves a reservation to `status`, and its items' `holds_until` with it (the triggers of migration 0004 move
+/// the sizes' held units).
+fn set_status(
+    connection: &Connection,
+    outbox: Outbox,
+    record: &ReservationRecord,
+    status: ReservationStatus,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let finished_at = status.is_terminal().then_some(now.unix_millis());
+    connection
+        .prepare_cached("UPDATE reservations SET status = ?2, finished_at = ?3 WHERE reference = ?1")?
+        .execute(params![record.reference, status.as_str(), finished_at])?;
+    connection
+        .prepare_cached("UPDATE reservation_items SET holds_until = ?2 WHERE reference = ?1")?
+        .execute(params![record.reference, holds_until(status, record.expires_at)])?;
+    outbox.reservation(connection, &record.reference, &record.items, now)
+}
+
+fn record_conflict(
+    connection: &Connection,
+    kind: &'static str,
+    (reference, event_id): (&str, &str),
+    details: &serde_json::Value,
+    now: Timestamp,
+) -> Result<EventOutcome, StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO conflicts (kind, reference, event_id, details, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![kind, reference, event_id, details.to_string(), now.unix_millis()])?;
+    Ok(EventOutcome::Conflict { kind })
+}
+
+/// Sells a reservation's units. A reservation that still holds them sells them (stock and reserved go down
+/// together); one that no longer does (late payment) is reserved again first if every size has the units, and
+/// is otherwise recorded as an `oversold` conflict, changing nothing else.
+fn commit_reservation(
+    connection: &Connection,
+    outbox: Outbox,
+    (reference, order_reference): (&str, Option<&str>),
+    event_id: &str,
+    now: Timestamp,
+) -> Result<EventOutcome, StoreError> {
+    let Some(record) = load_reservation(connection, reference)? else {
+        let details = serde_json::json!({ "message": "a payment succeeded for a reference that was never reserved" });
+        return record_conflict(connection, "unknown_reference", (reference, event_id), &details, now);
+    };
+    let mut lifecycle = lifecycle_of(&record)?;
+    let late = match lifecycle.commit(now) {
+        Ok(StatusChange::Unchanged(status)) => return Ok(EventOutcome::Unchanged { status }),
+        Ok(StatusChange::Changed(_)) => false,
+        Err(ReservationError::PastExpiry { .. } | ReservationError::NotActive { .. }) => true,
+        Err(error) => return Err(StoreError::Inconsistent(error.to_string())),
+    };
+
+    let order = order_reference.unwrap_or(reference);
+    let details = || MovementDetails {
+        reason: format!("Order {order}"),
+        reference: Some(reference.to_owned()),
+        order_reference: order_reference.map(str::to_owned),
+        date: now,
+    };
+    // Work out every size first, so that a shortage on the last one changes nothing on the first.
+    let mut sales = Vec::with_capacity(record.items.len());
+    let mut shortages = Vec::new();
+    for item in &record.items {
+        let level = size_level(connection, &item.product, &item.size, now)?;
+        let held = if late {
+            match level.reserve(item.quantity) {
+                Ok(held) => held,
+                Err(_) => {
+                    shortages.push(serde_json::json!({ "product": item.product, "size": item.size,
+                        "requested": item.quantity.get(), "available": level.available().get() }));
+                    continue;
+                }
+            }
+        } else {
+            level
+        };
+        let applied = commit_reserved_sale(&held, item.quantity, details())
+            .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+        sales.push((item, applied.movement));
+    }
+    if !shortages.is_empty() {
+        let details = serde_json::json!({
+            "message": "a payment succeeded after its reservation ended, and the units are no longer available",
+            "reservationStatus": record.status.as_str(),
+            "shortages": shortages,
+        });
+        return record_conflict(connection, "oversold", (reference, event_id), &details, now);
+    }
+    for (item, movement) in &sales {
+        let key = format!("sale:{reference}:{}:{}", item.product, item.size);
+        let sale = (movement, MovementOrigin::Sidecar);
+        write_movement(connection, outbox, Some(&key), (&item.product, &item.size), sale, None)?;
+    }
+    if late {
+        lifecycle.commit_late().map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+    }
+    set_status(connection, outbox, &record, ReservationStatus::Committed, now)?;
+    Ok(EventOutcome::Committed { late })
+}
+
+/// Releases a reservation: the one release decision that the `/v1` route and Stripe's cancellation events share.
+pub(super) fn release(
+    connection: &Connection,
+    outbox: Outbox,
+    reference: &str,
+    now: Timestamp,
+) -> Result<ReleaseOutcome, StoreError> {
+    let Some(mut record) = load_reservation(connection, reference)? else {
+        return Ok(ReleaseOutcome::NotFound);
+    };
+    match lifecycle_of(&record)?.release() {
+        Ok(StatusChange::Changed(status)) => {
+            set_status(connection, outbox, &record, status, now)?;
+            record.status = status;
+            Ok(ReleaseOutcome::Released(record))
+        }
+        Ok(StatusChange::Unchanged(_)) => Ok(ReleaseOutcome::Unchanged(record)),
+        Err(ReservationError::AlreadyCommitted { .. }) => Ok(ReleaseOutcome::AlreadyCommitted(record)),
+        Err(error) => Err(StoreError::Inconsistent(error.to_string())),
+    }
+}
+
+fn release_for_event(
+    connection: &Connection,
+    outbox: Outbox,
+    reference: &str,
+    now: Timestamp,
+) -> Result<EventOutcome, StoreError> {
+    Ok(match release(connection, outbox, reference, now)? {
+        ReleaseOutcome::Released(_) => EventOutcome::Released,
+        ReleaseOutcome::Unchanged(record) => EventOutcome::Unchanged { status: record.status },
+        ReleaseOutcome::AlreadyCommitted(_) => {
+            EventOutcome::Ignored { reason: "the reservation was already paid; its units stay sold" }
+        }
+        ReleaseOutcome::NotFound => EventOutcome::Ignored { reason: "no reservation has this reference" },
+    })
+}
+
+fn start_processing(
+    connection: &Connection,
+    outbox: Outbox,
+    reference: &str,
+    now: Timestamp,
+) -> Result<EventOutcome, StoreError> {
+    let Some(record) = load_reservation(connection, reference)? else {
+        return Ok(EventOutcome::Ignored { reason: "no reservation has this reference" });
+    };
+    let mut lifecycle = lifecycle_of(&record)?;
+    match lifecycle.start_processing(now) {
+        Ok(StatusChange::Changed(status)) => {
+            set_status(connection, outbox, &record, status, now)?;
+            Ok(EventOutcome::Processing)
+        }
+        Ok(StatusChange::Unchanged(status)) => Ok(EventOutcome::Unchanged { status }),
+        Err(_) => Ok(EventOutcome::Ignored {
+            reason: "the reservation no longer holds its units; the payment's success will reserve them again",
+        }),
+    }
+}
+
+/// Reserves `lines` under `reference` if every size has the units (see [`crate::store::Store::reserve`]).
+pub(super) fn reserve(
+    connection: &Connection,
+    outbox: Outbox,
+    (reference, lines): (&str, &[CartLine]),
+    ttl: ReservationTtl,
+    now: Timestamp,
+) -> Result<ReserveOutcome, StoreError> {
+    if let Some(existing) = load_reservation(connection, reference)? {
+        return Ok(if same_items(&existing.items, lines) {
+            ReserveOutcome::Existing(existing)
+        } else {
+            ReserveOutcome::ReferenceConflict(existing)
+        });
+    }
+
+    let mut products: Vec<&str> = lines.iter().map(|line| line.product.as_str()).collect();
+    products.sort_unstable();
+    products.dedup();
+    let mut snapshots = Vec::with_capacity(products.len());
+    for product in products {
+        let sizes = sizes_of(connection, product, now)?;
+        if !sizes.is_empty() {
+            let sizes = sizes.into_iter().map(|record| SizeStock { size: record.size, level: record.level });
+            snapshots.push(ProductSnapshot { id: product.to_owned(), sizes: sizes.collect() });
+        }
+    }
+    let validation = validate_cart(&snapshots, lines);
+    if !validation.is_ok() {
+        return Ok(ReserveOutcome::Rejected(validation));
+    }
+
+    let expires_at = reservation_expires_at(now, ttl)
+        .map_err(|error: ReservationError| StoreError::Inconsistent(error.to_string()))?;
+    connection
+        .prepare_cached(
+            "INSERT INTO reservations (reference, status, created_at, expires_at) VALUES (?1, 'active', ?2, ?3)",
+        )?
+        .execute(params![reference, now.unix_millis(), expires_at.unix_millis()])?;
+    let mut items = Vec::with_capacity(validation.items.len());
+    let mut insert_item = connection.prepare_cached(
+        "INSERT INTO reservation_items (reference, product, size, quantity, holds_until) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for item in validation.items {
+        let holds = holds_until(ReservationStatus::Active, expires_at);
+        insert_item.execute(params![reference, item.product, item.size, i64::from(item.quantity), holds])?;
+        items.push(ReservedItem { product: item.product, size: item.size, quantity: item.quantity });
+    }
+    outbox.reservation(connection, reference, &items, now)?;
+    Ok(ReserveOutcome::Created(ReservationRecord {
+        reference: reference.to_owned(),
+        status: ReservationStatus::Active,
+        created_at: now,
+        expires_at,
+        items,
+    }))
+}
+
+/// Expires every active reservation due at `now` (see [`crate::store::Store::release_expired`]); returns their
+/// references, sorted.
+pub(super) fn release_expired(
+    connection: &Connection,
+    queue_for_payload: bool,
+    now: Timestamp,
+) -> Result<Vec<String>, StoreError> {
+    // The SQL form of stock-core's `Reservation::expire` on every active reservation due. Their items already
+    // stopped counting at the expiry instant (holds_until <= now); zeroing it keeps the column's meaning.
+    let now = now.unix_millis();
+    if queue_for_payload {
+        // The outbox rows first, while the reservations due are still the active ones (`WHERE` before
+        // `ON CONFLICT` is what SQLite's upsert-from-select needs).
+        for statement in [
+            "INSERT INTO outbox (topic, subject, lane, created_at, next_attempt_at) \
+             SELECT DISTINCT 'product', ri.product, 'product:' || ri.product, ?1, ?1 \
+             FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
+             WHERE r.status = 'active' AND r.expires_at <= ?1 \
+             ON CONFLICT (topic, subject) DO UPDATE SET revision = revision + 1",
+            "INSERT INTO outbox (topic, subject, lane, created_at, next_attempt_at) \
+             SELECT 'reservation', reference, 'reservation:' || reference, ?1, ?1 \
+             FROM reservations WHERE status = 'active' AND expires_at <= ?1 \
+             ON CONFLICT (topic, subject) DO UPDATE SET revision = revision + 1",
+        ] {
+            connection.prepare_cached(statement)?.execute([now])?;
+        }
+    }
+    connection
+        .prepare_cached(
+            "UPDATE reservation_items SET holds_until = 0 WHERE reference IN \
+             (SELECT reference FROM reservations WHERE status = 'active' AND expires_at <= ?1)",
+        )?
+        .execute([now])?;
+    let mut statement = connection.prepare_cached(
+        "UPDATE reservations SET status = 'expired', finished_at = ?1 \
+         WHERE status = 'active' AND expires_at <= ?1 RETURNING reference",
+    )?;
+    let mut references = statement.query_map([now], |row| row.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+    references.sort();
+    Ok(references)
+}
+
+/// Expires one reservation if it is active and due (see [`crate::store::Store::expire_one`]).
+pub(super) fn expire(
+    connection: &Connection,
+    outbox: Outbox,
+    reference: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let Some(record) = load_reservation(connection, reference)? else {
+        return Ok(false);
+    };
+    let mut lifecycle = lifecycle_of(&record)?;
+    match lifecycle.expire(now) {
+        Ok(StatusChange::Changed(status)) => {
+            set_status(connection, outbox, &record, status, now)?;
+            Ok(true)
+        }
+        // Already finished, not yet due, or processing (a webhook moved it meanwhile): nothing to do.
+        Ok(StatusChange::Unchanged(_)) | Err(_) => Ok(false),
+    }
+}
+
+fn insert_size(
+    connection: &Connection,
+    (product, size): (&str, &str),
+    threshold: Quantity,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO sizes (product, size, stock, low_stock_threshold, updated_at) VALUES (?1, ?2, 0, ?3, ?4)",
+        )?
+        .execute(params![product, size, i64::from(threshold), now.unix_millis()])?;
+    Ok(())
+}
+
+/// Applies one stock movement (see [`crate::store::Store::record_movement`]).
+pub(super) fn record_movement(
+    connection: &Connection,
+    outbox: Outbox,
+    request: MovementRequest,
+    now: Timestamp,
+) -> Result<MovementOutcome, StoreError> {
+    let key = request.reference.as_deref().map(movement_key);
+    if let Some(key) = &key
+        && let Some(previous) = load_movement(connection, key)?
+    {
+        return Ok(MovementOutcome::Replayed(previous));
+    }
+
+    let sizes = sizes_of(connection, &request.product, now)?;
+    let current = match sizes.into_iter().find(|record| record.size == request.size) {
+        Some(record) => record.level,
+        None if request.kind == MovementType::Restock => {
+            let threshold = request.low_stock_threshold.unwrap_or(Quantity::ZERO);
+            insert_size(connection, (&request.product, &request.size), threshold, now)?;
+            level(0, 0, i64::from(threshold))?
+        }
+        None => return Ok(MovementOutcome::UnknownSize),
+    };
+    if let Some(expected) = request.expected_stock
+        && expected != current.stock()
+    {
+        return Ok(MovementOutcome::StaleStock { current: current.stock() });
+    }
+
+    let details =
+        MovementDetails { reason: request.reason, reference: request.reference, order_reference: None, date: now };
+    let applied = match apply_movement(&current, request.kind, request.quantity, details) {
+        Ok(applied) => applied,
+        Err(error) => return Ok(MovementOutcome::Refused(error)),
+    };
+    let movement = applied.movement;
+    let id = write_movement(
+        connection,
+        outbox,
+        key.as_deref(),
+        (&request.product, &request.size),
+        (&movement, request.origin),
+        request.low_stock_threshold,
+    )?;
+    Ok(MovementOutcome::Applied(MovementRecord { id, product: request.product, size: request.size, movement }))
+}
+
+/// Applies one Stripe event once (see [`crate::store::Store::apply_stripe_event`]): the claim of its id commits
+/// with its effect.
+pub(super) fn apply_stripe_event(
+    connection: &Connection,
+    outbox: Outbox,
+    event: &StripeEventRecord,
+    action: &StripeAction,
+    now: Timestamp,
+) -> Result<EventOutcome, StoreError> {
+    let claimed = connection
+        .prepare_cached(
+            "INSERT INTO stripe_events (id, type, outcome, received_at) VALUES (?1, ?2, 'pending', ?3) \
+             ON CONFLICT (id) DO NOTHING",
+        )?
+        .execute(params![event.id, event.kind, now.unix_millis()])?;
+    if claimed == 0 {
+        return Ok(EventOutcome::Duplicate);
+    }
+    let outcome = match action {
+        StripeAction::Commit { reference, order_reference } => {
+            let references = (reference.as_str(), order_reference.as_deref());
+            commit_reservation(connection, outbox, references, &event.id, now)?
+        }
+        StripeAction::Release { reference } => release_for_event(connection, outbox, reference, now)?,
+        StripeAction::StartProcessing { reference } => start_processing(connection, outbox, reference, now)?,
+        StripeAction::Ignore { reason } => EventOutcome::Ignored { reason },
+    };
+    connection
+        .prepare_cached("UPDATE stripe_events SET outcome = ?2 WHERE id = ?1")?
+        .execute(params![event.id, outcome.as_str()])?;
+    Ok(outcome)
+}
+
+/// Brings one size Payload has into the ledger unless it is there already (see
+/// [`crate::store::Store::import_size`]).
+pub(super) fn import_size(
+    connection: &Connection,
+    outbox: Outbox,
+    (product, size): (&str, &str),
+    (stock, low_stock_threshold): (Quantity, Quantity),
+    reason: &str,
+    now: Timestamp,
+) -> Result<ImportOutcome, StoreError> {
+    let existing = sizes_of(connection, product, now)?.into_iter().find(|record| record.size == size);
+    if let Some(record) = existing {
+        return Ok(ImportOutcome::AlreadyInLedger { stock: record.level.stock() });
+    }
+    insert_size(connection, (product, size), low_stock_threshold, now)?;
+    let record = if stock == Quantity::ZERO {
+        outbox.product(connection, product, now)?;
+        None
+    } else {
+        let empty = level(0, 0, i64::from(low_stock_threshold))?;
+        let quantity =
+            SignedQuantity::new(i64::from(stock)).map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+        let details = MovementDetails { reason: reason.to_owned(), reference: None, order_reference: None, date: now };
+        let movement = apply_movement(&empty, MovementType::Adjustment, quantity, details)
+            .map_err(|error| StoreError::Inconsistent(error.to_string()))?
+            .movement;
+        let key = format!("import:{product}:{size}");
+        let id = write_movement(
+            connection,
+            outbox,
+            Some(&key),
+            (product, size),
+            (&movement, MovementOrigin::Sidecar),
+            None,
+        )?;
+        Some(MovementRecord { id, product: product.to_owned(), size: size.to_owned(), movement })
+    };
+    Ok(ImportOutcome::Imported(record))
+}
+
+/// Removes a delivered outbox row, unless a change came in since it was read (its revision moved on).
+pub(super) fn outbox_delivered(connection: &Connection, id: i64, revision: i64) -> Result<bool, StoreError> {
+    let deleted = connection
+        .prepare_cached("DELETE FROM outbox WHERE id = ?1 AND revision = ?2")?
+        .execute(params![id, revision])?;
+    Ok(deleted == 1)
+}
+
+/// Records a failed delivery and holds the whole lane back until `retry_at`.
+pub(super) fn outbox_failed(
+    connection: &Connection,
+    (id, lane): (i64, &str),
+    error: &str,
+    retry_at: i64,
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached("UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1")?
+        .execute(params![id, error])?;
+    connection
+        .prepare_cached("UPDATE outbox SET next_attempt_at = MAX(next_attempt_at, ?2) WHERE lane = ?1")?
+        .execute(params![lane, retry_at])?;
+    Ok(())
+}
+
+/// Forgets Stripe events received before `before` (their redeliveries are long over).
+pub(super) fn prune_stripe_events(connection: &Connection, before: i64) -> Result<u64, StoreError> {
+    let deleted = connection.prepare_cached("DELETE FROM stripe_events WHERE received_at < ?1")?.execute([before])?;
+    Ok(deleted as u64)
+}
