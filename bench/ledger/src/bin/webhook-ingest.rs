@@ -4,7 +4,7 @@
 //!
 //! Run: `cargo run --release -p ledger-bench --bin webhook-ingest -- target/release/stock-sidecar`
 //! (`bash scripts/bench.sh` does). `INGEST_EVENTS` (default 20000) and `INGEST_CLIENTS` (default 64) change the
-//! load. Each event is a signed `payment_intent.succeeded` for a reservation made beforehand through /v1, so every
+//! load, `INGEST_ROUNDS` (default 3) how often each setting runs (alternating; the summary gives medians). Each event is a signed `payment_intent.succeeded` for a reservation made beforehand through /v1, so every
 //! event commits a sale: a claim of the event id, the sale movement, the reservation's status, in one decision.
 
 use std::path::{Path, PathBuf};
@@ -191,9 +191,14 @@ async fn main() -> Result<(), BenchError> {
     let template: Value = serde_json::from_str(&std::fs::read_to_string(fixture)?)?;
     let parent = std::env::temp_dir();
 
+    let rounds: usize = std::env::var("INGEST_ROUNDS").ok().map(|value| value.parse()).transpose()?.unwrap_or(3);
+    // Rounds alternate the settings, so that a slow spell of the shared machine does not land on one of them.
     let mut runs = Vec::new();
-    for synchronous in ["full", "normal"] {
-        runs.push(run_store(&binary, &parent, synchronous, events, clients, &template).await?);
+    for round in 1..=rounds {
+        for synchronous in ["full", "normal"] {
+            eprintln!("webhook-ingest: round {round} of {rounds}, synchronous={synchronous}");
+            runs.push((round, run_store(&binary, &parent, synchronous, events, clients, &template).await?));
+        }
     }
     let limits = store_limit::measure_all(&parent, Duration::from_secs(3)).await?;
     let limit_of = |prefix: &str| limits.iter().find(|row| row.label.starts_with(prefix)).map(|row| row.per_second());
@@ -205,14 +210,14 @@ async fn main() -> Result<(), BenchError> {
     );
     println!("each committing a reservation made beforehand (release stock-sidecar, client on the same 2 cores)\n");
     println!(
-        "| synchronous | events/s | p50 ms | p99 ms | writes per commit | x bare 1-row commit loop | sidecar peak RSS MiB | sidecar CPU ms per 1,000 events | answers |"
+        "| round | synchronous | events/s | p50 ms | p99 ms | writes per commit | x bare 1-row commit loop | sidecar peak RSS MiB | sidecar CPU ms per 1,000 events | answers |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
-    for run in &runs {
+    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    for (round, run) in &runs {
         let limit = if run.synchronous == "full" { durable_limit } else { normal_limit };
         let answers: Vec<String> = run.events.outcomes.iter().map(|(what, count)| format!("{what}: {count}")).collect();
         println!(
-            "| {} | {:.0} | {:.2} | {:.2} | {:.1} | {:.2} | {:.1} | {:.0} | {} |",
+            "| {round} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {:.2} | {:.1} | {:.0} | {} |",
             run.synchronous,
             run.events.per_second,
             run.events.p50_ms,
@@ -224,15 +229,38 @@ async fn main() -> Result<(), BenchError> {
             answers.join(", ")
         );
     }
+    println!("\nMedian of the rounds\n");
+    println!(
+        "| synchronous | events/s | x bare 1-row commit loop | reservations/s | peak RSS MiB (max) | CPU ms per 1,000 events |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for synchronous in ["full", "normal"] {
+        let of_setting: Vec<&StoreRun> =
+            runs.iter().map(|(_, run)| run).filter(|run| run.synchronous == synchronous).collect();
+        let median = |value: &dyn Fn(&StoreRun) -> f64| {
+            let mut values: Vec<f64> = of_setting.iter().map(|run| value(run)).collect();
+            values.sort_by(f64::total_cmp);
+            values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+        };
+        let limit = if synchronous == "full" { durable_limit } else { normal_limit };
+        let events_per_second = median(&|run| run.events.per_second);
+        let peak = of_setting.iter().map(|run| run.peak_rss_mib).fold(0.0, f64::max);
+        println!(
+            "| {synchronous} | {events_per_second:.0} | {:.2} | {:.0} | {peak:.1} | {:.0} |",
+            events_per_second / limit,
+            median(&|run| run.reservations.per_second),
+            median(&|run| run.cpu_ms_per_1000_events),
+        );
+    }
     println!(
         "\nThe reservations made before each run ({events}, 1 unit each over {SIZES} sizes, {clients} connections)\n"
     );
-    println!("| synchronous | reservations/s | p50 ms | p99 ms | answered |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
-    for run in &runs {
+    println!("| round | synchronous | reservations/s | p50 ms | p99 ms | answered |");
+    println!("| ---: | --- | ---: | ---: | ---: | ---: |");
+    for (round, run) in &runs {
         let reservations = &run.reservations;
         println!(
-            "| {} | {:.0} | {:.2} | {:.2} | {} |",
+            "| {round} | {} | {:.0} | {:.2} | {:.2} | {} |",
             run.synchronous, reservations.per_second, reservations.p50_ms, reservations.p99_ms, reservations.answered
         );
     }
