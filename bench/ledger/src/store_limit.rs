@@ -1,12 +1,15 @@
-//! This machine's limit for a SQLite ledger, measured the way the sidecar talks to SQLite (sqlx, one writer
-//! connection, WAL): a bare loop of single-row commits, durable (synchronous=FULL) and not (NORMAL, OFF), the cost
-//! of one statement without a commit, and rows per second when many rows share one commit.
+//! This machine's limit for a SQLite ledger, measured the way the sidecar's writer talks to SQLite (rusqlite, one
+//! connection on its own thread, WAL, prepared statements): a bare loop of single-row commits, durable
+//! (synchronous=FULL) and not (NORMAL, OFF), rows per second when many rows share one durable commit, and the
+//! cost of one indexed SELECT on the same thread next to the same SELECT through sqlx (a round trip to sqlx's
+//! SQLite thread, what every statement cost before the writer moved to its own thread).
 
+use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{Connection, SqliteConnection};
+use rusqlite::Connection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 
 /// One measured loop: how many operations ran, how long they took, and how many rows each wrote.
 #[derive(Debug)]
@@ -26,79 +29,91 @@ impl Measured {
     }
 }
 
-async fn open(
-    directory: &std::path::Path,
-    name: &str,
-    synchronous: SqliteSynchronous,
-) -> Result<SqliteConnection, sqlx::Error> {
-    let url = format!("sqlite://{}", directory.join(name).display());
-    let options = SqliteConnectOptions::from_str(&url)?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(synchronous);
-    let mut connection = SqliteConnection::connect_with(&options).await?;
-    sqlx::query("CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY, reference TEXT NOT NULL UNIQUE, quantity INTEGER NOT NULL)")
-        .execute(&mut connection)
-        .await?;
+pub type LimitError = Box<dyn std::error::Error + Send + Sync>;
+
+const CREATE: &str = "CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY, reference TEXT NOT NULL UNIQUE, quantity INTEGER NOT NULL)";
+
+fn open(path: &Path, synchronous: &str) -> Result<Connection, LimitError> {
+    let connection = Connection::open(path)?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", synchronous)?;
+    connection.execute_batch(CREATE)?;
     Ok(connection)
 }
 
 /// Commits of `rows` rows each (BEGIN IMMEDIATE, the inserts, COMMIT), for `duration`.
-async fn commit_loop(
-    connection: &mut SqliteConnection,
-    label: &str,
-    rows: u64,
-    duration: Duration,
-) -> Result<Measured, sqlx::Error> {
+fn commit_loop(connection: &Connection, label: &str, rows: u64, duration: Duration) -> Result<Measured, LimitError> {
     let start = Instant::now();
     let mut operations = 0u64;
     let mut next = 0u64;
     while start.elapsed() < duration {
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await?;
+        connection.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         for _ in 0..rows {
-            sqlx::query("INSERT INTO ledger (reference, quantity) VALUES (?1, 1)")
-                .bind(format!("{label}-{next}"))
-                .execute(&mut *connection)
-                .await?;
+            let reference = format!("{label}-{next}");
+            connection
+                .prepare_cached("INSERT INTO ledger (reference, quantity) VALUES (?1, 1)")?
+                .execute([reference])?;
             next += 1;
         }
-        sqlx::query("COMMIT").execute(&mut *connection).await?;
+        connection.prepare_cached("COMMIT")?.execute([])?;
         operations += 1;
     }
     Ok(Measured { label: label.to_owned(), operations, rows_per_operation: rows, elapsed: start.elapsed() })
 }
 
-/// The cost of one sqlx statement round trip to SQLite's worker thread, with no commit and no disk.
-async fn statement_loop(connection: &mut SqliteConnection, duration: Duration) -> Result<Measured, sqlx::Error> {
+fn select_loop(connection: &Connection, duration: Duration) -> Result<Measured, LimitError> {
     let start = Instant::now();
     let mut operations = 0u64;
     while start.elapsed() < duration {
-        sqlx::query("SELECT quantity FROM ledger WHERE id = ?1").bind(1i64).fetch_optional(&mut *connection).await?;
+        let mut statement = connection.prepare_cached("SELECT quantity FROM ledger WHERE id = ?1")?;
+        let _: Option<i64> = rusqlite::OptionalExtension::optional(statement.query_row([1i64], |row| row.get(0)))?;
         operations += 1;
     }
     Ok(Measured {
-        label: "one indexed SELECT, no transaction (sqlx round trip)".to_owned(),
+        label: "one indexed SELECT on the connection's thread (rusqlite)".to_owned(),
         operations,
         rows_per_operation: 0,
         elapsed: start.elapsed(),
     })
 }
 
+async fn sqlx_select_loop(path: &Path, duration: Duration) -> Result<Measured, LimitError> {
+    use sqlx::Connection as _;
+    let url = format!("sqlite://{}", path.display());
+    let options = SqliteConnectOptions::from_str(&url)?.journal_mode(SqliteJournalMode::Wal);
+    let mut connection = sqlx::SqliteConnection::connect_with(&options).await?;
+    let start = Instant::now();
+    let mut operations = 0u64;
+    while start.elapsed() < duration {
+        sqlx::query("SELECT quantity FROM ledger WHERE id = ?1").bind(1i64).fetch_optional(&mut connection).await?;
+        operations += 1;
+    }
+    let measured = Measured {
+        label: "one indexed SELECT through sqlx (a round trip to its SQLite thread)".to_owned(),
+        operations,
+        rows_per_operation: 0,
+        elapsed: start.elapsed(),
+    };
+    connection.close().await?;
+    Ok(measured)
+}
+
 /// Every loop, `duration` each, on databases in a temporary directory under `parent` (the disk being measured).
-pub async fn measure_all(parent: &std::path::Path, duration: Duration) -> Result<Vec<Measured>, sqlx::Error> {
+pub async fn measure_all(parent: &Path, duration: Duration) -> Result<Vec<Measured>, LimitError> {
     let directory = tempfile::tempdir_in(parent)?;
     let mut rows = Vec::new();
-    let mut full = open(directory.path(), "full.db", SqliteSynchronous::Full).await?;
-    rows.push(commit_loop(&mut full, "1-row commit, WAL synchronous=FULL (durable)", 1, duration).await?);
-    rows.push(commit_loop(&mut full, "100-row commit, WAL synchronous=FULL (durable)", 100, duration).await?);
-    rows.push(statement_loop(&mut full, duration).await?);
-    full.close().await?;
-    let mut normal = open(directory.path(), "normal.db", SqliteSynchronous::Normal).await?;
-    rows.push(commit_loop(&mut normal, "1-row commit, WAL synchronous=NORMAL (not durable)", 1, duration).await?);
-    normal.close().await?;
-    let mut off = open(directory.path(), "off.db", SqliteSynchronous::Off).await?;
-    rows.push(commit_loop(&mut off, "1-row commit, WAL synchronous=OFF (not durable)", 1, duration).await?);
-    off.close().await?;
+    let full_path = directory.path().join("full.db");
+    let full = open(&full_path, "FULL")?;
+    rows.push(commit_loop(&full, "1-row commit, WAL synchronous=FULL (durable)", 1, duration)?);
+    rows.push(commit_loop(&full, "100-row commit, WAL synchronous=FULL (durable)", 100, duration)?);
+    rows.push(select_loop(&full, duration)?);
+    rows.push(sqlx_select_loop(&full_path, duration).await?);
+    drop(full);
+    let normal = open(&directory.path().join("normal.db"), "NORMAL")?;
+    rows.push(commit_loop(&normal, "1-row commit, WAL synchronous=NORMAL (not durable)", 1, duration)?);
+    drop(normal);
+    let off = open(&directory.path().join("off.db"), "OFF")?;
+    rows.push(commit_loop(&off, "1-row commit, WAL synchronous=OFF (not durable)", 1, duration)?);
     Ok(rows)
 }
 

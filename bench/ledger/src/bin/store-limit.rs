@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), ledger_bench::store_limit::LimitError> {
     let seconds: u64 = std::env::args().nth(1).map(|value| value.parse()).transpose()?.unwrap_or(3);
     let parent = std::env::current_dir()?;
     let rows = ledger_bench::store_limit::measure_all(&parent, Duration::from_secs(seconds)).await?;
     println!(
-        "\nThis machine's SQLite limit (sqlx, one connection, WAL; {seconds} s per row, on the disk of {})\n",
+        "\nThis machine's SQLite limit (rusqlite on one connection, WAL; {seconds} s per row, on the disk of {})\n",
         parent.display()
     );
     ledger_bench::store_limit::print_table(&rows);

@@ -264,7 +264,9 @@ async fn main() -> Result<(), BenchError> {
             run.synchronous, reservations.per_second, reservations.p50_ms, reservations.p99_ms, reservations.answered
         );
     }
-    println!("\nThis machine's SQLite limit, measured in the same run (sqlx, one connection, WAL, 3 s per row)\n");
+    println!(
+        "\nThis machine's SQLite limit, measured in the same run (one connection as the sidecar's writer uses it, WAL, 3 s per row)\n"
+    );
     store_limit::print_table(&limits);
     Ok(())
 }
