@@ -9,8 +9,6 @@ step "Building the stock-sidecar and bench/ledger (release)"
 cargo build --release --quiet -p stock-sidecar -p ledger-bench
 step "bench/wasm-calls.mjs"
 node bench/wasm-calls.mjs
-step "bench/sidecar-reservations.mjs"
-node bench/sidecar-reservations.mjs "$REPO_ROOT/target/release/stock-sidecar"
 step "bench/ledger webhook-ingest (signed webhooks, SQLite FULL and NORMAL, next to this machine's bare commit loops)"
 "$REPO_ROOT/target/release/webhook-ingest" "$REPO_ROOT/target/release/stock-sidecar"
 step "bench/projection-lag.mjs (a real Payload)"

@@ -1,5 +1,5 @@
 // Starting a stock-sidecar process for the demo and the benchmarks: a free-ish port, a temporary database,
-// generated tokens, and a stop that cleans up. Shared by scripts/demo.mjs and bench/sidecar-reservations.mjs.
+// generated tokens, and a stop that cleans up. Used by scripts/demo.mjs and the end-to-end harness.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
