@@ -201,6 +201,17 @@ fn sizes_query() -> &'static str {
     })
 }
 
+/// `SELECT` of one size (`?1` product, `?3` size) with its reserved units.
+fn size_query() -> &'static str {
+    static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    QUERY.get_or_init(|| {
+        format!(
+            "SELECT s.size, s.stock, s.low_stock_threshold, {RESERVED_UNITS} AS reserved \
+             FROM sizes s WHERE s.product = ?1 AND s.size = ?3"
+        )
+    })
+}
+
 async fn load_reservation(
     connection: &mut SqliteConnection,
     reference: &str,

@@ -10,7 +10,8 @@ use stock_core::{
 };
 
 use super::{
-    holds_until, level, lifecycle_of, movement_key, product_lane, quantity, same_items, sizes_query, timestamp,
+    holds_until, level, lifecycle_of, movement_key, product_lane, quantity, same_items, size_query, sizes_query,
+    timestamp,
 };
 use crate::store::{
     EventOutcome, ImportOutcome, MovementOrigin, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome,
@@ -245,11 +246,15 @@ fn write_movement(
 
 /// The stock level of one size at `now`.
 fn size_level(connection: &Connection, product: &str, size: &str, now: Timestamp) -> Result<StockLevel, StoreError> {
-    sizes_of(connection, product, now)?
-        .into_iter()
-        .find(|record| record.size == size)
-        .map(|record| record.level)
-        .ok_or_else(|| StoreError::Inconsistent(format!("reserved size {product} {size} is missing from sizes")))
+    let figures = connection
+        .prepare_cached(size_query())?
+        .query_row(params![product, now.unix_millis(), size], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?))
+        })
+        .optional()?;
+    let (stock, threshold, reserved) = figures
+        .ok_or_else(|| StoreError::Inconsistent(format!("reserved size {product} {size} is missing from sizes")))?;
+    level(stock, reserved, threshold)
 }
 
 /// Moves a reservation to `status`, and its items' `holds_until` with it (the triggers of migration 0004 move
