@@ -1,14 +1,18 @@
 //! Group commit for the SQLite ledger, on a thread of its own. Every write runs there, on the one writer
 //! connection, in the order it arrived, whole (no hand-off between its statements); the writes that queued while
-//! the previous commit was on its way to disk share the next transaction and its one fsync, each inside its own
-//! savepoint, and none is answered before that commit is durable.
+//! the previous commit was on its way to disk share the next transaction and its one fsync, and none is answered
+//! before that commit is durable.
 //!
 //! Why it keeps every guarantee of one transaction per write: the writes of a batch run one after the other on
 //! one connection, each seeing the ones before it, exactly as they would have in separate transactions in the
-//! same order; a write that fails is rolled back to its savepoint and answered with its error, leaving the others
-//! alone; and an answer (success or refusal) is only sent once the `COMMIT` holding it has returned, so nothing is
-//! acknowledged that a crash could take back. If the commit itself fails, every write of the batch is answered
-//! with that error and none of them happened.
+//! same order; an answer (success or refusal) is only sent once the `COMMIT` holding it has returned, so nothing
+//! is acknowledged that a crash could take back. If a write of the batch fails (an error, not a refusal, which is
+//! an answer like any other), the whole batch is rolled back and its writes run again one transaction each, in the
+//! same order, from the same state: the failing write fails alone and the others are applied exactly as they would
+//! have been. (Savepoints would isolate a failure without the second run, but SQLite copies every page a
+//! savepoint changes into a statement journal: measured, that cost more than the failures it would save, which
+//! do not happen in normal operation.) If a commit fails, its writes are answered with that error and none of
+//! them happened.
 //!
 //! Why a thread and a synchronous binding: sqlx's SQLite driver sends every statement to its own worker thread and
 //! back (measured 17-22 us a statement here, most of a decision's cost); here a whole batch of decisions costs one
@@ -83,10 +87,10 @@ impl Writer {
     pub(crate) async fn write<T, F>(&self, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let queued = Queued { write: Some(write), result: None, reply };
+        let queued = Queued { write, result: None, reply };
         self.queue.send(Command::Write(Box::new(queued))).await.map_err(|_| writer_stopped())?;
         answer.await.map_err(|_| writer_stopped())?
     }
@@ -110,14 +114,14 @@ impl Writer {
 
 /// A write waiting for its turn, then for its commit.
 trait QueuedWrite: Send {
-    /// Runs the write; true if it succeeded (its changes are to be kept).
+    /// Runs the write (again, if its batch was rolled back); true if it succeeded (its changes are to be kept).
     fn run(&mut self, connection: &Connection) -> bool;
     /// Answers the caller, once the commit's fate is known (`Err` if it failed or never started).
     fn answer(self: Box<Self>, commit: Result<(), &StoreError>);
 }
 
 struct Queued<F, T> {
-    write: Option<F>,
+    write: F,
     result: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
@@ -125,13 +129,10 @@ struct Queued<F, T> {
 impl<F, T> QueuedWrite for Queued<F, T>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
 {
     fn run(&mut self, connection: &Connection) -> bool {
-        let result = match self.write.take() {
-            Some(write) => write(connection),
-            None => Err(StoreError::Inconsistent("a queued write ran twice".to_owned())),
-        };
+        let result = (self.write)(connection);
         let succeeded = result.is_ok();
         self.result = Some(result);
         succeeded
@@ -186,38 +187,61 @@ fn commit_batches(connection: Connection, mut commands: mpsc::Receiver<Command>,
     }
 }
 
-/// One transaction for `batch`, each write in a savepoint of its own when there are several; answers them all.
+/// One transaction for `batch`; if a write fails, the batch again one transaction per write. Answers them all.
 fn commit_batch(connection: &Connection, batch: &mut Vec<Box<dyn QueuedWrite>>) {
-    let outcome = run_batch(connection, batch);
-    if let Err(error) = &outcome {
-        // Whatever is left of the transaction (a failed COMMIT can leave it open); an error here means none is.
-        let _ = execute(connection, "ROLLBACK");
-        tracing::error!(%error, writes = batch.len(), "a ledger commit failed; none of its writes was applied");
-    }
-    for write in batch.drain(..) {
-        write.answer(outcome.as_ref().map(|_| ()));
+    match run_together(connection, batch) {
+        Ok(true) => {
+            for write in batch.drain(..) {
+                write.answer(Ok(()));
+            }
+        }
+        Ok(false) => {
+            // A write failed: nothing of the batch was kept; each write runs again in its own transaction.
+            for mut write in batch.drain(..) {
+                let outcome = run_alone(connection, write.as_mut());
+                write.answer(outcome.as_ref().map(|_| ()));
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, writes = batch.len(), "a ledger commit failed; none of its writes was applied");
+            for write in batch.drain(..) {
+                write.answer(Err(&error));
+            }
+        }
     }
 }
 
-fn run_batch(connection: &Connection, batch: &mut [Box<dyn QueuedWrite>]) -> Result<(), StoreError> {
+/// Runs every write of `batch` in one transaction and commits it if all succeeded (`Ok(true)`); rolls it back
+/// if one failed (`Ok(false)`, the others not run).
+fn run_together(connection: &Connection, batch: &mut [Box<dyn QueuedWrite>]) -> Result<bool, StoreError> {
     execute(connection, "BEGIN IMMEDIATE")?;
-    if let [only] = batch {
-        if only.run(connection) {
-            return execute(connection, "COMMIT");
+    for write in batch.iter_mut() {
+        if !write.run(connection) {
+            rollback(connection);
+            return Ok(false);
         }
-        // Its error is its answer; nothing else was in the transaction. (An error here means SQLite had already
-        // rolled it back.)
-        let _ = execute(connection, "ROLLBACK");
+    }
+    if let Err(error) = execute(connection, "COMMIT") {
+        rollback(connection);
+        return Err(error);
+    }
+    Ok(true)
+}
+
+/// Runs one write in a transaction of its own; its own error, if it fails, is kept in it for its answer.
+fn run_alone(connection: &Connection, write: &mut dyn QueuedWrite) -> Result<(), StoreError> {
+    execute(connection, "BEGIN IMMEDIATE")?;
+    if !write.run(connection) {
+        rollback(connection);
         return Ok(());
     }
-    for write in batch.iter_mut() {
-        execute(connection, "SAVEPOINT queued_write")?;
-        if !write.run(connection) {
-            execute(connection, "ROLLBACK TO queued_write")?;
-        }
-        execute(connection, "RELEASE queued_write")?;
-    }
-    execute(connection, "COMMIT")
+    execute(connection, "COMMIT").inspect_err(|_| rollback(connection))
+}
+
+/// Ends whatever is left of the transaction (a failed statement or COMMIT can leave it open; an error here means
+/// SQLite had already rolled it back).
+fn rollback(connection: &Connection) {
+    let _ = execute(connection, "ROLLBACK");
 }
 
 #[cfg(test)]

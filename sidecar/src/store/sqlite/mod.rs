@@ -152,6 +152,10 @@ fn open_writer(path: &std::path::Path, synchronous: &str) -> Result<rusqlite::Co
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", synchronous)?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
+    // Statement journals (SQLite keeps one for a statement that may have to be undone alone, such as an UPDATE
+    // firing a trigger) in memory, not in a temporary file: with a file, measured, the writer spent a third of its
+    // time in their pwrite calls.
+    connection.pragma_update(None, "temp_store", "MEMORY")?;
     // Every statement of every decision stays prepared.
     connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)
@@ -381,8 +385,10 @@ impl Store for SqliteStore {
 
     async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError> {
         let outbox = self.outbox();
-        let outcome =
-            self.writer.write(move |connection| writes::record_movement(connection, outbox, request, now)).await?;
+        let outcome = self
+            .writer
+            .write(move |connection| writes::record_movement(connection, outbox, request.clone(), now))
+            .await?;
         if matches!(outcome, MovementOutcome::Applied(_)) {
             self.changes_committed();
         }
