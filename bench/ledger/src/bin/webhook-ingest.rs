@@ -240,7 +240,8 @@ async fn main() -> Result<(), BenchError> {
         let median = |value: &dyn Fn(&StoreRun) -> f64| {
             let mut values: Vec<f64> = of_setting.iter().map(|run| value(run)).collect();
             values.sort_by(f64::total_cmp);
-            values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+            // The lower middle value for an even count: the conservative median.
+            values.get(values.len().saturating_sub(1) / 2).copied().unwrap_or(f64::NAN)
         };
         let limit = if synchronous == "full" { durable_limit } else { normal_limit };
         let events_per_second = median(&|run| run.events.per_second);
