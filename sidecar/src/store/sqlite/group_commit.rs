@@ -303,6 +303,71 @@ mod tests {
         assert!(counts.commits < 400, "concurrent writes shared commits: {counts:?}");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn when_a_batch_is_replayed_after_a_failure_each_write_still_sees_the_writes_before_it() {
+        let (writer, reader, _directory) = writer_on_a_fresh_database();
+        // A write that holds the writer thread until released, so that the four writes below queue up behind it,
+        // in order, and make one batch with a failure in it.
+        let (started, running) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holding = writer.clone();
+        let hold = tokio::spawn(async move {
+            holding
+                .write(move |_| {
+                    let _ = started.send(());
+                    let _ = released.recv();
+                    Ok(())
+                })
+                .await
+        });
+        tokio::task::spawn_blocking(move || running.recv()).await.expect("task").expect("the holding write runs");
+
+        let queued = |writer: &Writer| QUEUE - writer.queue.capacity();
+        let mut answers = Vec::new();
+        for value in [1, 0, 7, -1] {
+            let writer_for_task = writer.clone();
+            answers.push(tokio::spawn(async move {
+                match value {
+                    // Inserts one more than the highest value so far: it must see the writes before it.
+                    0 => {
+                        writer_for_task
+                            .write(|connection| {
+                                let highest: i64 =
+                                    connection.query_row("SELECT MAX(value) FROM rows", [], |row| row.get(0))?;
+                                connection.execute("INSERT INTO rows (value) VALUES (?1)", [highest + 100])?;
+                                Ok(highest + 100)
+                            })
+                            .await
+                    }
+                    -1 => {
+                        writer_for_task
+                            .write(|connection| {
+                                Ok(connection.query_row("SELECT COUNT(*) FROM rows", [], |row| row.get(0))?)
+                            })
+                            .await
+                    }
+                    value => insert(&writer_for_task, value).await,
+                }
+            }));
+            let before = answers.len();
+            while queued(&writer) < before {
+                tokio::task::yield_now().await;
+            }
+        }
+        release.send(()).expect("release the writer");
+        assert!(hold.await.expect("task").is_ok());
+        let mut results = Vec::new();
+        for answer in answers {
+            results.push(answer.await.expect("task"));
+        }
+        assert_eq!(results[0].as_ref().expect("first"), &1);
+        assert_eq!(results[1].as_ref().expect("second saw the first"), &101);
+        assert!(results[2].is_err(), "the third fails");
+        assert_eq!(results[3].as_ref().expect("count"), &2, "the failed write left nothing behind");
+        assert_eq!(stored(&reader), vec![1, 101]);
+        assert_eq!(writer.counts(), WriterCounts { writes: 5, commits: 2 }, "the four writes made one batch");
+    }
+
     #[tokio::test]
     async fn a_lone_failing_write_is_rolled_back_and_the_writer_carries_on() {
         let (writer, reader, _directory) = writer_on_a_fresh_database();
