@@ -1,7 +1,7 @@
 //! The ledger in an embedded SQLite database (WAL, synchronous=FULL by default). All writes go through one
 //! connection, each decision run whole before the next begins, so a check and the write it allows can never
 //! interleave with another decision; decisions that queue up meanwhile share one durable commit (group commit,
-//! see [`super::group_commit`]). Reads use a pool of read-only connections.
+//! see [`group_commit`]). Reads use a pool of read-only connections.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
