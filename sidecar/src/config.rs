@@ -17,8 +17,12 @@ pub const CONFIG_FILE_VAR: &str = "STOCK_SIDECAR_CONFIG";
 pub struct Config {
     /// Where `serve` listens (`LISTEN_ADDR`, default 127.0.0.1:4242).
     pub listen_addr: SocketAddr,
-    /// The ledger's database (`DATABASE_URL`, default `sqlite://payload-stock.db`).
-    pub database_url: String,
+    /// The ledger's database (`DATABASE_URL`, default `sqlite://payload-stock.db`): an embedded SQLite file, or a
+    /// PostgreSQL server (`postgres://user:password@host:5432/database`) that several sidecars share.
+    pub database_url: DatabaseUrl,
+    /// Connections each sidecar opens to PostgreSQL at most (`DATABASE_MAX_CONNECTIONS`, default 10); unused with
+    /// SQLite, which writes through one connection.
+    pub database_max_connections: u32,
     /// When a commit counts as done (`SQLITE_SYNCHRONOUS`, default `full`): `full` waits for the disk on every
     /// commit, so an answered request survives a power loss; `normal` survives a crash of the process but may lose
     /// the last commits on power loss (see RELIABILITY.md). Group commit shares one wait among concurrent writes.
@@ -55,6 +59,55 @@ pub struct Config {
     pub payload: Option<PayloadConfig>,
 }
 
+/// The ledger's database URL. Its password, if any, never prints: `Display` and `Debug` show `****` instead.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL as given, password included: for connecting, never for printing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// PostgreSQL (`postgres://` or `postgresql://`); otherwise SQLite.
+    pub fn is_postgres(&self) -> bool {
+        self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        DatabaseUrl(url)
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(url: &str) -> Self {
+        DatabaseUrl(url.to_owned())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    /// The URL with the password of `scheme://user:password@host` replaced by `****`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = &self.0;
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return f.write_str(url);
+        };
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        match rest[..authority_end].rfind('@').and_then(|at| rest[..at].find(':').map(|colon| (colon, at))) {
+            Some((colon, at)) => write!(f, "{scheme}://{}:****{}", &rest[..colon], &rest[at..]),
+            None => f.write_str(url),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
 /// SQLite's `synchronous` setting for the ledger (WAL mode either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqliteDurability {
@@ -83,13 +136,18 @@ pub struct PayloadConfig {
     /// How long a movement entered in Payload waits for Payload to save its own document before the outbox creates
     /// it (`PROJECTION_PAYLOAD_SAVE_GRACE_SECONDS`, default 30).
     pub payload_save_grace: Duration,
+    /// How long a sidecar's claim on a lane of the outbox lasts (`PROJECTION_LEASE_SECONDS`, default 30). Several
+    /// sidecars on one PostgreSQL each deliver only the lanes they claimed; a sidecar that dies leaves its lanes to
+    /// the others once its claims lapse. A delivery stops taking new rows of a lane at half the lease.
+    pub delivery_lease: Duration,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 4242)),
-            database_url: "sqlite://payload-stock.db".to_owned(),
+            database_url: DatabaseUrl("sqlite://payload-stock.db".to_owned()),
+            database_max_connections: 10,
             sqlite_synchronous: SqliteDurability::Full,
             api_token: None,
             admin_token: None,
@@ -131,13 +189,21 @@ impl Config {
             }
         }
         if let Some(text) = value("DATABASE_URL") {
-            if text.starts_with("sqlite:") {
-                config.database_url = text.to_owned();
+            let url = DatabaseUrl(text.to_owned());
+            if text.starts_with("sqlite:") || url.is_postgres() {
+                config.database_url = url;
             } else {
                 problems.push(format!(
-                    "DATABASE_URL: {:?} is not supported; use sqlite://path/to/file.db",
+                    "DATABASE_URL: {:?} is not supported; use sqlite://path/to/file.db or \
+                     postgres://user:password@host:5432/database",
                     text.split(':').next().unwrap_or(text)
                 ));
+            }
+        }
+        if let Some(text) = value("DATABASE_MAX_CONNECTIONS") {
+            match text.parse::<u32>() {
+                Ok(count) if (2..=1000).contains(&count) => config.database_max_connections = count,
+                _ => problems.push(format!("DATABASE_MAX_CONNECTIONS: {text:?} is not a whole number from 2 to 1000")),
             }
         }
         if let Some(text) = value("SQLITE_SYNCHRONOUS") {
@@ -269,6 +335,13 @@ fn payload_settings<'a>(value: &dyn Fn(&str) -> Option<&'a str>, problems: &mut 
                 .push(format!("PROJECTION_PAYLOAD_SAVE_GRACE_SECONDS: {text:?} is not a whole number from 0 to 3600")),
         }
     }
+    let mut delivery_lease = Duration::from_secs(30);
+    if let Some(text) = value("PROJECTION_LEASE_SECONDS") {
+        match text.parse::<u64>() {
+            Ok(seconds) if (2..=3600).contains(&seconds) => delivery_lease = Duration::from_secs(seconds),
+            _ => problems.push(format!("PROJECTION_LEASE_SECONDS: {text:?} is not a whole number from 2 to 3600")),
+        }
+    }
     (problems.len() == before).then(|| PayloadConfig {
         url: url.trim_end_matches('/').to_owned(),
         api_key: Secret(api_key.to_owned()),
@@ -278,6 +351,7 @@ fn payload_settings<'a>(value: &dyn Fn(&str) -> Option<&'a str>, problems: &mut 
         reservations_slug,
         retry_max,
         payload_save_grace,
+        delivery_lease,
     })
 }
 
@@ -350,7 +424,7 @@ mod tests {
     fn the_defaults_need_no_setting() {
         let config = Config::from_settings(&BTreeMap::new()).expect("defaults are valid");
         assert_eq!(config.listen_addr.to_string(), "127.0.0.1:4242");
-        assert_eq!(config.database_url, "sqlite://payload-stock.db");
+        assert_eq!(config.database_url.expose(), "sqlite://payload-stock.db");
         assert_eq!(config.cleanup_interval, Some(Duration::from_secs(60)));
         assert!(config.api_token.is_none() && config.admin_token.is_none());
     }
@@ -409,6 +483,23 @@ mod tests {
         assert_eq!(normal.sqlite_synchronous, SqliteDurability::Normal);
         let error = Config::from_settings(&settings(&[("SQLITE_SYNCHRONOUS", "off")])).expect_err("off is refused");
         assert!(error.to_string().contains("SQLITE_SYNCHRONOUS"), "{error}");
+    }
+
+    #[test]
+    fn postgres_is_chosen_by_its_url_whose_password_never_prints() {
+        let config = Config::from_settings(&settings(&[(
+            "DATABASE_URL",
+            "postgres://stock:s3cret-pass@db.internal:5432/shop?sslmode=disable",
+        )]))
+        .expect("valid");
+        assert!(config.database_url.is_postgres());
+        assert_eq!(config.database_url.to_string(), "postgres://stock:****@db.internal:5432/shop?sslmode=disable");
+        assert!(!format!("{config:?}").contains("s3cret-pass"));
+        assert!(config.database_url.expose().contains("s3cret-pass"));
+        let without_password = DatabaseUrl::from("postgresql://127.0.0.1/test");
+        assert!(without_password.is_postgres());
+        assert_eq!(without_password.to_string(), "postgresql://127.0.0.1/test");
+        assert!(!DatabaseUrl::from("sqlite://ledger.db").is_postgres());
     }
 
     #[test]

@@ -36,7 +36,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::limits::Limits;
 use crate::projection::Projector;
-use crate::store::{ProjectionSettings, SqliteStore, Store, StoreError};
+use crate::store::{PostgresStore, ProjectionSettings, SqliteStore, Store, StoreError};
 use crate::stripe_api::{CheckoutCanceller, StripeCanceller};
 
 /// Request bodies above this are refused with 413: a cart or a Stripe event is a few kilobytes.
@@ -106,19 +106,30 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Opens the store named by the configuration; with Payload configured, ledger changes are also queued for the
-/// projection, which the returned `Notify` wakes.
-pub async fn open_store(config: &Config) -> Result<(SqliteStore, Option<Arc<Notify>>), StoreError> {
-    let store = SqliteStore::open(&config.database_url, config.sqlite_synchronous).await?;
-    Ok(match &config.payload {
-        Some(payload) => {
-            let wakeup = Arc::new(Notify::new());
-            let settings =
-                ProjectionSettings { wakeup: wakeup.clone(), payload_save_grace: payload.payload_save_grace };
-            (store.with_projection(settings), Some(wakeup))
-        }
-        None => (store, None),
-    })
+/// Opens the store named by the configuration (PostgreSQL for a `postgres://` URL, SQLite otherwise); with
+/// Payload configured, ledger changes are also queued for the projection, which the returned `Notify` wakes.
+pub async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Option<Arc<Notify>>), StoreError> {
+    let wakeup = config.payload.as_ref().map(|_| Arc::new(Notify::new()));
+    let settings = config
+        .payload
+        .as_ref()
+        .zip(wakeup.clone())
+        .map(|(payload, wakeup)| ProjectionSettings { wakeup, payload_save_grace: payload.payload_save_grace });
+    let url = config.database_url.expose();
+    let store: Arc<dyn Store> = if config.database_url.is_postgres() {
+        let store = PostgresStore::connect(url, config.database_max_connections).await?;
+        Arc::new(match settings {
+            Some(settings) => store.with_projection(settings),
+            None => store,
+        })
+    } else {
+        let store = SqliteStore::open(url, config.sqlite_synchronous).await?;
+        Arc::new(match settings {
+            Some(settings) => store.with_projection(settings),
+            None => store,
+        })
+    };
+    Ok((store, wakeup))
 }
 
 /// Everything `serve` and the commands run on, opened from the configuration.
@@ -126,7 +137,7 @@ pub async fn open_store(config: &Config) -> Result<(SqliteStore, Option<Arc<Noti
 pub struct Opened {
     pub state: AppState,
     /// Kept to close the database at the end.
-    pub store: SqliteStore,
+    pub store: Arc<dyn Store>,
     /// The projection into Payload and what wakes it; `None` without PAYLOAD_URL.
     pub projection: Option<(Projector, Arc<Notify>)>,
 }
@@ -141,7 +152,7 @@ pub async fn open_state(config: Config, clock: Arc<dyn Clock>) -> Result<Opened,
         None => None,
     };
     let (store, wakeup) = open_store(&config).await?;
-    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let shared = store.clone();
     let projection = match (&config.payload, wakeup) {
         (Some(payload), Some(wakeup)) => {
             let projector =
@@ -200,13 +211,17 @@ pub async fn run_with_clock(
 
     let address = listener.local_addr()?;
     let (database, synchronous) = (&state.config.database_url, state.config.sqlite_synchronous);
-    if synchronous == crate::config::SqliteDurability::Normal {
+    if synchronous == crate::config::SqliteDurability::Normal && !database.is_postgres() {
         tracing::warn!(
             "SQLITE_SYNCHRONOUS=normal: a power loss can take back the last changes already answered (a Stripe event \
              answered 200 would be forgotten); a crash of this process cannot"
         );
     }
-    tracing::info!(%address, %database, ?synchronous, "stock-sidecar listening");
+    if database.is_postgres() {
+        tracing::info!(%address, %database, "stock-sidecar listening (ledger in PostgreSQL)");
+    } else {
+        tracing::info!(%address, %database, ?synchronous, "stock-sidecar listening");
+    }
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
 
     let _ = stop_background.send(true);

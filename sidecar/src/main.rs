@@ -9,7 +9,6 @@ use stock_sidecar::cleanup::release_expired_now;
 use stock_sidecar::clock::{Clock, SystemClock};
 use stock_sidecar::config::Config;
 use stock_sidecar::projection::Projector;
-use stock_sidecar::store::SqliteStore;
 use stock_sidecar::store::Store;
 use stock_sidecar::{Opened, install_crypto_provider, open_state, open_store, run};
 use tracing_subscriber::EnvFilter;
@@ -128,7 +127,7 @@ async fn stats(config: Config) -> Result<(), String> {
 }
 
 /// The projector of a command that talks to Payload, or why there is none.
-async fn open_projector(config: Config) -> Result<(Projector, SqliteStore), String> {
+async fn open_projector(config: Config) -> Result<(Projector, Arc<dyn Store>), String> {
     if config.payload.is_none() {
         return Err("PAYLOAD_URL (and PAYLOAD_API_KEY) must be set: this command talks to Payload".to_owned());
     }

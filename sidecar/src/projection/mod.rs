@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
 use crate::config::PayloadConfig;
-use crate::store::{OutboxEntry, OutboxTopic, SizeRecord, Store, StoreError};
+use crate::store::{LaneClaim, OutboxEntry, OutboxTopic, SizeRecord, Store, StoreError};
 use payload::{Created, PayloadClient, PayloadError};
 
 /// Lanes delivered at the same time.
@@ -49,6 +49,22 @@ pub struct Projector {
     pub config: PayloadConfig,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
+    /// Names this process in its claims on outbox lanes: several sidecars on one ledger each deliver only the lanes
+    /// they claimed.
+    pub owner: Arc<str>,
+}
+
+/// A name for this process's claims, unique among the sidecars sharing a ledger: host, process id and the instant
+/// the projector started.
+fn claim_owner() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("{host}:{}:{started}", std::process::id())
 }
 
 impl std::fmt::Debug for Projector {
@@ -118,7 +134,7 @@ pub fn figures(record: &SizeRecord) -> [(&'static str, Value); 5] {
 
 impl Projector {
     pub fn new(config: PayloadConfig, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Self, String> {
-        Ok(Projector { client: PayloadClient::new(&config)?, config, store, clock })
+        Ok(Projector { client: PayloadClient::new(&config)?, config, store, clock, owner: claim_owner().into() })
     }
 
     /// Delivers one outbox row.
@@ -218,9 +234,28 @@ impl Projector {
         Ok(())
     }
 
-    /// Delivers one lane's rows in order, stopping at the first failure (the lane then waits for its retry).
+    /// Delivers one lane's rows in order if this process can claim the lane, stopping at the first failure (the
+    /// lane then waits for its retry) or once half the claim's lease has passed (the rest goes in the next pass,
+    /// well before another process could take the lane over).
     async fn deliver_lane(&self, lane: &str) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let lease = millis(self.config.delivery_lease);
+        let claim = LaneClaim { owner: self.owner.to_string(), until: now.checked_add_millis(lease).unwrap_or(now) };
+        if !self.store.claim_lane(lane, &claim, now).await? {
+            tracing::debug!(lane = %lane, "lane claimed by another sidecar; skipped");
+            return Ok(());
+        }
+        let delivered = self.deliver_claimed_lane(lane, now.checked_add_millis(lease / 2).unwrap_or(now)).await;
+        let released = self.store.release_lane(lane, &self.owner).await;
+        delivered.and(released)
+    }
+
+    async fn deliver_claimed_lane(&self, lane: &str, stop_at: Timestamp) -> Result<(), StoreError> {
         for entry in self.store.lane_entries(lane, LANE_BATCH).await? {
+            if self.clock.now() >= stop_at {
+                tracing::info!(lane = %lane, "half the lane's lease has passed; the rest goes in the next pass");
+                return Ok(());
+            }
             match self.deliver(&entry).await {
                 Ok(()) => {
                     if entry.attempts > 0 {

@@ -259,6 +259,7 @@ mod tests {
             reservations_slug: "stock-reservations".to_owned(),
             retry_max: std::time::Duration::from_secs(1),
             payload_save_grace: std::time::Duration::from_secs(1),
+            delivery_lease: std::time::Duration::from_secs(30),
         }
     }
 

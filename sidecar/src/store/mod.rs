@@ -2,17 +2,41 @@
 //! The rules themselves (availability, cart checks, movement arithmetic, the reservation state machine) come from
 //! stock-core; a store only makes each decision atomic.
 
+mod columns;
+mod postgres;
 mod sqlite;
 
-pub use sqlite::{ProjectionSettings, SqliteStore, WriterCounts};
+pub use postgres::PostgresStore;
+pub use sqlite::{SqliteStore, WriterCounts};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use stock_core::{
     CartLine, CartValidation, MovementError, MovementType, Quantity, ReservationStatus, ReservationTtl, SignedQuantity,
     StockLevel, StockMovement, Timestamp,
 };
+
+/// How a store queues ledger changes for Payload.
+#[derive(Debug, Clone)]
+pub struct ProjectionSettings {
+    /// Woken whenever a transaction that queued changes commits.
+    pub wakeup: Arc<tokio::sync::Notify>,
+    /// How long the outbox waits before creating the Payload document of a movement that Payload's
+    /// stock-movements hook asked for: the hook saves that document itself right after the sidecar answers, so
+    /// the outbox only fills in for a save that failed, and otherwise finds the document there (unique
+    /// idempotencyKey).
+    pub payload_save_grace: Duration,
+}
+
+/// A claim on a lane of the outbox: who holds it and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneClaim {
+    /// Names one process (host, process id, start time): a claim is never shared between processes.
+    pub owner: String,
+    pub until: Timestamp,
+}
 
 /// One size of a reservation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,7 +296,7 @@ pub struct ReservationSummary {
 
 /// The ledger. Every method is atomic: it is applied whole or not at all.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Reserves every line of the cart for `ttl`, or nothing.
     async fn reserve(
         &self,
@@ -338,7 +362,8 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<ImportOutcome, StoreError>;
 
-    /// Up to `limit` lanes whose rows are all due at `now`, the lane with the oldest row first.
+    /// Up to `limit` lanes whose rows are all due at `now` and that nobody has claimed past `now`, the lane with
+    /// the oldest row first.
     async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError>;
 
     /// Up to `limit` rows of a lane, in delivery order.
@@ -349,13 +374,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records a failed delivery; the entry's whole lane waits until `retry_at`.
     async fn outbox_failed(&self, entry: &OutboxEntry, error: &str, retry_at: Timestamp) -> Result<(), StoreError>;
+
+    /// Claims `lane` for `claim.owner` until `claim.until`, unless another owner's claim runs past `now`;
+    /// whether the owner holds the lane now. Each lane is delivered by one process at a time, however many
+    /// sidecars share the ledger; a claim that lapses (its process died) is taken over.
+    async fn claim_lane(&self, lane: &str, claim: &LaneClaim, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Gives up `owner`'s claim on `lane`.
+    async fn release_lane(&self, lane: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// Finishes what is queued and closes every connection.
+    async fn close(&self);
 }
 
 /// A failure of the store itself (not a refused request).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Another process (a `stock-sidecar` command, a backup) held the database's write lock for longer than the
-    /// sidecar waits for it (SQLite's busy handler retries for 5 s). Transient: the request can be retried.
+    /// sidecar waits for it (SQLite's busy handler retries for 5 s), or PostgreSQL kept aborting the decision as
+    /// a deadlock or a serialization failure after its retries. Transient: the request can be retried.
     #[error("the ledger is locked by another process: {0}")]
     Busy(Arc<dyn std::error::Error + Send + Sync>),
     #[error("database error: {0}")]
@@ -373,8 +410,11 @@ fn is_busy(code: i32) -> bool {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        let code =
-            error.as_database_error().and_then(|database| database.code()).and_then(|code| code.parse::<i32>().ok());
+        let code = error
+            .as_database_error()
+            .and_then(|database| database.try_downcast_ref::<sqlx::sqlite::SqliteError>())
+            .and_then(sqlx::error::DatabaseError::code)
+            .and_then(|code| code.parse::<i32>().ok());
         match code {
             Some(code) if is_busy(code) => StoreError::Busy(Arc::new(error)),
             _ => StoreError::Database(Arc::new(error)),

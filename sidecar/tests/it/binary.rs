@@ -5,21 +5,32 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::helpers::TestDatabase;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_stock-sidecar");
 
-fn sidecar(directory: &tempfile::TempDir) -> Command {
+fn sidecar(database: &TestDatabase) -> Command {
+    sidecar_on(&database.url)
+}
+
+fn sidecar_on(database_url: &str) -> Command {
     let mut command = Command::new(BINARY);
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", format!("sqlite://{}", directory.path().join("ledger.db").display()))
+        .env("DATABASE_URL", database_url)
         .env("RUST_LOG", "info");
     command
 }
 
+/// A fresh database for a test that is not async.
+fn database() -> TestDatabase {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(TestDatabase::new())
+}
+
 #[test]
 fn stats_and_cleanup_print_what_they_found() {
-    let directory = tempfile::tempdir().expect("temp dir");
+    let directory = database();
     let stats = sidecar(&directory).arg("stats").output().expect("runs");
     assert!(stats.status.success(), "{stats:?}");
     let text = String::from_utf8_lossy(&stats.stdout);
@@ -34,7 +45,7 @@ fn stats_and_cleanup_print_what_they_found() {
 
 #[test]
 fn a_bad_configuration_stops_the_sidecar_with_every_problem_listed() {
-    let directory = tempfile::tempdir().expect("temp dir");
+    let directory = database();
     let output = sidecar(&directory)
         .env("LISTEN_ADDR", "nowhere")
         .env("ADMIN_API_TOKEN", "short")
@@ -52,7 +63,7 @@ fn a_bad_configuration_stops_the_sidecar_with_every_problem_listed() {
 
 #[test]
 fn serve_stops_gracefully_on_sigterm() {
-    let directory = tempfile::tempdir().expect("temp dir");
+    let directory = database();
     let mut child = sidecar(&directory)
         .env("LISTEN_ADDR", "127.0.0.1:0")
         .env("NO_COLOR", "1")
@@ -86,10 +97,16 @@ async fn no_secret_reaches_the_logs_even_at_debug_level() {
     const ADMIN: &str = "admin-token-never-logged-0123456789";
     const WEBHOOK: &str = "whsec_webhook_secret_never_logged_0123456789";
     const PAYLOAD_KEY: &str = "payload-key-never-logged-0123456789";
-    let directory = tempfile::tempdir().expect("temp dir");
+    const DATABASE_PASSWORD: &str = "database-password-never-logged-0123";
+    let database = TestDatabase::new().await;
+    // On PostgreSQL the URL carries a password too (trust authentication accepts it unasked).
+    let database_url = match database.url.strip_prefix("postgres://postgres@") {
+        Some(rest) => format!("postgres://postgres:{DATABASE_PASSWORD}@{rest}"),
+        None => database.url.clone(),
+    };
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("address").port();
     let base = format!("http://127.0.0.1:{port}");
-    let child = tokio::process::Command::from(sidecar(&directory))
+    let child = tokio::process::Command::from(sidecar_on(&database_url))
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "debug")
         .env("NO_COLOR", "1")
@@ -148,7 +165,7 @@ async fn no_secret_reaches_the_logs_even_at_debug_level() {
     let logs = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(logs.contains("delivery to Payload failed"), "the logs say what failed: {logs}");
     assert!(logs.contains("Stripe webhook refused"), "{logs}");
-    for secret in [API, ADMIN, WEBHOOK, PAYLOAD_KEY] {
+    for secret in [API, ADMIN, WEBHOOK, PAYLOAD_KEY, DATABASE_PASSWORD] {
         assert!(!logs.contains(secret), "a secret reached the logs: {secret}");
     }
 }

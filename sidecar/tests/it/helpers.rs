@@ -16,6 +16,93 @@ pub(crate) const WEBHOOK_SECRET: &str = "whsec_test_secret_for_the_sidecar_tests
 /// Every test starts at this instant.
 pub(crate) const START: &str = "2026-11-24T10:00:00.000Z";
 
+/// The environment variable that runs the suite on PostgreSQL: the URL of a server whose user may create schemas
+/// (`postgres://postgres@127.0.0.1:5432/test`; scripts/test.sh sets it for the suite's second run). Unset, every
+/// test gets a fresh SQLite file.
+pub(crate) const POSTGRES_VAR: &str = "STOCK_TEST_DATABASE";
+
+/// The PostgreSQL server the suite runs on, if it runs on PostgreSQL.
+pub(crate) fn postgres_server() -> Option<String> {
+    std::env::var(POSTGRES_VAR).ok().filter(|url| url.starts_with("postgres"))
+}
+
+/// The ledger database of one test: a fresh SQLite file in a temporary directory, or a fresh schema on the
+/// PostgreSQL server of [`POSTGRES_VAR`]; deleted when dropped.
+pub(crate) struct TestDatabase {
+    /// What DATABASE_URL the sidecar gets.
+    pub(crate) url: String,
+    place: Place,
+}
+
+enum Place {
+    Sqlite(#[allow(dead_code)] TempDir),
+    Postgres { server: String, schema: String },
+}
+
+impl TestDatabase {
+    pub(crate) async fn new() -> TestDatabase {
+        match postgres_server() {
+            None => {
+                let directory = tempfile::tempdir().expect("temporary directory");
+                let url = format!("sqlite://{}", directory.path().join("ledger.db").display());
+                TestDatabase { url, place: Place::Sqlite(directory) }
+            }
+            Some(server) => {
+                use sqlx::Connection;
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+                let schema = format!(
+                    "stock_test_{}_{}_{}",
+                    std::process::id(),
+                    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    started.subsec_nanos()
+                );
+                let reachable = sqlx::PgConnection::connect(&server).await;
+                let mut connection = reachable.expect(
+                    "STOCK_TEST_DATABASE names a PostgreSQL server that cannot be reached (scripts/test.sh starts \
+                     the local one)",
+                );
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&mut connection)
+                    .await
+                    .expect("create the test's schema");
+                let _ = connection.close().await;
+                let separator = if server.contains('?') { '&' } else { '?' };
+                let url = format!("{server}{separator}options[search_path]={schema}");
+                TestDatabase { url, place: Place::Postgres { server, schema } }
+            }
+        }
+    }
+
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self.place, Place::Postgres { .. })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Place::Postgres { server, schema } = &self.place else {
+            return;
+        };
+        let (server, schema) = (server.clone(), schema.clone());
+        // Dropped inside the test's runtime, which cannot be blocked on: the schema goes from a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            use sqlx::Connection;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let mut connection = sqlx::PgConnection::connect(&server).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+                    .execute(&mut connection)
+                    .await?;
+                connection.close().await
+            })
+        });
+        if let Ok(Err(error)) = dropped.join() {
+            eprintln!("could not drop the test schema: {error}");
+        }
+    }
+}
+
 /// A running sidecar; stopped and its database deleted when dropped.
 pub(crate) struct TestApp {
     pub(crate) address: String,
@@ -24,7 +111,7 @@ pub(crate) struct TestApp {
     pub(crate) client: reqwest::Client,
     pub(crate) clock: ManualClock,
     shutdown: Option<oneshot::Sender<()>>,
-    _directory: TempDir,
+    pub(crate) database: TestDatabase,
 }
 
 impl Drop for TestApp {
@@ -42,9 +129,9 @@ pub(crate) async fn spawn_app() -> TestApp {
 
 /// A sidecar whose configuration `adjust` may change first.
 pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let directory = tempfile::tempdir().expect("temporary directory");
+    let database = TestDatabase::new().await;
     let mut config = Config {
-        database_url: format!("sqlite://{}", directory.path().join("ledger.db").display()),
+        database_url: database.url.as_str().into(),
         api_token: Some(Secret::new(API_TOKEN)),
         admin_token: Some(Secret::new(ADMIN_TOKEN)),
         stripe_webhook_secrets: vec![Secret::new(WEBHOOK_SECRET)],
@@ -52,7 +139,7 @@ pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp 
         ..Config::default()
     };
     adjust(&mut config);
-    let database_url = config.database_url.clone();
+    let database_url = config.database_url.expose().to_owned();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
     let address = format!("http://{}", listener.local_addr().expect("bound address"));
     let clock = ManualClock::new(Timestamp::parse_rfc3339(START).expect("valid start"));
@@ -75,7 +162,7 @@ pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp 
         },
         clock,
         shutdown: Some(shutdown),
-        _directory: directory,
+        database,
     }
 }
 
@@ -168,5 +255,26 @@ impl TestApp {
     pub(crate) fn clock_seconds(&self) -> i64 {
         use stock_sidecar::clock::Clock;
         self.clock.now().unix_millis() / 1000
+    }
+}
+
+/// The store on `database` itself, without a server; queuing changes for Payload when `projection` is given.
+pub(crate) async fn open_store(
+    database: &TestDatabase,
+    projection: Option<stock_sidecar::store::ProjectionSettings>,
+) -> Arc<dyn stock_sidecar::store::Store> {
+    use stock_sidecar::store::{PostgresStore, SqliteStore};
+    if database.is_postgres() {
+        let store = PostgresStore::connect(&database.url, 4).await.expect("store opens");
+        Arc::new(match projection {
+            Some(settings) => store.with_projection(settings),
+            None => store,
+        })
+    } else {
+        let store = SqliteStore::connect(&database.url).await.expect("store opens");
+        Arc::new(match projection {
+            Some(settings) => store.with_projection(settings),
+            None => store,
+        })
     }
 }

@@ -10,6 +10,7 @@ mod helpers;
 mod limits;
 mod movements;
 mod outbox;
+mod replicas;
 mod reservations;
 mod stripe_cancel;
 mod webhooks;

@@ -288,14 +288,22 @@ async fn a_ledger_locked_by_another_process_answers_503_so_that_stripe_retries_a
     reserve_one(&app, "pi_3Retried", 2).await;
     let payload = stripe_event("payment_intent.succeeded", "evt_retried", "pi_3Retried");
 
-    // Another process holds SQLite's write lock longer than the sidecar waits for it (5 s).
-    let mut blocker = sqlx::SqliteConnection::connect(&app.database_url).await.expect("second connection");
-    sqlx::query("BEGIN EXCLUSIVE").execute(&mut blocker).await.expect("lock taken");
-    let failed = app.send_event(&payload).await;
-    let status = failed.status().as_u16();
-    let retry_after = failed.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_owned);
-    let body: Value = failed.json().await.expect("JSON error body");
-    sqlx::query("ROLLBACK").execute(&mut blocker).await.expect("lock released");
+    // Another process holds the ledger's lock longer than the sidecar waits for it (5 s): SQLite's write lock, or
+    // on PostgreSQL an exclusive lock on the table of Stripe events.
+    let (status, retry_after, body) = if app.database.is_postgres() {
+        let mut blocker = sqlx::PgConnection::connect(&app.database_url).await.expect("second connection");
+        sqlx::query("BEGIN").execute(&mut blocker).await.expect("transaction");
+        sqlx::query("LOCK TABLE stripe_events IN ACCESS EXCLUSIVE MODE").execute(&mut blocker).await.expect("lock");
+        let answer = answer_of(app.send_event(&payload).await).await;
+        sqlx::query("ROLLBACK").execute(&mut blocker).await.expect("lock released");
+        answer
+    } else {
+        let mut blocker = sqlx::SqliteConnection::connect(&app.database_url).await.expect("second connection");
+        sqlx::query("BEGIN EXCLUSIVE").execute(&mut blocker).await.expect("lock taken");
+        let answer = answer_of(app.send_event(&payload).await).await;
+        sqlx::query("ROLLBACK").execute(&mut blocker).await.expect("lock released");
+        answer
+    };
     assert_eq!(status, 503);
     assert_eq!(body["error"], "ledger_busy");
     assert_eq!(retry_after.as_deref(), Some("1"));
@@ -304,4 +312,11 @@ async fn a_ledger_locked_by_another_process_answers_503_so_that_stripe_retries_a
     let retried = body_of(app.send_event(&payload).await, 200).await;
     assert_eq!((retried["duplicate"].clone(), retried["outcome"].clone()), (json!(false), json!("committed")));
     assert_eq!(figures(&app).await, (3, 0));
+}
+
+/// A response's status, Retry-After header and JSON body.
+async fn answer_of(response: reqwest::Response) -> (u16, Option<String>, Value) {
+    let status = response.status().as_u16();
+    let retry_after = response.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_owned);
+    (status, retry_after, response.json().await.expect("JSON error body"))
 }

@@ -3,7 +3,6 @@
 //! interleave with another decision; decisions that queue up meanwhile share one durable commit (group commit,
 //! see [`group_commit`]). Reads use a pool of read-only connections.
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,16 +10,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection};
-use stock_core::{
-    CartLine, MovementDetails, MovementType, Quantity, Reservation, ReservationStatus, ReservationTtl, SignedQuantity,
-    StockLevel, StockMovement, Timestamp,
-};
+use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 use tokio::sync::Notify;
 
+use super::columns::{
+    MovementColumns, level, movement_columns, movement_from_columns, reservation_from_rows, timestamp,
+};
 use super::{
-    EventOutcome, ImportOutcome, Monitoring, MovementOutcome, MovementRecord, MovementRequest, OutboxEntry,
-    OutboxStatus, OutboxTopic, ReleaseOutcome, ReservationRecord, ReservationSummary, ReserveOutcome, ReservedItem,
-    SizeRecord, Store, StoreError, StripeAction, StripeEventRecord,
+    EventOutcome, ImportOutcome, LaneClaim, Monitoring, MovementOutcome, MovementRecord, MovementRequest, OutboxEntry,
+    OutboxStatus, OutboxTopic, ProjectionSettings, ReleaseOutcome, ReservationRecord, ReservationSummary,
+    ReserveOutcome, SizeRecord, Store, StoreError, StripeAction, StripeEventRecord,
 };
 use crate::config::SqliteDurability;
 
@@ -36,27 +35,12 @@ const READERS: u32 = 4;
 const RESERVED_UNITS: &str = "s.held_units - COALESCE((SELECT SUM(ri.quantity) FROM reservation_items ri \
     WHERE ri.product = s.product AND ri.size = s.size AND ri.holds_until > 0 AND ri.holds_until <= ?2), 0)";
 
-/// Until when a reservation in `status`, expiring at `expires_at`, holds its units: what
-/// `Reservation::holds_units` says, as a column the availability query can compare with now.
-fn holds_until(status: ReservationStatus, expires_at: Timestamp) -> i64 {
-    match status {
-        ReservationStatus::Active => expires_at.unix_millis(),
-        ReservationStatus::Processing => i64::MAX,
-        _ => 0,
-    }
-}
-
 /// Outbox rows of movements whose Payload document the stock-movements hook is saving itself, still in their grace
 /// period (never attempted, not yet due): expected to be there, not a backlog. `?1` is now.
 macro_rules! awaiting_payload_save {
     () => {
         "(lane LIKE 'movement:%' AND attempts = 0 AND next_attempt_at > ?1)"
     };
-}
-
-/// The lane of a product's changes: its sizes and its movements reach Payload in the order they were made.
-pub(crate) fn product_lane(product: &str) -> String {
-    format!("product:{product}")
 }
 
 /// The embedded SQLite ledger.
@@ -75,18 +59,6 @@ struct Projection {
     /// Woken when a transaction that queued changes commits.
     wakeup: Arc<Notify>,
     grace_millis: i64,
-}
-
-/// How the store queues ledger changes for Payload.
-#[derive(Debug, Clone)]
-pub struct ProjectionSettings {
-    /// Woken whenever a transaction that queued changes commits.
-    pub wakeup: Arc<Notify>,
-    /// How long the outbox waits before creating the Payload document of a movement that Payload's
-    /// stock-movements hook asked for: the hook saves that document itself right after the sidecar answers, so
-    /// the outbox only fills in for a save that failed, and otherwise finds the document there (unique
-    /// idempotencyKey).
-    pub payload_save_grace: Duration,
 }
 
 impl SqliteStore {
@@ -137,12 +109,6 @@ impl SqliteStore {
             projection.wakeup.notify_one();
         }
     }
-
-    /// Closes every connection (the WAL is checkpointed when the last one closes).
-    pub async fn close(&self) {
-        self.writer.close().await;
-        self.readers.close().await;
-    }
 }
 
 /// The writer connection: the same file, pragmas set as the readers' are (WAL was set by the migrations' pool).
@@ -161,36 +127,16 @@ fn open_writer(path: &std::path::Path, synchronous: &str) -> Result<rusqlite::Co
     Ok(connection)
 }
 
-fn quantity(value: i64, what: &str) -> Result<Quantity, StoreError> {
-    u32::try_from(value)
-        .ok()
-        .and_then(|units| Quantity::new(units).ok())
-        .ok_or_else(|| StoreError::Inconsistent(format!("{what} holds {value}, not a quantity")))
-}
-
-fn timestamp(value: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_unix_millis(value).map_err(|_| StoreError::Inconsistent(format!("{value} is not an instant")))
-}
-
-fn level(stock: i64, reserved: i64, threshold: i64) -> Result<StockLevel, StoreError> {
-    StockLevel::new(quantity(stock, "stock")?, quantity(reserved, "reserved units")?, quantity(threshold, "threshold")?)
-        .map_err(|error| StoreError::Inconsistent(error.to_string()))
-}
-
+/// A product's sizes with their figures at `now`, in one statement.
 async fn sizes_of(
     connection: &mut SqliteConnection,
     product: &str,
     now: Timestamp,
 ) -> Result<Vec<SizeRecord>, StoreError> {
-    let sql = sizes_query();
-    let rows = sqlx::query(sql).bind(product).bind(now.unix_millis()).fetch_all(&mut *connection).await?;
-    rows.iter()
-        .map(|row| {
-            Ok(SizeRecord {
-                size: row.try_get("size")?,
-                level: level(row.try_get("stock")?, row.try_get("reserved")?, row.try_get("low_stock_threshold")?)?,
-            })
-        })
+    let rows: Vec<(String, i64, i64, i64)> =
+        sqlx::query_as(sizes_query()).bind(product).bind(now.unix_millis()).fetch_all(&mut *connection).await?;
+    rows.into_iter()
+        .map(|(size, stock, threshold, reserved)| Ok(SizeRecord { size, level: level(stock, reserved, threshold)? }))
         .collect()
 }
 
@@ -216,102 +162,35 @@ fn size_query() -> &'static str {
     })
 }
 
+/// `SELECT` of a reservation joined with its items, in item order (`?1` the reference).
+const RESERVATION_QUERY: &str = "SELECT r.status, r.created_at, r.expires_at, ri.product, ri.size, ri.quantity \
+     FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
+     WHERE r.reference = ?1 ORDER BY ri.rowid";
+
+/// The columns of a reservation joined with one of its items.
+type ReservationColumns = (String, i64, i64, String, String, i64);
+
 async fn load_reservation(
     connection: &mut SqliteConnection,
     reference: &str,
 ) -> Result<Option<ReservationRecord>, StoreError> {
-    // One statement: the reservation's columns repeated on each of its items (every reservation has at least one).
-    let rows = sqlx::query(
-        "SELECT r.reference, r.status, r.created_at, r.expires_at, ri.product, ri.size, ri.quantity \
-         FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
-         WHERE r.reference = ?1 ORDER BY ri.rowid",
-    )
-    .bind(reference)
-    .fetch_all(&mut *connection)
-    .await?;
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    let status: String = first.try_get("status")?;
-    let status = ReservationStatus::parse(&status).map_err(|error| StoreError::Inconsistent(error.to_string()))?;
-    let items = rows
-        .iter()
-        .map(|item| {
-            Ok(ReservedItem {
-                product: item.try_get("product")?,
-                size: item.try_get("size")?,
-                quantity: quantity(item.try_get("quantity")?, "a reservation item")?,
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(Some(ReservationRecord {
-        reference: first.try_get("reference")?,
-        status,
-        created_at: timestamp(first.try_get("created_at")?)?,
-        expires_at: timestamp(first.try_get("expires_at")?)?,
-        items,
-    }))
-}
-
-/// Whether a new request for an existing reference asks for exactly the same units (lines summed per size).
-fn same_items(existing: &[ReservedItem], lines: &[CartLine]) -> bool {
-    let mut requested: BTreeMap<(&str, &str), f64> = BTreeMap::new();
-    for line in lines {
-        *requested.entry((line.product.as_str(), line.size.as_str())).or_default() += line.quantity;
-    }
-    let reserved: BTreeMap<(&str, &str), f64> =
-        existing.iter().map(|item| ((item.product.as_str(), item.size.as_str()), f64::from(item.quantity))).collect();
-    requested == reserved
-}
-
-fn movement_key(reference: &str) -> String {
-    format!("movement:{reference}")
+    let rows: Vec<ReservationColumns> =
+        sqlx::query_as(RESERVATION_QUERY).bind(reference).fetch_all(&mut *connection).await?;
+    reservation_from_rows(reference, rows)
 }
 
 /// `SELECT` of whole movements, `WHERE` the given condition.
 macro_rules! select_movements_where {
     ($condition:literal) => {
-        concat!(
-            "SELECT id, product, size, type, quantity, stock_before, stock_after, reason, reference, ",
-            "order_reference, date FROM movements WHERE ",
-            $condition
-        )
+        concat!("SELECT ", movement_columns!(), " FROM movements WHERE ", $condition)
     };
 }
 
-fn movement_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MovementRecord, StoreError> {
-    let inconsistent = |error: stock_core::MovementError| StoreError::Inconsistent(error.to_string());
-    let kind: String = row.try_get("type")?;
-    Ok(MovementRecord {
-        id: row.try_get("id")?,
-        product: row.try_get("product")?,
-        size: row.try_get("size")?,
-        movement: StockMovement {
-            kind: MovementType::parse(&kind).map_err(inconsistent)?,
-            quantity: SignedQuantity::new(row.try_get("quantity")?).map_err(inconsistent)?,
-            stock_before: quantity(row.try_get("stock_before")?, "stock before")?,
-            stock_after: quantity(row.try_get("stock_after")?, "stock after")?,
-            details: MovementDetails {
-                reason: row.try_get("reason")?,
-                reference: row.try_get("reference")?,
-                order_reference: row.try_get("order_reference")?,
-                date: timestamp(row.try_get("date")?)?,
-            },
-        },
-    })
-}
-
-/// The stock-core lifecycle of a stored reservation, which decides every change of status.
 mod group_commit;
 mod writes;
 
 use group_commit::Writer;
 pub use group_commit::WriterCounts;
-
-fn lifecycle_of(record: &ReservationRecord) -> Result<Reservation, StoreError> {
-    Reservation::restore(record.created_at, record.expires_at, record.status)
-        .map_err(|error| StoreError::Inconsistent(error.to_string()))
-}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -482,8 +361,9 @@ impl Store for SqliteStore {
         Ok(())
     }
     async fn movement(&self, id: i64) -> Result<Option<MovementRecord>, StoreError> {
-        let row = sqlx::query(select_movements_where!("id = ?1")).bind(id).fetch_optional(&self.readers).await?;
-        row.as_ref().map(movement_from_row).transpose()
+        let row: Option<MovementColumns> =
+            sqlx::query_as(select_movements_where!("id = ?1")).bind(id).fetch_optional(&self.readers).await?;
+        row.map(movement_from_columns).transpose()
     }
 
     async fn movement_ids(&self, after: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
@@ -524,7 +404,9 @@ impl Store for SqliteStore {
 
     async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
-            "SELECT lane FROM outbox GROUP BY lane HAVING MAX(next_attempt_at) <= ?1 ORDER BY MIN(id) LIMIT ?2",
+            "SELECT lane FROM outbox o GROUP BY lane HAVING MAX(next_attempt_at) <= ?1 \
+             AND NOT EXISTS (SELECT 1 FROM outbox_claims c WHERE c.lane = o.lane AND c.claimed_until > ?1) \
+             ORDER BY MIN(id) LIMIT ?2",
         )
         .bind(now.unix_millis())
         .bind(i64::from(limit))
@@ -568,5 +450,23 @@ impl Store for SqliteStore {
     async fn outbox_failed(&self, entry: &OutboxEntry, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
         let (id, lane, error, retry_at) = (entry.id, entry.lane.clone(), error.to_owned(), retry_at.unix_millis());
         self.writer.write(move |connection| writes::outbox_failed(connection, (id, &lane), &error, retry_at)).await
+    }
+
+    async fn claim_lane(&self, lane: &str, claim: &LaneClaim, now: Timestamp) -> Result<bool, StoreError> {
+        let (lane, owner, until) = (lane.to_owned(), claim.owner.clone(), claim.until.unix_millis());
+        self.writer
+            .write(move |connection| writes::claim_lane(connection, &lane, &owner, (now.unix_millis(), until)))
+            .await
+    }
+
+    async fn release_lane(&self, lane: &str, owner: &str) -> Result<(), StoreError> {
+        let (lane, owner) = (lane.to_owned(), owner.to_owned());
+        self.writer.write(move |connection| writes::release_lane(connection, &lane, &owner)).await
+    }
+
+    /// Closes every connection (the WAL is checkpointed when the last one closes).
+    async fn close(&self) {
+        self.writer.close().await;
+        self.readers.close().await;
     }
 }

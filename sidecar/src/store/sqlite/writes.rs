@@ -9,9 +9,10 @@ use stock_core::{
     commit_reserved_sale, reservation_expires_at, validate_cart,
 };
 
-use super::{
-    holds_until, level, lifecycle_of, movement_key, product_lane, quantity, same_items, size_query, sizes_query,
-    timestamp,
+use super::{RESERVATION_QUERY, ReservationColumns, size_query, sizes_query};
+use crate::store::columns::{
+    MovementColumns, holds_until, import_key, level, lifecycle_of, movement_columns, movement_from_columns,
+    movement_key, movement_lane, product_lane, reservation_from_rows, reservation_lane, sale_key, same_items,
 };
 use crate::store::{
     EventOutcome, ImportOutcome, MovementOrigin, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome,
@@ -77,7 +78,7 @@ impl Outbox {
         for product in products {
             self.product(connection, product, now)?;
         }
-        self.queue(connection, ("reservation", reference, &format!("reservation:{reference}")), now, 0)
+        self.queue(connection, ("reservation", reference, &reservation_lane(reference)), now, 0)
     }
 
     /// A movement's document, and its product's sizes (one lane: they reach Payload in order).
@@ -95,7 +96,7 @@ impl Outbox {
             MovementOrigin::Sidecar => self.queue(connection, ("movement", &subject, &product_lane(product)), now, 0),
             // In a lane of its own, so that its grace period holds up nothing else.
             MovementOrigin::Payload => {
-                let lane = format!("movement:{id}");
+                let lane = movement_lane(id);
                 self.queue(connection, ("movement", &subject, &lane), now, self.payload_save_grace_millis)
             }
         }
@@ -121,53 +122,20 @@ pub(super) fn load_reservation(
     connection: &Connection,
     reference: &str,
 ) -> Result<Option<ReservationRecord>, StoreError> {
-    let mut statement = connection.prepare_cached(
-        "SELECT r.status, r.created_at, r.expires_at, ri.product, ri.size, ri.quantity \
-         FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
-         WHERE r.reference = ?1 ORDER BY ri.rowid",
-    )?;
-    let rows = statement.query_map([reference], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, i64>(1)?,
-            row.get::<_, i64>(2)?,
-            row.get::<_, String>(3)?,
-            row.get::<_, String>(4)?,
-            row.get::<_, i64>(5)?,
-        ))
+    let mut statement = connection.prepare_cached(RESERVATION_QUERY)?;
+    let rows = statement.query_map([reference], |row| -> rusqlite::Result<ReservationColumns> {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
     })?;
-    let mut record: Option<ReservationRecord> = None;
-    for row in rows {
-        let (status, created_at, expires_at, product, size, units) = row?;
-        let item = ReservedItem { product, size, quantity: quantity(units, "a reservation item")? };
-        match &mut record {
-            Some(record) => record.items.push(item),
-            None => {
-                let status =
-                    ReservationStatus::parse(&status).map_err(|error| StoreError::Inconsistent(error.to_string()))?;
-                record = Some(ReservationRecord {
-                    reference: reference.to_owned(),
-                    status,
-                    created_at: timestamp(created_at)?,
-                    expires_at: timestamp(expires_at)?,
-                    items: vec![item],
-                });
-            }
-        }
-    }
-    Ok(record)
+    reservation_from_rows(reference, rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 fn load_movement(connection: &Connection, key: &str) -> Result<Option<MovementRecord>, StoreError> {
     let mut statement = connection.prepare_cached(select_movements_where!("idempotency_key = ?1"))?;
-    let row = statement.query_row([key], movement_columns).optional()?;
+    let row = statement.query_row([key], movement_row).optional()?;
     row.map(movement_from_columns).transpose()
 }
 
-/// A movement row's columns, in `select_movements_where!`'s order.
-type MovementColumns = (i64, String, String, String, i64, i64, i64, String, Option<String>, Option<String>, i64);
-
-fn movement_columns(row: &rusqlite::Row<'_>) -> rusqlite::Result<MovementColumns> {
+fn movement_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MovementColumns> {
     Ok((
         row.get(0)?,
         row.get(1)?,
@@ -181,23 +149,6 @@ fn movement_columns(row: &rusqlite::Row<'_>) -> rusqlite::Result<MovementColumns
         row.get(9)?,
         row.get(10)?,
     ))
-}
-
-fn movement_from_columns(columns: MovementColumns) -> Result<MovementRecord, StoreError> {
-    let (id, product, size, kind, units, before, after, reason, reference, order_reference, date) = columns;
-    let inconsistent = |error: stock_core::MovementError| StoreError::Inconsistent(error.to_string());
-    Ok(MovementRecord {
-        id,
-        product,
-        size,
-        movement: StockMovement {
-            kind: MovementType::parse(&kind).map_err(inconsistent)?,
-            quantity: SignedQuantity::new(units).map_err(inconsistent)?,
-            stock_before: quantity(before, "stock before")?,
-            stock_after: quantity(after, "stock after")?,
-            details: MovementDetails { reason, reference, order_reference, date: timestamp(date)? },
-        },
-    })
 }
 
 /// Records a movement and sets the size's units on hand to its `stock_after` (and the threshold, if given).
@@ -350,7 +301,7 @@ fn commit_reservation(
         return record_conflict(connection, "oversold", (reference, event_id), &details, now);
     }
     for (item, movement) in &sales {
-        let key = format!("sale:{reference}:{}:{}", item.product, item.size);
+        let key = sale_key(reference, &item.product, &item.size);
         let sale = (movement, MovementOrigin::Sidecar);
         write_movement(connection, outbox, Some(&key), (&item.product, &item.size), sale, None)?;
     }
@@ -663,7 +614,7 @@ pub(super) fn import_size(
         let movement = apply_movement(&empty, MovementType::Adjustment, quantity, details)
             .map_err(|error| StoreError::Inconsistent(error.to_string()))?
             .movement;
-        let key = format!("import:{product}:{size}");
+        let key = import_key(product, size);
         let id = write_movement(
             connection,
             outbox,
@@ -705,4 +656,30 @@ pub(super) fn outbox_failed(
 pub(super) fn prune_stripe_events(connection: &Connection, before: i64) -> Result<u64, StoreError> {
     let deleted = connection.prepare_cached("DELETE FROM stripe_events WHERE received_at < ?1")?.execute([before])?;
     Ok(deleted as u64)
+}
+
+/// Claims `lane` for `owner` until `until` unless another owner's claim runs past `now` (see
+/// [`crate::store::Store::claim_lane`]).
+pub(super) fn claim_lane(
+    connection: &Connection,
+    lane: &str,
+    owner: &str,
+    (now, until): (i64, i64),
+) -> Result<bool, StoreError> {
+    let claimed = connection
+        .prepare_cached(
+            "INSERT INTO outbox_claims (lane, owner, claimed_until) VALUES (?1, ?2, ?4) \
+             ON CONFLICT (lane) DO UPDATE SET owner = excluded.owner, claimed_until = excluded.claimed_until \
+             WHERE outbox_claims.claimed_until <= ?3 OR outbox_claims.owner = excluded.owner",
+        )?
+        .execute(params![lane, owner, now, until])?;
+    Ok(claimed == 1)
+}
+
+/// Gives up `owner`'s claim on `lane`.
+pub(super) fn release_lane(connection: &Connection, lane: &str, owner: &str) -> Result<(), StoreError> {
+    connection
+        .prepare_cached("DELETE FROM outbox_claims WHERE lane = ?1 AND owner = ?2")?
+        .execute(params![lane, owner])?;
+    Ok(())
 }

@@ -1,0 +1,143 @@
+//! What both stores share: stored columns turned into stock-core values (a bad value is an inconsistent ledger,
+//! never a panic), the SQL form of stock-core's holding rule, and the names of outbox lanes and idempotency keys.
+
+use std::collections::BTreeMap;
+
+use stock_core::{
+    CartLine, MovementDetails, MovementType, Quantity, Reservation, ReservationStatus, SignedQuantity, StockLevel,
+    StockMovement, Timestamp,
+};
+
+use super::{MovementRecord, ReservationRecord, ReservedItem, StoreError};
+
+/// Until when a reservation in `status`, expiring at `expires_at`, holds its units: what
+/// `Reservation::holds_units` says, as a column the availability query can compare with now.
+pub(crate) fn holds_until(status: ReservationStatus, expires_at: Timestamp) -> i64 {
+    match status {
+        ReservationStatus::Active => expires_at.unix_millis(),
+        ReservationStatus::Processing => i64::MAX,
+        _ => 0,
+    }
+}
+
+/// The lane of a product's changes: its sizes and its movements reach Payload in the order they were made.
+pub(crate) fn product_lane(product: &str) -> String {
+    format!("product:{product}")
+}
+
+/// The lane of a reservation's document.
+pub(crate) fn reservation_lane(reference: &str) -> String {
+    format!("reservation:{reference}")
+}
+
+/// The lane of a movement whose Payload document Payload's own hook saves: a lane of its own, so that its grace
+/// period holds up nothing else.
+pub(crate) fn movement_lane(id: i64) -> String {
+    format!("movement:{id}")
+}
+
+/// The idempotency key of a movement requested with a reference.
+pub(crate) fn movement_key(reference: &str) -> String {
+    format!("movement:{reference}")
+}
+
+/// The idempotency key of the sale of one size of a reservation.
+pub(crate) fn sale_key(reference: &str, product: &str, size: &str) -> String {
+    format!("sale:{reference}:{product}:{size}")
+}
+
+/// The idempotency key of the movement that imported a size from Payload.
+pub(crate) fn import_key(product: &str, size: &str) -> String {
+    format!("import:{product}:{size}")
+}
+
+pub(crate) fn quantity(value: i64, what: &str) -> Result<Quantity, StoreError> {
+    u32::try_from(value)
+        .ok()
+        .and_then(|units| Quantity::new(units).ok())
+        .ok_or_else(|| StoreError::Inconsistent(format!("{what} holds {value}, not a quantity")))
+}
+
+pub(crate) fn timestamp(value: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_unix_millis(value).map_err(|_| StoreError::Inconsistent(format!("{value} is not an instant")))
+}
+
+pub(crate) fn level(stock: i64, reserved: i64, threshold: i64) -> Result<StockLevel, StoreError> {
+    StockLevel::new(quantity(stock, "stock")?, quantity(reserved, "reserved units")?, quantity(threshold, "threshold")?)
+        .map_err(|error| StoreError::Inconsistent(error.to_string()))
+}
+
+pub(crate) fn status(text: &str) -> Result<ReservationStatus, StoreError> {
+    ReservationStatus::parse(text).map_err(|error| StoreError::Inconsistent(error.to_string()))
+}
+
+/// Whether a new request for an existing reference asks for exactly the same units (lines summed per size).
+pub(crate) fn same_items(existing: &[ReservedItem], lines: &[CartLine]) -> bool {
+    let mut requested: BTreeMap<(&str, &str), f64> = BTreeMap::new();
+    for line in lines {
+        *requested.entry((line.product.as_str(), line.size.as_str())).or_default() += line.quantity;
+    }
+    let reserved: BTreeMap<(&str, &str), f64> =
+        existing.iter().map(|item| ((item.product.as_str(), item.size.as_str()), f64::from(item.quantity))).collect();
+    requested == reserved
+}
+
+/// The stock-core lifecycle of a stored reservation, which decides every change of status.
+pub(crate) fn lifecycle_of(record: &ReservationRecord) -> Result<Reservation, StoreError> {
+    Reservation::restore(record.created_at, record.expires_at, record.status)
+        .map_err(|error| StoreError::Inconsistent(error.to_string()))
+}
+
+/// The columns `SELECT`ed for a whole movement, in [`MovementColumns`]' order.
+macro_rules! movement_columns {
+    () => {
+        "id, product, size, type, quantity, stock_before, stock_after, reason, reference, order_reference, date"
+    };
+}
+pub(crate) use movement_columns;
+
+/// A movement row's columns, in [`movement_columns!`]' order.
+pub(crate) type MovementColumns =
+    (i64, String, String, String, i64, i64, i64, String, Option<String>, Option<String>, i64);
+
+pub(crate) fn movement_from_columns(columns: MovementColumns) -> Result<MovementRecord, StoreError> {
+    let (id, product, size, kind, units, before, after, reason, reference, order_reference, date) = columns;
+    let inconsistent = |error: stock_core::MovementError| StoreError::Inconsistent(error.to_string());
+    Ok(MovementRecord {
+        id,
+        product,
+        size,
+        movement: StockMovement {
+            kind: MovementType::parse(&kind).map_err(inconsistent)?,
+            quantity: SignedQuantity::new(units).map_err(inconsistent)?,
+            stock_before: quantity(before, "stock before")?,
+            stock_after: quantity(after, "stock after")?,
+            details: MovementDetails { reason, reference, order_reference, date: timestamp(date)? },
+        },
+    })
+}
+
+/// The rows of a reservation joined with its items (status, created_at, expires_at, product, size, quantity),
+/// in item order, as one record; `None` without rows.
+pub(crate) fn reservation_from_rows(
+    reference: &str,
+    rows: impl IntoIterator<Item = (String, i64, i64, String, String, i64)>,
+) -> Result<Option<ReservationRecord>, StoreError> {
+    let mut record: Option<ReservationRecord> = None;
+    for (status_text, created_at, expires_at, product, size, units) in rows {
+        let item = ReservedItem { product, size, quantity: quantity(units, "a reservation item")? };
+        match &mut record {
+            Some(record) => record.items.push(item),
+            None => {
+                record = Some(ReservationRecord {
+                    reference: reference.to_owned(),
+                    status: status(&status_text)?,
+                    created_at: timestamp(created_at)?,
+                    expires_at: timestamp(expires_at)?,
+                    items: vec![item],
+                });
+            }
+        }
+    }
+    Ok(record)
+}

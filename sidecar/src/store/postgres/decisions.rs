@@ -1,0 +1,718 @@
+//! Every decision that changes the PostgreSQL ledger, as an async function on a connection inside the
+//! transaction `in_transaction!` opened. Each one locks the rows it decides on before it reads them (the
+//! reservation first, then its sizes in product and size order), reads the figures in a statement of its own after
+//! the locks are held (so it sees what the previous holder committed), asks stock-core, and writes. The outbox rows
+//! of a decision are gathered while it runs and written by one statement at its end.
+
+use sqlx::postgres::PgConnection;
+use stock_core::{
+    CartLine, MovementDetails, MovementType, ProductSnapshot, Quantity, ReservationError, ReservationStatus,
+    ReservationTtl, SignedQuantity, SizeStock, StatusChange, StockLevel, StockMovement, Timestamp, apply_movement,
+    commit_reserved_sale, reservation_expires_at, validate_cart,
+};
+
+use super::{load_reservation, reserved_units, select_movements_where, sizes_of};
+use crate::store::columns::{
+    MovementColumns, holds_until, import_key, level, lifecycle_of, movement_columns, movement_from_columns,
+    movement_key, movement_lane, product_lane, reservation_lane, sale_key, same_items,
+};
+use crate::store::{
+    EventOutcome, ImportOutcome, MovementOrigin, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome,
+    ReservationRecord, ReserveOutcome, ReservedItem, StoreError, StripeAction, StripeEventRecord,
+};
+
+/// Whether this store queues ledger changes for Payload, and the rows one decision queued so far.
+#[derive(Debug, Clone)]
+pub(super) struct Outbox {
+    enabled: bool,
+    /// How long a movement recorded for Payload's stock-movements hook waits before the outbox creates its document.
+    payload_save_grace_millis: i64,
+    /// (topic, subject, lane, created_at, next_attempt_at), in the order queued.
+    rows: Vec<(&'static str, String, String, i64, i64)>,
+}
+
+impl Outbox {
+    pub(super) fn new(enabled: bool, payload_save_grace_millis: i64) -> Self {
+        Outbox { enabled, payload_save_grace_millis, rows: Vec::new() }
+    }
+
+    fn queue(&mut self, (topic, subject, lane): (&'static str, &str, String), now: Timestamp, delay_millis: i64) {
+        if self.enabled && !self.rows.iter().any(|row| row.0 == topic && row.1 == subject) {
+            let now = now.unix_millis();
+            self.rows.push((topic, subject.to_owned(), lane, now, now.saturating_add(delay_millis)));
+        }
+    }
+
+    fn product(&mut self, product: &str, now: Timestamp) {
+        self.queue(("product", product, product_lane(product)), now, 0);
+    }
+
+    /// A reservation's document and the sizes of every product it holds units of.
+    fn reservation(&mut self, reference: &str, items: &[ReservedItem], now: Timestamp) {
+        for item in items {
+            self.product(&item.product, now);
+        }
+        self.queue(("reservation", reference, reservation_lane(reference)), now, 0);
+    }
+
+    /// A movement's document, and its product's sizes.
+    fn movement(&mut self, id: i64, product: &str, origin: MovementOrigin, now: Timestamp) {
+        self.product(product, now);
+        let subject = id.to_string();
+        match origin {
+            MovementOrigin::Sidecar => self.queue(("movement", &subject, product_lane(product)), now, 0),
+            MovementOrigin::Payload => {
+                let grace = self.payload_save_grace_millis;
+                self.queue(("movement", &subject, movement_lane(id)), now, grace);
+            }
+        }
+    }
+
+    /// Writes the queued rows, in the order queued; a row already queued for the same subject has its revision
+    /// bumped instead (the changes coalesce).
+    async fn write(self, connection: &mut PgConnection) -> Result<(), StoreError> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let count = self.rows.len();
+        let (mut topics, mut subjects, mut lanes) = (Vec::with_capacity(count), Vec::new(), Vec::new());
+        let (mut created, mut due) = (Vec::with_capacity(count), Vec::with_capacity(count));
+        for (topic, subject, lane, created_at, next_attempt_at) in self.rows {
+            topics.push(topic);
+            subjects.push(subject);
+            lanes.push(lane);
+            created.push(created_at);
+            due.push(next_attempt_at);
+        }
+        sqlx::query(
+            "INSERT INTO outbox (topic, subject, lane, created_at, next_attempt_at) \
+             SELECT topic, subject, lane, created_at, next_attempt_at \
+             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[]) WITH ORDINALITY \
+               AS queued (topic, subject, lane, created_at, next_attempt_at, position) \
+             ORDER BY position \
+             ON CONFLICT (topic, subject) DO UPDATE SET revision = outbox.revision + 1",
+        )
+        .bind(topics)
+        .bind(subjects)
+        .bind(lanes)
+        .bind(created)
+        .bind(due)
+        .execute(&mut *connection)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Locks the sizes `(product, size)` for the rest of the transaction, in product and size order (the order every
+/// decision locks sizes in, so two decisions never wait on each other in a cycle).
+async fn lock_sizes(connection: &mut PgConnection, sizes: &[(&str, &str)]) -> Result<(), StoreError> {
+    let (products, labels): (Vec<&str>, Vec<&str>) = sizes.iter().copied().unzip();
+    sqlx::query(
+        "SELECT 1 FROM sizes WHERE (product, size) IN (SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[])) \
+         ORDER BY product, size FOR UPDATE",
+    )
+    .bind(products)
+    .bind(labels)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// Locks every size of `products`, in product and size order.
+async fn lock_products(connection: &mut PgConnection, products: &[&str]) -> Result<(), StoreError> {
+    sqlx::query("SELECT 1 FROM sizes WHERE product = ANY($1) ORDER BY product, size FOR UPDATE")
+        .bind(products)
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
+}
+
+fn item_sizes(items: &[ReservedItem]) -> Vec<(&str, &str)> {
+    items.iter().map(|item| (item.product.as_str(), item.size.as_str())).collect()
+}
+
+/// The stock levels of `sizes` at `now`, in the order asked; an absent size is an inconsistent ledger.
+async fn size_levels(
+    connection: &mut PgConnection,
+    sizes: &[(&str, &str)],
+    now: Timestamp,
+) -> Result<Vec<StockLevel>, StoreError> {
+    let (products, labels): (Vec<&str>, Vec<&str>) = sizes.iter().copied().unzip();
+    let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(concat!(
+        "SELECT s.product, s.size, s.stock, s.low_stock_threshold, ",
+        reserved_units!(),
+        " FROM sizes s WHERE (s.product, s.size) IN (SELECT * FROM UNNEST($1::TEXT[], $3::TEXT[]))"
+    ))
+    .bind(products)
+    .bind(now.unix_millis())
+    .bind(labels)
+    .fetch_all(&mut *connection)
+    .await?;
+    sizes
+        .iter()
+        .map(|(product, size)| {
+            let (_, _, stock, threshold, reserved) =
+                rows.iter().find(|row| row.0 == *product && row.1 == *size).ok_or_else(|| {
+                    StoreError::Inconsistent(format!("reserved size {product} {size} is missing from sizes"))
+                })?;
+            level(*stock, *reserved, *threshold)
+        })
+        .collect()
+}
+
+async fn load_movement(connection: &mut PgConnection, key: &str) -> Result<Option<MovementRecord>, StoreError> {
+    let row: Option<MovementColumns> = sqlx::query_as(select_movements_where!("idempotency_key = $1"))
+        .bind(key)
+        .fetch_optional(&mut *connection)
+        .await?;
+    row.map(movement_from_columns).transpose()
+}
+
+/// Records a movement and sets the size's units on hand to its `stock_after` (and the threshold, if given).
+/// The size must be locked. Returns the movement's id.
+async fn write_movement(
+    connection: &mut PgConnection,
+    outbox: &mut Outbox,
+    key: Option<&str>,
+    (product, size): (&str, &str),
+    (movement, origin): (&StockMovement, MovementOrigin),
+    low_stock_threshold: Option<Quantity>,
+) -> Result<i64, StoreError> {
+    let date = movement.details.date.unix_millis();
+    let (id,): (i64,) = sqlx::query_as(
+        "WITH updated AS (UPDATE sizes SET stock = $3, low_stock_threshold = COALESCE($4, low_stock_threshold), \
+           updated_at = $5 WHERE product = $1 AND size = $2) \
+         INSERT INTO movements (idempotency_key, product, size, type, quantity, stock_before, stock_after, reason, \
+           reference, order_reference, date, origin) \
+         VALUES ($6, $1, $2, $7, $8, $9, $3, $10, $11, $12, $5, $13) RETURNING id",
+    )
+    .bind(product)
+    .bind(size)
+    .bind(i64::from(movement.stock_after))
+    .bind(low_stock_threshold.map(i64::from))
+    .bind(date)
+    .bind(key)
+    .bind(movement.kind.as_str())
+    .bind(movement.quantity.get())
+    .bind(i64::from(movement.stock_before))
+    .bind(&movement.details.reason)
+    .bind(&movement.details.reference)
+    .bind(&movement.details.order_reference)
+    .bind(origin.as_str())
+    .fetch_one(&mut *connection)
+    .await?;
+    outbox.movement(id, product, origin, movement.details.date);
+    Ok(id)
+}
+
+/// Moves a locked reservation to `status`, and its items' `holds_until` with it (the triggers move the sizes'
+/// held units; the sizes are locked first, in order).
+async fn set_status(
+    connection: &mut PgConnection,
+    outbox: &mut Outbox,
+    record: &ReservationRecord,
+    status: ReservationStatus,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    lock_sizes(connection, &item_sizes(&record.items)).await?;
+    let finished_at = status.is_terminal().then_some(now.unix_millis());
+    sqlx::query(
+        "WITH items AS (UPDATE reservation_items SET holds_until = $4 WHERE reference = $1) \
+         UPDATE reservations SET status = $2, finished_at = $3 WHERE reference = $1",
+    )
+    .bind(&record.reference)
+    .bind(status.as_str())
+    .bind(finished_at)
+    .bind(holds_until(status, record.expires_at))
+    .execute(&mut *connection)
+    .await?;
+    outbox.reservation(&record.reference, &record.items, now);
+    Ok(())
+}
+
+async fn record_conflict(
+    connection: &mut PgConnection,
+    kind: &'static str,
+    (reference, event_id): (&str, &str),
+    details: &serde_json::Value,
+    now: Timestamp,
+) -> Result<EventOutcome, StoreError> {
+    sqlx::query("INSERT INTO conflicts (kind, reference, event_id, details, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(kind)
+        .bind(reference)
+        .bind(event_id)
+        .bind(details.to_string())
+        .bind(now.unix_millis())
+        .execute(&mut *connection)
+        .await?;
+    Ok(EventOutcome::Conflict { kind })
+}
+
+/// Sells a reservation's units, as the SQLite store does (see its `commit_reservation`): a reservation that
+/// still holds them sells them; one that no longer does is reserved again first if every size has the units,
+/// and is otherwise recorded as an `oversold` conflict.
+async fn commit_reservation(
+    connection: &mut PgConnection,
+    outbox: &mut Outbox,
+    (reference, order_reference): (&str, Option<&str>),
+    event_id: &str,
+    now: Timestamp,
+) -> Result<EventOutcome, StoreError> {
+    let Some(record) = load_reservation(connection, reference, true).await? else {
+        let details = serde_json::json!({ "message": "a payment succeeded for a reference that was never reserved" });
+        return record_conflict(connection, "unknown_reference", (reference, event_id), &details, now).await;
+    };
+    let mut lifecycle = lifecycle_of(&record)?;
+    let late = match lifecycle.commit(now) {
+        Ok(StatusChange::Unchanged(status)) => return Ok(EventOutcome::Unchanged { status }),
+        Ok(StatusChange::Changed(_)) => false,
+        Err(ReservationError::PastExpiry { .. } | ReservationError::NotActive { .. }) => true,
+        Err(error) => return Err(StoreError::Inconsistent(error.to_string())),
+    };
+
+    let sizes = item_sizes(&record.items);
+    lock_sizes(connection, &sizes).await?;
+    let levels = size_levels(connection, &sizes, now).await?;
+    let order = order_reference.unwrap_or(reference);
+    let details = || MovementDetails {
+        reason: format!("Order {order}"),
+        reference: Some(reference.to_owned()),
+        order_reference: order_reference.map(str::to_owned),
+        date: now,
+    };
+    let mut sales = Vec::with_capacity(record.items.len());
+    let mut shortages = Vec::new();
+    for (item, level) in record.items.iter().zip(levels) {
+        let held = if late {
+            match level.reserve(item.quantity) {
+                Ok(held) => held,
+                Err(_) => {
+                    shortages.push(serde_json::json!({ "product": item.product, "size": item.size,
+                        "requested": item.quantity.get(), "available": level.available().get() }));
+                    continue;
+                }
+            }
+        } else {
+            level
+        };
+        let applied = commit_reserved_sale(&held, item.quantity, details())
+            .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+        sales.push((item, applied.movement));
+    }
+    if !shortages.is_empty() {
+        let details = serde_json::json!({
+            "message": "a payment succeeded after its reservation ended, and the units are no longer available",
+            "reservationStatus": record.status.as_str(),
+            "shortages": shortages,
+        });
+        return record_conflict(connection, "oversold", (reference, event_id), &details, now).await;
+    }
+    for (item, movement) in &sales {
+        let key = sale_key(reference, &item.product, &item.size);
+        let sale = (movement, MovementOrigin::Sidecar);
+        write_movement(connection, outbox, Some(&key), (&item.product, &item.size), sale, None).await?;
+    }
+    if late {
+        lifecycle.commit_late().map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+    }
+    set_status(connection, outbox, &record, ReservationStatus::Committed, now).await?;
+    Ok(EventOutcome::Committed { late })
+}
+
+/// Releases a reservation (see [`crate::store::Store::release`]).
+pub(super) async fn release(
+    connection: &mut PgConnection,
+    mut outbox: Outbox,
+    reference: &str,
+    now: Timestamp,
+) -> Result<ReleaseOutcome, StoreError> {
+    let outcome = release_locked(connection, &mut outbox, reference, now).await?;
+    outbox.write(connection).await?;
+    Ok(outcome)
+}
+
+async fn release_locked(
+    connection: &mut PgConnection,
+    outbox: &mut Outbox,
+    reference: &str,
+    now: Timestamp,
+) -> Result<ReleaseOutcome, StoreError> {
+    let Some(mut record) = load_reservation(connection, reference, true).await? else {
+        return Ok(ReleaseOutcome::NotFound);
+    };
+    match lifecycle_of(&record)?.release() {
+        Ok(StatusChange::Changed(status)) => {
+            set_status(connection, outbox, &record, status, now).await?;
+            record.status = status;
+            Ok(ReleaseOutcome::Released(record))
+        }
+        Ok(StatusChange::Unchanged(_)) => Ok(ReleaseOutcome::Unchanged(record)),
+        Err(ReservationError::AlreadyCommitted { .. }) => Ok(ReleaseOutcome::AlreadyCommitted(record)),
+        Err(error) => Err(StoreError::Inconsistent(error.to_string())),
+    }
+}
+
+async fn start_processing(
+    connection: &mut PgConnection,
+    outbox: &mut Outbox,
+    reference: &str,
+    now: Timestamp,
+) -> Result<EventOutcome, StoreError> {
+    let Some(record) = load_reservation(connection, reference, true).await? else {
+        return Ok(EventOutcome::Ignored { reason: "no reservation has this reference" });
+    };
+    let mut lifecycle = lifecycle_of(&record)?;
+    match lifecycle.start_processing(now) {
+        Ok(StatusChange::Changed(status)) => {
+            set_status(connection, outbox, &record, status, now).await?;
+            Ok(EventOutcome::Processing)
+        }
+        Ok(StatusChange::Unchanged(status)) => Ok(EventOutcome::Unchanged { status }),
+        Err(_) => Ok(EventOutcome::Ignored {
+            reason: "the reservation no longer holds its units; the payment's success will reserve them again",
+        }),
+    }
+}
+
+/// Reserves `lines` under `reference` if every size has the units (see [`crate::store::Store::reserve`]).
+pub(super) async fn reserve(
+    connection: &mut PgConnection,
+    mut outbox: Outbox,
+    (reference, lines): (&str, &[CartLine]),
+    ttl: ReservationTtl,
+    now: Timestamp,
+) -> Result<ReserveOutcome, StoreError> {
+    let existing = |existing: ReservationRecord| {
+        if same_items(&existing.items, lines) {
+            ReserveOutcome::Existing(existing)
+        } else {
+            ReserveOutcome::ReferenceConflict(existing)
+        }
+    };
+    if let Some(record) = load_reservation(connection, reference, false).await? {
+        return Ok(existing(record));
+    }
+
+    let mut products: Vec<&str> = lines.iter().map(|line| line.product.as_str()).collect();
+    products.sort_unstable();
+    products.dedup();
+    lock_products(connection, &products).await?;
+    let mut snapshots: Vec<ProductSnapshot> = Vec::with_capacity(products.len());
+    for (product, record) in sizes_of(connection, &products, now).await? {
+        let size = SizeStock { size: record.size, level: record.level };
+        match snapshots.last_mut() {
+            Some(snapshot) if snapshot.id == product => snapshot.sizes.push(size),
+            _ => snapshots.push(ProductSnapshot { id: product, sizes: vec![size] }),
+        }
+    }
+    let validation = validate_cart(&snapshots, lines);
+    if !validation.is_ok() {
+        return Ok(ReserveOutcome::Rejected(validation));
+    }
+
+    let expires_at = reservation_expires_at(now, ttl)
+        .map_err(|error: ReservationError| StoreError::Inconsistent(error.to_string()))?;
+    let inserted = sqlx::query(
+        "INSERT INTO reservations (reference, status, created_at, expires_at) VALUES ($1, 'active', $2, $3) \
+         ON CONFLICT (reference) DO NOTHING",
+    )
+    .bind(reference)
+    .bind(now.unix_millis())
+    .bind(expires_at.unix_millis())
+    .execute(&mut *connection)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        // Another sidecar reserved the same reference meanwhile (the insert waited for its commit).
+        let record = load_reservation(connection, reference, false)
+            .await?
+            .ok_or_else(|| StoreError::Inconsistent(format!("reservation {reference} exists but cannot be read")))?;
+        return Ok(existing(record));
+    }
+    let items: Vec<ReservedItem> = validation
+        .items
+        .into_iter()
+        .map(|item| ReservedItem { product: item.product, size: item.size, quantity: item.quantity })
+        .collect();
+    let (item_products, item_labels, item_units): (Vec<&str>, Vec<&str>, Vec<i64>) = items
+        .iter()
+        .map(|item| (item.product.as_str(), item.size.as_str(), i64::from(item.quantity)))
+        .fold(Default::default(), |(mut products, mut labels, mut units), (product, label, quantity)| {
+            products.push(product);
+            labels.push(label);
+            units.push(quantity);
+            (products, labels, units)
+        });
+    sqlx::query(
+        "INSERT INTO reservation_items (reference, product, size, quantity, holds_until) \
+         SELECT $1, product, size, quantity, $5 \
+         FROM UNNEST($2::TEXT[], $3::TEXT[], $4::BIGINT[]) WITH ORDINALITY AS item (product, size, quantity, position) \
+         ORDER BY position",
+    )
+    .bind(reference)
+    .bind(item_products)
+    .bind(item_labels)
+    .bind(item_units)
+    .bind(holds_until(ReservationStatus::Active, expires_at))
+    .execute(&mut *connection)
+    .await?;
+    outbox.reservation(reference, &items, now);
+    outbox.write(connection).await?;
+    Ok(ReserveOutcome::Created(ReservationRecord {
+        reference: reference.to_owned(),
+        status: ReservationStatus::Active,
+        created_at: now,
+        expires_at,
+        items,
+    }))
+}
+
+/// Expires every active reservation due at `now` that no other transaction holds (see
+/// [`crate::store::Store::release_expired`]); returns their references, sorted. Several sidecars running
+/// cleanup at once each take the reservations the others have not locked (`SKIP LOCKED`), so each reservation
+/// is released once.
+pub(super) async fn release_expired(
+    connection: &mut PgConnection,
+    mut outbox: Outbox,
+    now: Timestamp,
+) -> Result<Vec<String>, StoreError> {
+    let due: Vec<(String,)> = sqlx::query_as(
+        "SELECT reference FROM reservations WHERE status = 'active' AND expires_at <= $1 \
+         ORDER BY reference FOR UPDATE SKIP LOCKED",
+    )
+    .bind(now.unix_millis())
+    .fetch_all(&mut *connection)
+    .await?;
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let references: Vec<String> = due.into_iter().map(|(reference,)| reference).collect();
+    let items: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT reference, product, size FROM reservation_items WHERE reference = ANY($1) ORDER BY product, size",
+    )
+    .bind(&references)
+    .fetch_all(&mut *connection)
+    .await?;
+    let sizes: Vec<(&str, &str)> = items.iter().map(|(_, product, size)| (product.as_str(), size.as_str())).collect();
+    lock_sizes(connection, &sizes).await?;
+    // The SQL form of stock-core's `Reservation::expire` on every reservation taken: their items stopped
+    // counting at the expiry instant already; zeroing holds_until keeps the column's meaning.
+    let mut expired: Vec<(String,)> = sqlx::query_as(
+        "WITH items AS (UPDATE reservation_items SET holds_until = 0 WHERE reference = ANY($1)) \
+         UPDATE reservations SET status = 'expired', finished_at = $2 \
+         WHERE reference = ANY($1) AND status = 'active' RETURNING reference",
+    )
+    .bind(&references)
+    .bind(now.unix_millis())
+    .fetch_all(&mut *connection)
+    .await?;
+    expired.sort();
+    for (_, product, _) in &items {
+        outbox.product(product, now);
+    }
+    for (reference,) in &expired {
+        outbox.queue(("reservation", reference, reservation_lane(reference)), now, 0);
+    }
+    outbox.write(connection).await?;
+    Ok(expired.into_iter().map(|(reference,)| reference).collect())
+}
+
+/// Expires one reservation if it is active and due (see [`crate::store::Store::expire_one`]).
+pub(super) async fn expire(
+    connection: &mut PgConnection,
+    mut outbox: Outbox,
+    reference: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let Some(record) = load_reservation(connection, reference, true).await? else {
+        return Ok(false);
+    };
+    let mut lifecycle = lifecycle_of(&record)?;
+    match lifecycle.expire(now) {
+        Ok(StatusChange::Changed(status)) => {
+            set_status(connection, &mut outbox, &record, status, now).await?;
+            outbox.write(connection).await?;
+            Ok(true)
+        }
+        Ok(StatusChange::Unchanged(_)) | Err(_) => Ok(false),
+    }
+}
+
+/// Adds a size with no units, unless it exists; whether it was added.
+async fn insert_size(
+    connection: &mut PgConnection,
+    (product, size): (&str, &str),
+    threshold: Quantity,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO sizes (product, size, stock, low_stock_threshold, updated_at) VALUES ($1, $2, 0, $3, $4) \
+         ON CONFLICT (product, size) DO NOTHING",
+    )
+    .bind(product)
+    .bind(size)
+    .bind(i64::from(threshold))
+    .bind(now.unix_millis())
+    .execute(&mut *connection)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Applies one stock movement (see [`crate::store::Store::record_movement`]). The size is locked before its
+/// idempotency key is looked up, so the same request on two sidecars at once records one movement.
+pub(super) async fn record_movement(
+    connection: &mut PgConnection,
+    mut outbox: Outbox,
+    request: MovementRequest,
+    now: Timestamp,
+) -> Result<MovementOutcome, StoreError> {
+    let target = (request.product.as_str(), request.size.as_str());
+    let (locked,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM (SELECT 1 FROM sizes WHERE product = $1 AND size = $2 FOR UPDATE) s")
+            .bind(target.0)
+            .bind(target.1)
+            .fetch_one(&mut *connection)
+            .await?;
+    if locked == 0 {
+        if request.kind != MovementType::Restock {
+            return Ok(MovementOutcome::UnknownSize);
+        }
+        // Another sidecar adding the same size meanwhile makes this insert wait for it, then do nothing.
+        let threshold = request.low_stock_threshold.unwrap_or(Quantity::ZERO);
+        insert_size(connection, target, threshold, now).await?;
+        lock_sizes(connection, &[target]).await?;
+    }
+    let key = request.reference.as_deref().map(movement_key);
+    if let Some(key) = &key
+        && let Some(previous) = load_movement(connection, key).await?
+    {
+        return Ok(MovementOutcome::Replayed(previous));
+    }
+    let current = size_levels(connection, &[target], now).await?.remove(0);
+    if let Some(expected) = request.expected_stock
+        && expected != current.stock()
+    {
+        return Ok(MovementOutcome::StaleStock { current: current.stock() });
+    }
+
+    let details =
+        MovementDetails { reason: request.reason, reference: request.reference, order_reference: None, date: now };
+    let applied = match apply_movement(&current, request.kind, request.quantity, details) {
+        Ok(applied) => applied,
+        Err(error) => return Ok(MovementOutcome::Refused(error)),
+    };
+    let movement = applied.movement;
+    let id = write_movement(
+        connection,
+        &mut outbox,
+        key.as_deref(),
+        target,
+        (&movement, request.origin),
+        request.low_stock_threshold,
+    )
+    .await?;
+    outbox.write(connection).await?;
+    Ok(MovementOutcome::Applied(MovementRecord { id, product: request.product, size: request.size, movement }))
+}
+
+/// Applies one Stripe event once (see [`crate::store::Store::apply_stripe_event`]). The claim of its id commits
+/// with its effect; the same event arriving at a second sidecar meanwhile waits on the claim, then finds it.
+pub(super) async fn apply_stripe_event(
+    connection: &mut PgConnection,
+    mut outbox: Outbox,
+    event: &StripeEventRecord,
+    action: &StripeAction,
+    now: Timestamp,
+) -> Result<EventOutcome, StoreError> {
+    let claimed = sqlx::query(
+        "INSERT INTO stripe_events (id, type, outcome, received_at) VALUES ($1, $2, 'pending', $3) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&event.id)
+    .bind(&event.kind)
+    .bind(now.unix_millis())
+    .execute(&mut *connection)
+    .await?;
+    if claimed.rows_affected() == 0 {
+        return Ok(EventOutcome::Duplicate);
+    }
+    let outcome = match action {
+        StripeAction::Commit { reference, order_reference } => {
+            let references = (reference.as_str(), order_reference.as_deref());
+            commit_reservation(connection, &mut outbox, references, &event.id, now).await?
+        }
+        StripeAction::Release { reference } => match release_locked(connection, &mut outbox, reference, now).await? {
+            ReleaseOutcome::Released(_) => EventOutcome::Released,
+            ReleaseOutcome::Unchanged(record) => EventOutcome::Unchanged { status: record.status },
+            ReleaseOutcome::AlreadyCommitted(_) => {
+                EventOutcome::Ignored { reason: "the reservation was already paid; its units stay sold" }
+            }
+            ReleaseOutcome::NotFound => EventOutcome::Ignored { reason: "no reservation has this reference" },
+        },
+        StripeAction::StartProcessing { reference } => {
+            start_processing(connection, &mut outbox, reference, now).await?
+        }
+        StripeAction::Ignore { reason } => EventOutcome::Ignored { reason },
+    };
+    sqlx::query("UPDATE stripe_events SET outcome = $2 WHERE id = $1")
+        .bind(&event.id)
+        .bind(outcome.as_str())
+        .execute(&mut *connection)
+        .await?;
+    outbox.write(connection).await?;
+    Ok(outcome)
+}
+
+/// Brings one size Payload has into the ledger unless it is there already (see
+/// [`crate::store::Store::import_size`]).
+pub(super) async fn import_size(
+    connection: &mut PgConnection,
+    mut outbox: Outbox,
+    (product, size): (&str, &str),
+    (stock, low_stock_threshold): (Quantity, Quantity),
+    reason: &str,
+    now: Timestamp,
+) -> Result<ImportOutcome, StoreError> {
+    if !insert_size(connection, (product, size), low_stock_threshold, now).await? {
+        let current = size_levels(connection, &[(product, size)], now).await?.remove(0);
+        return Ok(ImportOutcome::AlreadyInLedger { stock: current.stock() });
+    }
+    let record = if stock == Quantity::ZERO {
+        outbox.product(product, now);
+        None
+    } else {
+        let empty = level(0, 0, i64::from(low_stock_threshold))?;
+        let quantity =
+            SignedQuantity::new(i64::from(stock)).map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+        let details = MovementDetails { reason: reason.to_owned(), reference: None, order_reference: None, date: now };
+        let movement = apply_movement(&empty, MovementType::Adjustment, quantity, details)
+            .map_err(|error| StoreError::Inconsistent(error.to_string()))?
+            .movement;
+        let key = import_key(product, size);
+        let sale = (&movement, MovementOrigin::Sidecar);
+        let id = write_movement(connection, &mut outbox, Some(&key), (product, size), sale, None).await?;
+        Some(MovementRecord { id, product: product.to_owned(), size: size.to_owned(), movement })
+    };
+    outbox.write(connection).await?;
+    Ok(ImportOutcome::Imported(record))
+}
+
+/// Records a failed delivery and holds the whole lane back until `retry_at`.
+pub(super) async fn outbox_failed(
+    connection: &mut PgConnection,
+    (id, lane): (i64, &str),
+    error: &str,
+    retry_at: i64,
+) -> Result<(), StoreError> {
+    // Two statements: one statement must not update the same row twice.
+    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
+        .bind(id)
+        .bind(error)
+        .execute(&mut *connection)
+        .await?;
+    sqlx::query("UPDATE outbox SET next_attempt_at = GREATEST(next_attempt_at, $2) WHERE lane = $1")
+        .bind(lane)
+        .bind(retry_at)
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
+}

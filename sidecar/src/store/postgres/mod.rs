@@ -1,0 +1,540 @@
+//! The ledger in PostgreSQL, for shops that run several sidecars (several app servers, high availability,
+//! blue-green deploys) on one database. Every decision is one READ COMMITTED transaction that locks what it
+//! decides on before reading it, in one order (the reservation, then its sizes sorted by product and size; see
+//! migrations/postgres), so two sidecars can never both take the last unit; Stripe events are claimed by their
+//! unique id in the transaction of their effect; cleanup claims expired reservations with `FOR UPDATE SKIP
+//! LOCKED`, and the projection claims outbox lanes with a lease, so each change is applied and delivered once
+//! however many sidecars run. A deadlock or serialization failure PostgreSQL reports rolls the decision back and
+//! runs it again.
+
+mod decisions;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
+use tokio::sync::Notify;
+
+use super::columns::{
+    MovementColumns, level, movement_columns, movement_from_columns, reservation_from_rows, timestamp,
+};
+use super::{
+    EventOutcome, ImportOutcome, LaneClaim, Monitoring, MovementOutcome, MovementRecord, MovementRequest, OutboxEntry,
+    OutboxStatus, OutboxTopic, ProjectionSettings, ReleaseOutcome, ReservationRecord, ReservationSummary,
+    ReserveOutcome, SizeRecord, Store, StoreError, StripeAction, StripeEventRecord, WriterCounts,
+};
+
+/// How many times a decision PostgreSQL aborted as a deadlock or a serialization failure runs again.
+const ATTEMPTS: u32 = 8;
+/// How long a request waits for a free connection of the pool before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Units held by a size's reservations at `$2` (now), as in the SQLite store: `held_units` (kept by triggers)
+/// less the items of active reservations past their expiry that cleanup has not marked expired yet.
+macro_rules! reserved_units {
+    () => {
+        "(s.held_units - COALESCE((SELECT SUM(ri.quantity) FROM reservation_items ri \
+          WHERE ri.product = s.product AND ri.size = s.size AND ri.holds_until > 0 AND ri.holds_until <= $2), 0))\
+          ::BIGINT"
+    };
+}
+use reserved_units;
+
+/// `SELECT` of whole movements, `WHERE` the given condition.
+macro_rules! select_movements_where {
+    ($condition:literal) => {
+        concat!("SELECT ", movement_columns!(), " FROM movements WHERE ", $condition)
+    };
+}
+use select_movements_where;
+
+/// Outbox rows of movements whose Payload document the stock-movements hook is saving itself, still in their
+/// grace period: expected, not a backlog. `$1` is now.
+macro_rules! awaiting_payload_save {
+    () => {
+        "(lane LIKE 'movement:%' AND attempts = 0 AND next_attempt_at > $1)"
+    };
+}
+
+/// The columns of a reservation joined with one of its items.
+type ReservationColumns = (String, i64, i64, String, String, i64);
+
+/// The PostgreSQL ledger.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// Whether ledger changes are queued for Payload, and what wakes the projection.
+    projection: Option<Projection>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Debug, Clone)]
+struct Projection {
+    wakeup: Arc<Notify>,
+    grace_millis: i64,
+}
+
+/// Decisions run and transactions committed (a decision that had to run again commits once).
+#[derive(Debug, Default)]
+struct Counters {
+    writes: AtomicU64,
+    commits: AtomicU64,
+}
+
+/// How long a statement waits for a row or table lock that another process (a long transaction of an operator,
+/// a migration) holds before the decision fails as [`StoreError::Busy`], as SQLite's busy timeout does.
+const LOCK_TIMEOUT: &str = "5s";
+
+/// PostgreSQL's SQLSTATE of a store failure, if it is one.
+fn sqlstate(error: &StoreError) -> Option<String> {
+    let StoreError::Database(error) = error else {
+        return None;
+    };
+    (**error)
+        .downcast_ref::<sqlx::Error>()
+        .and_then(sqlx::Error::as_database_error)
+        .and_then(|database| database.code().map(|code| code.into_owned()))
+}
+
+/// Whether a store failure is PostgreSQL aborting a transaction that can simply run again: a deadlock (40P01) or
+/// a serialization failure (40001).
+fn is_retryable(error: &StoreError) -> bool {
+    matches!(sqlstate(error).as_deref(), Some("40P01" | "40001"))
+}
+
+/// A lock that was not granted within [`LOCK_TIMEOUT`] (55P03) is [`StoreError::Busy`]: transient, answered 503
+/// with Retry-After.
+fn busy_if_locked(error: StoreError) -> StoreError {
+    match (sqlstate(&error).as_deref(), error) {
+        (Some("55P03"), StoreError::Database(error)) => StoreError::Busy(error),
+        (_, error) => error,
+    }
+}
+
+/// Runs a decision (an expression of `$connection`, a `&mut PgConnection` inside a transaction) and commits it;
+/// a deadlock or serialization failure rolls it back and runs it again, up to [`ATTEMPTS`] times in all.
+macro_rules! in_transaction {
+    ($store:expr, |$connection:ident| $decision:expr) => {{
+        let store: &PostgresStore = $store;
+        let mut attempt = 1;
+        loop {
+            store.counters.writes.fetch_add(1, Ordering::Relaxed);
+            let mut transaction = store.pool.begin().await?;
+            let $connection: &mut PgConnection = &mut *transaction;
+            let outcome = match $decision.await {
+                Ok(value) => transaction.commit().await.map(|()| value).map_err(StoreError::from),
+                Err(error) => {
+                    // Failing to roll back only leaves the connection to be closed by the pool.
+                    let _ = transaction.rollback().await;
+                    Err(error)
+                }
+            };
+            match outcome {
+                Ok(value) => {
+                    store.counters.commits.fetch_add(1, Ordering::Relaxed);
+                    break Ok(value);
+                }
+                Err(error) if attempt < ATTEMPTS && is_retryable(&error) => {
+                    tracing::debug!(error = %error, attempt, "PostgreSQL aborted a decision; running it again");
+                    tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 2)).await;
+                    attempt += 1;
+                }
+                Err(error) if is_retryable(&error) => break Err(StoreError::Busy(Arc::new(std::io::Error::other(
+                    format!("PostgreSQL aborted the decision {ATTEMPTS} times: {error}"),
+                )))),
+                Err(error) => break Err(busy_if_locked(error)),
+            }
+        }
+    }};
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:5432/database`) with up to
+    /// `max_connections` connections and runs the migrations (several sidecars starting together take turns:
+    /// sqlx holds an advisory lock while it migrates).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("stock-sidecar")
+            .options([("lock_timeout", LOCK_TIMEOUT)]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PostgresStore { pool, projection: None, counters: Arc::default() })
+    }
+
+    /// From now on every ledger change also queues, in its own transaction, what Payload must show (the outbox),
+    /// and wakes the projection when it commits.
+    pub fn with_projection(mut self, settings: ProjectionSettings) -> Self {
+        let grace_millis = i64::try_from(settings.payload_save_grace.as_millis()).unwrap_or(i64::MAX);
+        self.projection = Some(Projection { wakeup: settings.wakeup, grace_millis });
+        self
+    }
+
+    fn outbox(&self) -> decisions::Outbox {
+        match &self.projection {
+            Some(projection) => decisions::Outbox::new(true, projection.grace_millis),
+            None => decisions::Outbox::new(false, 0),
+        }
+    }
+
+    fn changes_committed(&self) {
+        if let Some(projection) = &self.projection {
+            projection.wakeup.notify_one();
+        }
+    }
+}
+
+/// `SELECT` of the sizes of the products in `$1` (an array) with their reserved units at `$2`.
+const SIZES_QUERY: &str = concat!(
+    "SELECT s.product, s.size, s.stock, s.low_stock_threshold, ",
+    reserved_units!(),
+    " AS reserved FROM sizes s WHERE s.product = ANY($1) ORDER BY s.product, s.seq"
+);
+
+/// The sizes of `products` at `now`, each product's in the order they were added.
+async fn sizes_of(
+    connection: &mut PgConnection,
+    products: &[&str],
+    now: Timestamp,
+) -> Result<Vec<(String, SizeRecord)>, StoreError> {
+    let rows: Vec<(String, String, i64, i64, i64)> =
+        sqlx::query_as(SIZES_QUERY).bind(products).bind(now.unix_millis()).fetch_all(&mut *connection).await?;
+    rows.into_iter()
+        .map(|(product, size, stock, threshold, reserved)| {
+            Ok((product, SizeRecord { size, level: level(stock, reserved, threshold)? }))
+        })
+        .collect()
+}
+
+/// A reservation with its items; `lock` takes the reservation's row lock for the rest of the transaction.
+async fn load_reservation(
+    connection: &mut PgConnection,
+    reference: &str,
+    lock: bool,
+) -> Result<Option<ReservationRecord>, StoreError> {
+    const PLAIN: &str = "SELECT r.status, r.created_at, r.expires_at, ri.product, ri.size, ri.quantity \
+         FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
+         WHERE r.reference = $1 ORDER BY ri.seq";
+    const LOCKING: &str = "SELECT r.status, r.created_at, r.expires_at, ri.product, ri.size, ri.quantity \
+         FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
+         WHERE r.reference = $1 ORDER BY ri.seq FOR UPDATE OF r";
+    let rows: Vec<ReservationColumns> =
+        sqlx::query_as(if lock { LOCKING } else { PLAIN }).bind(reference).fetch_all(&mut *connection).await?;
+    reservation_from_rows(reference, rows)
+}
+
+fn count(value: i64, name: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Inconsistent(format!("{name} is negative")))
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn reserve(
+        &self,
+        reference: &str,
+        lines: &[CartLine],
+        ttl: ReservationTtl,
+        now: Timestamp,
+    ) -> Result<ReserveOutcome, StoreError> {
+        let outcome = in_transaction!(self, |connection| decisions::reserve(
+            connection,
+            self.outbox(),
+            (reference, lines),
+            ttl,
+            now
+        ))?;
+        if matches!(outcome, ReserveOutcome::Created(_)) {
+            self.changes_committed();
+        }
+        Ok(outcome)
+    }
+
+    async fn reservation(&self, reference: &str) -> Result<Option<ReservationRecord>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        load_reservation(&mut connection, reference, false).await
+    }
+
+    async fn release(&self, reference: &str, now: Timestamp) -> Result<ReleaseOutcome, StoreError> {
+        let outcome =
+            in_transaction!(self, |connection| decisions::release(connection, self.outbox(), reference, now))?;
+        if matches!(outcome, ReleaseOutcome::Released(_)) {
+            self.changes_committed();
+        }
+        Ok(outcome)
+    }
+
+    async fn release_expired(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        let references =
+            in_transaction!(self, |connection| decisions::release_expired(connection, self.outbox(), now))?;
+        if !references.is_empty() {
+            self.changes_committed();
+        }
+        Ok(references)
+    }
+
+    async fn expired_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT reference FROM reservations WHERE status = 'active' AND expires_at <= $1 \
+             ORDER BY expires_at, reference LIMIT $2",
+        )
+        .bind(now.unix_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(reference,)| reference).collect())
+    }
+
+    async fn expire_one(&self, reference: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let expired = in_transaction!(self, |connection| decisions::expire(connection, self.outbox(), reference, now))?;
+        if expired {
+            self.changes_committed();
+        }
+        Ok(expired)
+    }
+
+    async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        let sizes = sizes_of(&mut connection, &[product], now).await?;
+        Ok(sizes.into_iter().map(|(_, record)| record).collect())
+    }
+
+    async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError> {
+        let outcome = in_transaction!(self, |connection| decisions::record_movement(
+            connection,
+            self.outbox(),
+            request.clone(),
+            now
+        ))?;
+        if matches!(outcome, MovementOutcome::Applied(_)) {
+            self.changes_committed();
+        }
+        Ok(outcome)
+    }
+
+    async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError> {
+        type Counts = (i64, i64, i64, i64, i64, Option<i64>, i64, i64, Option<String>);
+        let mut connection = self.pool.acquire().await?;
+        let now = now.unix_millis();
+        let (active, reserved_units, expired, open_conflicts, backlog, oldest_change, awaiting, failing, last_error): Counts =
+            sqlx::query_as(concat!(
+                "SELECT \
+                   (SELECT COUNT(*) FROM reservations \
+                      WHERE (status = 'active' AND expires_at > $1) OR status = 'processing'), \
+                   (SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM reservation_items WHERE holds_until > $1), \
+                   (SELECT COUNT(*) FROM reservations WHERE status = 'active' AND expires_at <= $1), \
+                   (SELECT COUNT(*) FROM conflicts WHERE resolved_at IS NULL), \
+                   (SELECT COUNT(*) FROM outbox WHERE NOT ",
+                awaiting_payload_save!(),
+                "), (SELECT MIN(created_at) FROM outbox WHERE NOT ",
+                awaiting_payload_save!(),
+                "), (SELECT COUNT(*) FROM outbox WHERE ",
+                awaiting_payload_save!(),
+                "), (SELECT COUNT(*) FROM outbox WHERE attempts > 0), \
+                   (SELECT last_error FROM outbox WHERE last_error IS NOT NULL ORDER BY next_attempt_at DESC LIMIT 1)",
+            ))
+            .bind(now)
+            .fetch_one(&mut *connection)
+            .await?;
+        let oldest: Option<(String, i64, i64)> = sqlx::query_as(
+            "SELECT reference, created_at, expires_at FROM reservations \
+             WHERE (status = 'active' AND expires_at > $1) OR status = 'processing' \
+             ORDER BY created_at, reference LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&mut *connection)
+        .await?;
+        Ok(Monitoring {
+            active_reservations: count(active, "active reservations")?,
+            reserved_units: count(reserved_units, "reserved units")?,
+            oldest_active: match oldest {
+                Some((reference, created_at, expires_at)) => Some(ReservationSummary {
+                    reference,
+                    created_at: timestamp(created_at)?,
+                    expires_at: timestamp(expires_at)?,
+                }),
+                None => None,
+            },
+            expired_not_released: count(expired, "expired reservations")?,
+            open_conflicts: count(open_conflicts, "open conflicts")?,
+            outbox: OutboxStatus {
+                backlog: count(backlog, "outbox backlog")?,
+                awaiting_payload_save: count(awaiting, "outbox rows awaiting Payload")?,
+                oldest_change_at: oldest_change.map(timestamp).transpose()?,
+                failing: count(failing, "failing outbox rows")?,
+                last_error,
+            },
+            ledger_writes: WriterCounts {
+                writes: self.counters.writes.load(Ordering::Relaxed),
+                commits: self.counters.commits.load(Ordering::Relaxed),
+            },
+        })
+    }
+
+    async fn apply_stripe_event(
+        &self,
+        event: &StripeEventRecord,
+        action: &StripeAction,
+        now: Timestamp,
+    ) -> Result<EventOutcome, StoreError> {
+        let outcome = in_transaction!(self, |connection| decisions::apply_stripe_event(
+            connection,
+            self.outbox(),
+            event,
+            action,
+            now
+        ))?;
+        if !matches!(outcome, EventOutcome::Duplicate) {
+            self.changes_committed();
+        }
+        Ok(outcome)
+    }
+
+    async fn prune_stripe_events(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let deleted = sqlx::query("DELETE FROM stripe_events WHERE received_at < $1")
+            .bind(before.unix_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn movement(&self, id: i64) -> Result<Option<MovementRecord>, StoreError> {
+        let row: Option<MovementColumns> =
+            sqlx::query_as(select_movements_where!("id = $1")).bind(id).fetch_optional(&self.pool).await?;
+        row.map(movement_from_columns).transpose()
+    }
+
+    async fn movement_ids(&self, after: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
+        let rows: Vec<(i64,)> = sqlx::query_as("SELECT id FROM movements WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn ledger_products(&self) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT DISTINCT product FROM sizes ORDER BY product").fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|(product,)| product).collect())
+    }
+
+    async fn import_size(
+        &self,
+        (product, size): (&str, &str),
+        stock: Quantity,
+        low_stock_threshold: Quantity,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<ImportOutcome, StoreError> {
+        let outcome = in_transaction!(self, |connection| decisions::import_size(
+            connection,
+            self.outbox(),
+            (product, size),
+            (stock, low_stock_threshold),
+            reason,
+            now
+        ))?;
+        if matches!(outcome, ImportOutcome::Imported(_)) {
+            self.changes_committed();
+        }
+        Ok(outcome)
+    }
+
+    async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT lane FROM outbox o GROUP BY lane HAVING MAX(next_attempt_at) <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM outbox_claims c WHERE c.lane = o.lane AND c.claimed_until > $1) \
+             ORDER BY MIN(id) LIMIT $2",
+        )
+        .bind(now.unix_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(lane,)| lane).collect())
+    }
+
+    async fn lane_entries(&self, lane: &str, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows: Vec<(i64, String, String, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT id, topic, subject, lane, revision, attempts, created_at FROM outbox \
+             WHERE lane = $1 ORDER BY id LIMIT $2",
+        )
+        .bind(lane)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, topic, subject, lane, revision, attempts, created_at)| {
+                Ok(OutboxEntry {
+                    id,
+                    topic: OutboxTopic::parse(&topic)
+                        .ok_or_else(|| StoreError::Inconsistent(format!("outbox topic {topic:?}")))?,
+                    subject,
+                    lane,
+                    revision,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    created_at: timestamp(created_at)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_delivered(&self, entry: &OutboxEntry) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM outbox WHERE id = $1 AND revision = $2")
+            .bind(entry.id)
+            .bind(entry.revision)
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
+    async fn outbox_failed(&self, entry: &OutboxEntry, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
+        in_transaction!(self, |connection| decisions::outbox_failed(
+            connection,
+            (entry.id, &entry.lane),
+            error,
+            retry_at.unix_millis()
+        ))
+    }
+
+    async fn claim_lane(&self, lane: &str, claim: &LaneClaim, now: Timestamp) -> Result<bool, StoreError> {
+        // A conditional upsert: a second sidecar claiming the same lane at the same moment waits for the first
+        // one's insert, then finds the claim running and changes nothing.
+        let claimed = sqlx::query(
+            "INSERT INTO outbox_claims (lane, owner, claimed_until) VALUES ($1, $2, $4) \
+             ON CONFLICT (lane) DO UPDATE SET owner = EXCLUDED.owner, claimed_until = EXCLUDED.claimed_until \
+             WHERE outbox_claims.claimed_until <= $3 OR outbox_claims.owner = EXCLUDED.owner",
+        )
+        .bind(lane)
+        .bind(&claim.owner)
+        .bind(now.unix_millis())
+        .bind(claim.until.unix_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    async fn release_lane(&self, lane: &str, owner: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM outbox_claims WHERE lane = $1 AND owner = $2")
+            .bind(lane)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
