@@ -51,6 +51,42 @@ ensure_npm_packages() {
   fi
 }
 
+# The PostgreSQL server the second run of the sidecar's suite and the multi-replica test use (each test creates a
+# schema of its own and drops it). Trust authentication on 127.0.0.1, as on this project's machines; override with
+# STOCK_TEST_POSTGRES_URL.
+POSTGRES_TEST_URL="${STOCK_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+
+postgres_answers() {
+  command -v psql >/dev/null && psql "$POSTGRES_TEST_URL" --quiet --no-psqlrc -c 'SELECT 1' >/dev/null 2>&1
+}
+
+# Succeeds when PostgreSQL answers at POSTGRES_TEST_URL, starting the local cluster first if it is installed but
+# stopped; otherwise says why and fails (the PostgreSQL runs are then skipped).
+ensure_postgres() {
+  if postgres_answers; then
+    return 0
+  fi
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    local version
+    for version in $(ls /etc/postgresql); do
+      step "Starting the installed PostgreSQL $version cluster 'main' (it was stopped)"
+      pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    done
+    for _ in $(seq 1 30); do
+      if postgres_answers; then
+        return 0
+      fi
+      sleep 1
+    done
+  fi
+  if ! command -v psql >/dev/null; then
+    echo "PostgreSQL is not installed here (no psql)." >&2
+  else
+    echo "No PostgreSQL answers at $POSTGRES_TEST_URL, and none could be started." >&2
+  fi
+  return 1
+}
+
 ensure_tools() {
   ensure_wasm_target
   ensure_wasm_pack

@@ -36,7 +36,8 @@ export async function startSidecar(binary, extraEnv = {}, { stdio = 'inherit', p
   for (let attempt = 0; attempt < 100; attempt++) {
     try {
       // env: what the process was started with, for running the binary's other commands on the same ledger.
-      if ((await fetch(`${base}/readyz`)).ok) return { base, apiToken, adminToken, env, child, stop };
+      // The tokens are the environment's: `extraEnv` may have set them (replicas sharing one ledger share them).
+      if ((await fetch(`${base}/readyz`)).ok) return { base, apiToken: env.SIDECAR_API_TOKEN, adminToken: env.ADMIN_API_TOKEN, env, child, stop };
     } catch {
       // not listening yet
     }

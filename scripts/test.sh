@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test of payload-stock: formatting and lints, stock-core's unit and property tests, the wasm exports
 # inside Node, the JavaScript package (ESM, CommonJS, TypeScript types), the installed-package tests and the
-# end-to-end tests on a real Payload.
+# end-to-end tests on a real Payload. The sidecar's suite runs twice, on SQLite and on PostgreSQL (started here if it
+# is installed but stopped; skipped with a message if there is none), and three sidecars share one PostgreSQL in
+# the multi-replica end-to-end test.
 # Installs what it needs on a fresh machine first (see scripts/setup.sh).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$REPO_ROOT"
 
 ensure_tools
+# The first run is SQLite's whatever the caller's environment says.
+unset STOCK_TEST_DATABASE
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -15,8 +19,17 @@ step "cargo clippy (native, all targets, and the wasm crate for wasm32)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo clippy -p stock-wasm --target wasm32-unknown-unknown --all-targets --quiet -- -D warnings
 
-step "cargo test: stock-core unit and property tests, the sidecar's unit and integration tests"
+step "cargo test: stock-core unit and property tests, the sidecar's unit and integration tests (SQLite)"
 cargo test --workspace
+
+step "cargo test on PostgreSQL: the sidecar's integration tests again, each test in a schema of its own"
+if ensure_postgres; then
+  export STOCK_TEST_DATABASE="$POSTGRES_TEST_URL"
+  cargo test -p stock-sidecar --test it
+else
+  echo "SKIPPED: the sidecar's suite on PostgreSQL and the multi-replica test need a PostgreSQL server" >&2
+  echo "  (set STOCK_TEST_POSTGRES_URL to one whose user may create schemas)." >&2
+fi
 
 build_package
 
@@ -29,7 +42,7 @@ step "node --test: the payload-stock package (ESM, CommonJS, TypeScript types)"
 step "node --test: the packed package installed into an empty project"
 node --test tests/package.test.mjs
 
-step "node --test: end to end on a real Payload 3 with the payloadStock plugin and the sidecar projecting into it"
+step "node --test: end to end on a real Payload 3 with the payloadStock plugin and the sidecar projecting into it (three sidecars on one PostgreSQL in replicas.e2e.test.mjs)"
 node --test tests/e2e/
 
 step "A bounded fuzz pass (30 s per target)"
