@@ -12,6 +12,31 @@ use stock_core::{
 };
 
 use super::{load_reservation, reserved_units, select_movements_where, sizes_of};
+
+/// `INSERT` of outbox rows from the arrays in the given parameters (topics, subjects, lanes, created_at,
+/// next_attempt_at), in array order, `$guard` a condition added to its `WHERE` (or nothing); a row already queued
+/// for the same subject has its revision bumped instead.
+macro_rules! queue_outbox {
+    ($topics:literal, $subjects:literal, $lanes:literal, $created:literal, $due:literal, $guard:literal) => {
+        concat!(
+            "INSERT INTO outbox (topic, subject, lane, created_at, next_attempt_at) ",
+            "SELECT topic, subject, lane, created_at, next_attempt_at FROM UNNEST(",
+            $topics,
+            "::TEXT[], ",
+            $subjects,
+            "::TEXT[], ",
+            $lanes,
+            "::TEXT[], ",
+            $created,
+            "::BIGINT[], ",
+            $due,
+            "::BIGINT[]) WITH ORDINALITY AS queued (topic, subject, lane, created_at, next_attempt_at, position) ",
+            "WHERE TRUE ",
+            $guard,
+            " ORDER BY position ON CONFLICT (topic, subject) DO UPDATE SET revision = outbox.revision + 1"
+        )
+    };
+}
 use crate::store::columns::{
     MovementColumns, holds_until, import_key, level, lifecycle_of, movement_columns, movement_from_columns,
     movement_key, movement_lane, product_lane, reservation_lane, sale_key, same_items,
@@ -21,7 +46,9 @@ use crate::store::{
     ReservationRecord, ReserveOutcome, ReservedItem, StoreError, StripeAction, StripeEventRecord,
 };
 
-/// Whether this store queues ledger changes for Payload, and the rows one decision queued so far.
+/// What a decision writes in its last statement: the outbox rows it queued (if this store queues changes for
+/// Payload), the reservation's new status, and the Stripe event's outcome. One statement instead of three saves
+/// round trips while the decision holds its locks.
 #[derive(Debug, Clone)]
 pub(super) struct Outbox {
     enabled: bool,
@@ -29,11 +56,18 @@ pub(super) struct Outbox {
     payload_save_grace_millis: i64,
     /// (topic, subject, lane, created_at, next_attempt_at), in the order queued.
     rows: Vec<(&'static str, String, String, i64, i64)>,
+    /// A reservation moving to a new status: (reference, status, finished_at, holds_until of its items).
+    status: Option<(String, &'static str, Option<i64>, i64)>,
+    /// The outcome of the Stripe event the decision applies: (event id, outcome).
+    event_outcome: Option<(String, &'static str)>,
 }
+
+/// The columns of queued outbox rows, as the arrays `UNNEST` takes.
+type OutboxColumns = (Vec<&'static str>, Vec<String>, Vec<String>, Vec<i64>, Vec<i64>);
 
 impl Outbox {
     pub(super) fn new(enabled: bool, payload_save_grace_millis: i64) -> Self {
-        Outbox { enabled, payload_save_grace_millis, rows: Vec::new() }
+        Outbox { enabled, payload_save_grace_millis, rows: Vec::new(), status: None, event_outcome: None }
     }
 
     fn queue(&mut self, (topic, subject, lane): (&'static str, &str, String), now: Timestamp, delay_millis: i64) {
@@ -68,30 +102,45 @@ impl Outbox {
         }
     }
 
-    /// Writes the queued rows, in the order queued; a row already queued for the same subject has its revision
-    /// bumped instead (the changes coalesce).
+    fn columns(rows: Vec<(&'static str, String, String, i64, i64)>) -> OutboxColumns {
+        let mut columns: OutboxColumns = Default::default();
+        for (topic, subject, lane, created_at, next_attempt_at) in rows {
+            columns.0.push(topic);
+            columns.1.push(subject);
+            columns.2.push(lane);
+            columns.3.push(created_at);
+            columns.4.push(next_attempt_at);
+        }
+        columns
+    }
+
+    /// Writes what is pending in one statement: the status change, the event's outcome, and the queued outbox rows
+    /// in the order queued (a row already queued for the same subject has its revision bumped instead: the changes
+    /// coalesce). A part with nothing pending is bound NULL or empty and changes nothing.
     async fn write(self, connection: &mut PgConnection) -> Result<(), StoreError> {
-        if self.rows.is_empty() {
+        if self.rows.is_empty() && self.status.is_none() && self.event_outcome.is_none() {
             return Ok(());
         }
-        let count = self.rows.len();
-        let (mut topics, mut subjects, mut lanes) = (Vec::with_capacity(count), Vec::new(), Vec::new());
-        let (mut created, mut due) = (Vec::with_capacity(count), Vec::with_capacity(count));
-        for (topic, subject, lane, created_at, next_attempt_at) in self.rows {
-            topics.push(topic);
-            subjects.push(subject);
-            lanes.push(lane);
-            created.push(created_at);
-            due.push(next_attempt_at);
-        }
-        sqlx::query(
-            "INSERT INTO outbox (topic, subject, lane, created_at, next_attempt_at) \
-             SELECT topic, subject, lane, created_at, next_attempt_at \
-             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[]) WITH ORDINALITY \
-               AS queued (topic, subject, lane, created_at, next_attempt_at, position) \
-             ORDER BY position \
-             ON CONFLICT (topic, subject) DO UPDATE SET revision = outbox.revision + 1",
-        )
+        let (reference, status, finished_at, holds) = match self.status {
+            Some((reference, status, finished_at, holds)) => (Some(reference), Some(status), finished_at, Some(holds)),
+            None => (None, None, None, None),
+        };
+        let (event_id, outcome) = self.event_outcome.unzip();
+        let (topics, subjects, lanes, created, due) = Outbox::columns(self.rows);
+        sqlx::query(concat!(
+            "WITH items AS (UPDATE reservation_items SET holds_until = $3 WHERE reference = $1), \
+             status AS (UPDATE reservations SET status = $2, finished_at = $4 WHERE reference = $1), \
+             event AS (UPDATE stripe_events SET outcome = $6 WHERE id = $5), \
+             queued AS (",
+            queue_outbox!("$7", "$8", "$9", "$10", "$11", ""),
+            ") SELECT 1"
+        ))
+        .bind(reference)
+        .bind(status)
+        .bind(holds)
+        .bind(finished_at)
+        .bind(event_id)
+        .bind(outcome)
         .bind(topics)
         .bind(subjects)
         .bind(lanes)
@@ -115,15 +164,6 @@ async fn lock_sizes(connection: &mut PgConnection, sizes: &[(&str, &str)]) -> Re
     .bind(labels)
     .execute(&mut *connection)
     .await?;
-    Ok(())
-}
-
-/// Locks every size of `products`, in product and size order.
-async fn lock_products(connection: &mut PgConnection, products: &[&str]) -> Result<(), StoreError> {
-    sqlx::query("SELECT 1 FROM sizes WHERE product = ANY($1) ORDER BY product, size FOR UPDATE")
-        .bind(products)
-        .execute(&mut *connection)
-        .await?;
     Ok(())
 }
 
@@ -205,27 +245,22 @@ async fn write_movement(
     Ok(id)
 }
 
-/// Moves a locked reservation to `status`, and its items' `holds_until` with it (the triggers move the sizes'
-/// held units; the sizes are locked first, in order).
+/// Moves a locked reservation to `status`, and its items' `holds_until` with it, in the decision's last statement
+/// (the triggers move the sizes' held units). The sizes are locked first, in order, unless the caller already holds
+/// them.
 async fn set_status(
     connection: &mut PgConnection,
     outbox: &mut Outbox,
     record: &ReservationRecord,
-    status: ReservationStatus,
+    (status, sizes_locked): (ReservationStatus, bool),
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    lock_sizes(connection, &item_sizes(&record.items)).await?;
+    if !sizes_locked {
+        lock_sizes(connection, &item_sizes(&record.items)).await?;
+    }
     let finished_at = status.is_terminal().then_some(now.unix_millis());
-    sqlx::query(
-        "WITH items AS (UPDATE reservation_items SET holds_until = $4 WHERE reference = $1) \
-         UPDATE reservations SET status = $2, finished_at = $3 WHERE reference = $1",
-    )
-    .bind(&record.reference)
-    .bind(status.as_str())
-    .bind(finished_at)
-    .bind(holds_until(status, record.expires_at))
-    .execute(&mut *connection)
-    .await?;
+    outbox.status =
+        Some((record.reference.clone(), status.as_str(), finished_at, holds_until(status, record.expires_at)));
     outbox.reservation(&record.reference, &record.items, now);
     Ok(())
 }
@@ -315,7 +350,7 @@ async fn commit_reservation(
     if late {
         lifecycle.commit_late().map_err(|error| StoreError::Inconsistent(error.to_string()))?;
     }
-    set_status(connection, outbox, &record, ReservationStatus::Committed, now).await?;
+    set_status(connection, outbox, &record, (ReservationStatus::Committed, true), now).await?;
     Ok(EventOutcome::Committed { late })
 }
 
@@ -342,7 +377,7 @@ async fn release_locked(
     };
     match lifecycle_of(&record)?.release() {
         Ok(StatusChange::Changed(status)) => {
-            set_status(connection, outbox, &record, status, now).await?;
+            set_status(connection, outbox, &record, (status, false), now).await?;
             record.status = status;
             Ok(ReleaseOutcome::Released(record))
         }
@@ -364,7 +399,7 @@ async fn start_processing(
     let mut lifecycle = lifecycle_of(&record)?;
     match lifecycle.start_processing(now) {
         Ok(StatusChange::Changed(status)) => {
-            set_status(connection, outbox, &record, status, now).await?;
+            set_status(connection, outbox, &record, (status, false), now).await?;
             Ok(EventOutcome::Processing)
         }
         Ok(StatusChange::Unchanged(status)) => Ok(EventOutcome::Unchanged { status }),
@@ -374,7 +409,9 @@ async fn start_processing(
     }
 }
 
-/// Reserves `lines` under `reference` if every size has the units (see [`crate::store::Store::reserve`]).
+/// Reserves `lines` under `reference` if every size has the units (see [`crate::store::Store::reserve`]). Only
+/// the sizes asked for are locked, so carts for other sizes of the same product go on at the same time; the other
+/// sizes are read for the cart's checks (an unknown size, say) without deciding anything on them.
 pub(super) async fn reserve(
     connection: &mut PgConnection,
     mut outbox: Outbox,
@@ -389,14 +426,12 @@ pub(super) async fn reserve(
             ReserveOutcome::ReferenceConflict(existing)
         }
     };
-    if let Some(record) = load_reservation(connection, reference, false).await? {
-        return Ok(existing(record));
-    }
-
-    let mut products: Vec<&str> = lines.iter().map(|line| line.product.as_str()).collect();
-    products.sort_unstable();
+    let mut asked: Vec<(&str, &str)> = lines.iter().map(|line| (line.product.as_str(), line.size.as_str())).collect();
+    asked.sort_unstable();
+    asked.dedup();
+    lock_sizes(connection, &asked).await?;
+    let mut products: Vec<&str> = asked.iter().map(|(product, _)| *product).collect();
     products.dedup();
-    lock_products(connection, &products).await?;
     let mut snapshots: Vec<ProductSnapshot> = Vec::with_capacity(products.len());
     for (product, record) in sizes_of(connection, &products, now).await? {
         let size = SizeStock { size: record.size, level: record.level };
@@ -407,56 +442,62 @@ pub(super) async fn reserve(
     }
     let validation = validate_cart(&snapshots, lines);
     if !validation.is_ok() {
-        return Ok(ReserveOutcome::Rejected(validation));
+        // A request repeated after its reservation took the last units is the reservation, not a refusal.
+        return Ok(match load_reservation(connection, reference, false).await? {
+            Some(record) => existing(record),
+            None => ReserveOutcome::Rejected(validation),
+        });
     }
 
     let expires_at = reservation_expires_at(now, ttl)
         .map_err(|error: ReservationError| StoreError::Inconsistent(error.to_string()))?;
-    let inserted = sqlx::query(
-        "INSERT INTO reservations (reference, status, created_at, expires_at) VALUES ($1, 'active', $2, $3) \
-         ON CONFLICT (reference) DO NOTHING",
-    )
-    .bind(reference)
-    .bind(now.unix_millis())
-    .bind(expires_at.unix_millis())
-    .execute(&mut *connection)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        // Another sidecar reserved the same reference meanwhile (the insert waited for its commit).
-        let record = load_reservation(connection, reference, false)
-            .await?
-            .ok_or_else(|| StoreError::Inconsistent(format!("reservation {reference} exists but cannot be read")))?;
-        return Ok(existing(record));
-    }
     let items: Vec<ReservedItem> = validation
         .items
         .into_iter()
         .map(|item| ReservedItem { product: item.product, size: item.size, quantity: item.quantity })
         .collect();
-    let (item_products, item_labels, item_units): (Vec<&str>, Vec<&str>, Vec<i64>) = items
-        .iter()
-        .map(|item| (item.product.as_str(), item.size.as_str(), i64::from(item.quantity)))
-        .fold(Default::default(), |(mut products, mut labels, mut units), (product, label, quantity)| {
-            products.push(product);
-            labels.push(label);
-            units.push(quantity);
-            (products, labels, units)
-        });
-    sqlx::query(
-        "INSERT INTO reservation_items (reference, product, size, quantity, holds_until) \
-         SELECT $1, product, size, quantity, $5 \
-         FROM UNNEST($2::TEXT[], $3::TEXT[], $4::BIGINT[]) WITH ORDINALITY AS item (product, size, quantity, position) \
-         ORDER BY position",
-    )
+    let (mut item_products, mut item_labels, mut item_units) = (Vec::new(), Vec::new(), Vec::new());
+    for item in &items {
+        item_products.push(item.product.as_str());
+        item_labels.push(item.size.as_str());
+        item_units.push(i64::from(item.quantity));
+    }
+    outbox.reservation(reference, &items, now);
+    let (topics, subjects, lanes, created, due) = Outbox::columns(std::mem::take(&mut outbox.rows));
+    // The reservation, its items and its outbox rows in one statement; nothing but the reservation's own insert
+    // happens if another sidecar took the reference meanwhile (the insert waited for its commit).
+    let (inserted,): (i64,) = sqlx::query_as(concat!(
+        "WITH reservation AS (INSERT INTO reservations (reference, status, created_at, expires_at) \
+           VALUES ($1, 'active', $2, $3) ON CONFLICT (reference) DO NOTHING RETURNING reference), \
+         items AS (INSERT INTO reservation_items (reference, product, size, quantity, holds_until) \
+           SELECT reservation.reference, item.product, item.size, item.quantity, $3 \
+           FROM reservation, UNNEST($4::TEXT[], $5::TEXT[], $6::BIGINT[]) WITH ORDINALITY \
+             AS item (product, size, quantity, position) \
+           ORDER BY item.position), \
+         queued AS (",
+        queue_outbox!("$7", "$8", "$9", "$10", "$11", "AND EXISTS (SELECT 1 FROM reservation)"),
+        ") SELECT COUNT(*) FROM reservation"
+    ))
     .bind(reference)
+    .bind(now.unix_millis())
+    // The expiry, and the items' holds_until: an active reservation's items hold their units until it.
+    .bind(holds_until(ReservationStatus::Active, expires_at))
     .bind(item_products)
     .bind(item_labels)
     .bind(item_units)
-    .bind(holds_until(ReservationStatus::Active, expires_at))
-    .execute(&mut *connection)
+    .bind(topics)
+    .bind(subjects)
+    .bind(lanes)
+    .bind(created)
+    .bind(due)
+    .fetch_one(&mut *connection)
     .await?;
-    outbox.reservation(reference, &items, now);
-    outbox.write(connection).await?;
+    if inserted == 0 {
+        let record = load_reservation(connection, reference, false)
+            .await?
+            .ok_or_else(|| StoreError::Inconsistent(format!("reservation {reference} exists but cannot be read")))?;
+        return Ok(existing(record));
+    }
     Ok(ReserveOutcome::Created(ReservationRecord {
         reference: reference.to_owned(),
         status: ReservationStatus::Active,
@@ -529,7 +570,7 @@ pub(super) async fn expire(
     let mut lifecycle = lifecycle_of(&record)?;
     match lifecycle.expire(now) {
         Ok(StatusChange::Changed(status)) => {
-            set_status(connection, &mut outbox, &record, status, now).await?;
+            set_status(connection, &mut outbox, &record, (status, false), now).await?;
             outbox.write(connection).await?;
             Ok(true)
         }
@@ -653,11 +694,7 @@ pub(super) async fn apply_stripe_event(
         }
         StripeAction::Ignore { reason } => EventOutcome::Ignored { reason },
     };
-    sqlx::query("UPDATE stripe_events SET outcome = $2 WHERE id = $1")
-        .bind(&event.id)
-        .bind(outcome.as_str())
-        .execute(&mut *connection)
-        .await?;
+    outbox.event_outcome = Some((event.id.clone(), outcome.as_str()));
     outbox.write(connection).await?;
     Ok(outcome)
 }
