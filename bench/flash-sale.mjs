@@ -6,10 +6,14 @@
 // - baseline (what the seed describes): each buyer reads the product through Payload's REST API, checks
 //   availableStock, writes reservedStock + 1 back; a payer then reads again and writes stock - 1, reserved - 1; an
 //   abandoner writes reserved - 1.
+// - payload-stock on PostgreSQL: the same burst and webhooks to one sidecar, then to two sharing the ledger (the
+//   buyers and the webhooks spread over them in turn), projecting into the same Payload; skipped with a note when
+//   no PostgreSQL answers at BENCH_POSTGRES_URL (default the local one).
 // Prints markdown tables. Run: node bench/flash-sale.mjs [release stock-sidecar] (scripts/bench.sh builds it and
 // reserve-burst next to it, and passes it).
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -18,7 +22,9 @@ process.env.STOCK_SIDECAR_BIN = process.argv[2] ?? process.env.STOCK_SIDECAR_BIN
 // The buyers of payload-stock's side: a Rust program (bench/ledger), because Node's fetch tops out near 2,700
 // requests/s on this machine, below the sidecar; the baseline's buyers stay in Node, far below that limit.
 const burstBinary = join(dirname(process.env.STOCK_SIDECAR_BIN), 'reserve-burst');
-const { sendStripeEvent, startShop, stripeEvent } = await import('../tests/e2e/harness.mjs');
+const { WEBHOOK_SECRET, freePort, sendStripeEvent, sidecarBinary, startShop, stripeEvent, waitFor } = await import('../tests/e2e/harness.mjs');
+const { startSidecar } = await import('../scripts/sidecar-process.mjs');
+const POSTGRES = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 const STOCK = Number(process.env.BENCH_STOCK ?? 50);
 const BUYERS = (process.env.BENCH_BUYERS ?? '100,500,1000').split(',').map(Number);
@@ -37,25 +43,104 @@ function usage(pid) {
 
 const shop = await startShop();
 
+/** Runs one SQL statement on the PostgreSQL server with psql; false if there is none. */
+function psql(sql) {
+  try {
+    execFileSync('psql', [POSTGRES, '--quiet', '--no-psqlrc', '-v', 'ON_ERROR_STOP=1', '-c', sql], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Where a run's buyers and webhooks go: the sidecars (sharing one ledger), their tokens and processes. */
+function sqliteTarget() {
+  return {
+    bases: [shop.sidecar.base],
+    apiToken: shop.sidecar.apiToken,
+    adminToken: shop.sidecar.adminToken,
+    pids: () => [shop.sidecarChild.pid],
+    projected: (timeoutMs) => shop.projected(timeoutMs),
+  };
+}
+
+/** `count` sidecars on a fresh PostgreSQL schema, projecting into the shop's Payload; null without PostgreSQL. */
+async function postgresTarget(count) {
+  const schema = `bench_flash_${randomBytes(6).toString('hex')}`;
+  if (!psql(`CREATE SCHEMA ${schema}`)) return null;
+  const separator = POSTGRES.includes('?') ? '&' : '?';
+  const shared = {
+    DATABASE_URL: `${POSTGRES}${separator}options[search_path]=${schema}`,
+    SIDECAR_API_TOKEN: randomBytes(16).toString('hex'),
+    ADMIN_API_TOKEN: randomBytes(16).toString('hex'),
+    PAYLOAD_URL: shop.payload.url,
+    PAYLOAD_API_KEY: shop.sidecar.env.PAYLOAD_API_KEY,
+    PROJECTION_RETRY_MAX_SECONDS: '1',
+    STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+    CLEANUP_INTERVAL_SECONDS: '0',
+    RUST_LOG: 'warn',
+  };
+  const sidecars = [];
+  for (let index = 0; index < count; index++) sidecars.push(await startSidecar(sidecarBinary(), shared, { stdio: 'ignore', port: await freePort() }));
+  return {
+    bases: sidecars.map((sidecar) => sidecar.base),
+    apiToken: shared.SIDECAR_API_TOKEN,
+    adminToken: shared.ADMIN_API_TOKEN,
+    pids: () => sidecars.map((sidecar) => sidecar.child.pid),
+    projected: (timeoutMs = 30_000) => waitFor('Payload to catch up with the PostgreSQL ledger', async () => {
+      const response = await fetch(`${sidecars[0].base}/readyz`);
+      return (await response.json()).payloadProjection.backlog === 0;
+    }, { timeoutMs }),
+    async stop() {
+      await Promise.allSettled(sidecars.map((sidecar) => sidecar.stop()));
+      psql(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    },
+  };
+}
+
 /** K buyers at once through reserve-burst; `mode` is warm (connections open beforehand) or cold. */
-function burst(product, buyers, prefix, mode) {
-  const output = execFileSync(burstBinary, [shop.sidecar.base, shop.sidecar.apiToken, product, '42', String(buyers), prefix, mode], { encoding: 'utf8', maxBuffer: 64 << 20 });
+function burst(target, product, buyers, prefix, mode) {
+  const output = execFileSync(burstBinary, [target.bases.join(','), target.apiToken, product, '42', String(buyers), prefix, mode], { encoding: 'utf8', maxBuffer: 64 << 20 });
   return JSON.parse(output);
 }
 
-async function payloadStockRun(buyers, run, mode) {
+/** CPU time of every PostgreSQL server process (the postmaster and its backends), in ms. */
+function postgresCpuMs() {
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === 'postgres') total += usage(entry).cpuMs;
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return total;
+}
+
+/** CPU time and the largest peak RSS of a run's sidecar processes. */
+function sidecarsUsage(target) {
+  const each = target.pids().map(usage);
+  return { cpuMs: each.reduce((sum, one) => sum + one.cpuMs, 0), peakMiB: Math.max(...each.map((one) => one.peakMiB)) };
+}
+
+async function payloadStockRun(target, buyers, run, mode) {
   const product = await shop.createProduct(`Flash ${run} ${mode}`, ['42']);
-  await shop.sidecarPost('/v1/movements', { product, size: '42', type: 'restock', quantity: STOCK, reason: 'Flash sale stock' });
-  await shop.projected();
-  const before = { sidecar: usage(shop.sidecarChild.pid), payload: usage(shop.payload.pid) };
-  const result = burst(product, buyers, `pi_flash_${run}_${mode}_`, mode);
+  await fetch(`${target.bases[0]}/v1/movements`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${target.adminToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ product, size: '42', type: 'restock', quantity: STOCK, reason: 'Flash sale stock' }),
+  });
+  await target.projected();
+  const before = { sidecar: sidecarsUsage(target), payload: usage(shop.payload.pid), postgres: { cpuMs: postgresCpuMs(), peakMiB: NaN } };
+  const result = burst(target, product, buyers, `pi_flash_${run}_${mode}_`, mode);
   const winners = result.winners;
   const payers = winners.slice(0, Math.ceil(winners.length / 2));
   const paying = new Set(payers);
-  await Promise.all(winners.map((reference) => sendStripeEvent(shop.sidecar.base, stripeEvent(paying.has(reference) ? 'payment_intent.succeeded' : 'payment_intent.canceled', reference))));
+  await Promise.all(winners.map((reference, index) => sendStripeEvent(target.bases[index % target.bases.length], stripeEvent(paying.has(reference) ? 'payment_intent.succeeded' : 'payment_intent.canceled', reference))));
   const eventsDone = performance.now();
-  await shop.projected(600_000);
-  const after = { sidecar: usage(shop.sidecarChild.pid), payload: usage(shop.payload.pid) };
+  await target.projected(600_000);
+  const after = { sidecar: sidecarsUsage(target), payload: usage(shop.payload.pid), postgres: { cpuMs: postgresCpuMs(), peakMiB: NaN } };
   const shown = (await shop.api.sizes(product))['42'];
   // Requests the shop made: K reservations and one webhook per winner.
   const requests = buyers + winners.length;
@@ -127,20 +212,39 @@ async function baselineRun(buyers, run) {
 }
 
 const rows = [];
+let postgresNote = null;
 for (const [run, buyers] of BUYERS.entries()) {
-  rows.push({
+  const row = {
     buyers,
-    stock: await payloadStockRun(buyers, run, 'warm'),
-    cold: await payloadStockRun(buyers, run, 'cold'),
+    stock: await payloadStockRun(sqliteTarget(), buyers, run, 'warm'),
+    cold: await payloadStockRun(sqliteTarget(), buyers, run, 'cold'),
     baseline: await baselineRun(buyers, run),
-  });
+    postgres: [],
+  };
+  for (const replicas of [1, 2]) {
+    const target = await postgresTarget(replicas);
+    if (!target) {
+      postgresNote = `PostgreSQL rows skipped: no PostgreSQL answers at ${POSTGRES} (set BENCH_POSTGRES_URL)`;
+      break;
+    }
+    try {
+      row.postgres.push({ replicas, result: await payloadStockRun(target, buyers, `${run}_pg${replicas}`, 'warm') });
+    } finally {
+      await target.stop();
+    }
+  }
+  rows.push(row);
 }
 await shop.stop();
 
 console.log(`\n### Flash sale: K buyers for ${STOCK} units of one size, half the winners pay (same real Payload for both)\n`);
 console.log('| K | approach | winners | oversold | reservations/s | p50 | p99 | 503 overloaded (retried) | final stock/reserved (expected) | Payload caught up after the last webhook |');
 console.log('| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |');
-for (const { buyers, stock, cold, baseline } of rows) {
+if (postgresNote) console.log(`${postgresNote}\n`);
+for (const { buyers, stock, cold, baseline, postgres } of rows) {
+  for (const { replicas, result } of postgres) {
+    console.log(`| ${buyers} | payload-stock on PostgreSQL, ${replicas} sidecar${replicas > 1 ? 's' : ''} | ${result.winners} | ${result.oversold} | ${result.perSecond.toFixed(0)} | ${ms(result.p50)} | ${ms(result.p99)} | ${result.overloaded} | ${result.final} (${result.expected}) | ${ms(result.payloadCatchUp)} |`);
+  }
   console.log(`| ${buyers} | payload-stock, cold connections | ${cold.winners} | ${cold.oversold} | ${cold.perSecond.toFixed(0)} | ${ms(cold.p50)} | ${ms(cold.p99)} | ${cold.overloaded} | ${cold.final} (${cold.expected}) | ${ms(cold.payloadCatchUp)} |`);
   console.log(`| ${buyers} | payload-stock | ${stock.winners} | ${stock.oversold} | ${stock.perSecond.toFixed(0)} | ${ms(stock.p50)} | ${ms(stock.p99)} | ${stock.overloaded} | ${stock.final} (${stock.expected}) | ${ms(stock.payloadCatchUp)} |`);
   console.log(`| ${buyers} | seed baseline | ${baseline.winners} | ${baseline.oversold} | ${baseline.perSecond.toFixed(0)} | ${ms(baseline.p50)} | ${ms(baseline.p99)} | - (${baseline.refusedWrites} writes refused) | ${baseline.final} (${baseline.expected}) | - |`);
@@ -148,10 +252,14 @@ for (const { buyers, stock, cold, baseline } of rows) {
 }
 
 console.log('\n### Footprint of the flash-sale runs (CPU per 1,000 requests: the K reservations and one webhook or write per winner)\n');
-console.log('| K | approach | sidecar CPU ms / 1,000 | sidecar peak RSS MiB | Payload CPU ms / 1,000 | Payload peak RSS MiB |');
-console.log('| ---: | --- | ---: | ---: | ---: | ---: |');
-for (const { buyers, stock, baseline } of rows) {
+console.log('| K | approach | sidecar CPU ms / 1,000 | sidecar peak RSS MiB | Payload CPU ms / 1,000 | Payload peak RSS MiB | PostgreSQL server CPU ms / 1,000 |');
+console.log('| ---: | --- | ---: | ---: | ---: | ---: | ---: |');
+for (const { buyers, stock, baseline, postgres } of rows) {
   const { sidecar, payload } = stock.footprint;
-  console.log(`| ${buyers} | payload-stock | ${sidecar.cpuPer1000.toFixed(0)} | ${sidecar.peakMiB.toFixed(1)} | ${payload.cpuPer1000.toFixed(0)} | ${payload.peakMiB.toFixed(1)} |`);
-  console.log(`| ${buyers} | seed baseline | - | - | ${baseline.footprint.payload.cpuPer1000.toFixed(0)} | ${baseline.footprint.payload.peakMiB.toFixed(1)} |`);
+  console.log(`| ${buyers} | payload-stock | ${sidecar.cpuPer1000.toFixed(0)} | ${sidecar.peakMiB.toFixed(1)} | ${payload.cpuPer1000.toFixed(0)} | ${payload.peakMiB.toFixed(1)} | - |`);
+  for (const { replicas, result } of postgres) {
+    const { sidecar: sidecars, payload: shopPayload, postgres: server } = result.footprint;
+    console.log(`| ${buyers} | payload-stock on PostgreSQL, ${replicas} sidecar${replicas > 1 ? 's' : ''} (CPU summed, RSS of the largest) | ${sidecars.cpuPer1000.toFixed(0)} | ${sidecars.peakMiB.toFixed(1)} | ${shopPayload.cpuPer1000.toFixed(0)} | ${shopPayload.peakMiB.toFixed(1)} | ${server.cpuPer1000.toFixed(0)} |`);
+  }
+  console.log(`| ${buyers} | seed baseline | - | - | ${baseline.footprint.payload.cpuPer1000.toFixed(0)} | ${baseline.footprint.payload.peakMiB.toFixed(1)} | - |`);
 }

@@ -5,7 +5,8 @@
 //!
 //! Usage: `reserve-burst BASE_URL API_TOKEN PRODUCT SIZE K REFERENCE_PREFIX [warm|cold]`. `warm` (the default)
 //! opens the K connections before the burst, as a shop's server keeps its connections to the sidecar alive;
-//! `cold` opens them during the burst.
+//! `cold` opens them during the burst. BASE_URL may list several sidecars sharing one ledger, comma-separated:
+//! buyer `i` goes to the `i % n`th, as a load balancer taking turns would send it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,15 +18,16 @@ use serde_json::{Value, json};
 async fn main() -> Result<(), BenchError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [base, token, product, size, buyers, prefix, rest @ ..] = args.as_slice() else {
+    let [bases, token, product, size, buyers, prefix, rest @ ..] = args.as_slice() else {
         return Err("usage: reserve-burst BASE_URL API_TOKEN PRODUCT SIZE K REFERENCE_PREFIX [warm|cold]".into());
     };
     let buyers: usize = buyers.parse()?;
+    let bases: Vec<&str> = bases.split(',').collect();
     let warm = rest.first().map(String::as_str) != Some("cold");
     let client = reqwest::Client::builder().pool_max_idle_per_host(buyers).build()?;
     if warm {
-        let opening = (0..buyers).map(|_| {
-            let (client, url) = (client.clone(), format!("{base}/healthz"));
+        let opening = (0..buyers).map(|index| {
+            let (client, url) = (client.clone(), format!("{}/healthz", bases[index % bases.len()]));
             tokio::spawn(async move { client.get(url).send().await?.bytes().await })
         });
         for opened in futures_util::future::join_all(opening).await {
@@ -37,7 +39,7 @@ async fn main() -> Result<(), BenchError> {
     let mut tasks = Vec::with_capacity(buyers);
     for index in 0..buyers {
         let (client, start) = (client.clone(), Arc::clone(&start));
-        let url = format!("{base}/v1/reservations");
+        let url = format!("{}/v1/reservations", bases[index % bases.len()]);
         let reference = format!("{prefix}{index}");
         let body = json!({ "reference": reference, "items": [{ "product": product, "size": size, "quantity": 1 }] });
         let token = token.clone();

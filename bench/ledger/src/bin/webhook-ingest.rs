@@ -1,17 +1,22 @@
-//! Benchmark: how many Stripe webhook events one stock-sidecar ingests, with a reservation to commit behind each,
-//! for SQLite synchronous=FULL and NORMAL; next to this machine's bare commit loops measured in the same run, and
-//! the sidecar's peak RSS and CPU time per 1,000 events. Prints markdown tables.
+//! Benchmark: how many Stripe webhook events stock-sidecar ingests, with a reservation to commit behind each, on
+//! SQLite (synchronous=FULL and NORMAL, one sidecar) and on PostgreSQL (one sidecar, and two sharing the ledger
+//! with the load spread over both); next to this machine's bare commit loops measured in the same run, and the
+//! sidecars' peak RSS and CPU time per 1,000 events. Prints markdown tables.
 //!
 //! Run: `cargo run --release -p ledger-bench --bin webhook-ingest -- target/release/stock-sidecar`
 //! (`bash scripts/bench.sh` does). `INGEST_EVENTS` (default 20000) and `INGEST_CLIENTS` (default 64) change the
-//! load, `INGEST_ROUNDS` (default 3) how often each setting runs (alternating; the summary gives medians). Each event is a signed `payment_intent.succeeded` for a reservation made beforehand through /v1, so every
-//! event commits a sale: a claim of the event id, the sale movement, the reservation's status, in one decision.
+//! load, `INGEST_ROUNDS` (default 3) how often each setup runs (alternating; the summary gives medians),
+//! `BENCH_POSTGRES_URL` the PostgreSQL server (default the local one; its columns are skipped with a note when it
+//! does not answer). Each event is a signed `payment_intent.succeeded` for a reservation made beforehand through
+//! /v1, so every event commits a sale: a claim of the event id, the sale movement, the reservation's status, in one
+//! decision.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use ledger_bench::postgres::{self, Schema};
 use ledger_bench::sidecar::{ADMIN_TOKEN, API_TOKEN, BenchError, Sidecar, WEBHOOK_SECRET, percentile_ms};
 use ledger_bench::store_limit;
 use serde_json::{Value, json};
@@ -32,25 +37,47 @@ struct LoadRun {
     outcomes: std::collections::BTreeMap<String, usize>,
 }
 
-/// Sends `requests` (path, headers, body) from `clients` concurrent connections; one pass, in order of index.
+/// Where the ledger is, and how many sidecars share it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    /// One sidecar on SQLite with this `SQLITE_SYNCHRONOUS`.
+    Sqlite(&'static str),
+    /// This many sidecars on one PostgreSQL schema, the requests spread over them in turn.
+    Postgres(usize),
+}
+
+impl Setup {
+    fn label(self) -> String {
+        match self {
+            Setup::Sqlite(synchronous) => format!("SQLite, synchronous={synchronous}"),
+            Setup::Postgres(1) => "PostgreSQL, 1 sidecar".to_owned(),
+            Setup::Postgres(count) => format!("PostgreSQL, {count} sidecars"),
+        }
+    }
+}
+
+/// Sends `requests` (path, headers, body) from `clients` concurrent connections; one pass, in order of index,
+/// request `i` to `bases[i % bases.len()]` (a load balancer taking turns).
 async fn send_all(
     client: &reqwest::Client,
-    base: &str,
+    bases: &[String],
     requests: Arc<Vec<Prepared>>,
     clients: usize,
 ) -> Result<LoadRun, BenchError> {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
+    let bases = Arc::new(bases.to_vec());
     for _ in 0..clients {
-        let (client, base, requests, next) =
-            (client.clone(), base.to_owned(), Arc::clone(&requests), Arc::clone(&next));
+        let (client, bases, requests, next) =
+            (client.clone(), Arc::clone(&bases), Arc::clone(&requests), Arc::clone(&next));
         workers.spawn(async move {
             let mut latencies = Vec::new();
             let mut outcomes = Vec::new();
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let Some((path, headers, body)) = requests.get(index) else { break };
+                let base = &bases[index % bases.len()];
                 let began = Instant::now();
                 let mut request = client.post(format!("{base}{path}")).body(body.clone());
                 for (name, value) in headers {
@@ -113,9 +140,9 @@ async fn ledger_writes(client: &reqwest::Client, base: &str) -> Result<(u64, u64
     Ok((writes["writes"].as_u64().unwrap_or(0), writes["commits"].as_u64().unwrap_or(0)))
 }
 
-/// What one store setting gave.
+/// What one setup gave.
 struct StoreRun {
-    synchronous: &'static str,
+    setup: Setup,
     reservations: LoadRun,
     events: LoadRun,
     writes_per_commit: f64,
@@ -123,20 +150,33 @@ struct StoreRun {
     cpu_ms_per_1000_events: f64,
 }
 
-async fn run_store(
+async fn run_setup(
     binary: &Path,
     parent: &Path,
-    synchronous: &'static str,
-    events: usize,
-    clients: usize,
+    setup: Setup,
+    load: (usize, usize),
     template: &Value,
 ) -> Result<StoreRun, BenchError> {
-    let sidecar = Sidecar::start(binary, parent, &[("SQLITE_SYNCHRONOUS", synchronous)]).await?;
+    let (events, clients) = load;
+    let (sidecars, schema) = match setup {
+        Setup::Sqlite(synchronous) => {
+            (vec![Sidecar::start(binary, parent, &[("SQLITE_SYNCHRONOUS", synchronous)]).await?], None)
+        }
+        Setup::Postgres(count) => {
+            let schema = Schema::create(&postgres::server_url(), "ingest").await?;
+            let mut sidecars = Vec::with_capacity(count);
+            for _ in 0..count {
+                sidecars.push(Sidecar::start(binary, parent, &[("DATABASE_URL", schema.url.as_str())]).await?);
+            }
+            (sidecars, Some(schema))
+        }
+    };
+    let bases: Vec<String> = sidecars.iter().map(|sidecar| sidecar.base.clone()).collect();
     let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
     for size in 0..SIZES {
         let body = json!({ "product": PRODUCT, "size": size.to_string(), "type": "restock", "quantity": 1_000_000 });
         let status = client
-            .post(format!("{}/v1/movements", sidecar.base))
+            .post(format!("{}/v1/movements", bases[0]))
             .bearer_auth(ADMIN_TOKEN)
             .json(&body)
             .send()
@@ -153,29 +193,44 @@ async fn run_store(
             ("/v1/reservations".to_owned(), bearer(API_TOKEN), body.to_string())
         })
         .collect();
-    let reserved = send_all(&client, &sidecar.base, Arc::new(reservations), clients).await?;
+    let reserved = send_all(&client, &bases, Arc::new(reservations), clients).await?;
 
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
     let signed: Vec<_> = (0..events).map(|index| signed_event(template, index, now)).collect();
-    let (writes_before, commits_before) = ledger_writes(&client, &sidecar.base).await?;
-    let usage_before = sidecar.usage()?;
-    let ingested = send_all(&client, &sidecar.base, Arc::new(signed), clients).await?;
-    let usage_after = sidecar.usage()?;
-    let (writes_after, commits_after) = ledger_writes(&client, &sidecar.base).await?;
-    let log = sidecar.log_path();
-    sidecar.stop()?;
+    let (mut writes_before, mut commits_before) = (0, 0);
+    for base in &bases {
+        let (writes, commits) = ledger_writes(&client, base).await?;
+        (writes_before, commits_before) = (writes_before + writes, commits_before + commits);
+    }
+    let usage_before: Vec<_> = sidecars.iter().map(Sidecar::usage).collect::<Result<_, _>>()?;
+    let ingested = send_all(&client, &bases, Arc::new(signed), clients).await?;
+    let usage_after: Vec<_> = sidecars.iter().map(Sidecar::usage).collect::<Result<_, _>>()?;
+    let (mut writes_after, mut commits_after) = (0, 0);
+    for base in &bases {
+        let (writes, commits) = ledger_writes(&client, base).await?;
+        (writes_after, commits_after) = (writes_after + writes, commits_after + commits);
+    }
+    let log = sidecars[0].log_path();
+    for sidecar in sidecars {
+        sidecar.stop()?;
+    }
+    if let Some(schema) = schema {
+        schema.drop_now().await?;
+    }
     if ingested.outcomes.get("200 committed") != Some(&events) {
         return Err(
             format!("not every event committed its sale: {:?} (log: {})", ingested.outcomes, log.display()).into()
         );
     }
-    let cpu = usage_after.cpu.saturating_sub(usage_before.cpu);
+    let cpu: Duration =
+        usage_after.iter().zip(&usage_before).map(|(after, before)| after.cpu.saturating_sub(before.cpu)).sum();
+    let peak_rss_kib = usage_after.iter().map(|usage| usage.peak_rss_kib).max().unwrap_or(0);
     Ok(StoreRun {
-        synchronous,
+        setup,
         reservations: reserved,
         events: ingested,
         writes_per_commit: (writes_after - writes_before) as f64 / (commits_after - commits_before).max(1) as f64,
-        peak_rss_mib: usage_after.peak_rss_kib as f64 / 1024.0,
+        peak_rss_mib: peak_rss_kib as f64 / 1024.0,
         cpu_ms_per_1000_events: cpu.as_secs_f64() * 1000.0 * 1000.0 / events as f64,
     })
 }
@@ -192,33 +247,56 @@ async fn main() -> Result<(), BenchError> {
     let parent = std::env::temp_dir();
 
     let rounds: usize = std::env::var("INGEST_ROUNDS").ok().map(|value| value.parse()).transpose()?.unwrap_or(3);
-    // Rounds alternate the settings, so that a slow spell of the shared machine does not land on one of them.
+    let mut setups = vec![Setup::Sqlite("full"), Setup::Sqlite("normal")];
+    let server = postgres::server_url();
+    let postgres_note = match postgres::reachable(&server).await {
+        Ok(()) => {
+            setups.extend([Setup::Postgres(1), Setup::Postgres(2)]);
+            None
+        }
+        Err(error) => Some(format!("PostgreSQL columns skipped: no server answers at BENCH_POSTGRES_URL ({error})")),
+    };
+    // Rounds alternate the setups, so that a slow spell of the shared machine does not land on one of them.
     let mut runs = Vec::new();
     for round in 1..=rounds {
-        for synchronous in ["full", "normal"] {
-            eprintln!("webhook-ingest: round {round} of {rounds}, synchronous={synchronous}");
-            runs.push((round, run_store(&binary, &parent, synchronous, events, clients, &template).await?));
+        for &setup in &setups {
+            eprintln!("webhook-ingest: round {round} of {rounds}, {}", setup.label());
+            runs.push((round, run_setup(&binary, &parent, setup, (events, clients), &template).await?));
         }
     }
-    let limits = store_limit::measure_all(&parent, Duration::from_secs(3)).await?;
+    let mut limits = store_limit::measure_all(&parent, Duration::from_secs(3)).await?;
+    if postgres_note.is_none() {
+        for connections in [1, clients] {
+            limits.push(postgres::commit_loop(&server, connections, Duration::from_secs(3)).await?);
+        }
+    }
     let limit_of = |prefix: &str| limits.iter().find(|row| row.label.starts_with(prefix)).map(|row| row.per_second());
-    let durable_limit = limit_of("1-row commit, WAL synchronous=FULL").unwrap_or(f64::NAN);
-    let normal_limit = limit_of("1-row commit, WAL synchronous=NORMAL").unwrap_or(f64::NAN);
+    let limit_for = |setup: Setup| {
+        match setup {
+            Setup::Sqlite("full") => limit_of("1-row commit, WAL synchronous=FULL"),
+            Setup::Sqlite(_) => limit_of("1-row commit, WAL synchronous=NORMAL"),
+            Setup::Postgres(_) => limit_of(&format!("PostgreSQL: 1-row commit (durable), {clients} connection")),
+        }
+        .unwrap_or(f64::NAN)
+    };
 
     println!(
         "\nWebhook ingest: {events} signed payment_intent.succeeded events from {clients} concurrent connections,"
     );
     println!("each committing a reservation made beforehand (release stock-sidecar, client on the same 2 cores)\n");
+    if let Some(note) = &postgres_note {
+        println!("{note}\n");
+    }
     println!(
-        "| round | synchronous | events/s | p50 ms | p99 ms | writes per commit | x bare 1-row commit loop | sidecar peak RSS MiB | sidecar CPU ms per 1,000 events | answers |"
+        "| round | ledger | events/s | p50 ms | p99 ms | writes per commit | x bare 1-row commit loop | sidecar peak RSS MiB | sidecars' CPU ms per 1,000 events | answers |"
     );
     println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
     for (round, run) in &runs {
-        let limit = if run.synchronous == "full" { durable_limit } else { normal_limit };
+        let limit = limit_for(run.setup);
         let answers: Vec<String> = run.events.outcomes.iter().map(|(what, count)| format!("{what}: {count}")).collect();
         println!(
             "| {round} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {:.2} | {:.1} | {:.0} | {} |",
-            run.synchronous,
+            run.setup.label(),
             run.events.per_second,
             run.events.p50_ms,
             run.events.p99_ms,
@@ -231,23 +309,23 @@ async fn main() -> Result<(), BenchError> {
     }
     println!("\nMedian of the rounds\n");
     println!(
-        "| synchronous | events/s | x bare 1-row commit loop | reservations/s | peak RSS MiB (max) | CPU ms per 1,000 events |"
+        "| ledger | events/s | x bare 1-row commit loop | reservations/s | peak RSS MiB (max) | CPU ms per 1,000 events |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    for synchronous in ["full", "normal"] {
-        let of_setting: Vec<&StoreRun> =
-            runs.iter().map(|(_, run)| run).filter(|run| run.synchronous == synchronous).collect();
+    for &setup in &setups {
+        let of_setting: Vec<&StoreRun> = runs.iter().map(|(_, run)| run).filter(|run| run.setup == setup).collect();
         let median = |value: &dyn Fn(&StoreRun) -> f64| {
             let mut values: Vec<f64> = of_setting.iter().map(|run| value(run)).collect();
             values.sort_by(f64::total_cmp);
             // The lower middle value for an even count: the conservative median.
             values.get(values.len().saturating_sub(1) / 2).copied().unwrap_or(f64::NAN)
         };
-        let limit = if synchronous == "full" { durable_limit } else { normal_limit };
+        let limit = limit_for(setup);
         let events_per_second = median(&|run| run.events.per_second);
         let peak = of_setting.iter().map(|run| run.peak_rss_mib).fold(0.0, f64::max);
         println!(
-            "| {synchronous} | {events_per_second:.0} | {:.2} | {:.0} | {peak:.1} | {:.0} |",
+            "| {} | {events_per_second:.0} | {:.2} | {:.0} | {peak:.1} | {:.0} |",
+            setup.label(),
             events_per_second / limit,
             median(&|run| run.reservations.per_second),
             median(&|run| run.cpu_ms_per_1000_events),
@@ -256,17 +334,21 @@ async fn main() -> Result<(), BenchError> {
     println!(
         "\nThe reservations made before each run ({events}, 1 unit each over {SIZES} sizes, {clients} connections)\n"
     );
-    println!("| round | synchronous | reservations/s | p50 ms | p99 ms | answered |");
+    println!("| round | ledger | reservations/s | p50 ms | p99 ms | answered |");
     println!("| ---: | --- | ---: | ---: | ---: | ---: |");
     for (round, run) in &runs {
         let reservations = &run.reservations;
         println!(
             "| {round} | {} | {:.0} | {:.2} | {:.2} | {} |",
-            run.synchronous, reservations.per_second, reservations.p50_ms, reservations.p99_ms, reservations.answered
+            run.setup.label(),
+            reservations.per_second,
+            reservations.p50_ms,
+            reservations.p99_ms,
+            reservations.answered
         );
     }
     println!(
-        "\nThis machine's SQLite limit, measured in the same run (one connection as the sidecar's writer uses it, WAL, 3 s per row)\n"
+        "\nThis machine's limits, measured in the same run (SQLite: one connection as the sidecar's writer uses it, WAL; PostgreSQL: the same server, one INSERT per commit; 3 s per row)\n"
     );
     store_limit::print_table(&limits);
     Ok(())
