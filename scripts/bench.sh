@@ -9,9 +9,9 @@ step "Building the stock-sidecar and bench/ledger (release)"
 cargo build --release --quiet -p stock-sidecar -p ledger-bench
 step "bench/wasm-calls.mjs"
 node bench/wasm-calls.mjs
-step "bench/ledger webhook-ingest (signed webhooks, SQLite FULL and NORMAL, next to this machine's bare commit loops)"
+step "bench/ledger webhook-ingest (signed webhooks: SQLite FULL and NORMAL, PostgreSQL with one and two sidecars, next to this machine's bare commit loops)"
 "$REPO_ROOT/target/release/webhook-ingest" "$REPO_ROOT/target/release/stock-sidecar"
 step "bench/projection-lag.mjs (a real Payload)"
 node bench/projection-lag.mjs "$REPO_ROOT/target/release/stock-sidecar"
-step "bench/flash-sale.mjs (payload-stock against the seed's read-check-write, a real Payload)"
+step "bench/flash-sale.mjs (payload-stock on SQLite and PostgreSQL against the seed's read-check-write, a real Payload)"
 node bench/flash-sale.mjs "$REPO_ROOT/target/release/stock-sidecar"

@@ -112,6 +112,20 @@ pub fn process_usage(pid: u32) -> Result<ProcessUsage, BenchError> {
     Ok(ProcessUsage { cpu: Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second()), peak_rss_kib })
 }
 
+/// CPU time of every PostgreSQL server process on this machine (the postmaster and its backends) so far.
+pub fn postgres_cpu() -> Duration {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()))
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "postgres"))
+        .filter_map(|pid| process_usage(pid).ok())
+        .map(|usage| usage.cpu)
+        .sum()
+}
+
 fn clock_ticks_per_second() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")

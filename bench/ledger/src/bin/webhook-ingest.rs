@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ledger_bench::postgres::{self, Schema};
-use ledger_bench::sidecar::{ADMIN_TOKEN, API_TOKEN, BenchError, Sidecar, WEBHOOK_SECRET, percentile_ms};
+use ledger_bench::sidecar::{ADMIN_TOKEN, API_TOKEN, BenchError, Sidecar, WEBHOOK_SECRET, percentile_ms, postgres_cpu};
 use ledger_bench::store_limit;
 use serde_json::{Value, json};
 
@@ -148,6 +148,8 @@ struct StoreRun {
     writes_per_commit: f64,
     peak_rss_mib: f64,
     cpu_ms_per_1000_events: f64,
+    /// The PostgreSQL server's CPU per 1,000 events (its processes on this machine), for the PostgreSQL setups.
+    postgres_cpu_ms_per_1000_events: Option<f64>,
 }
 
 async fn run_setup(
@@ -203,7 +205,9 @@ async fn run_setup(
         (writes_before, commits_before) = (writes_before + writes, commits_before + commits);
     }
     let usage_before: Vec<_> = sidecars.iter().map(Sidecar::usage).collect::<Result<_, _>>()?;
+    let server_before = postgres_cpu();
     let ingested = send_all(&client, &bases, Arc::new(signed), clients).await?;
+    let server_cpu = postgres_cpu().saturating_sub(server_before);
     let usage_after: Vec<_> = sidecars.iter().map(Sidecar::usage).collect::<Result<_, _>>()?;
     let (mut writes_after, mut commits_after) = (0, 0);
     for base in &bases {
@@ -232,6 +236,8 @@ async fn run_setup(
         writes_per_commit: (writes_after - writes_before) as f64 / (commits_after - commits_before).max(1) as f64,
         peak_rss_mib: peak_rss_kib as f64 / 1024.0,
         cpu_ms_per_1000_events: cpu.as_secs_f64() * 1000.0 * 1000.0 / events as f64,
+        postgres_cpu_ms_per_1000_events: matches!(setup, Setup::Postgres(_))
+            .then(|| server_cpu.as_secs_f64() * 1000.0 * 1000.0 / events as f64),
     })
 }
 
@@ -309,9 +315,9 @@ async fn main() -> Result<(), BenchError> {
     }
     println!("\nMedian of the rounds\n");
     println!(
-        "| ledger | events/s | x bare 1-row commit loop | reservations/s | peak RSS MiB (max) | CPU ms per 1,000 events |"
+        "| ledger | events/s | x bare 1-row commit loop | reservations/s | peak RSS MiB (max) | sidecars' CPU ms per 1,000 events | PostgreSQL server CPU ms per 1,000 events |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for &setup in &setups {
         let of_setting: Vec<&StoreRun> = runs.iter().map(|(_, run)| run).filter(|run| run.setup == setup).collect();
         let median = |value: &dyn Fn(&StoreRun) -> f64| {
@@ -323,8 +329,14 @@ async fn main() -> Result<(), BenchError> {
         let limit = limit_for(setup);
         let events_per_second = median(&|run| run.events.per_second);
         let peak = of_setting.iter().map(|run| run.peak_rss_mib).fold(0.0, f64::max);
+        let server = match setup {
+            Setup::Postgres(_) => {
+                format!("{:.0}", median(&|run| run.postgres_cpu_ms_per_1000_events.unwrap_or(f64::NAN)))
+            }
+            Setup::Sqlite(_) => "-".to_owned(),
+        };
         println!(
-            "| {} | {events_per_second:.0} | {:.2} | {:.0} | {peak:.1} | {:.0} |",
+            "| {} | {events_per_second:.0} | {:.2} | {:.0} | {peak:.1} | {:.0} | {server} |",
             setup.label(),
             events_per_second / limit,
             median(&|run| run.reservations.per_second),
