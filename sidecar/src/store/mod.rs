@@ -3,6 +3,7 @@
 //! stock-core; a store only makes each decision atomic.
 
 mod columns;
+mod decide;
 mod postgres;
 mod sqlite;
 

@@ -6,9 +6,8 @@
 
 use sqlx::postgres::PgConnection;
 use stock_core::{
-    CartLine, MovementDetails, MovementType, ProductSnapshot, Quantity, ReservationError, ReservationStatus,
-    ReservationTtl, SignedQuantity, SizeStock, StatusChange, StockLevel, StockMovement, Timestamp, apply_movement,
-    commit_reserved_sale, reservation_expires_at, validate_cart,
+    CartLine, MovementType, ProductSnapshot, Quantity, ReservationError, ReservationStatus, ReservationTtl, SizeStock,
+    StockLevel, StockMovement, Timestamp, reservation_expires_at, validate_cart,
 };
 
 use super::{load_reservation, reserved_units, select_movements_where, sizes_of};
@@ -38,9 +37,10 @@ macro_rules! queue_outbox {
     };
 }
 use crate::store::columns::{
-    MovementColumns, holds_until, import_key, level, lifecycle_of, movement_columns, movement_from_columns,
-    movement_key, movement_lane, product_lane, reservation_lane, sale_key, same_items,
+    MovementColumns, holds_until, import_key, level, movement_columns, movement_from_columns, movement_key,
+    movement_lane, product_lane, reservation_lane, sale_key, same_items,
 };
+use crate::store::decide;
 use crate::store::{
     EventOutcome, ImportOutcome, MovementOrigin, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome,
     ReservationRecord, ReserveOutcome, ReservedItem, StoreError, StripeAction, StripeEventRecord,
@@ -283,9 +283,9 @@ async fn record_conflict(
     Ok(EventOutcome::Conflict { kind })
 }
 
-/// Sells a reservation's units, as the SQLite store does (see its `commit_reservation`): a reservation that
-/// still holds them sells them; one that no longer does is reserved again first if every size has the units,
-/// and is otherwise recorded as an `oversold` conflict.
+/// Sells a reservation's units (see [`crate::store::decide::sales`]): a reservation that still holds them sells
+/// them; one that no longer does is reserved again first if every size has the units, and is otherwise recorded as
+/// an `oversold` conflict.
 async fn commit_reservation(
     connection: &mut PgConnection,
     outbox: &mut Outbox,
@@ -294,61 +294,24 @@ async fn commit_reservation(
     now: Timestamp,
 ) -> Result<EventOutcome, StoreError> {
     let Some(record) = load_reservation(connection, reference, true).await? else {
-        let details = serde_json::json!({ "message": "a payment succeeded for a reference that was never reserved" });
+        let details = decide::unknown_reference_details();
         return record_conflict(connection, "unknown_reference", (reference, event_id), &details, now).await;
     };
-    let mut lifecycle = lifecycle_of(&record)?;
-    let late = match lifecycle.commit(now) {
-        Ok(StatusChange::Unchanged(status)) => return Ok(EventOutcome::Unchanged { status }),
-        Ok(StatusChange::Changed(_)) => false,
-        Err(ReservationError::PastExpiry { .. } | ReservationError::NotActive { .. }) => true,
-        Err(error) => return Err(StoreError::Inconsistent(error.to_string())),
+    let late = match decide::commit(&record, now)? {
+        decide::Commit::Unchanged(status) => return Ok(EventOutcome::Unchanged { status }),
+        decide::Commit::Sell { late } => late,
     };
-
     let sizes = item_sizes(&record.items);
     lock_sizes(connection, &sizes).await?;
     let levels = size_levels(connection, &sizes, now).await?;
-    let order = order_reference.unwrap_or(reference);
-    let details = || MovementDetails {
-        reason: format!("Order {order}"),
-        reference: Some(reference.to_owned()),
-        order_reference: order_reference.map(str::to_owned),
-        date: now,
+    let sales = match decide::sales(&record, levels, (late, order_reference), now)? {
+        Ok(sales) => sales,
+        Err(details) => return record_conflict(connection, "oversold", (reference, event_id), &details, now).await,
     };
-    let mut sales = Vec::with_capacity(record.items.len());
-    let mut shortages = Vec::new();
-    for (item, level) in record.items.iter().zip(levels) {
-        let held = if late {
-            match level.reserve(item.quantity) {
-                Ok(held) => held,
-                Err(_) => {
-                    shortages.push(serde_json::json!({ "product": item.product, "size": item.size,
-                        "requested": item.quantity.get(), "available": level.available().get() }));
-                    continue;
-                }
-            }
-        } else {
-            level
-        };
-        let applied = commit_reserved_sale(&held, item.quantity, details())
-            .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
-        sales.push((item, applied.movement));
-    }
-    if !shortages.is_empty() {
-        let details = serde_json::json!({
-            "message": "a payment succeeded after its reservation ended, and the units are no longer available",
-            "reservationStatus": record.status.as_str(),
-            "shortages": shortages,
-        });
-        return record_conflict(connection, "oversold", (reference, event_id), &details, now).await;
-    }
     for (item, movement) in &sales {
         let key = sale_key(reference, &item.product, &item.size);
         let sale = (movement, MovementOrigin::Sidecar);
         write_movement(connection, outbox, Some(&key), (&item.product, &item.size), sale, None).await?;
-    }
-    if late {
-        lifecycle.commit_late().map_err(|error| StoreError::Inconsistent(error.to_string()))?;
     }
     set_status(connection, outbox, &record, (ReservationStatus::Committed, true), now).await?;
     Ok(EventOutcome::Committed { late })
@@ -375,16 +338,15 @@ async fn release_locked(
     let Some(mut record) = load_reservation(connection, reference, true).await? else {
         return Ok(ReleaseOutcome::NotFound);
     };
-    match lifecycle_of(&record)?.release() {
-        Ok(StatusChange::Changed(status)) => {
+    Ok(match decide::release(&record)? {
+        decide::Release::To(status) => {
             set_status(connection, outbox, &record, (status, false), now).await?;
             record.status = status;
-            Ok(ReleaseOutcome::Released(record))
+            ReleaseOutcome::Released(record)
         }
-        Ok(StatusChange::Unchanged(_)) => Ok(ReleaseOutcome::Unchanged(record)),
-        Err(ReservationError::AlreadyCommitted { .. }) => Ok(ReleaseOutcome::AlreadyCommitted(record)),
-        Err(error) => Err(StoreError::Inconsistent(error.to_string())),
-    }
+        decide::Release::Unchanged => ReleaseOutcome::Unchanged(record),
+        decide::Release::AlreadyCommitted => ReleaseOutcome::AlreadyCommitted(record),
+    })
 }
 
 async fn start_processing(
@@ -394,18 +356,14 @@ async fn start_processing(
     now: Timestamp,
 ) -> Result<EventOutcome, StoreError> {
     let Some(record) = load_reservation(connection, reference, true).await? else {
-        return Ok(EventOutcome::Ignored { reason: "no reservation has this reference" });
+        return Ok(decide::NO_RESERVATION);
     };
-    let mut lifecycle = lifecycle_of(&record)?;
-    match lifecycle.start_processing(now) {
-        Ok(StatusChange::Changed(status)) => {
+    match decide::start_processing(&record, now)? {
+        Ok(status) => {
             set_status(connection, outbox, &record, (status, false), now).await?;
             Ok(EventOutcome::Processing)
         }
-        Ok(StatusChange::Unchanged(status)) => Ok(EventOutcome::Unchanged { status }),
-        Err(_) => Ok(EventOutcome::Ignored {
-            reason: "the reservation no longer holds its units; the payment's success will reserve them again",
-        }),
+        Err(answer) => Ok(answer),
     }
 }
 
@@ -567,15 +525,12 @@ pub(super) async fn expire(
     let Some(record) = load_reservation(connection, reference, true).await? else {
         return Ok(false);
     };
-    let mut lifecycle = lifecycle_of(&record)?;
-    match lifecycle.expire(now) {
-        Ok(StatusChange::Changed(status)) => {
-            set_status(connection, &mut outbox, &record, (status, false), now).await?;
-            outbox.write(connection).await?;
-            Ok(true)
-        }
-        Ok(StatusChange::Unchanged(_)) | Err(_) => Ok(false),
-    }
+    let Some(status) = decide::expire(&record, now)? else {
+        return Ok(false);
+    };
+    set_status(connection, &mut outbox, &record, (status, false), now).await?;
+    outbox.write(connection).await?;
+    Ok(true)
 }
 
 /// Adds a size with no units, unless it exists; whether it was added.
@@ -629,19 +584,10 @@ pub(super) async fn record_movement(
         return Ok(MovementOutcome::Replayed(previous));
     }
     let current = size_levels(connection, &[target], now).await?.remove(0);
-    if let Some(expected) = request.expected_stock
-        && expected != current.stock()
-    {
-        return Ok(MovementOutcome::StaleStock { current: current.stock() });
-    }
-
-    let details =
-        MovementDetails { reason: request.reason, reference: request.reference, order_reference: None, date: now };
-    let applied = match apply_movement(&current, request.kind, request.quantity, details) {
-        Ok(applied) => applied,
-        Err(error) => return Ok(MovementOutcome::Refused(error)),
+    let movement = match decide::movement(&current, &request, now) {
+        Ok(movement) => movement,
+        Err(refusal) => return Ok(*refusal),
     };
-    let movement = applied.movement;
     let id = write_movement(
         connection,
         &mut outbox,
@@ -681,14 +627,9 @@ pub(super) async fn apply_stripe_event(
             let references = (reference.as_str(), order_reference.as_deref());
             commit_reservation(connection, &mut outbox, references, &event.id, now).await?
         }
-        StripeAction::Release { reference } => match release_locked(connection, &mut outbox, reference, now).await? {
-            ReleaseOutcome::Released(_) => EventOutcome::Released,
-            ReleaseOutcome::Unchanged(record) => EventOutcome::Unchanged { status: record.status },
-            ReleaseOutcome::AlreadyCommitted(_) => {
-                EventOutcome::Ignored { reason: "the reservation was already paid; its units stay sold" }
-            }
-            ReleaseOutcome::NotFound => EventOutcome::Ignored { reason: "no reservation has this reference" },
-        },
+        StripeAction::Release { reference } => {
+            decide::release_event_outcome(&release_locked(connection, &mut outbox, reference, now).await?)
+        }
         StripeAction::StartProcessing { reference } => {
             start_processing(connection, &mut outbox, reference, now).await?
         }
@@ -713,21 +654,14 @@ pub(super) async fn import_size(
         let current = size_levels(connection, &[(product, size)], now).await?.remove(0);
         return Ok(ImportOutcome::AlreadyInLedger { stock: current.stock() });
     }
-    let record = if stock == Quantity::ZERO {
+    let record = if let Some(movement) = decide::import(stock, low_stock_threshold, reason, now)? {
+        let key = import_key(product, size);
+        let adjustment = (&movement, MovementOrigin::Sidecar);
+        let id = write_movement(connection, &mut outbox, Some(&key), (product, size), adjustment, None).await?;
+        Some(MovementRecord { id, product: product.to_owned(), size: size.to_owned(), movement })
+    } else {
         outbox.product(product, now);
         None
-    } else {
-        let empty = level(0, 0, i64::from(low_stock_threshold))?;
-        let quantity =
-            SignedQuantity::new(i64::from(stock)).map_err(|error| StoreError::Inconsistent(error.to_string()))?;
-        let details = MovementDetails { reason: reason.to_owned(), reference: None, order_reference: None, date: now };
-        let movement = apply_movement(&empty, MovementType::Adjustment, quantity, details)
-            .map_err(|error| StoreError::Inconsistent(error.to_string()))?
-            .movement;
-        let key = import_key(product, size);
-        let sale = (&movement, MovementOrigin::Sidecar);
-        let id = write_movement(connection, &mut outbox, Some(&key), (product, size), sale, None).await?;
-        Some(MovementRecord { id, product: product.to_owned(), size: size.to_owned(), movement })
     };
     outbox.write(connection).await?;
     Ok(ImportOutcome::Imported(record))

@@ -4,16 +4,16 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 use stock_core::{
-    CartLine, MovementDetails, MovementType, ProductSnapshot, Quantity, ReservationError, ReservationStatus,
-    ReservationTtl, SignedQuantity, SizeStock, StatusChange, StockLevel, StockMovement, Timestamp, apply_movement,
-    commit_reserved_sale, reservation_expires_at, validate_cart,
+    CartLine, MovementType, ProductSnapshot, Quantity, ReservationError, ReservationStatus, ReservationTtl, SizeStock,
+    StockLevel, StockMovement, Timestamp, reservation_expires_at, validate_cart,
 };
 
 use super::{RESERVATION_QUERY, ReservationColumns, size_query, sizes_query};
 use crate::store::columns::{
-    MovementColumns, holds_until, import_key, level, lifecycle_of, movement_columns, movement_from_columns,
-    movement_key, movement_lane, product_lane, reservation_from_rows, reservation_lane, sale_key, same_items,
+    MovementColumns, holds_until, import_key, level, movement_columns, movement_from_columns, movement_key,
+    movement_lane, product_lane, reservation_from_rows, reservation_lane, sale_key, same_items,
 };
+use crate::store::decide;
 use crate::store::{
     EventOutcome, ImportOutcome, MovementOrigin, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome,
     ReservationRecord, ReserveOutcome, ReservedItem, SizeRecord, StoreError, StripeAction, StripeEventRecord,
@@ -253,60 +253,26 @@ fn commit_reservation(
     now: Timestamp,
 ) -> Result<EventOutcome, StoreError> {
     let Some(record) = load_reservation(connection, reference)? else {
-        let details = serde_json::json!({ "message": "a payment succeeded for a reference that was never reserved" });
+        let details = decide::unknown_reference_details();
         return record_conflict(connection, "unknown_reference", (reference, event_id), &details, now);
     };
-    let mut lifecycle = lifecycle_of(&record)?;
-    let late = match lifecycle.commit(now) {
-        Ok(StatusChange::Unchanged(status)) => return Ok(EventOutcome::Unchanged { status }),
-        Ok(StatusChange::Changed(_)) => false,
-        Err(ReservationError::PastExpiry { .. } | ReservationError::NotActive { .. }) => true,
-        Err(error) => return Err(StoreError::Inconsistent(error.to_string())),
+    let late = match decide::commit(&record, now)? {
+        decide::Commit::Unchanged(status) => return Ok(EventOutcome::Unchanged { status }),
+        decide::Commit::Sell { late } => late,
     };
-
-    let order = order_reference.unwrap_or(reference);
-    let details = || MovementDetails {
-        reason: format!("Order {order}"),
-        reference: Some(reference.to_owned()),
-        order_reference: order_reference.map(str::to_owned),
-        date: now,
+    let levels = record
+        .items
+        .iter()
+        .map(|item| size_level(connection, &item.product, &item.size, now))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sales = match decide::sales(&record, levels, (late, order_reference), now)? {
+        Ok(sales) => sales,
+        Err(details) => return record_conflict(connection, "oversold", (reference, event_id), &details, now),
     };
-    // Work out every size first, so that a shortage on the last one changes nothing on the first.
-    let mut sales = Vec::with_capacity(record.items.len());
-    let mut shortages = Vec::new();
-    for item in &record.items {
-        let level = size_level(connection, &item.product, &item.size, now)?;
-        let held = if late {
-            match level.reserve(item.quantity) {
-                Ok(held) => held,
-                Err(_) => {
-                    shortages.push(serde_json::json!({ "product": item.product, "size": item.size,
-                        "requested": item.quantity.get(), "available": level.available().get() }));
-                    continue;
-                }
-            }
-        } else {
-            level
-        };
-        let applied = commit_reserved_sale(&held, item.quantity, details())
-            .map_err(|error| StoreError::Inconsistent(error.to_string()))?;
-        sales.push((item, applied.movement));
-    }
-    if !shortages.is_empty() {
-        let details = serde_json::json!({
-            "message": "a payment succeeded after its reservation ended, and the units are no longer available",
-            "reservationStatus": record.status.as_str(),
-            "shortages": shortages,
-        });
-        return record_conflict(connection, "oversold", (reference, event_id), &details, now);
-    }
     for (item, movement) in &sales {
         let key = sale_key(reference, &item.product, &item.size);
         let sale = (movement, MovementOrigin::Sidecar);
         write_movement(connection, outbox, Some(&key), (&item.product, &item.size), sale, None)?;
-    }
-    if late {
-        lifecycle.commit_late().map_err(|error| StoreError::Inconsistent(error.to_string()))?;
     }
     set_status(connection, outbox, &record, ReservationStatus::Committed, now)?;
     Ok(EventOutcome::Committed { late })
@@ -322,31 +288,14 @@ pub(super) fn release(
     let Some(mut record) = load_reservation(connection, reference)? else {
         return Ok(ReleaseOutcome::NotFound);
     };
-    match lifecycle_of(&record)?.release() {
-        Ok(StatusChange::Changed(status)) => {
+    Ok(match decide::release(&record)? {
+        decide::Release::To(status) => {
             set_status(connection, outbox, &record, status, now)?;
             record.status = status;
-            Ok(ReleaseOutcome::Released(record))
+            ReleaseOutcome::Released(record)
         }
-        Ok(StatusChange::Unchanged(_)) => Ok(ReleaseOutcome::Unchanged(record)),
-        Err(ReservationError::AlreadyCommitted { .. }) => Ok(ReleaseOutcome::AlreadyCommitted(record)),
-        Err(error) => Err(StoreError::Inconsistent(error.to_string())),
-    }
-}
-
-fn release_for_event(
-    connection: &Connection,
-    outbox: Outbox,
-    reference: &str,
-    now: Timestamp,
-) -> Result<EventOutcome, StoreError> {
-    Ok(match release(connection, outbox, reference, now)? {
-        ReleaseOutcome::Released(_) => EventOutcome::Released,
-        ReleaseOutcome::Unchanged(record) => EventOutcome::Unchanged { status: record.status },
-        ReleaseOutcome::AlreadyCommitted(_) => {
-            EventOutcome::Ignored { reason: "the reservation was already paid; its units stay sold" }
-        }
-        ReleaseOutcome::NotFound => EventOutcome::Ignored { reason: "no reservation has this reference" },
+        decide::Release::Unchanged => ReleaseOutcome::Unchanged(record),
+        decide::Release::AlreadyCommitted => ReleaseOutcome::AlreadyCommitted(record),
     })
 }
 
@@ -357,18 +306,14 @@ fn start_processing(
     now: Timestamp,
 ) -> Result<EventOutcome, StoreError> {
     let Some(record) = load_reservation(connection, reference)? else {
-        return Ok(EventOutcome::Ignored { reason: "no reservation has this reference" });
+        return Ok(decide::NO_RESERVATION);
     };
-    let mut lifecycle = lifecycle_of(&record)?;
-    match lifecycle.start_processing(now) {
-        Ok(StatusChange::Changed(status)) => {
+    match decide::start_processing(&record, now)? {
+        Ok(status) => {
             set_status(connection, outbox, &record, status, now)?;
             Ok(EventOutcome::Processing)
         }
-        Ok(StatusChange::Unchanged(status)) => Ok(EventOutcome::Unchanged { status }),
-        Err(_) => Ok(EventOutcome::Ignored {
-            reason: "the reservation no longer holds its units; the payment's success will reserve them again",
-        }),
+        Err(answer) => Ok(answer),
     }
 }
 
@@ -482,15 +427,11 @@ pub(super) fn expire(
     let Some(record) = load_reservation(connection, reference)? else {
         return Ok(false);
     };
-    let mut lifecycle = lifecycle_of(&record)?;
-    match lifecycle.expire(now) {
-        Ok(StatusChange::Changed(status)) => {
-            set_status(connection, outbox, &record, status, now)?;
-            Ok(true)
-        }
-        // Already finished, not yet due, or processing (a webhook moved it meanwhile): nothing to do.
-        Ok(StatusChange::Unchanged(_)) | Err(_) => Ok(false),
-    }
+    let Some(status) = decide::expire(&record, now)? else {
+        return Ok(false);
+    };
+    set_status(connection, outbox, &record, status, now)?;
+    Ok(true)
 }
 
 fn insert_size(
@@ -531,19 +472,10 @@ pub(super) fn record_movement(
         }
         None => return Ok(MovementOutcome::UnknownSize),
     };
-    if let Some(expected) = request.expected_stock
-        && expected != current.stock()
-    {
-        return Ok(MovementOutcome::StaleStock { current: current.stock() });
-    }
-
-    let details =
-        MovementDetails { reason: request.reason, reference: request.reference, order_reference: None, date: now };
-    let applied = match apply_movement(&current, request.kind, request.quantity, details) {
-        Ok(applied) => applied,
-        Err(error) => return Ok(MovementOutcome::Refused(error)),
+    let movement = match decide::movement(&current, &request, now) {
+        Ok(movement) => movement,
+        Err(refusal) => return Ok(*refusal),
     };
-    let movement = applied.movement;
     let id = write_movement(
         connection,
         outbox,
@@ -578,7 +510,9 @@ pub(super) fn apply_stripe_event(
             let references = (reference.as_str(), order_reference.as_deref());
             commit_reservation(connection, outbox, references, &event.id, now)?
         }
-        StripeAction::Release { reference } => release_for_event(connection, outbox, reference, now)?,
+        StripeAction::Release { reference } => {
+            decide::release_event_outcome(&release(connection, outbox, reference, now)?)
+        }
         StripeAction::StartProcessing { reference } => start_processing(connection, outbox, reference, now)?,
         StripeAction::Ignore { reason } => EventOutcome::Ignored { reason },
     };
@@ -603,17 +537,7 @@ pub(super) fn import_size(
         return Ok(ImportOutcome::AlreadyInLedger { stock: record.level.stock() });
     }
     insert_size(connection, (product, size), low_stock_threshold, now)?;
-    let record = if stock == Quantity::ZERO {
-        outbox.product(connection, product, now)?;
-        None
-    } else {
-        let empty = level(0, 0, i64::from(low_stock_threshold))?;
-        let quantity =
-            SignedQuantity::new(i64::from(stock)).map_err(|error| StoreError::Inconsistent(error.to_string()))?;
-        let details = MovementDetails { reason: reason.to_owned(), reference: None, order_reference: None, date: now };
-        let movement = apply_movement(&empty, MovementType::Adjustment, quantity, details)
-            .map_err(|error| StoreError::Inconsistent(error.to_string()))?
-            .movement;
+    let record = if let Some(movement) = decide::import(stock, low_stock_threshold, reason, now)? {
         let key = import_key(product, size);
         let id = write_movement(
             connection,
@@ -624,6 +548,9 @@ pub(super) fn import_size(
             None,
         )?;
         Some(MovementRecord { id, product: product.to_owned(), size: size.to_owned(), movement })
+    } else {
+        outbox.product(connection, product, now)?;
+        None
     };
     Ok(ImportOutcome::Imported(record))
 }

@@ -1,0 +1,191 @@
+//! The decisions both stores make alike, once they have read what a decision needs: pure functions from stored
+//! records and stock levels (and `now`) to what to write, with stock-core's rules. A store locks, reads, calls
+//! one of these and writes what it returned; none of them touches a database.
+
+use stock_core::{
+    MovementDetails, MovementType, Quantity, ReservationError, ReservationStatus, SignedQuantity, StatusChange,
+    StockLevel, StockMovement, Timestamp, apply_movement, commit_reserved_sale,
+};
+
+use super::columns::{level, lifecycle_of};
+use super::{
+    EventOutcome, MovementOutcome, MovementRequest, ReleaseOutcome, ReservationRecord, ReservedItem, StoreError,
+};
+
+fn inconsistent(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Inconsistent(error.to_string())
+}
+
+/// What a payment's success does to a stored reservation.
+#[derive(Debug)]
+pub(crate) enum Commit {
+    /// Already where the payment would take it (committed before): nothing to do.
+    Unchanged(ReservationStatus),
+    /// Sell its units; `late` when it no longer holds them (expired or released) and must reserve them again.
+    Sell { late: bool },
+}
+
+pub(crate) fn commit(record: &ReservationRecord, now: Timestamp) -> Result<Commit, StoreError> {
+    match lifecycle_of(record)?.commit(now) {
+        Ok(StatusChange::Unchanged(status)) => Ok(Commit::Unchanged(status)),
+        Ok(StatusChange::Changed(_)) => Ok(Commit::Sell { late: false }),
+        Err(ReservationError::PastExpiry { .. } | ReservationError::NotActive { .. }) => {
+            // stock-core allows the late commit of exactly these; asking it keeps the rule in one place.
+            lifecycle_of(record)?.commit_late().map_err(inconsistent)?;
+            Ok(Commit::Sell { late: true })
+        }
+        Err(error) => Err(inconsistent(error)),
+    }
+}
+
+/// The conflict recorded for a payment whose reference was never reserved.
+pub(crate) fn unknown_reference_details() -> serde_json::Value {
+    serde_json::json!({ "message": "a payment succeeded for a reference that was never reserved" })
+}
+
+/// The sale of each item (its item and its movement), or the details of the `oversold` conflict to record.
+pub(crate) type Sales<'a> = Result<Vec<(&'a ReservedItem, StockMovement)>, serde_json::Value>;
+
+/// The sale movement of each item of `record`, given the stock level of each item's size (in item order), or
+/// the `oversold` conflict's details when a late payment finds a size short. Every size is worked out before
+/// anything is written, so a shortage on the last one changes nothing on the first.
+pub(crate) fn sales<'a>(
+    record: &'a ReservationRecord,
+    levels: Vec<StockLevel>,
+    (late, order_reference): (bool, Option<&str>),
+    now: Timestamp,
+) -> Result<Sales<'a>, StoreError> {
+    let reference = record.reference.as_str();
+    let order = order_reference.unwrap_or(reference);
+    let details = || MovementDetails {
+        reason: format!("Order {order}"),
+        reference: Some(reference.to_owned()),
+        order_reference: order_reference.map(str::to_owned),
+        date: now,
+    };
+    let mut sales = Vec::with_capacity(record.items.len());
+    let mut shortages = Vec::new();
+    for (item, level) in record.items.iter().zip(levels) {
+        let held = if late {
+            match level.reserve(item.quantity) {
+                Ok(held) => held,
+                Err(_) => {
+                    shortages.push(serde_json::json!({ "product": item.product, "size": item.size,
+                        "requested": item.quantity.get(), "available": level.available().get() }));
+                    continue;
+                }
+            }
+        } else {
+            level
+        };
+        let applied = commit_reserved_sale(&held, item.quantity, details()).map_err(inconsistent)?;
+        sales.push((item, applied.movement));
+    }
+    if shortages.is_empty() {
+        return Ok(Ok(sales));
+    }
+    Ok(Err(serde_json::json!({
+        "message": "a payment succeeded after its reservation ended, and the units are no longer available",
+        "reservationStatus": record.status.as_str(),
+        "shortages": shortages,
+    })))
+}
+
+/// What releasing a stored reservation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Release {
+    /// Move it to this status: its units are available again.
+    To(ReservationStatus),
+    /// Already released or expired.
+    Unchanged,
+    /// Paid: its units stay sold.
+    AlreadyCommitted,
+}
+
+pub(crate) fn release(record: &ReservationRecord) -> Result<Release, StoreError> {
+    match lifecycle_of(record)?.release() {
+        Ok(StatusChange::Changed(status)) => Ok(Release::To(status)),
+        Ok(StatusChange::Unchanged(_)) => Ok(Release::Unchanged),
+        Err(ReservationError::AlreadyCommitted { .. }) => Ok(Release::AlreadyCommitted),
+        Err(error) => Err(inconsistent(error)),
+    }
+}
+
+/// What a cancellation event answers, from what releasing did.
+pub(crate) fn release_event_outcome(outcome: &ReleaseOutcome) -> EventOutcome {
+    match outcome {
+        ReleaseOutcome::Released(_) => EventOutcome::Released,
+        ReleaseOutcome::Unchanged(record) => EventOutcome::Unchanged { status: record.status },
+        ReleaseOutcome::AlreadyCommitted(_) => {
+            EventOutcome::Ignored { reason: "the reservation was already paid; its units stay sold" }
+        }
+        ReleaseOutcome::NotFound => NO_RESERVATION,
+    }
+}
+
+/// The answer to an event about a reference nobody reserved.
+pub(crate) const NO_RESERVATION: EventOutcome = EventOutcome::Ignored { reason: "no reservation has this reference" };
+
+/// What an asynchronous payment under way does to a stored reservation: move it to a status, or answer this.
+pub(crate) fn start_processing(
+    record: &ReservationRecord,
+    now: Timestamp,
+) -> Result<Result<ReservationStatus, EventOutcome>, StoreError> {
+    Ok(match lifecycle_of(record)?.start_processing(now) {
+        Ok(StatusChange::Changed(status)) => Ok(status),
+        Ok(StatusChange::Unchanged(status)) => Err(EventOutcome::Unchanged { status }),
+        Err(_) => Err(EventOutcome::Ignored {
+            reason: "the reservation no longer holds its units; the payment's success will reserve them again",
+        }),
+    })
+}
+
+/// The status a stored reservation moves to when cleanup expires it at `now`, if it is active and due (finished,
+/// not yet due, or processing: nothing).
+pub(crate) fn expire(record: &ReservationRecord, now: Timestamp) -> Result<Option<ReservationStatus>, StoreError> {
+    Ok(match lifecycle_of(record)?.expire(now) {
+        Ok(StatusChange::Changed(status)) => Some(status),
+        Ok(StatusChange::Unchanged(_)) | Err(_) => None,
+    })
+}
+
+/// The movement a request makes of a size standing at `current`, or the answer refusing it (stale
+/// `expected_stock`, or stock-core's refusal).
+pub(crate) fn movement(
+    current: &StockLevel,
+    request: &MovementRequest,
+    now: Timestamp,
+) -> Result<StockMovement, Box<MovementOutcome>> {
+    if let Some(expected) = request.expected_stock
+        && expected != current.stock()
+    {
+        return Err(Box::new(MovementOutcome::StaleStock { current: current.stock() }));
+    }
+    let details = MovementDetails {
+        reason: request.reason.clone(),
+        reference: request.reference.clone(),
+        order_reference: None,
+        date: now,
+    };
+    match apply_movement(current, request.kind, request.quantity, details) {
+        Ok(applied) => Ok(applied.movement),
+        Err(error) => Err(Box::new(MovementOutcome::Refused(error))),
+    }
+}
+
+/// The `adjustment` that brings `stock` units of a size imported from Payload into the ledger (none for 0).
+pub(crate) fn import(
+    stock: Quantity,
+    low_stock_threshold: Quantity,
+    reason: &str,
+    now: Timestamp,
+) -> Result<Option<StockMovement>, StoreError> {
+    if stock == Quantity::ZERO {
+        return Ok(None);
+    }
+    let empty = level(0, 0, i64::from(low_stock_threshold))?;
+    let quantity = SignedQuantity::new(i64::from(stock)).map_err(inconsistent)?;
+    let details = MovementDetails { reason: reason.to_owned(), reference: None, order_reference: None, date: now };
+    let applied = apply_movement(&empty, MovementType::Adjustment, quantity, details).map_err(inconsistent)?;
+    Ok(Some(applied.movement))
+}
