@@ -17,6 +17,8 @@ pub enum Realm {
     Api,
     /// `ADMIN_API_TOKEN`: movements, cleanup and monitoring.
     Admin,
+    /// `METRICS_TOKEN`: Prometheus's scrape of /metrics, when the token is set (without it /metrics is open).
+    Metrics,
 }
 
 /// Checks the `Authorization: Bearer <token>` header against the realm's configured token.
@@ -25,6 +27,7 @@ pub fn authorize(headers: &HeaderMap, configured: Option<&Secret>, realm: Realm)
         return Err(match realm {
             Realm::Api => ApiError::Disabled { code: "api_disabled", setting: "SIDECAR_API_TOKEN" },
             Realm::Admin => ApiError::Disabled { code: "admin_disabled", setting: "ADMIN_API_TOKEN" },
+            Realm::Metrics => ApiError::Disabled { code: "metrics_disabled", setting: "METRICS_TOKEN" },
         });
     };
     let presented = headers

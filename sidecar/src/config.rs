@@ -32,6 +32,12 @@ pub struct Config {
     /// Bearer token of the admin routes and movements (`ADMIN_API_TOKEN`). Without it they answer 503
     /// `admin_disabled`: admin routes are never open.
     pub admin_token: Option<Secret>,
+    /// Bearer token of `GET /metrics` (`METRICS_TOKEN`). Without it /metrics is open: it shows counts and
+    /// latencies, never a product, a size or a reference.
+    pub metrics_token: Option<Secret>,
+    /// How log lines are written (`LOG_FORMAT`: `json`, `text` or `auto`, the default: human-readable text when
+    /// standard output is a terminal, one JSON object a line otherwise, as log collectors read them).
+    pub log_format: LogFormat,
     /// How often the in-process cleanup releases expired reservations (`CLEANUP_INTERVAL_SECONDS`, default 60;
     /// 0 turns the schedule off, for when an external cron calls the cleanup endpoint).
     pub cleanup_interval: Option<Duration>,
@@ -108,6 +114,26 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Text when standard output is a terminal, JSON lines otherwise.
+    Auto,
+    Json,
+    Text,
+}
+
+impl LogFormat {
+    /// Whether lines are JSON, given whether standard output is a terminal.
+    pub fn is_json(self, stdout_is_terminal: bool) -> bool {
+        match self {
+            LogFormat::Auto => !stdout_is_terminal,
+            LogFormat::Json => true,
+            LogFormat::Text => false,
+        }
+    }
+}
+
 /// SQLite's `synchronous` setting for the ledger (WAL mode either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqliteDurability {
@@ -151,6 +177,8 @@ impl Default for Config {
             sqlite_synchronous: SqliteDurability::Full,
             api_token: None,
             admin_token: None,
+            metrics_token: None,
+            log_format: LogFormat::Auto,
             cleanup_interval: Some(Duration::from_secs(60)),
             default_ttl: ReservationTtl::DEFAULT,
             stripe_webhook_secrets: Vec::new(),
@@ -215,14 +243,27 @@ impl Config {
                 )),
             }
         }
-        for (key, slot) in [("SIDECAR_API_TOKEN", &mut config.api_token), ("ADMIN_API_TOKEN", &mut config.admin_token)]
-        {
+        for (key, slot) in [
+            ("SIDECAR_API_TOKEN", &mut config.api_token),
+            ("ADMIN_API_TOKEN", &mut config.admin_token),
+            ("METRICS_TOKEN", &mut config.metrics_token),
+        ] {
             if let Some(text) = value(key) {
                 if text.len() < 16 {
                     problems.push(format!("{key}: use at least 16 characters (a random token, not a password)"));
                 } else {
                     *slot = Some(Secret(text.to_owned()));
                 }
+            }
+        }
+        if let Some(text) = value("LOG_FORMAT") {
+            match text.to_ascii_lowercase().as_str() {
+                "auto" => config.log_format = LogFormat::Auto,
+                "json" => config.log_format = LogFormat::Json,
+                "text" => config.log_format = LogFormat::Text,
+                _ => problems.push(format!(
+                    "LOG_FORMAT: {text:?} is not json, text or auto (text in a terminal, JSON lines otherwise)"
+                )),
             }
         }
         if let Some(text) = value("CLEANUP_INTERVAL_SECONDS") {

@@ -35,6 +35,9 @@ pub enum ApiError {
     BodyTooLarge { limit_bytes: usize },
     #[error("store failure: {0}")]
     Store(#[from] StoreError),
+    /// A failure of the sidecar itself (not of the store): logged, answered 500 without details.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -56,7 +59,7 @@ impl ApiError {
             ApiError::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ApiError::Store(StoreError::Busy(_)) => (StatusCode::SERVICE_UNAVAILABLE, "ledger_busy"),
-            ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            ApiError::Store(_) | ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
 }
@@ -71,6 +74,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::Store(error) => {
                 tracing::error!(error = %error, "store failure");
+                "something went wrong on our side; the request was not applied".to_owned()
+            }
+            ApiError::Internal(error) => {
+                tracing::error!(error = %error, "internal failure");
                 "something went wrong on our side; the request was not applied".to_owned()
             }
             ApiError::Disabled { setting, .. } => {

@@ -13,7 +13,9 @@ pub mod config;
 pub mod error;
 mod json;
 pub mod limits;
+pub mod metrics;
 pub mod projection;
+pub mod requests;
 pub mod store;
 pub mod stripe_api;
 pub mod v1;
@@ -29,14 +31,14 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::limits::Limits;
+use crate::metrics::Metrics;
 use crate::projection::Projector;
-use crate::store::{PostgresStore, ProjectionSettings, SqliteStore, Store, StoreError};
+use crate::store::{MeteredStore, PostgresStore, ProjectionSettings, SqliteStore, Store, StoreError};
 use crate::stripe_api::{CheckoutCanceller, StripeCanceller};
 
 /// Request bodies above this are refused with 413: a cart or a Stripe event is a few kilobytes.
@@ -50,6 +52,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Ends abandoned checkouts at Stripe before cleanup releases them; `None` without STRIPE_SECRET_KEY.
     pub checkouts: Option<Arc<dyn CheckoutCanceller>>,
+    /// This process's counters and histograms, served at /metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -66,12 +70,13 @@ pub fn router(state: AppState) -> Router {
         .merge(v1::router())
         .merge(admin::router())
         .merge(webhooks::router())
+        .merge(metrics::router())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             Limits::new(state.config.max_concurrent_requests, state.config.request_timeout),
             limits::within_limits,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), requests::observe_request))
         .with_state(state)
 }
 
@@ -152,7 +157,8 @@ pub async fn open_state(config: Config, clock: Arc<dyn Clock>) -> Result<Opened,
         None => None,
     };
     let (store, wakeup) = open_store(&config).await?;
-    let shared = store.clone();
+    let metrics = Arc::new(Metrics::new());
+    let shared: Arc<dyn Store> = Arc::new(MeteredStore::new(store.clone(), metrics.clone()));
     let projection = match (&config.payload, wakeup) {
         (Some(payload), Some(wakeup)) => {
             let projector =
@@ -161,7 +167,7 @@ pub async fn open_state(config: Config, clock: Arc<dyn Clock>) -> Result<Opened,
         }
         _ => None,
     };
-    let state = AppState { store: shared, config: Arc::new(config), clock, checkouts };
+    let state = AppState { store: shared, config: Arc::new(config), clock, checkouts, metrics };
     Ok(Opened { state, store, projection })
 }
 

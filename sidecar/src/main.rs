@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use stock_sidecar::cleanup::release_expired_now;
 use stock_sidecar::clock::{Clock, SystemClock};
-use stock_sidecar::config::Config;
+use stock_sidecar::config::{Config, LogFormat};
 use stock_sidecar::projection::Projector;
 use stock_sidecar::store::Store;
 use stock_sidecar::{Opened, install_crypto_provider, open_state, open_store, run};
@@ -45,14 +45,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        // async-stripe warns on every event whose API version differs from the one it was generated for; the
-        // events parse all the same, so that warning is left out unless RUST_LOG asks for it.
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,stripe_webhook=error")),
-        )
-        .init();
+    let command = Cli::parse().command.unwrap_or(Command::Serve);
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {
@@ -60,7 +53,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let outcome = match Cli::parse().command.unwrap_or(Command::Serve) {
+    init_logging(config.log_format);
+    let outcome = match command {
         Command::Serve => serve(config).await,
         Command::Cleanup => cleanup(config).await,
         Command::Stats => stats(config).await,
@@ -73,6 +67,21 @@ async fn main() -> ExitCode {
             eprintln!("stock-sidecar: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Log lines on standard output: JSON objects (one a line, with the request's and the Stripe event's fields) or
+/// human-readable text, as LOG_FORMAT says; filtered by RUST_LOG.
+fn init_logging(format: LogFormat) {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    // async-stripe warns on every event whose API version differs from the one it was generated for; the events
+    // parse all the same, so that warning is left out unless RUST_LOG asks for it.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,stripe_webhook=error"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format.is_json(terminal) {
+        builder.json().with_current_span(false).with_span_list(true).init();
+    } else {
+        builder.with_ansi(terminal).init();
     }
 }
 

@@ -8,7 +8,7 @@ use stock_core::{
     StockMovement, Timestamp,
 };
 
-use super::{MovementRecord, ReservationRecord, ReservedItem, StoreError};
+use super::{MovementRecord, ReservationRecord, ReservedItem, SizeRecord, StoreError};
 
 /// Until when a reservation in `status`, expiring at `expires_at`, holds its units: what
 /// `Reservation::holds_units` says, as a column the availability query can compare with now.
@@ -60,6 +60,18 @@ pub(crate) fn quantity(value: i64, what: &str) -> Result<Quantity, StoreError> {
 
 pub(crate) fn timestamp(value: i64) -> Result<Timestamp, StoreError> {
     Timestamp::from_unix_millis(value).map_err(|_| StoreError::Inconsistent(format!("{value} is not an instant")))
+}
+
+/// A size's columns with its product: product, size, stock, low-stock threshold, reserved units.
+pub(crate) type SizeColumns = (String, String, i64, i64, i64);
+
+/// Sizes with their products, from [`SizeColumns`] rows.
+pub(crate) fn sizes_from_rows(rows: Vec<SizeColumns>) -> Result<Vec<(String, SizeRecord)>, StoreError> {
+    rows.into_iter()
+        .map(|(product, size, stock, threshold, reserved)| {
+            Ok((product, SizeRecord { size, level: level(stock, reserved, threshold)? }))
+        })
+        .collect()
 }
 
 pub(crate) fn level(stock: i64, reserved: i64, threshold: i64) -> Result<StockLevel, StoreError> {

@@ -4,9 +4,11 @@
 
 mod columns;
 mod decide;
+mod metered;
 mod postgres;
 mod sqlite;
 
+pub use metered::MeteredStore;
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteStore, WriterCounts};
 
@@ -324,6 +326,10 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
 
     /// The sizes of a product as they stand at `now`; empty if the product has none.
     async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError>;
+
+    /// Every size of every product as it stands at `now`, with its product (for the low- and out-of-stock
+    /// figures).
+    async fn every_size(&self, now: Timestamp) -> Result<Vec<(String, SizeRecord)>, StoreError>;
 
     async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError>;
 

@@ -9,11 +9,14 @@ pub use verify::{VerifiedEvent, VerifyError, verify};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
+use stock_core::Timestamp;
 use stripe_shared::CheckoutSessionPaymentStatus;
 use stripe_webhook::EventObject;
+use tracing::Instrument;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -77,47 +80,77 @@ fn reference_of(action: &StripeAction) -> Option<&str> {
     }
 }
 
-async fn receive_stripe_event(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn receive_stripe_event(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     if state.config.stripe_webhook_secrets.is_empty() {
-        return Err(ApiError::Disabled { code: "webhooks_disabled", setting: "STRIPE_WEBHOOK_SECRET" });
+        return ApiError::Disabled { code: "webhooks_disabled", setting: "STRIPE_WEBHOOK_SECRET" }.into_response();
     }
     let signature = headers.get("stripe-signature").and_then(|value| value.to_str().ok());
     let now = state.clock.now();
-    let event = verify(&body, signature, &state.config.stripe_webhook_secrets, now).map_err(|error| {
-        tracing::warn!(error = %error, "Stripe webhook refused");
-        let code = match error {
-            VerifyError::Unreadable(_) | VerifyError::NotUtf8 => "invalid_event",
-            _ => "invalid_signature",
-        };
-        ApiError::BadRequest { code, message: error.to_string() }
-    })?;
-
+    let event = match verify(&body, signature, &state.config.stripe_webhook_secrets, now) {
+        Ok(event) => event,
+        Err(error) => {
+            tracing::warn!(error = %error, "Stripe webhook refused");
+            state.metrics.webhook_delivery("unverified", "rejected");
+            let code = match error {
+                VerifyError::Unreadable(_) | VerifyError::NotUtf8 => "invalid_event",
+                _ => "invalid_signature",
+            };
+            return ApiError::BadRequest { code, message: error.to_string() }.into_response();
+        }
+    };
     let record =
         StripeEventRecord { id: event.event().id.as_str().to_owned(), kind: event.event().type_.as_str().to_owned() };
     let action = action_for(&event, state.config.release_on_payment_failed);
-    let outcome = state.store.apply_stripe_event(&record, &action, now).await?;
-    let reference = reference_of(&action).unwrap_or("-");
-    match &outcome {
-        EventOutcome::Conflict { kind } => tracing::error!(event_id = %record.id, event_type = %record.kind,
-            reference = %reference, conflict = %kind, "Stripe event could not be applied as asked: conflict recorded"),
-        EventOutcome::Duplicate => tracing::info!(event_id = %record.id, event_type = %record.kind,
-            "Stripe event already processed: redelivery ignored"),
-        EventOutcome::Ignored { reason } => tracing::info!(event_id = %record.id, event_type = %record.kind,
-            reference = %reference, reason = %reason, "Stripe event ignored"),
-        other => tracing::info!(event_id = %record.id, event_type = %record.kind, reference = %reference,
-            outcome = %other.as_str(), "Stripe event applied"),
+    // Every line about the event, a store failure's included, names it and its reference.
+    let span = tracing::info_span!("stripe_event", event_id = %record.id, event_type = %record.kind,
+        reference = %reference_of(&action).unwrap_or("-"));
+    async move {
+        match apply_event(&state, &record, &action, now).await {
+            Ok(answer) => answer.into_response(),
+            Err(error) => {
+                state.metrics.webhook_delivery(&record.kind, "failed");
+                error.into_response()
+            }
+        }
     }
+    .instrument(span)
+    .await
+}
+
+/// Applies a verified event to the ledger, logs and counts what it did, and says it in the answer.
+async fn apply_event(
+    state: &AppState,
+    record: &StripeEventRecord,
+    action: &StripeAction,
+    now: Timestamp,
+) -> Result<Json<Value>, ApiError> {
+    let outcome = state.store.apply_stripe_event(record, action, now).await?;
+    let counted = match &outcome {
+        EventOutcome::Conflict { kind } => {
+            tracing::error!(conflict = %kind, "Stripe event could not be applied as asked: conflict recorded");
+            "conflict"
+        }
+        EventOutcome::Duplicate => {
+            tracing::info!("Stripe event already processed: redelivery ignored");
+            "duplicate"
+        }
+        EventOutcome::Ignored { reason } => {
+            tracing::info!(reason = %reason, "Stripe event ignored");
+            "ignored"
+        }
+        other => {
+            tracing::info!(outcome = %other.as_str(), "Stripe event applied");
+            "applied"
+        }
+    };
+    state.metrics.webhook_delivery(&record.kind, counted);
 
     let mut answer = Map::new();
     answer.insert("received".into(), json!(true));
     answer.insert("eventId".into(), json!(record.id));
     answer.insert("duplicate".into(), json!(outcome == EventOutcome::Duplicate));
     answer.insert("outcome".into(), json!(outcome.as_str()));
-    if let Some(reference) = reference_of(&action) {
+    if let Some(reference) = reference_of(action) {
         answer.insert("reference".into(), json!(reference));
     }
     match outcome {

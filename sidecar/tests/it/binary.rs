@@ -168,4 +168,36 @@ async fn no_secret_reaches_the_logs_even_at_debug_level() {
     for secret in [API, ADMIN, WEBHOOK, PAYLOAD_KEY, DATABASE_PASSWORD] {
         assert!(!logs.contains(secret), "a secret reached the logs: {secret}");
     }
+
+    // Standard output is no terminal here, so the lines are JSON (LOG_FORMAT=auto), one object each; the lines of
+    // a request name its id, and the lines about a Stripe event name the event and its reference.
+    let mut lines = Vec::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let parsed = serde_json::from_str::<serde_json::Value>(line);
+        assert!(parsed.is_ok(), "a JSON line: {line}");
+        lines.extend(parsed.ok());
+    }
+    let applied = lines.iter().find(|line| line["fields"]["message"] == "Stripe event applied").expect("logged");
+    let spans = applied["spans"].as_array().expect("the line's spans");
+    let request = spans.iter().find(|span| span["name"] == "request").expect("inside the request's span");
+    assert!(request["request_id"].as_str().is_some_and(|id| id.len() == 36), "{request}");
+    assert_eq!(request["route"], "/webhooks/stripe");
+    let event = spans.iter().find(|span| span["name"] == "stripe_event").expect("inside the event's span");
+    assert_eq!(
+        (&event["event_id"], &event["reference"]),
+        (&serde_json::json!("evt_logs"), &serde_json::json!("pi_logs"))
+    );
+    assert!(lines.iter().any(|line| line["fields"]["message"] == "stock-sidecar listening"));
+}
+
+#[test]
+fn log_format_text_writes_human_readable_lines_and_a_wrong_one_is_refused() {
+    let database = database();
+    let output = sidecar(&database).env("LOG_FORMAT", "text").arg("cleanup").output().expect("runs");
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.lines().all(|line| !line.starts_with('{')), "no JSON: {stdout}");
+    let output = sidecar(&database).env("LOG_FORMAT", "xml").arg("cleanup").output().expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("LOG_FORMAT"));
 }

@@ -8,6 +8,7 @@ mod concurrency;
 mod fake_stripe;
 mod helpers;
 mod limits;
+mod metrics;
 mod movements;
 mod outbox;
 mod replicas;

@@ -20,7 +20,8 @@ use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 use tokio::sync::Notify;
 
 use super::columns::{
-    MovementColumns, level, movement_columns, movement_from_columns, reservation_from_rows, timestamp,
+    MovementColumns, SizeColumns, movement_columns, movement_from_columns, reservation_from_rows, sizes_from_rows,
+    timestamp,
 };
 use super::{
     EventOutcome, ImportOutcome, LaneClaim, Monitoring, MovementOutcome, MovementRecord, MovementRequest, OutboxEntry,
@@ -204,13 +205,9 @@ async fn sizes_of(
     products: &[&str],
     now: Timestamp,
 ) -> Result<Vec<(String, SizeRecord)>, StoreError> {
-    let rows: Vec<(String, String, i64, i64, i64)> =
+    let rows: Vec<SizeColumns> =
         sqlx::query_as(SIZES_QUERY).bind(products).bind(now.unix_millis()).fetch_all(&mut *connection).await?;
-    rows.into_iter()
-        .map(|(product, size, stock, threshold, reserved)| {
-            Ok((product, SizeRecord { size, level: level(stock, reserved, threshold)? }))
-        })
-        .collect()
+    sizes_from_rows(rows)
 }
 
 /// A reservation with its items; `lock` takes the reservation's row lock for the rest of the transaction.
@@ -303,6 +300,21 @@ impl Store for PostgresStore {
         let mut connection = self.pool.acquire().await?;
         let sizes = sizes_of(&mut connection, &[product], now).await?;
         Ok(sizes.into_iter().map(|(_, record)| record).collect())
+    }
+
+    async fn every_size(&self, now: Timestamp) -> Result<Vec<(String, SizeRecord)>, StoreError> {
+        static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let query = QUERY.get_or_init(|| {
+            format!(
+                "SELECT s.product, s.size, s.stock, s.low_stock_threshold, {} AS reserved \
+                 FROM sizes s ORDER BY s.product, s.seq",
+                reserved_units!().replace("$2", "$1")
+            )
+        });
+        let mut connection = self.pool.acquire().await?;
+        let rows: Vec<SizeColumns> =
+            sqlx::query_as(query.as_str()).bind(now.unix_millis()).fetch_all(&mut *connection).await?;
+        sizes_from_rows(rows)
     }
 
     async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError> {

@@ -14,7 +14,8 @@ use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 use tokio::sync::Notify;
 
 use super::columns::{
-    MovementColumns, level, movement_columns, movement_from_columns, reservation_from_rows, timestamp,
+    MovementColumns, SizeColumns, level, movement_columns, movement_from_columns, reservation_from_rows,
+    sizes_from_rows, timestamp,
 };
 use super::{
     EventOutcome, ImportOutcome, LaneClaim, Monitoring, MovementOutcome, MovementRecord, MovementRequest, OutboxEntry,
@@ -260,6 +261,21 @@ impl Store for SqliteStore {
     async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError> {
         let mut connection = self.readers.acquire().await?;
         sizes_of(&mut connection, product, now).await
+    }
+
+    async fn every_size(&self, now: Timestamp) -> Result<Vec<(String, SizeRecord)>, StoreError> {
+        static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let query = QUERY.get_or_init(|| {
+            format!(
+                "SELECT s.product, s.size, s.stock, s.low_stock_threshold, {} AS reserved \
+                 FROM sizes s ORDER BY s.product, s.rowid",
+                RESERVED_UNITS.replace("?2", "?1")
+            )
+        });
+        let mut connection = self.readers.acquire().await?;
+        let rows: Vec<SizeColumns> =
+            sqlx::query_as(query.as_str()).bind(now.unix_millis()).fetch_all(&mut *connection).await?;
+        sizes_from_rows(rows)
     }
 
     async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError> {
