@@ -89,7 +89,9 @@ async fn healthz() -> Json<Value> {
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let now = state.clock.now();
     let figures = state.store.monitoring(now).await?;
-    Ok(Json(json!({ "status": "ready", "payloadProjection": admin::projection_json(&state, &figures.outbox, now) })))
+    Ok(Json(
+        json!({ "status": "ready", "payloadProjection": admin::projection_json(state.config.payload.is_some(), &figures.outbox, now) }),
+    ))
 }
 
 /// Why the sidecar could not start or stopped.

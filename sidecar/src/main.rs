@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use stock_core::{MovementType, ReservationStatus};
+use stock_sidecar::admin::MonitoringReport;
 use stock_sidecar::cleanup::release_expired_now;
 use stock_sidecar::clock::{Clock, SystemClock};
 use stock_sidecar::config::{Config, LogFormat};
@@ -12,6 +14,7 @@ use stock_sidecar::projection::Projector;
 use stock_sidecar::store::Store;
 use stock_sidecar::{Opened, install_crypto_provider, open_state, open_store, run};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,8 +33,17 @@ enum Command {
     Serve,
     /// Release every expired reservation once, print what was released, and exit.
     Cleanup,
-    /// Print the monitoring figures (active reservations, reserved units, the oldest one, expired ones).
-    Stats,
+    /// Print the monitoring figures: active reservations and the oldest of them, expired ones, conflicts, each
+    /// product's movements over a window, how far Payload is behind.
+    Stats {
+        /// Print the admin GET's JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// The window the movements are summed over, in seconds back from now (60 to 7776000).
+        #[arg(long, default_value_t = stock_sidecar::admin::DEFAULT_WINDOW_SECONDS,
+              value_parser = clap::value_parser!(u32).range(60..=i64::from(stock_sidecar::admin::MAX_WINDOW_SECONDS)))]
+        window_seconds: u32,
+    },
     /// Read every product's sizes from Payload (PAYLOAD_URL) into the ledger, for a shop whose stock was entered
     /// in Payload before payload-stock managed it. Sizes the ledger has are left alone; safe to run twice.
     Import,
@@ -53,11 +65,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_format);
+    // `serve` logs on standard output, as a service does; the other commands print their results there, so their
+    // log lines go to standard error.
+    init_logging(config.log_format, matches!(command, Command::Serve));
     let outcome = match command {
         Command::Serve => serve(config).await,
         Command::Cleanup => cleanup(config).await,
-        Command::Stats => stats(config).await,
+        Command::Stats { json, window_seconds } => stats(config, json, window_seconds).await,
         Command::Import => import(config).await,
         Command::Reconcile { fix } => reconcile(config, fix).await,
     };
@@ -70,14 +84,16 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Log lines on standard output: JSON objects (one a line, with the request's and the Stripe event's fields) or
-/// human-readable text, as LOG_FORMAT says; filtered by RUST_LOG.
-fn init_logging(format: LogFormat) {
-    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+/// Log lines on standard output (`serve`) or standard error (the other commands): JSON objects (one a line, with
+/// the request's and the Stripe event's fields) or human-readable text, as LOG_FORMAT says; filtered by RUST_LOG.
+fn init_logging(format: LogFormat, on_stdout: bool) {
+    use std::io::IsTerminal;
+    let terminal = if on_stdout { std::io::stdout().is_terminal() } else { std::io::stderr().is_terminal() };
     // async-stripe warns on every event whose API version differs from the one it was generated for; the events
     // parse all the same, so that warning is left out unless RUST_LOG asks for it.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,stripe_webhook=error"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let writer = if on_stdout { BoxMakeWriter::new(std::io::stdout) } else { BoxMakeWriter::new(std::io::stderr) };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     if format.is_json(terminal) {
         builder.json().with_current_span(false).with_span_list(true).init();
     } else {
@@ -104,35 +120,113 @@ async fn cleanup(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn stats(config: Config) -> Result<(), String> {
+async fn stats(config: Config, json: bool, window_seconds: u32) -> Result<(), String> {
     let (store, _) = open_store(&config).await.map_err(|error| error.to_string())?;
-    let now = SystemClock.now();
-    let figures = store.monitoring(now).await.map_err(|error| error.to_string())?;
-    println!("active reservations      {}", figures.active_reservations);
-    println!("reserved units           {}", figures.reserved_units);
-    println!("expired, not released    {}", figures.expired_not_released);
-    println!("open conflicts           {}", figures.open_conflicts);
-    match &figures.oldest_active {
-        Some(oldest) => println!(
-            "oldest active            {} (created {}, expires {})",
-            oldest.reference, oldest.created_at, oldest.expires_at
-        ),
-        None => println!("oldest active            none"),
+    let report = MonitoringReport::read(&*store, SystemClock.now(), window_seconds, config.payload.is_some()).await;
+    store.close().await;
+    let report = report.map_err(|error| error.to_string())?;
+    if json {
+        let text = serde_json::to_string_pretty(&report.to_json()).map_err(|error| error.to_string())?;
+        println!("{text}");
+    } else {
+        print!("{}", stats_tables(&report));
     }
+    Ok(())
+}
+
+/// The report as tables for a terminal.
+fn stats_tables(report: &MonitoringReport) -> String {
+    use std::fmt::Write;
+    let (now, figures) = (report.now, &report.figures);
+    let mut out = String::new();
+    let _ = writeln!(out, "ledger at {now}");
+    let _ = writeln!(out, "active reservations      {}", figures.active_reservations);
+    let _ = writeln!(out, "reserved units           {}", figures.reserved_units);
+    let _ = writeln!(out, "expired, not released    {}", figures.expired_not_released);
+    let _ = writeln!(out, "open conflicts           {}", figures.open_conflicts);
     let outbox = &figures.outbox;
-    match (&config.payload, outbox.oldest_change_at) {
-        (None, _) if outbox.backlog == 0 => println!("Payload projection       off (PAYLOAD_URL is not set)"),
-        (_, Some(oldest)) => println!(
-            "Payload backlog          {} change(s), oldest {} s old, {} failing{}",
+    let _ = match (report.payload_enabled, outbox.oldest_change_at) {
+        (false, _) if outbox.backlog == 0 => writeln!(out, "Payload projection       off (PAYLOAD_URL is not set)"),
+        (_, Some(oldest)) => writeln!(
+            out,
+            "Payload backlog          {} change(s), oldest {} old, {} failing{}",
             outbox.backlog,
-            (now.unix_millis() - oldest.unix_millis()) / 1000,
+            duration(now.unix_millis() - oldest.unix_millis()),
             outbox.failing,
             outbox.last_error.as_deref().map(|error| format!(" (last error: {error})")).unwrap_or_default()
         ),
-        _ => println!("Payload backlog          0 (Payload shows the ledger)"),
+        _ => writeln!(out, "Payload backlog          0 (Payload shows the ledger)"),
+    };
+
+    let _ = writeln!(out);
+    if figures.oldest_active.is_empty() {
+        let _ = writeln!(out, "oldest active            none");
+    } else {
+        let _ = writeln!(out, "oldest active reservations");
+        let _ =
+            writeln!(out, "  {:<32} {:<11} {:>5} {:>10} {:>12}", "reference", "status", "units", "age", "expires in");
+        for oldest in &figures.oldest_active {
+            let _ = writeln!(
+                out,
+                "  {:<32} {:<11} {:>5} {:>10} {:>12}",
+                oldest.reference,
+                oldest.status.as_str(),
+                oldest.units,
+                duration(now.unix_millis() - oldest.created_at.unix_millis()),
+                match oldest.status {
+                    ReservationStatus::Processing => "(payment)".to_owned(),
+                    _ => duration(oldest.expires_at.unix_millis() - now.unix_millis()),
+                }
+            );
+        }
     }
-    store.close().await;
-    Ok(())
+
+    let _ = writeln!(out);
+    let window = duration(i64::from(report.window_seconds) * 1000);
+    let mut products: Vec<&str> = report.movements.iter().map(|total| total.product.as_str()).collect();
+    products.dedup();
+    if products.is_empty() {
+        let _ = writeln!(out, "movements in the last {window}: none");
+        return out;
+    }
+    let _ = writeln!(out, "movements in the last {window} (units, count in brackets)");
+    let _ = writeln!(
+        out,
+        "  {:<24} {:>12} {:>12} {:>12} {:>12} {:>8}",
+        "product", "sale", "restock", "return", "adjustment", "net"
+    );
+    for product in products {
+        let cell = |kind: MovementType| {
+            report
+                .movements
+                .iter()
+                .find(|total| total.product == product && total.kind == kind)
+                .map_or_else(|| "-".to_owned(), |total| format!("{:+} ({})", total.units, total.movements))
+        };
+        let net: i64 = report.movements.iter().filter(|total| total.product == product).map(|total| total.units).sum();
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>12} {:>12} {:>12} {:>12} {:>+8}",
+            product,
+            cell(MovementType::Sale),
+            cell(MovementType::Restock),
+            cell(MovementType::Return),
+            cell(MovementType::Adjustment),
+            net
+        );
+    }
+    out
+}
+
+/// `1h 05m`, `4m 10s`, `12s`; a negative span (a reservation past its expiry) as `0s`.
+fn duration(millis: i64) -> String {
+    let seconds = millis.max(0) / 1000;
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m {:02}s", seconds / 60, seconds % 60),
+        3600..86_400 => format!("{}h {:02}m", seconds / 3600, seconds % 3600 / 60),
+        _ => format!("{}d {:02}h", seconds / 86_400, seconds % 86_400 / 3600),
+    }
 }
 
 /// The projector of a command that talks to Payload, or why there is none.

@@ -274,7 +274,7 @@ impl LedgerFigures<'_> {
             "Conflicts from Stripe events (oversold, unknown_reference) not yet resolved",
             gauge(figures.open_conflicts),
         );
-        let oldest_age = figures.oldest_active.as_ref().map_or(0.0, |oldest| age_seconds(self.now, oldest.created_at));
+        let oldest_age = figures.oldest_active.first().map_or(0.0, |oldest| age_seconds(self.now, oldest.created_at));
         registry.register_with_unit(
             "oldest_active_reservation_age",
             "Age of the oldest reservation holding units (0 when there is none)",

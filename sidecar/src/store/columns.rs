@@ -8,7 +8,9 @@ use stock_core::{
     StockMovement, Timestamp,
 };
 
-use super::{MovementRecord, ReservationRecord, ReservedItem, SizeRecord, StoreError};
+use super::{
+    MovementRecord, MovementTotal, ReservationRecord, ReservationSummary, ReservedItem, SizeRecord, StoreError,
+};
 
 /// Until when a reservation in `status`, expiring at `expires_at`, holds its units: what
 /// `Reservation::holds_units` says, as a column the availability query can compare with now.
@@ -60,6 +62,39 @@ pub(crate) fn quantity(value: i64, what: &str) -> Result<Quantity, StoreError> {
 
 pub(crate) fn timestamp(value: i64) -> Result<Timestamp, StoreError> {
     Timestamp::from_unix_millis(value).map_err(|_| StoreError::Inconsistent(format!("{value} is not an instant")))
+}
+
+/// A reservation in a monitoring list: reference, status, created_at, expires_at, units held.
+pub(crate) type SummaryColumns = (String, String, i64, i64, i64);
+
+pub(crate) fn summaries_from_rows(rows: Vec<SummaryColumns>) -> Result<Vec<ReservationSummary>, StoreError> {
+    rows.into_iter()
+        .map(|(reference, state, created_at, expires_at, units)| {
+            Ok(ReservationSummary {
+                reference,
+                status: status(&state)?,
+                created_at: timestamp(created_at)?,
+                expires_at: timestamp(expires_at)?,
+                units: u64::try_from(units).map_err(|_| StoreError::Inconsistent("negative units held".into()))?,
+            })
+        })
+        .collect()
+}
+
+/// One product's movements of one type: product, type, count, sum of quantities.
+pub(crate) type TotalColumns = (String, String, i64, i64);
+
+pub(crate) fn totals_from_rows(rows: Vec<TotalColumns>) -> Result<Vec<MovementTotal>, StoreError> {
+    rows.into_iter()
+        .map(|(product, kind, movements, units)| {
+            Ok(MovementTotal {
+                product,
+                kind: MovementType::parse(&kind).map_err(|error| StoreError::Inconsistent(error.to_string()))?,
+                movements: u64::try_from(movements).map_err(|_| StoreError::Inconsistent("negative count".into()))?,
+                units,
+            })
+        })
+        .collect()
 }
 
 /// A size's columns with its product: product, size, stock, low-stock threshold, reserved units.

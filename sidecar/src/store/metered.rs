@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 
 use super::{
-    EventOutcome, ImportOutcome, LaneClaim, Monitoring, MovementOutcome, MovementRecord, MovementRequest, OutboxEntry,
-    ReleaseOutcome, ReservationRecord, ReserveOutcome, SizeRecord, Store, StoreError, StripeAction, StripeEventRecord,
+    EventOutcome, ImportOutcome, LaneClaim, Monitoring, MovementOutcome, MovementRecord, MovementRequest,
+    MovementTotal, OutboxEntry, ReleaseOutcome, ReservationRecord, ReserveOutcome, SizeRecord, Store, StoreError,
+    StripeAction, StripeEventRecord,
 };
 use crate::metrics::Metrics;
 
@@ -95,6 +96,10 @@ impl Store for MeteredStore {
 
     async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError> {
         self.timed("monitoring", self.inner.monitoring(now)).await
+    }
+
+    async fn movement_totals(&self, since: Timestamp) -> Result<Vec<MovementTotal>, StoreError> {
+        self.timed("movement_totals", self.inner.movement_totals(since)).await
     }
 
     async fn apply_stripe_event(

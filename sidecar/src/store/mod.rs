@@ -153,12 +153,16 @@ pub enum MovementOutcome {
     Refused(MovementError),
 }
 
+/// How many of the oldest reservations holding units [`Monitoring`] lists.
+pub const OLDEST_LISTED: u32 = 10;
+
 /// The figures an operator watches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Monitoring {
     pub active_reservations: u64,
     pub reserved_units: u64,
-    pub oldest_active: Option<ReservationSummary>,
+    /// The reservations holding units the longest, oldest first ([`OLDEST_LISTED`] at most).
+    pub oldest_active: Vec<ReservationSummary>,
     /// Past their expiry (so no longer counted) but not yet marked expired by cleanup.
     pub expired_not_released: u64,
     /// Conflicts recorded from Stripe events and not yet resolved.
@@ -293,8 +297,22 @@ impl EventOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReservationSummary {
     pub reference: String,
+    /// `active` or `processing` (a payment under way: it holds its units past its expiry).
+    pub status: ReservationStatus,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    /// The units it holds, all sizes together.
+    pub units: u64,
+}
+
+/// One product's movements of one type over a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovementTotal {
+    pub product: String,
+    pub kind: MovementType,
+    pub movements: u64,
+    /// The sum of their signed quantities (negative for sales).
+    pub units: i64,
 }
 
 /// The ledger. Every method is atomic: it is applied whole or not at all.
@@ -334,6 +352,9 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError>;
 
     async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError>;
+
+    /// Each product's movements dated at or after `since`, by type, products in id order.
+    async fn movement_totals(&self, since: Timestamp) -> Result<Vec<MovementTotal>, StoreError>;
 
     /// Applies a verified Stripe event once: the event id is claimed in the same transaction as the change.
     async fn apply_stripe_event(

@@ -73,3 +73,61 @@ async fn health_and_readiness_answer() {
         "ready"
     );
 }
+
+#[tokio::test]
+async fn monitoring_lists_the_oldest_reservations_and_each_products_movements_over_a_window() {
+    let app = spawn_app().await;
+    app.restock("runner", "42", 10).await;
+    app.restock("sock", "M", 5).await;
+    app.clock.advance_seconds(2 * 3600);
+    app.restock("runner", "43", 4).await;
+    let adjust = json!({ "product": "sock", "size": "M", "type": "adjustment", "quantity": -1, "reason": "damaged" });
+    body_of(app.admin(Method::POST, "/v1/movements").json(&adjust).send().await.expect("request"), 201).await;
+    let both = json!([{ "product": "runner", "size": "42", "quantity": 2 }, { "product": "sock", "size": "M", "quantity": 1 }]);
+    body_of(app.reserve("pi_first", both).await, 201).await;
+    app.clock.advance_seconds(60);
+    body_of(app.reserve("pi_second", json!([{ "product": "runner", "size": "43", "quantity": 1 }])).await, 201).await;
+    app.clock.advance_seconds(60);
+    body_of(app.reserve("pi_paid", json!([{ "product": "runner", "size": "42", "quantity": 3 }])).await, 201).await;
+    let paid = crate::helpers::stripe_event("payment_intent.succeeded", "evt_paid", "pi_paid");
+    body_of(app.send_event(&paid).await, 200).await;
+
+    let figures = body_of(app.admin(Method::GET, CLEANUP).send().await.expect("request"), 200).await;
+    let oldest = figures["oldestActiveReservations"].as_array().expect("a list");
+    let listed: Vec<_> = oldest
+        .iter()
+        .map(|entry| (entry["reference"].clone(), entry["units"].clone(), entry["ageSeconds"].clone()))
+        .collect();
+    assert_eq!(listed, vec![(json!("pi_first"), json!(3), json!(120)), (json!("pi_second"), json!(1), json!(60))]);
+    assert_eq!(oldest[0]["status"], "active");
+    assert_eq!(figures["oldestActiveReservation"], oldest[0], "the first of the list, as before");
+
+    // The last 24 hours (the default): every movement.
+    assert_eq!(figures["movements"]["windowSeconds"], 86_400);
+    assert_eq!(
+        figures["movements"]["products"],
+        json!([
+            { "product": "runner", "movements": 3, "netUnits": 11, "byType": {
+                "restock": { "movements": 2, "units": 14 }, "sale": { "movements": 1, "units": -3 } } },
+            { "product": "sock", "movements": 2, "netUnits": 4, "byType": {
+                "adjustment": { "movements": 1, "units": -1 }, "restock": { "movements": 1, "units": 5 } } },
+        ])
+    );
+    // The last hour: not the first two restocks.
+    let recent =
+        body_of(app.admin(Method::GET, &format!("{CLEANUP}?windowSeconds=3600")).send().await.expect("request"), 200)
+            .await;
+    assert_eq!(recent["movements"]["since"], "2026-11-24T11:02:00.000Z");
+    let products: Vec<_> = recent["movements"]["products"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|entry| (entry["product"].clone(), entry["netUnits"].clone()))
+        .collect();
+    assert_eq!(products, vec![(json!("runner"), json!(1)), (json!("sock"), json!(-1))]);
+
+    for wrong in ["windowSeconds=5", "windowSeconds=soon", "window=3600"] {
+        let answer = app.admin(Method::GET, &format!("{CLEANUP}?{wrong}")).send().await.expect("request");
+        assert_eq!(body_of(answer, 422).await["error"], "invalid_request", "{wrong}");
+    }
+}

@@ -20,13 +20,13 @@ use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 use tokio::sync::Notify;
 
 use super::columns::{
-    MovementColumns, SizeColumns, movement_columns, movement_from_columns, reservation_from_rows, sizes_from_rows,
-    timestamp,
+    MovementColumns, SizeColumns, SummaryColumns, TotalColumns, movement_columns, movement_from_columns,
+    reservation_from_rows, sizes_from_rows, summaries_from_rows, timestamp, totals_from_rows,
 };
 use super::{
-    EventOutcome, ImportOutcome, LaneClaim, Monitoring, MovementOutcome, MovementRecord, MovementRequest, OutboxEntry,
-    OutboxStatus, OutboxTopic, ProjectionSettings, ReleaseOutcome, ReservationRecord, ReservationSummary,
-    ReserveOutcome, SizeRecord, Store, StoreError, StripeAction, StripeEventRecord, WriterCounts,
+    EventOutcome, ImportOutcome, LaneClaim, Monitoring, MovementOutcome, MovementRecord, MovementRequest,
+    MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, OutboxTopic, ProjectionSettings, ReleaseOutcome,
+    ReservationRecord, ReserveOutcome, SizeRecord, Store, StoreError, StripeAction, StripeEventRecord, WriterCounts,
 };
 
 /// How many times a decision PostgreSQL aborted as a deadlock or a serialization failure runs again.
@@ -354,25 +354,20 @@ impl Store for PostgresStore {
             .bind(now)
             .fetch_one(&mut *connection)
             .await?;
-        let oldest: Option<(String, i64, i64)> = sqlx::query_as(
-            "SELECT reference, created_at, expires_at FROM reservations \
-             WHERE (status = 'active' AND expires_at > $1) OR status = 'processing' \
-             ORDER BY created_at, reference LIMIT 1",
+        let oldest: Vec<SummaryColumns> = sqlx::query_as(
+            "SELECT r.reference, r.status, r.created_at, r.expires_at, \
+               (SELECT COALESCE(SUM(ri.quantity), 0)::BIGINT FROM reservation_items ri WHERE ri.reference = r.reference) \
+             FROM reservations r WHERE (r.status = 'active' AND r.expires_at > $1) OR r.status = 'processing' \
+             ORDER BY r.created_at, r.reference LIMIT $2",
         )
         .bind(now)
-        .fetch_optional(&mut *connection)
+        .bind(i64::from(OLDEST_LISTED))
+        .fetch_all(&mut *connection)
         .await?;
         Ok(Monitoring {
             active_reservations: count(active, "active reservations")?,
             reserved_units: count(reserved_units, "reserved units")?,
-            oldest_active: match oldest {
-                Some((reference, created_at, expires_at)) => Some(ReservationSummary {
-                    reference,
-                    created_at: timestamp(created_at)?,
-                    expires_at: timestamp(expires_at)?,
-                }),
-                None => None,
-            },
+            oldest_active: summaries_from_rows(oldest)?,
             expired_not_released: count(expired, "expired reservations")?,
             open_conflicts: count(open_conflicts, "open conflicts")?,
             outbox: OutboxStatus {
@@ -387,6 +382,18 @@ impl Store for PostgresStore {
                 commits: self.counters.commits.load(Ordering::Relaxed),
             },
         })
+    }
+
+    async fn movement_totals(&self, since: Timestamp) -> Result<Vec<MovementTotal>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        let rows: Vec<TotalColumns> = sqlx::query_as(
+            "SELECT product, type, COUNT(*), SUM(quantity)::BIGINT FROM movements WHERE date >= $1 \
+             GROUP BY product, type ORDER BY product, type",
+        )
+        .bind(since.unix_millis())
+        .fetch_all(&mut *connection)
+        .await?;
+        totals_from_rows(rows)
     }
 
     async fn apply_stripe_event(

@@ -14,13 +14,13 @@ use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 use tokio::sync::Notify;
 
 use super::columns::{
-    MovementColumns, SizeColumns, level, movement_columns, movement_from_columns, reservation_from_rows,
-    sizes_from_rows, timestamp,
+    MovementColumns, SizeColumns, SummaryColumns, TotalColumns, level, movement_columns, movement_from_columns,
+    reservation_from_rows, sizes_from_rows, summaries_from_rows, timestamp, totals_from_rows,
 };
 use super::{
-    EventOutcome, ImportOutcome, LaneClaim, Monitoring, MovementOutcome, MovementRecord, MovementRequest, OutboxEntry,
-    OutboxStatus, OutboxTopic, ProjectionSettings, ReleaseOutcome, ReservationRecord, ReservationSummary,
-    ReserveOutcome, SizeRecord, Store, StoreError, StripeAction, StripeEventRecord,
+    EventOutcome, ImportOutcome, LaneClaim, Monitoring, MovementOutcome, MovementRecord, MovementRequest,
+    MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, OutboxTopic, ProjectionSettings, ReleaseOutcome,
+    ReservationRecord, ReserveOutcome, SizeRecord, Store, StoreError, StripeAction, StripeEventRecord,
 };
 use crate::config::SqliteDurability;
 
@@ -314,13 +314,15 @@ impl Store for SqliteStore {
         .bind(now)
         .fetch_one(&mut *connection)
         .await?;
-        let oldest = sqlx::query(
-            "SELECT reference, created_at, expires_at FROM reservations \
-             WHERE (status = 'active' AND expires_at > ?1) OR status = 'processing' \
-             ORDER BY created_at, reference LIMIT 1",
+        let oldest: Vec<SummaryColumns> = sqlx::query_as(
+            "SELECT r.reference, r.status, r.created_at, r.expires_at, \
+               (SELECT COALESCE(SUM(ri.quantity), 0) FROM reservation_items ri WHERE ri.reference = r.reference) \
+             FROM reservations r WHERE (r.status = 'active' AND r.expires_at > ?1) OR r.status = 'processing' \
+             ORDER BY r.created_at, r.reference LIMIT ?2",
         )
         .bind(now)
-        .fetch_optional(&mut *connection)
+        .bind(OLDEST_LISTED)
+        .fetch_all(&mut *connection)
         .await?;
         let count = |name: &str| -> Result<u64, StoreError> {
             let value: i64 = counts.try_get(name)?;
@@ -329,14 +331,7 @@ impl Store for SqliteStore {
         Ok(Monitoring {
             active_reservations: count("active")?,
             reserved_units: count("reserved_units")?,
-            oldest_active: match oldest {
-                Some(row) => Some(ReservationSummary {
-                    reference: row.try_get("reference")?,
-                    created_at: timestamp(row.try_get("created_at")?)?,
-                    expires_at: timestamp(row.try_get("expires_at")?)?,
-                }),
-                None => None,
-            },
+            oldest_active: summaries_from_rows(oldest)?,
             expired_not_released: count("expired")?,
             open_conflicts: count("open_conflicts")?,
             outbox: OutboxStatus {
@@ -348,6 +343,18 @@ impl Store for SqliteStore {
             },
             ledger_writes: self.writer.counts(),
         })
+    }
+
+    async fn movement_totals(&self, since: Timestamp) -> Result<Vec<MovementTotal>, StoreError> {
+        let mut connection = self.readers.acquire().await?;
+        let rows: Vec<TotalColumns> = sqlx::query_as(
+            "SELECT product, type, COUNT(*), SUM(quantity) FROM movements WHERE date >= ?1 \
+             GROUP BY product, type ORDER BY product, type",
+        )
+        .bind(since.unix_millis())
+        .fetch_all(&mut *connection)
+        .await?;
+        totals_from_rows(rows)
     }
 
     async fn apply_stripe_event(
