@@ -63,6 +63,20 @@ pub struct Config {
     pub request_timeout: Duration,
     /// The Payload the ledger is projected into (`PAYLOAD_URL` and friends); `None` runs the sidecar on its own.
     pub payload: Option<PayloadConfig>,
+    /// How often sizes are checked for a crossing of their stock state (low, out of stock, back in stock)
+    /// (`LOW_STOCK_CHECK_INTERVAL_SECONDS`, default 2; 0 turns alerts off).
+    pub low_stock_check_interval: Option<Duration>,
+    /// Where each crossing is posted as signed JSON (`LOW_STOCK_WEBHOOK_URL` and `LOW_STOCK_WEBHOOK_SECRET`);
+    /// `None`: crossings are logged (and flagged in Payload) only.
+    pub low_stock_webhook: Option<AlertWebhookConfig>,
+}
+
+/// The alert webhook: a Slack or email relay, or the shop's own endpoint.
+#[derive(Debug, Clone)]
+pub struct AlertWebhookConfig {
+    pub url: String,
+    /// Signs every POST (`X-Payload-Stock-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`).
+    pub secret: Secret,
 }
 
 /// The ledger's database URL. Its password, if any, never prints: `Display` and `Debug` show `****` instead.
@@ -186,6 +200,8 @@ impl Default for Config {
             stripe_secret_key: None,
             stripe_api_base: None,
             payload: None,
+            low_stock_check_interval: Some(Duration::from_secs(2)),
+            low_stock_webhook: None,
             max_concurrent_requests: 1024,
             request_timeout: Duration::from_secs(30),
         }
@@ -330,6 +346,36 @@ impl Config {
             }
         }
         config.payload = payload_settings(&value, &mut problems);
+        if let Some(text) = value("LOW_STOCK_CHECK_INTERVAL_SECONDS") {
+            match text.parse::<u64>() {
+                Ok(0) => config.low_stock_check_interval = None,
+                Ok(seconds) if seconds <= 3600 => config.low_stock_check_interval = Some(Duration::from_secs(seconds)),
+                _ => problems
+                    .push(format!("LOW_STOCK_CHECK_INTERVAL_SECONDS: {text:?} is not a whole number from 0 to 3600")),
+            }
+        }
+        match (value("LOW_STOCK_WEBHOOK_URL"), value("LOW_STOCK_WEBHOOK_SECRET")) {
+            (None, None) => {}
+            (Some(url), secret) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    problems.push(format!("LOW_STOCK_WEBHOOK_URL: {url:?} is not an http(s) URL"));
+                }
+                match secret {
+                    Some(secret) if secret.len() >= 16 => {
+                        config.low_stock_webhook =
+                            Some(AlertWebhookConfig { url: url.to_owned(), secret: Secret(secret.to_owned()) });
+                    }
+                    Some(_) => problems.push("LOW_STOCK_WEBHOOK_SECRET: use at least 16 characters".to_owned()),
+                    None => problems.push(
+                        "LOW_STOCK_WEBHOOK_SECRET must be set with LOW_STOCK_WEBHOOK_URL: every alert is signed with it"
+                            .to_owned(),
+                    ),
+                }
+            }
+            (None, Some(_)) => {
+                problems.push("LOW_STOCK_WEBHOOK_SECRET is set without LOW_STOCK_WEBHOOK_URL".to_owned())
+            }
+        }
 
         if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }
     }
@@ -482,6 +528,49 @@ mod tests {
         .expect_err("five problems");
         let ConfigError::Invalid(problems) = error else { unreachable!("not a validation error: {error}") };
         assert_eq!(problems.len(), 5, "{problems:?}");
+    }
+
+    #[test]
+    fn low_stock_alerts_are_checked_every_two_seconds_and_posted_only_with_a_url_and_a_secret() {
+        let defaults = Config::from_settings(&BTreeMap::new()).expect("valid");
+        assert_eq!(defaults.low_stock_check_interval, Some(Duration::from_secs(2)));
+        assert!(defaults.low_stock_webhook.is_none());
+        let secret = "alert-secret-0123456789";
+        let config = Config::from_settings(&settings(&[
+            ("LOW_STOCK_WEBHOOK_URL", "https://hooks.example.com/stock"),
+            ("LOW_STOCK_WEBHOOK_SECRET", secret),
+            ("LOW_STOCK_CHECK_INTERVAL_SECONDS", "0"),
+        ]))
+        .expect("valid");
+        assert_eq!(config.low_stock_check_interval, None);
+        let webhook = config.low_stock_webhook.clone().expect("set");
+        assert_eq!((webhook.url.as_str(), webhook.secret.expose()), ("https://hooks.example.com/stock", secret));
+        assert!(!format!("{config:?}").contains(secret), "the secret never prints");
+        for (pairs, problem) in [
+            (
+                &[("LOW_STOCK_WEBHOOK_URL", "https://hooks.example.com/stock")][..],
+                "must be set with LOW_STOCK_WEBHOOK_URL",
+            ),
+            (&[("LOW_STOCK_WEBHOOK_SECRET", secret)][..], "without LOW_STOCK_WEBHOOK_URL"),
+            (&[("LOW_STOCK_WEBHOOK_URL", "hooks.example.com"), ("LOW_STOCK_WEBHOOK_SECRET", secret)][..], "http(s)"),
+            (&[("LOW_STOCK_WEBHOOK_URL", "https://h.example"), ("LOW_STOCK_WEBHOOK_SECRET", "short")][..], "16"),
+            (&[("LOW_STOCK_CHECK_INTERVAL_SECONDS", "often")][..], "LOW_STOCK_CHECK_INTERVAL_SECONDS"),
+        ] {
+            let error = Config::from_settings(&settings(pairs)).expect_err("refused");
+            assert!(error.to_string().contains(problem), "{error}");
+        }
+    }
+
+    #[test]
+    fn metrics_token_and_log_format_are_read_and_checked() {
+        let config =
+            Config::from_settings(&settings(&[("METRICS_TOKEN", "metrics-token-0123456789"), ("LOG_FORMAT", "JSON")]))
+                .expect("valid");
+        assert!(config.metrics_token.expect("set").matches("metrics-token-0123456789"));
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert!(LogFormat::Auto.is_json(false) && !LogFormat::Auto.is_json(true) && !LogFormat::Text.is_json(false));
+        assert!(Config::from_settings(&settings(&[("METRICS_TOKEN", "short")])).is_err());
+        assert!(Config::from_settings(&settings(&[("LOG_FORMAT", "xml")])).is_err());
     }
 
     #[test]

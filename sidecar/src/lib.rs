@@ -6,6 +6,7 @@
 //! `127.0.0.1:0` with a fresh database each.
 
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod cleanup;
 pub mod clock;
@@ -209,6 +210,10 @@ pub async fn run_with_clock(
         .config
         .cleanup_interval
         .map(|interval| tokio::spawn(cleanup::run_schedule(state.clone(), interval, background_stopped.clone())));
+    let alerts = state
+        .config
+        .low_stock_check_interval
+        .map(|interval| tokio::spawn(alerts::run_alerts(state.clone(), interval, background_stopped.clone())));
     let worker = match projection {
         Some((projector, wakeup)) => Some(tokio::spawn(projection::run_worker(projector, wakeup, background_stopped))),
         None => {
@@ -233,7 +238,7 @@ pub async fn run_with_clock(
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
 
     let _ = stop_background.send(true);
-    for task in [schedule, worker].into_iter().flatten() {
+    for task in [schedule, alerts, worker].into_iter().flatten() {
         let _ = task.await;
     }
     store.close().await;

@@ -19,12 +19,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-use stock_core::Timestamp;
+use stock_core::{StockState, Timestamp};
 
 use crate::AppState;
 use crate::auth::{Realm, authorize};
 use crate::error::ApiError;
-use crate::store::{EventOutcome, Monitoring, MovementOutcome, ReleaseOutcome, ReserveOutcome, SizeRecord};
+use crate::store::{EventOutcome, LedgerSize, Monitoring, MovementOutcome, ReleaseOutcome, ReserveOutcome};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(scrape_metrics))
@@ -100,6 +100,13 @@ pub struct Metrics {
     webhook_events: Family<WebhookLabels, Counter>,
     http_requests: HistogramFamily<HttpLabels>,
     store_operations: HistogramFamily<StoreLabels>,
+    stock_alerts: Family<StockAlertLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StockAlertLabels {
+    /// The state crossed into: `low`, `out_of_stock` or `in_stock`.
+    state: &'static str,
 }
 
 fn http_histogram() -> Histogram {
@@ -155,10 +162,17 @@ impl Metrics {
             Unit::Seconds,
             store_operations.clone(),
         );
+        let stock_alerts = Family::<StockAlertLabels, Counter>::default();
+        registry.register(
+            "stock_alerts",
+            "Crossings of a size's stock state recorded by this process, by the state crossed into (low, \
+             out_of_stock, in_stock)",
+            stock_alerts.clone(),
+        );
         let build_info = Family::<[(&'static str, &'static str); 1], Gauge>::default();
         build_info.get_or_create(&[("version", env!("CARGO_PKG_VERSION"))]).set(1);
         registry.register("build_info", "The running stock-sidecar's version (always 1)", build_info);
-        Metrics { registry, reservations, conflicts, webhook_events, http_requests, store_operations }
+        Metrics { registry, reservations, conflicts, webhook_events, http_requests, store_operations, stock_alerts }
     }
 
     fn reservation(&self, event: &'static str, count: u64) {
@@ -223,6 +237,11 @@ impl Metrics {
         self.webhook_events.get_or_create(&WebhookLabels { r#type: event_type.to_owned(), outcome }).inc();
     }
 
+    /// Counts one recorded stock alert.
+    pub fn stock_alert(&self, state: StockState) {
+        self.stock_alerts.get_or_create(&StockAlertLabels { state: state.as_str() }).inc();
+    }
+
     /// Records one answered HTTP request.
     pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let labels = HttpLabels { method: method.to_owned(), route: route.to_owned(), status };
@@ -250,7 +269,7 @@ pub struct LedgerFigures<'a> {
     pub now: Timestamp,
     pub monitoring: &'a Monitoring,
     /// Every size of every product, as it stands at `now`.
-    pub sizes: &'a [(String, SizeRecord)],
+    pub sizes: &'a [LedgerSize],
 }
 
 impl LedgerFigures<'_> {
@@ -300,11 +319,11 @@ impl LedgerFigures<'_> {
             ConstGauge::new(undelivered_age),
         );
         let (mut low, mut out) = (0_i64, 0_i64);
-        for (_, size) in self.sizes {
-            if size.level.available().get() == 0 {
-                out += 1;
-            } else if size.level.is_low() {
-                low += 1;
+        for ledger_size in self.sizes {
+            match ledger_size.size.level.state() {
+                StockState::OutOfStock => out += 1,
+                StockState::Low => low += 1,
+                StockState::InStock => {}
             }
         }
         let sizes = Family::<[(&'static str, &'static str); 1], Gauge>::default();

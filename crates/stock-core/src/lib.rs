@@ -28,7 +28,7 @@ pub use reservation::{
     Reservation, ReservationError, ReservationStatus, ReservationTtl, StatusChange, reservation_expires_at,
     reservation_is_expired,
 };
-pub use stock_level::{StockLevel, StockLevelError, available_stock, is_low_stock};
+pub use stock_level::{StockLevel, StockLevelError, StockState, available_stock, is_low_stock};
 pub use time::{Timestamp, TimestampError};
 
 /// A stable, machine-readable code for an error, such as `insufficient_stock`.

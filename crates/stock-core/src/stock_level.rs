@@ -70,6 +70,17 @@ impl StockLevel {
         self.available().is_zero()
     }
 
+    /// Which of the three states an operator is alerted about the size is in.
+    pub fn state(&self) -> StockState {
+        if self.is_out_of_stock() {
+            StockState::OutOfStock
+        } else if self.is_low() {
+            StockState::Low
+        } else {
+            StockState::InStock
+        }
+    }
+
     /// Holds `quantity` more units for a reservation, refused when fewer are available.
     pub fn reserve(&self, quantity: Quantity) -> Result<StockLevel, StockLevelError> {
         let available = self.available();
@@ -148,6 +159,37 @@ impl ErrorCode for StockLevelError {
     }
 }
 
+/// A size's stock state, for alerts: a change of state is a crossing an operator hears of once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StockState {
+    /// Nothing available.
+    OutOfStock,
+    /// Some units available, at or below the low-stock threshold.
+    Low,
+    /// More available than the threshold.
+    InStock,
+}
+
+impl StockState {
+    /// `in_stock`, `low` or `out_of_stock`, as stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StockState::OutOfStock => "out_of_stock",
+            StockState::Low => "low",
+            StockState::InStock => "in_stock",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "out_of_stock" => Some(StockState::OutOfStock),
+            "low" => Some(StockState::Low),
+            "in_stock" => Some(StockState::InStock),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +201,19 @@ mod tests {
 
     fn level(stock: u32, reserved: u32, threshold: u32) -> StockLevel {
         StockLevel::new(units(stock), units(reserved), units(threshold)).expect("consistent test level")
+    }
+
+    #[test]
+    fn a_size_is_out_of_stock_with_nothing_available_low_at_or_below_its_threshold_and_in_stock_above() {
+        assert_eq!(level(5, 5, 2).state(), StockState::OutOfStock);
+        assert_eq!(level(0, 0, 0).state(), StockState::OutOfStock);
+        assert_eq!(level(5, 3, 2).state(), StockState::Low);
+        assert_eq!(level(5, 2, 2).state(), StockState::InStock);
+        assert_eq!(level(1, 0, 0).state(), StockState::InStock);
+        for state in [StockState::OutOfStock, StockState::Low, StockState::InStock] {
+            assert_eq!(StockState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(StockState::parse("Low"), None);
     }
 
     #[test]

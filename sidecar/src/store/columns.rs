@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 
 use stock_core::{
     CartLine, MovementDetails, MovementType, Quantity, Reservation, ReservationStatus, SignedQuantity, StockLevel,
-    StockMovement, Timestamp,
+    StockMovement, StockState, Timestamp,
 };
 
 use super::{
-    MovementRecord, MovementTotal, ReservationRecord, ReservationSummary, ReservedItem, SizeRecord, StoreError,
+    LedgerSize, MovementRecord, MovementTotal, ReservationRecord, ReservationSummary, ReservedItem, SizeRecord,
+    StockAlert, StoreError,
 };
 
 /// Until when a reservation in `status`, expiring at `expires_at`, holds its units: what
@@ -92,6 +93,51 @@ pub(crate) fn totals_from_rows(rows: Vec<TotalColumns>) -> Result<Vec<MovementTo
                 kind: MovementType::parse(&kind).map_err(|error| StoreError::Inconsistent(error.to_string()))?,
                 movements: u64::try_from(movements).map_err(|_| StoreError::Inconsistent("negative count".into()))?,
                 units,
+            })
+        })
+        .collect()
+}
+
+/// A size with its product and last alerted state: product, size, stock, threshold, reserved, alert_state.
+pub(crate) type LedgerSizeColumns = (String, String, i64, i64, i64, String);
+
+pub(crate) fn ledger_sizes_from_rows(rows: Vec<LedgerSizeColumns>) -> Result<Vec<LedgerSize>, StoreError> {
+    rows.into_iter()
+        .map(|(product, size, stock, threshold, reserved, alerted)| {
+            Ok(LedgerSize {
+                product,
+                size: SizeRecord { size, level: level(stock, reserved, threshold)? },
+                alerted_state: stock_state(&alerted)?,
+            })
+        })
+        .collect()
+}
+
+fn stock_state(text: &str) -> Result<StockState, StoreError> {
+    StockState::parse(text).ok_or_else(|| StoreError::Inconsistent(format!("unknown stock state {text:?}")))
+}
+
+/// The columns of a stock alert: id, product, size, previous_state, stock, reserved, low_stock_threshold,
+/// created_at, attempts.
+pub(crate) type AlertColumns = (i64, String, String, String, i64, i64, i64, i64, i64);
+
+/// The columns [`AlertColumns`] reads, for `SELECT` and `RETURNING`.
+pub(crate) const ALERT_COLUMNS: &str =
+    "id, product, size, previous_state, stock, reserved, low_stock_threshold, created_at, attempts";
+
+/// Alerts from their rows, oldest first.
+pub(crate) fn alerts_from_rows(mut rows: Vec<AlertColumns>) -> Result<Vec<StockAlert>, StoreError> {
+    rows.sort_by_key(|row| row.0);
+    rows.into_iter()
+        .map(|(id, product, size, previous, stock, reserved, threshold, created_at, attempts)| {
+            Ok(StockAlert {
+                id,
+                product,
+                size,
+                previous: stock_state(&previous)?,
+                level: level(stock, reserved, threshold)?,
+                created_at: timestamp(created_at)?,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
             })
         })
         .collect()

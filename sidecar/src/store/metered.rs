@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
+use stock_core::{CartLine, Quantity, ReservationTtl, StockState, Timestamp};
 
 use super::{
-    EventOutcome, ImportOutcome, LaneClaim, Monitoring, MovementOutcome, MovementRecord, MovementRequest,
-    MovementTotal, OutboxEntry, ReleaseOutcome, ReservationRecord, ReserveOutcome, SizeRecord, Store, StoreError,
-    StripeAction, StripeEventRecord,
+    EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome, MovementRecord, MovementRequest,
+    MovementTotal, OutboxEntry, ReleaseOutcome, ReservationRecord, ReserveOutcome, SizeRecord, StockAlert, Store,
+    StoreError, StripeAction, StripeEventRecord,
 };
 use crate::metrics::Metrics;
 
@@ -84,8 +84,36 @@ impl Store for MeteredStore {
         self.timed("product_stock", self.inner.product_stock(product, now)).await
     }
 
-    async fn every_size(&self, now: Timestamp) -> Result<Vec<(String, SizeRecord)>, StoreError> {
+    async fn every_size(&self, now: Timestamp) -> Result<Vec<LedgerSize>, StoreError> {
         self.timed("every_size", self.inner.every_size(now)).await
+    }
+
+    async fn record_stock_alert(
+        &self,
+        product: &str,
+        size: &SizeRecord,
+        previous: StockState,
+        deliver: bool,
+        now: Timestamp,
+    ) -> Result<Option<StockAlert>, StoreError> {
+        self.timed("record_stock_alert", self.inner.record_stock_alert(product, size, previous, deliver, now)).await
+    }
+
+    async fn claim_stock_alerts(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<StockAlert>, StoreError> {
+        self.timed("claim_stock_alerts", self.inner.claim_stock_alerts(now, until, limit)).await
+    }
+
+    async fn stock_alert_delivered(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+        self.timed("stock_alert_delivered", self.inner.stock_alert_delivered(id, now)).await
+    }
+
+    async fn stock_alert_failed(&self, id: i64, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
+        self.timed("stock_alert_failed", self.inner.stock_alert_failed(id, error, retry_at)).await
     }
 
     async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError> {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use stock_core::{
     CartLine, CartValidation, MovementError, MovementType, Quantity, ReservationStatus, ReservationTtl, SignedQuantity,
-    StockLevel, StockMovement, Timestamp,
+    StockLevel, StockMovement, StockState, Timestamp,
 };
 
 /// How a store queues ledger changes for Payload.
@@ -89,6 +89,36 @@ pub enum ReleaseOutcome {
 pub struct SizeRecord {
     pub size: String,
     pub level: StockLevel,
+}
+
+/// A size of a product as the ledger has it, with the stock state the last alert about it recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSize {
+    pub product: String,
+    pub size: SizeRecord,
+    /// The state of the size's last recorded crossing (`in_stock` for a size never alerted about).
+    pub alerted_state: StockState,
+}
+
+/// A size's crossing from one stock state to another, as recorded once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockAlert {
+    /// Unique and increasing: the de-duplication key a receiver of the alert webhook keys on.
+    pub id: i64,
+    pub product: String,
+    pub size: String,
+    pub previous: StockState,
+    /// The state crossed into (`level.state()` when it was recorded).
+    pub level: StockLevel,
+    pub created_at: Timestamp,
+    /// Failed deliveries so far.
+    pub attempts: u32,
+}
+
+impl StockAlert {
+    pub fn state(&self) -> StockState {
+        self.level.state()
+    }
 }
 
 /// A movement an admin asks for.
@@ -345,9 +375,37 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// The sizes of a product as they stand at `now`; empty if the product has none.
     async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError>;
 
-    /// Every size of every product as it stands at `now`, with its product (for the low- and out-of-stock
-    /// figures).
-    async fn every_size(&self, now: Timestamp) -> Result<Vec<(String, SizeRecord)>, StoreError>;
+    /// Every size of every product as it stands at `now` (for the low- and out-of-stock figures and the alert
+    /// check), products in id order.
+    async fn every_size(&self, now: Timestamp) -> Result<Vec<LedgerSize>, StoreError>;
+
+    /// Records that `size` of `product` went from `previous` to the state of its `level`, if its last recorded
+    /// state is still `previous` (compare-and-set: of several sidecars that see the same crossing, one records
+    /// it); the alert when this call recorded it. With `deliver` false (no alert webhook) it is recorded as
+    /// delivered.
+    async fn record_stock_alert(
+        &self,
+        product: &str,
+        size: &SizeRecord,
+        previous: StockState,
+        deliver: bool,
+        now: Timestamp,
+    ) -> Result<Option<StockAlert>, StoreError>;
+
+    /// Claims until `until` up to `limit` undelivered alerts due at `now` that nobody else has claimed past
+    /// `now`, oldest first.
+    async fn claim_stock_alerts(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<StockAlert>, StoreError>;
+
+    /// Marks an alert delivered (the webhook accepted it).
+    async fn stock_alert_delivered(&self, id: i64, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Records a failed delivery; the alert is due again at `retry_at`.
+    async fn stock_alert_failed(&self, id: i64, error: &str, retry_at: Timestamp) -> Result<(), StoreError>;
 
     async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError>;
 

@@ -136,6 +136,7 @@ pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp 
         admin_token: Some(Secret::new(ADMIN_TOKEN)),
         stripe_webhook_secrets: vec![Secret::new(WEBHOOK_SECRET)],
         cleanup_interval: None,
+        low_stock_check_interval: None,
         ..Config::default()
     };
     adjust(&mut config);

@@ -2,6 +2,7 @@
 //! tests move by hand.
 
 mod admin;
+mod alerts;
 mod bad_input;
 mod binary;
 mod concurrency;

@@ -16,17 +16,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
+use stock_core::{CartLine, Quantity, ReservationTtl, StockState, Timestamp};
 use tokio::sync::Notify;
 
 use super::columns::{
-    MovementColumns, SizeColumns, SummaryColumns, TotalColumns, movement_columns, movement_from_columns,
-    reservation_from_rows, sizes_from_rows, summaries_from_rows, timestamp, totals_from_rows,
+    ALERT_COLUMNS, AlertColumns, LedgerSizeColumns, MovementColumns, SizeColumns, SummaryColumns, TotalColumns,
+    alerts_from_rows, ledger_sizes_from_rows, movement_columns, movement_from_columns, reservation_from_rows,
+    sizes_from_rows, summaries_from_rows, timestamp, totals_from_rows,
 };
 use super::{
-    EventOutcome, ImportOutcome, LaneClaim, Monitoring, MovementOutcome, MovementRecord, MovementRequest,
+    EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome, MovementRecord, MovementRequest,
     MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, OutboxTopic, ProjectionSettings, ReleaseOutcome,
-    ReservationRecord, ReserveOutcome, SizeRecord, Store, StoreError, StripeAction, StripeEventRecord, WriterCounts,
+    ReservationRecord, ReserveOutcome, SizeRecord, StockAlert, Store, StoreError, StripeAction, StripeEventRecord,
+    WriterCounts,
 };
 
 /// How many times a decision PostgreSQL aborted as a deadlock or a serialization failure runs again.
@@ -302,19 +304,101 @@ impl Store for PostgresStore {
         Ok(sizes.into_iter().map(|(_, record)| record).collect())
     }
 
-    async fn every_size(&self, now: Timestamp) -> Result<Vec<(String, SizeRecord)>, StoreError> {
+    async fn every_size(&self, now: Timestamp) -> Result<Vec<LedgerSize>, StoreError> {
         static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let query = QUERY.get_or_init(|| {
             format!(
-                "SELECT s.product, s.size, s.stock, s.low_stock_threshold, {} AS reserved \
+                "SELECT s.product, s.size, s.stock, s.low_stock_threshold, {} AS reserved, s.alert_state \
                  FROM sizes s ORDER BY s.product, s.seq",
                 reserved_units!().replace("$2", "$1")
             )
         });
         let mut connection = self.pool.acquire().await?;
-        let rows: Vec<SizeColumns> =
+        let rows: Vec<LedgerSizeColumns> =
             sqlx::query_as(query.as_str()).bind(now.unix_millis()).fetch_all(&mut *connection).await?;
-        sizes_from_rows(rows)
+        ledger_sizes_from_rows(rows)
+    }
+
+    async fn record_stock_alert(
+        &self,
+        product: &str,
+        size: &SizeRecord,
+        previous: StockState,
+        deliver: bool,
+        now: Timestamp,
+    ) -> Result<Option<StockAlert>, StoreError> {
+        static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        // One statement: the compare-and-set on the size's alert state and the alert's insert commit together.
+        let query = QUERY.get_or_init(|| {
+            format!(
+                "WITH crossed AS (UPDATE sizes SET alert_state = $3 \
+                   WHERE product = $1 AND size = $2 AND alert_state = $4 RETURNING product, size) \
+                 INSERT INTO stock_alerts (product, size, previous_state, state, stock, reserved, \
+                   low_stock_threshold, created_at, delivered_at, next_attempt_at) \
+                 SELECT product, size, $4, $3, $5, $6, $7, $8, $9, $8 FROM crossed RETURNING {ALERT_COLUMNS}"
+            )
+        });
+        let (level, now) = (&size.level, now.unix_millis());
+        let row: Option<AlertColumns> = sqlx::query_as(query.as_str())
+            .bind(product)
+            .bind(&size.size)
+            .bind(level.state().as_str())
+            .bind(previous.as_str())
+            .bind(i64::from(level.stock().get()))
+            .bind(i64::from(level.reserved().get()))
+            .bind(i64::from(level.low_stock_threshold().get()))
+            .bind(now)
+            .bind(if deliver { None } else { Some(now) })
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(alerts_from_rows(row.into_iter().collect())?.pop())
+    }
+
+    async fn claim_stock_alerts(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<StockAlert>, StoreError> {
+        static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        // SKIP LOCKED: two sidecars claiming at once each take other alerts.
+        let query = QUERY.get_or_init(|| {
+            format!(
+                "UPDATE stock_alerts SET claimed_until = $2 WHERE id IN (SELECT id FROM stock_alerts \
+                   WHERE delivered_at IS NULL AND next_attempt_at <= $1 AND claimed_until <= $1 \
+                   ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 RETURNING {ALERT_COLUMNS}"
+            )
+        });
+        let rows: Vec<AlertColumns> = sqlx::query_as(query.as_str())
+            .bind(now.unix_millis())
+            .bind(until.unix_millis())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        alerts_from_rows(rows)
+    }
+
+    async fn stock_alert_delivered(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE stock_alerts SET delivered_at = $2, claimed_until = 0, last_error = NULL WHERE id = $1")
+            .bind(id)
+            .bind(now.unix_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn stock_alert_failed(&self, id: i64, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE stock_alerts SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, claimed_until = 0 \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(retry_at.unix_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError> {

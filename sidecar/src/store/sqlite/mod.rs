@@ -10,17 +10,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection};
-use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
+use stock_core::{CartLine, Quantity, ReservationTtl, StockState, Timestamp};
 use tokio::sync::Notify;
 
 use super::columns::{
-    MovementColumns, SizeColumns, SummaryColumns, TotalColumns, level, movement_columns, movement_from_columns,
-    reservation_from_rows, sizes_from_rows, summaries_from_rows, timestamp, totals_from_rows,
+    LedgerSizeColumns, MovementColumns, SummaryColumns, TotalColumns, ledger_sizes_from_rows, level, movement_columns,
+    movement_from_columns, reservation_from_rows, summaries_from_rows, timestamp, totals_from_rows,
 };
 use super::{
-    EventOutcome, ImportOutcome, LaneClaim, Monitoring, MovementOutcome, MovementRecord, MovementRequest,
+    EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome, MovementRecord, MovementRequest,
     MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, OutboxTopic, ProjectionSettings, ReleaseOutcome,
-    ReservationRecord, ReserveOutcome, SizeRecord, Store, StoreError, StripeAction, StripeEventRecord,
+    ReservationRecord, ReserveOutcome, SizeRecord, StockAlert, Store, StoreError, StripeAction, StripeEventRecord,
 };
 use crate::config::SqliteDurability;
 
@@ -263,19 +263,51 @@ impl Store for SqliteStore {
         sizes_of(&mut connection, product, now).await
     }
 
-    async fn every_size(&self, now: Timestamp) -> Result<Vec<(String, SizeRecord)>, StoreError> {
+    async fn every_size(&self, now: Timestamp) -> Result<Vec<LedgerSize>, StoreError> {
         static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let query = QUERY.get_or_init(|| {
             format!(
-                "SELECT s.product, s.size, s.stock, s.low_stock_threshold, {} AS reserved \
+                "SELECT s.product, s.size, s.stock, s.low_stock_threshold, {} AS reserved, s.alert_state \
                  FROM sizes s ORDER BY s.product, s.rowid",
                 RESERVED_UNITS.replace("?2", "?1")
             )
         });
         let mut connection = self.readers.acquire().await?;
-        let rows: Vec<SizeColumns> =
+        let rows: Vec<LedgerSizeColumns> =
             sqlx::query_as(query.as_str()).bind(now.unix_millis()).fetch_all(&mut *connection).await?;
-        sizes_from_rows(rows)
+        ledger_sizes_from_rows(rows)
+    }
+
+    async fn record_stock_alert(
+        &self,
+        product: &str,
+        size: &SizeRecord,
+        previous: StockState,
+        deliver: bool,
+        now: Timestamp,
+    ) -> Result<Option<StockAlert>, StoreError> {
+        let (product, size) = (product.to_owned(), size.clone());
+        self.writer
+            .write(move |connection| writes::record_stock_alert(connection, &product, &size, previous, deliver, now))
+            .await
+    }
+
+    async fn claim_stock_alerts(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<StockAlert>, StoreError> {
+        self.writer.write(move |connection| writes::claim_stock_alerts(connection, now, until, limit)).await
+    }
+
+    async fn stock_alert_delivered(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+        self.writer.write(move |connection| writes::stock_alert_delivered(connection, id, now)).await
+    }
+
+    async fn stock_alert_failed(&self, id: i64, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
+        let error = error.to_owned();
+        self.writer.write(move |connection| writes::stock_alert_failed(connection, id, &error, retry_at)).await
     }
 
     async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError> {

@@ -5,18 +5,20 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use stock_core::{
     CartLine, MovementType, ProductSnapshot, Quantity, ReservationError, ReservationStatus, ReservationTtl, SizeStock,
-    StockLevel, StockMovement, Timestamp, reservation_expires_at, validate_cart,
+    StockLevel, StockMovement, StockState, Timestamp, reservation_expires_at, validate_cart,
 };
 
 use super::{RESERVATION_QUERY, ReservationColumns, size_query, sizes_query};
 use crate::store::columns::{
-    MovementColumns, holds_until, import_key, level, movement_columns, movement_from_columns, movement_key,
-    movement_lane, product_lane, reservation_from_rows, reservation_lane, sale_key, same_items,
+    ALERT_COLUMNS, AlertColumns, MovementColumns, alerts_from_rows, holds_until, import_key, level, movement_columns,
+    movement_from_columns, movement_key, movement_lane, product_lane, reservation_from_rows, reservation_lane,
+    sale_key, same_items,
 };
 use crate::store::decide;
 use crate::store::{
     EventOutcome, ImportOutcome, MovementOrigin, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome,
-    ReservationRecord, ReserveOutcome, ReservedItem, SizeRecord, StoreError, StripeAction, StripeEventRecord,
+    ReservationRecord, ReserveOutcome, ReservedItem, SizeRecord, StockAlert, StoreError, StripeAction,
+    StripeEventRecord,
 };
 
 /// Whether this store queues ledger changes for Payload; handed to every helper that changes the ledger, so that
@@ -608,5 +610,102 @@ pub(super) fn release_lane(connection: &Connection, lane: &str, owner: &str) -> 
     connection
         .prepare_cached("DELETE FROM outbox_claims WHERE lane = ?1 AND owner = ?2")?
         .execute(params![lane, owner])?;
+    Ok(())
+}
+
+/// Records a size's crossing into the state of its level if its last recorded state is still `previous` (see
+/// [`crate::store::Store::record_stock_alert`]).
+pub(super) fn record_stock_alert(
+    connection: &Connection,
+    product: &str,
+    size: &SizeRecord,
+    previous: StockState,
+    deliver: bool,
+    now: Timestamp,
+) -> Result<Option<StockAlert>, StoreError> {
+    let state = size.level.state();
+    let crossed = connection
+        .prepare_cached("UPDATE sizes SET alert_state = ?3 WHERE product = ?1 AND size = ?2 AND alert_state = ?4")?
+        .execute(params![product, size.size, state.as_str(), previous.as_str()])?;
+    if crossed == 0 {
+        return Ok(None);
+    }
+    let now = now.unix_millis();
+    let level = &size.level;
+    let mut statement = connection.prepare_cached(&format!(
+        "INSERT INTO stock_alerts (product, size, previous_state, state, stock, reserved, low_stock_threshold, \
+           created_at, delivered_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?8) \
+         RETURNING {ALERT_COLUMNS}"
+    ))?;
+    let row = statement.query_row(
+        params![
+            product,
+            size.size,
+            previous.as_str(),
+            state.as_str(),
+            level.stock().get(),
+            level.reserved().get(),
+            level.low_stock_threshold().get(),
+            now,
+            if deliver { None } else { Some(now) },
+        ],
+        alert_row,
+    )?;
+    Ok(alerts_from_rows(vec![row])?.pop())
+}
+
+fn alert_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AlertColumns> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+    ))
+}
+
+/// Claims undelivered alerts due at `now` (see [`crate::store::Store::claim_stock_alerts`]).
+pub(super) fn claim_stock_alerts(
+    connection: &Connection,
+    now: Timestamp,
+    until: Timestamp,
+    limit: u32,
+) -> Result<Vec<StockAlert>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "UPDATE stock_alerts SET claimed_until = ?2 WHERE id IN (SELECT id FROM stock_alerts \
+           WHERE delivered_at IS NULL AND next_attempt_at <= ?1 AND claimed_until <= ?1 ORDER BY id LIMIT ?3) \
+         RETURNING {ALERT_COLUMNS}"
+    ))?;
+    let rows = statement
+        .query_map(params![now.unix_millis(), until.unix_millis(), limit], alert_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    alerts_from_rows(rows)
+}
+
+pub(super) fn stock_alert_delivered(connection: &Connection, id: i64, now: Timestamp) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "UPDATE stock_alerts SET delivered_at = ?2, claimed_until = 0, last_error = NULL WHERE id = ?1",
+        )?
+        .execute(params![id, now.unix_millis()])?;
+    Ok(())
+}
+
+pub(super) fn stock_alert_failed(
+    connection: &Connection,
+    id: i64,
+    error: &str,
+    retry_at: Timestamp,
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "UPDATE stock_alerts SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, claimed_until = 0 \
+             WHERE id = ?1",
+        )?
+        .execute(params![id, error, retry_at.unix_millis()])?;
     Ok(())
 }
