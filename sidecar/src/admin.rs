@@ -4,16 +4,20 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{RawQuery, State};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use stock_core::Timestamp;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::AdminCaller;
 use crate::cleanup::release_expired_now;
 use crate::error::ApiError;
+use crate::openapi::ErrorBody;
 use crate::store::{Monitoring, MovementTotal, OutboxStatus, Store, StoreError};
 
 /// The window the movements are summed over when the request names none: the last 24 hours.
@@ -21,8 +25,121 @@ pub const DEFAULT_WINDOW_SECONDS: u32 = 86_400;
 /// The longest window: 90 days.
 pub const MAX_WINDOW_SECONDS: u32 = 90 * 86_400;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/admin/clean-expired-reservations", get(show_monitoring).post(clean_expired))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(show_monitoring, clean_expired))
+}
+
+/// What the admin GET answers (and `stats --json` prints).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringAnswer {
+    pub now: String,
+    /// Reservations holding units now (active and not past their expiry, or processing).
+    pub active_reservations: u64,
+    pub reserved_units: u64,
+    /// The first of `oldestActiveReservations`.
+    pub oldest_active_reservation: Option<OldestReservation>,
+    /// The reservations holding units the longest, oldest first (10 at most).
+    pub oldest_active_reservations: Vec<OldestReservation>,
+    /// Past their expiry (they hold nothing) but not yet marked expired by cleanup.
+    pub expired_not_released: u64,
+    /// Conflicts from Stripe events (oversold, unknown_reference) not yet resolved.
+    pub open_conflicts: u64,
+    pub movements: MovementWindow,
+    pub payload_projection: ProjectionStatus,
+    pub ledger_writes: LedgerWrites,
+}
+
+/// A reservation holding units, in the monitoring list.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OldestReservation {
+    pub reference: String,
+    /// `active` or `processing` (a payment under way: held past the expiry).
+    pub status: &'static str,
+    /// Units held, all sizes together.
+    pub units: u64,
+    pub created_at: String,
+    pub expires_at: String,
+    pub age_seconds: i64,
+}
+
+/// Each product's movements over the window.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MovementWindow {
+    pub window_seconds: u32,
+    /// The window's start.
+    pub since: Option<String>,
+    pub products: Vec<ProductMovements>,
+}
+
+/// One product's movements over the window.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductMovements {
+    pub product: String,
+    pub movements: u64,
+    /// The change of its stock over the window, all sizes together.
+    pub net_units: i64,
+    /// By movement type (sale, restock, return, adjustment); types without movements are left out.
+    pub by_type: BTreeMap<String, TypeTotal>,
+}
+
+/// The movements of one type.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TypeTotal {
+    pub movements: u64,
+    /// The sum of their signed quantities (negative for sales).
+    pub units: i64,
+}
+
+/// How far Payload is behind the ledger.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectionStatus {
+    /// Whether this sidecar projects into Payload (PAYLOAD_URL).
+    pub enabled: bool,
+    /// Changes not yet delivered (after coalescing).
+    pub backlog: u64,
+    /// Movements whose Payload document the stock-movements hook saves itself (not a backlog).
+    pub awaiting_payload_save: u64,
+    pub oldest_undelivered_change_at: Option<String>,
+    pub oldest_undelivered_age_seconds: Option<f64>,
+    /// Undelivered changes whose delivery failed at least once.
+    pub failing: u64,
+    pub last_error: Option<String>,
+}
+
+impl ProjectionStatus {
+    pub fn new(enabled: bool, outbox: &OutboxStatus, now: Timestamp) -> Self {
+        ProjectionStatus {
+            enabled,
+            backlog: outbox.backlog,
+            awaiting_payload_save: outbox.awaiting_payload_save,
+            oldest_undelivered_change_at: outbox.oldest_change_at.map(Timestamp::to_rfc3339),
+            oldest_undelivered_age_seconds: outbox
+                .oldest_change_at
+                .map(|oldest| (now.unix_millis() - oldest.unix_millis()).max(0) as f64 / 1000.0),
+            failing: outbox.failing,
+            last_error: outbox.last_error.clone(),
+        }
+    }
+}
+
+/// Ledger writes and commits since this process opened the store.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerWrites {
+    pub writes: u64,
+    /// writes / commits is the group commit's batch size.
+    pub commits: u64,
+}
+
+/// What the cleanup POST released.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CleanupAnswer {
+    pub released: usize,
+    pub references: Vec<String>,
 }
 
 /// Everything the admin GET and `stats` show, read at one instant.
@@ -53,66 +170,66 @@ impl MonitoringReport {
     }
 
     /// The report as the admin GET answers it (and `stats --json` prints it).
-    pub fn to_json(&self) -> Value {
+    pub fn answer(&self) -> MonitoringAnswer {
         let (now, figures) = (self.now, &self.figures);
-        let oldest: Vec<Value> = figures
+        let oldest: Vec<OldestReservation> = figures
             .oldest_active
             .iter()
-            .map(|oldest| {
-                json!({
-                    "reference": oldest.reference,
-                    "status": oldest.status.as_str(),
-                    "units": oldest.units,
-                    "createdAt": oldest.created_at.to_rfc3339(),
-                    "expiresAt": oldest.expires_at.to_rfc3339(),
-                    "ageSeconds": (now.unix_millis() - oldest.created_at.unix_millis()) / 1000,
-                })
+            .map(|oldest| OldestReservation {
+                reference: oldest.reference.clone(),
+                status: oldest.status.as_str(),
+                units: oldest.units,
+                created_at: oldest.created_at.to_rfc3339(),
+                expires_at: oldest.expires_at.to_rfc3339(),
+                age_seconds: (now.unix_millis() - oldest.created_at.unix_millis()) / 1000,
             })
             .collect();
         let since = now.unix_millis() - i64::from(self.window_seconds) * 1000;
-        json!({
-            "now": now.to_rfc3339(),
-            "activeReservations": figures.active_reservations,
-            "reservedUnits": figures.reserved_units,
-            "oldestActiveReservation": oldest.first(),
-            "oldestActiveReservations": oldest,
-            "expiredNotReleased": figures.expired_not_released,
-            "openConflicts": figures.open_conflicts,
-            "movements": {
-                "windowSeconds": self.window_seconds,
-                "since": Timestamp::from_unix_millis(since).map(Timestamp::to_rfc3339).ok(),
-                "products": products_json(&self.movements),
+        MonitoringAnswer {
+            now: now.to_rfc3339(),
+            active_reservations: figures.active_reservations,
+            reserved_units: figures.reserved_units,
+            oldest_active_reservation: oldest.first().cloned(),
+            oldest_active_reservations: oldest,
+            expired_not_released: figures.expired_not_released,
+            open_conflicts: figures.open_conflicts,
+            movements: MovementWindow {
+                window_seconds: self.window_seconds,
+                since: Timestamp::from_unix_millis(since).map(Timestamp::to_rfc3339).ok(),
+                products: products_of(&self.movements),
             },
-            "payloadProjection": projection_json(self.payload_enabled, &figures.outbox, now),
-            "ledgerWrites": {
-                "writes": figures.ledger_writes.writes,
-                "commits": figures.ledger_writes.commits,
+            payload_projection: ProjectionStatus::new(self.payload_enabled, &figures.outbox, now),
+            ledger_writes: LedgerWrites {
+                writes: figures.ledger_writes.writes,
+                commits: figures.ledger_writes.commits,
             },
-        })
+        }
+    }
+
+    /// [`MonitoringReport::answer`] as JSON.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.answer()).unwrap_or(Value::Null)
     }
 }
 
 /// Each product with its movements by type and the net change of its stock.
-fn products_json(totals: &[MovementTotal]) -> Vec<Value> {
+fn products_of(totals: &[MovementTotal]) -> Vec<ProductMovements> {
     let mut products: BTreeMap<&str, Vec<&MovementTotal>> = BTreeMap::new();
     for total in totals {
         products.entry(&total.product).or_default().push(total);
     }
     products
         .into_iter()
-        .map(|(product, totals)| {
-            let by_type: serde_json::Map<String, Value> = totals
+        .map(|(product, totals)| ProductMovements {
+            product: product.to_owned(),
+            movements: totals.iter().map(|total| total.movements).sum(),
+            net_units: totals.iter().map(|total| total.units).sum(),
+            by_type: totals
                 .iter()
                 .map(|total| {
-                    (total.kind.as_str().to_owned(), json!({ "movements": total.movements, "units": total.units }))
+                    (total.kind.as_str().to_owned(), TypeTotal { movements: total.movements, units: total.units })
                 })
-                .collect();
-            json!({
-                "product": product,
-                "movements": totals.iter().map(|total| total.movements).sum::<u64>(),
-                "netUnits": totals.iter().map(|total| total.units).sum::<i64>(),
-                "byType": by_type,
-            })
+                .collect(),
         })
         .collect()
 }
@@ -142,32 +259,38 @@ fn window_from_query(query: Option<&str>) -> Result<u32, ApiError> {
     Ok(window)
 }
 
+/// Monitoring: reservations and the oldest of them, conflicts, each product's movements over a window, how far
+/// Payload is behind.
+#[utoipa::path(get, path = "/api/admin/clean-expired-reservations", tag = "operations",
+    security(("admin" = [])),
+    params(("windowSeconds" = Option<u32>, Query,
+        description = "The window of `movements`, in seconds back from now: 60 to 7776000 (90 days); default 86400")),
+    responses(
+        (status = 200, body = MonitoringAnswer),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 422, description = "invalid_request: a bad windowSeconds or an unknown parameter", body = ErrorBody),
+        (status = 503, description = "admin_disabled, overloaded or ledger_busy", body = ErrorBody),
+    ))]
 async fn show_monitoring(
     State(state): State<AppState>,
     _caller: AdminCaller,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MonitoringAnswer>, ApiError> {
     let window = window_from_query(query.as_deref())?;
     let report =
         MonitoringReport::read(&*state.store, state.clock.now(), window, state.config.payload.is_some()).await?;
-    Ok(Json(report.to_json()))
+    Ok(Json(report.answer()))
 }
 
-/// How far Payload is behind the ledger, for the admin GET and /readyz.
-pub(crate) fn projection_json(enabled: bool, outbox: &OutboxStatus, now: Timestamp) -> Value {
-    json!({
-        "enabled": enabled,
-        "backlog": outbox.backlog,
-        "awaitingPayloadSave": outbox.awaiting_payload_save,
-        "oldestUndeliveredChangeAt": outbox.oldest_change_at.map(Timestamp::to_rfc3339),
-        "oldestUndeliveredAgeSeconds":
-            outbox.oldest_change_at.map(|oldest| (now.unix_millis() - oldest.unix_millis()).max(0) as f64 / 1000.0),
-        "failing": outbox.failing,
-        "lastError": outbox.last_error,
-    })
-}
-
-async fn clean_expired(State(state): State<AppState>, _caller: AdminCaller) -> Result<Json<Value>, ApiError> {
+/// Releases every expired reservation now (the cron route).
+#[utoipa::path(post, path = "/api/admin/clean-expired-reservations", tag = "operations",
+    security(("admin" = [])),
+    responses(
+        (status = 200, body = CleanupAnswer),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 503, description = "admin_disabled, overloaded or ledger_busy", body = ErrorBody),
+    ))]
+async fn clean_expired(State(state): State<AppState>, _caller: AdminCaller) -> Result<Json<CleanupAnswer>, ApiError> {
     let references = release_expired_now(&state).await?;
-    Ok(Json(json!({ "released": references.len(), "references": references })))
+    Ok(Json(CleanupAnswer { released: references.len(), references }))
 }

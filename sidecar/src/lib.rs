@@ -15,6 +15,7 @@ pub mod error;
 mod json;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod projection;
 pub mod requests;
 pub mod store;
@@ -26,12 +27,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tower_http::limit::RequestBodyLimitLayer;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -63,15 +66,22 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The whole HTTP API.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+/// Every route with its documentation (see [`openapi`]).
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(serve_openapi))
         .merge(v1::router())
         .merge(admin::router())
         .merge(webhooks::router())
         .merge(metrics::router())
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    let routes: Router<AppState> = api_routes().into();
+    routes
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             Limits::new(state.config.max_concurrent_requests, state.config.request_timeout),
@@ -81,18 +91,51 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// The answer of `/healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`
+    pub status: &'static str,
+}
+
+/// The answer of `/readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Readiness {
+    /// `ready`
+    pub status: &'static str,
+    pub payload_projection: admin::ProjectionStatus,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// Ready when the ledger answers; says how far behind Payload is (a backlog does not make the sidecar unready:
 /// reservations and webhooks work without Payload).
-async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, body = Readiness),
+    (status = 500, description = "The ledger does not answer", body = openapi::ErrorBody),
+    (status = 503, description = "ledger_busy", body = openapi::ErrorBody),
+))]
+async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     let now = state.clock.now();
     let figures = state.store.monitoring(now).await?;
-    Ok(Json(
-        json!({ "status": "ready", "payloadProjection": admin::projection_json(state.config.payload.is_some(), &figures.outbox, now) }),
-    ))
+    let payload_projection = admin::ProjectionStatus::new(state.config.payload.is_some(), &figures.outbox, now);
+    Ok(Json(Readiness { status: "ready", payload_projection }))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses(
+    (status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object),
+))]
+async fn serve_openapi() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOCUMENT.get_or_init(|| openapi::document().to_pretty_json().unwrap_or_default());
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], text.as_str()).into_response()
 }
 
 /// Why the sidecar could not start or stopped.

@@ -8,11 +8,9 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -20,18 +18,27 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use stock_core::{StockState, Timestamp};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::{Realm, authorize};
 use crate::error::ApiError;
+use crate::openapi::ErrorBody;
 use crate::store::{EventOutcome, LedgerSize, Monitoring, MovementOutcome, ReleaseOutcome, ReserveOutcome};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(scrape_metrics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(scrape_metrics))
 }
 
 /// `GET /metrics`: open unless METRICS_TOKEN is set (it shows counts and latencies, never a product, size or
 /// reference), then a bearer token as Prometheus's `authorization` scrape setting sends it.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security((), ("metrics" = [])),
+    responses(
+        (status = 200, description = "Prometheus's text format 0.0.4", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 401, description = "unauthorized: METRICS_TOKEN is set and the bearer token is not it", body = ErrorBody),
+        (status = 503, description = "overloaded or ledger_busy", body = ErrorBody),
+    ))]
 async fn scrape_metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(token) = &state.config.metrics_token {
         authorize(&headers, Some(token), Realm::Metrics)?;

@@ -5,19 +5,21 @@ mod movements;
 mod products;
 mod reservations;
 
-use axum::Router;
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppState;
 use crate::error::ApiError;
 
-pub use movements::decode_movement;
 pub(crate) use movements::movement_json;
+pub use movements::{MovementAnswer, MovementKind, decode_movement};
+pub use products::{ProductStockAnswer, SizeStockAnswer};
+pub use reservations::{ReservationAnswer, ReservedItemAnswer};
 pub use reservations::{ReservationRequest, decode_reservation};
 
-pub fn router() -> Router<AppState> {
-    Router::new().merge(reservations::router()).merge(products::router()).merge(movements::router())
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(reservations::router()).merge(products::router()).merge(movements::router())
 }
 
 /// A product id or size label as JSON carries it: a string, or a number (Payload's SQL adapters use numeric ids).

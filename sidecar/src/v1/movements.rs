@@ -1,40 +1,90 @@
 //! POST /v1/movements (ADMIN_API_TOKEN): restocks, returns and adjustments, checked by stock-core, recorded in the
 //! ledger with the stock before and after. Sales are not entered here: they come from Stripe.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use stock_core::{ErrorCode, MovementError, MovementType, Quantity, SignedQuantity};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Label, check_reference, number_field};
 use crate::AppState;
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::json::ApiJson;
+use crate::openapi::ErrorBody;
 use crate::store::{MovementOrigin, MovementOutcome, MovementRecord, MovementRequest};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/v1/movements", post(create_movement))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create_movement))
 }
 
-#[derive(Debug, Deserialize)]
+/// A movement an admin records.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct MovementBody {
+pub(crate) struct MovementBody {
+    /// The product's id: a string or a number.
+    #[schema(value_type = String)]
     product: Label,
+    /// The size's label: a string or a number. A restock creates an unknown size.
+    #[schema(value_type = String)]
     size: Label,
+    /// `restock` or `return` (positive), `adjustment` (either sign); sales come from Stripe.
     #[serde(rename = "type")]
+    #[schema(value_type = MovementKind)]
     kind: String,
+    /// Units, signed: never zero.
+    #[schema(value_type = i32)]
     quantity: Value,
     #[serde(default)]
     reason: String,
+    /// Makes the request idempotent: the same reference again answers the first movement.
     reference: Option<String>,
+    /// Compare-and-set: applied only if the units on hand are exactly this (else 409 stale_stock).
+    #[schema(value_type = Option<u32>)]
     expected_stock: Option<Value>,
+    /// Sets the size's low-stock threshold with the movement.
+    #[schema(value_type = Option<u32>)]
     low_stock_threshold: Option<Value>,
     /// `payload` when Payload's stock-movements hook asks: it saves the Payload document itself.
+    #[schema(value_type = Option<String>)]
     origin: Option<String>,
+}
+
+/// The types of movement an admin may enter. Only the document uses it: the body's `type` is parsed by
+/// stock-core's `MovementType`, which knows sales too and refuses them here with a message.
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum MovementKind {
+    Restock,
+    Return,
+    Adjustment,
+}
+
+/// A movement as recorded in the ledger.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MovementAnswer {
+    /// The ledger's id of the movement.
+    pub id: i64,
+    pub product: String,
+    pub size: String,
+    /// `sale`, `restock`, `return` or `adjustment`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub quantity: i64,
+    pub stock_before: u32,
+    pub stock_after: u32,
+    pub reason: String,
+    pub reference: Option<String>,
+    /// The order of a sale (the PaymentIntent's `metadata.orderNumber`), when known.
+    pub order_reference: Option<String>,
+    pub date: String,
 }
 
 fn optional_quantity(value: Option<&Value>, field: &str) -> Result<Option<Quantity>, ApiError> {
@@ -84,6 +134,19 @@ pub fn decode_movement(body: &[u8]) -> Result<MovementRequest, ApiError> {
     movement_request(body)
 }
 
+/// Records a restock, return or adjustment, checked by stock-core.
+#[utoipa::path(post, path = "/v1/movements", tag = "movements", security(("admin" = [])),
+    request_body = MovementBody,
+    responses(
+        (status = 201, description = "Recorded", body = MovementAnswer),
+        (status = 200, description = "The same reference again: the first movement", body = MovementAnswer),
+        (status = 400, description = "invalid_json", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "unknown_size: only a restock creates a size", body = ErrorBody),
+        (status = 409, description = "stale_stock (with currentStock), or stock-core's refusal (stock_below_zero, below_reserved)", body = ErrorBody),
+        (status = 422, description = "invalid_request (with the reason stock-core gave)", body = ErrorBody),
+        (status = 503, description = "admin_disabled, overloaded or ledger_busy", body = ErrorBody),
+    ))]
 async fn create_movement(
     State(state): State<AppState>,
     _caller: AdminCaller,
@@ -131,19 +194,21 @@ async fn create_movement(
     }
 }
 
+/// The movement as the API answers it (and as its Payload document starts).
 pub(crate) fn movement_json(record: &MovementRecord) -> Value {
     let movement = &record.movement;
-    json!({
-        "id": record.id,
-        "product": record.product,
-        "size": record.size,
-        "type": movement.kind.as_str(),
-        "quantity": movement.quantity.get(),
-        "stockBefore": movement.stock_before.get(),
-        "stockAfter": movement.stock_after.get(),
-        "reason": movement.details.reason,
-        "reference": movement.details.reference,
-        "orderReference": movement.details.order_reference,
-        "date": movement.details.date.to_rfc3339(),
-    })
+    let answer = MovementAnswer {
+        id: record.id,
+        product: record.product.clone(),
+        size: record.size.clone(),
+        kind: movement.kind.as_str(),
+        quantity: movement.quantity.get(),
+        stock_before: movement.stock_before.get(),
+        stock_after: movement.stock_after.get(),
+        reason: movement.details.reason.clone(),
+        reference: movement.details.reference.clone(),
+        order_reference: movement.details.order_reference.clone(),
+        date: movement.details.date.to_rfc3339(),
+    };
+    serde_json::to_value(answer).unwrap_or(Value::Null)
 }

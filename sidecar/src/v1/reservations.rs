@@ -1,41 +1,74 @@
 //! POST /v1/reservations, GET and DELETE /v1/reservations/{reference}: all items of a checkout or none, held until
 //! they are paid, released or expire.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use stock_core::{CartLine, CartValidation, ErrorCode, ReservationTtl};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Label, check_reference, number_field};
 use crate::AppState;
 use crate::auth::ApiCaller;
 use crate::error::ApiError;
 use crate::json::ApiJson;
+use crate::openapi::ErrorBody;
 use crate::store::{ReleaseOutcome, ReservationRecord, ReserveOutcome};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/reservations", post(create_reservation))
-        .route("/v1/reservations/{reference}", get(get_reservation).delete(release_reservation))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create_reservation)).routes(routes!(get_reservation, release_reservation))
 }
 
-#[derive(Debug, Deserialize)]
+/// A checkout's cart, to hold until it is paid, released or expires.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ReservationBody {
+pub(crate) struct ReservationBody {
+    /// The PaymentIntent or Checkout Session id (or the shop's own reference): 1 to 255 visible ASCII characters.
     reference: String,
+    /// Every line is reserved, or none.
     items: Vec<ItemBody>,
+    /// The reservation's lifetime: 1 to 604800 seconds; RESERVATION_TTL_SECONDS (1800) when absent or null.
+    #[schema(value_type = Option<u32>)]
     ttl_seconds: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One line of a cart.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ItemBody {
+pub(crate) struct ItemBody {
+    /// The product's id: a string, or a number (Payload's SQL adapters).
+    #[schema(value_type = String)]
     product: Label,
+    /// The size's label: a string or a number.
+    #[schema(value_type = String)]
     size: Label,
+    /// 1 to 1000 units; lines of the same size are summed.
+    #[schema(value_type = u32)]
     quantity: Value,
+}
+
+/// A reservation as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservationAnswer {
+    pub reference: String,
+    /// `active`, `processing`, `committed`, `released` or `expired`.
+    pub status: &'static str,
+    pub created_at: String,
+    pub expires_at: String,
+    pub items: Vec<ReservedItemAnswer>,
+}
+
+/// One size a reservation holds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReservedItemAnswer {
+    pub product: String,
+    pub size: String,
+    pub quantity: u32,
 }
 
 /// A reservation request as the store takes it: checked reference, TTL and lines.
@@ -77,11 +110,24 @@ pub fn decode_reservation(body: &[u8], default_ttl: ReservationTtl) -> Result<Re
     reservation_request(body, default_ttl)
 }
 
+/// Reserves every line of a cart, or nothing.
+#[utoipa::path(post, path = "/v1/reservations", tag = "reservations", security(("api" = [])),
+    request_body = ReservationBody,
+    responses(
+        (status = 201, description = "Reserved", body = ReservationAnswer),
+        (status = 200, description = "The same request again: the same reservation", body = ReservationAnswer),
+        (status = 400, description = "invalid_json", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 409, description = "insufficient_stock (with every shortage) or reference_conflict", body = ErrorBody),
+        (status = 413, description = "body_too_large", body = ErrorBody),
+        (status = 422, description = "invalid_request (with every cart error)", body = ErrorBody),
+        (status = 503, description = "api_disabled, overloaded or ledger_busy", body = ErrorBody),
+    ))]
 async fn create_reservation(
     State(state): State<AppState>,
     _caller: ApiCaller,
     ApiJson(body): ApiJson<ReservationBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ReservationAnswer>), ApiError> {
     let ReservationRequest { reference, lines, ttl } = reservation_request(body, state.config.default_ttl)?;
     let outcome = state.store.reserve(&reference, &lines, ttl, state.clock.now()).await?;
     match outcome {
@@ -135,22 +181,41 @@ fn rejection(validation: &CartValidation) -> ApiError {
     }
 }
 
+/// A reservation and where it stands.
+#[utoipa::path(get, path = "/v1/reservations/{reference}", tag = "reservations", security(("api" = [])),
+    params(("reference" = String, Path, description = "The reservation's reference")),
+    responses(
+        (status = 200, body = ReservationAnswer),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "reservation_not_found", body = ErrorBody),
+        (status = 503, description = "api_disabled, overloaded or ledger_busy", body = ErrorBody),
+    ))]
 async fn get_reservation(
     State(state): State<AppState>,
     _caller: ApiCaller,
     Path(reference): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReservationAnswer>, ApiError> {
     match state.store.reservation(&reference).await? {
         Some(record) => Ok(Json(reservation_json(&record))),
         None => Err(not_found(&reference)),
     }
 }
 
+/// Releases a reservation (idempotent: a released or expired one is answered as it is).
+#[utoipa::path(delete, path = "/v1/reservations/{reference}", tag = "reservations", security(("api" = [])),
+    params(("reference" = String, Path, description = "The reservation's reference")),
+    responses(
+        (status = 200, body = ReservationAnswer),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "reservation_not_found", body = ErrorBody),
+        (status = 409, description = "reservation_already_committed: it was paid", body = ErrorBody),
+        (status = 503, description = "api_disabled, overloaded or ledger_busy", body = ErrorBody),
+    ))]
 async fn release_reservation(
     State(state): State<AppState>,
     _caller: ApiCaller,
     Path(reference): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReservationAnswer>, ApiError> {
     match state.store.release(&reference, state.clock.now()).await? {
         ReleaseOutcome::Released(record) => {
             tracing::info!(reference = %record.reference, "reservation released");
@@ -170,17 +235,20 @@ fn not_found(reference: &str) -> ApiError {
     ApiError::NotFound { code: "reservation_not_found", message: format!("no reservation has reference {reference:?}") }
 }
 
-fn reservation_json(record: &ReservationRecord) -> Value {
-    let items: Vec<Value> = record
-        .items
-        .iter()
-        .map(|item| json!({ "product": item.product, "size": item.size, "quantity": item.quantity.get() }))
-        .collect();
-    json!({
-        "reference": record.reference,
-        "status": record.status.as_str(),
-        "createdAt": record.created_at.to_rfc3339(),
-        "expiresAt": record.expires_at.to_rfc3339(),
-        "items": items,
-    })
+fn reservation_json(record: &ReservationRecord) -> ReservationAnswer {
+    ReservationAnswer {
+        reference: record.reference.clone(),
+        status: record.status.as_str(),
+        created_at: record.created_at.to_rfc3339(),
+        expires_at: record.expires_at.to_rfc3339(),
+        items: record
+            .items
+            .iter()
+            .map(|item| ReservedItemAnswer {
+                product: item.product.clone(),
+                size: item.size.clone(),
+                quantity: item.quantity.get(),
+            })
+            .collect(),
+    }
 }

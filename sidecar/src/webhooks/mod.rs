@@ -6,26 +6,63 @@ mod verify;
 
 pub use verify::{VerifiedEvent, VerifyError, verify};
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 use stock_core::Timestamp;
 use stripe_shared::CheckoutSessionPaymentStatus;
 use stripe_webhook::EventObject;
 use tracing::Instrument;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::openapi::ErrorBody;
 use crate::store::{EventOutcome, StripeAction, StripeEventRecord};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/checkout/webhook", post(receive_stripe_event))
-        .route("/webhooks/stripe", post(receive_stripe_event))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(receive_stripe_event)).routes(routes!(receive_stripe_event_at_seed_path))
+}
+
+/// What a Stripe delivery did.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookAnswer {
+    /// Always true.
+    pub received: bool,
+    pub event_id: String,
+    /// The event was processed before: nothing changed.
+    pub duplicate: bool,
+    /// committed, committed_late, released, processing, unchanged, ignored, conflict or duplicate.
+    pub outcome: &'static str,
+    /// The PaymentIntent or Checkout Session the event is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Why an ignored event was ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// With outcome conflict: oversold or unknown_reference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<&'static str>,
+}
+
+/// The seed's path for the same webhook (`POST /api/checkout/webhook`).
+#[utoipa::path(post, path = "/api/checkout/webhook", tag = "stripe",
+    params(("Stripe-Signature" = String, Header, description = "Stripe's signature of the raw body")),
+    request_body(content = Object, content_type = "application/json", description = "A Stripe event, as Stripe sends it"),
+    responses(
+        (status = 200, body = WebhookAnswer),
+        (status = 400, description = "invalid_signature or invalid_event: nothing was stored", body = ErrorBody),
+        (status = 500, description = "internal_error: nothing was applied; Stripe retries", body = ErrorBody),
+        (status = 503, description = "webhooks_disabled, overloaded or ledger_busy: Stripe retries", body = ErrorBody),
+    ))]
+async fn receive_stripe_event_at_seed_path(state: State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    receive_stripe_event(state, headers, body).await
 }
 
 /// The shop's order number, from the object's metadata (`orderNumber`), when there is one.
@@ -80,6 +117,16 @@ fn reference_of(action: &StripeAction) -> Option<&str> {
     }
 }
 
+/// A Stripe event: verified on the raw body against every STRIPE_WEBHOOK_SECRET, applied once by its id.
+#[utoipa::path(post, path = "/webhooks/stripe", tag = "stripe",
+    params(("Stripe-Signature" = String, Header, description = "Stripe's signature of the raw body")),
+    request_body(content = Object, content_type = "application/json", description = "A Stripe event, as Stripe sends it"),
+    responses(
+        (status = 200, body = WebhookAnswer),
+        (status = 400, description = "invalid_signature or invalid_event: nothing was stored", body = ErrorBody),
+        (status = 500, description = "internal_error: nothing was applied; Stripe retries", body = ErrorBody),
+        (status = 503, description = "webhooks_disabled, overloaded or ledger_busy: Stripe retries", body = ErrorBody),
+    ))]
 async fn receive_stripe_event(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     if state.config.stripe_webhook_secrets.is_empty() {
         return ApiError::Disabled { code: "webhooks_disabled", setting: "STRIPE_WEBHOOK_SECRET" }.into_response();
@@ -123,7 +170,7 @@ async fn apply_event(
     record: &StripeEventRecord,
     action: &StripeAction,
     now: Timestamp,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookAnswer>, ApiError> {
     let outcome = state.store.apply_stripe_event(record, action, now).await?;
     let counted = match &outcome {
         EventOutcome::Conflict { kind } => {
@@ -145,22 +192,19 @@ async fn apply_event(
     };
     state.metrics.webhook_delivery(&record.kind, counted);
 
-    let mut answer = Map::new();
-    answer.insert("received".into(), json!(true));
-    answer.insert("eventId".into(), json!(record.id));
-    answer.insert("duplicate".into(), json!(outcome == EventOutcome::Duplicate));
-    answer.insert("outcome".into(), json!(outcome.as_str()));
-    if let Some(reference) = reference_of(action) {
-        answer.insert("reference".into(), json!(reference));
-    }
-    match outcome {
-        EventOutcome::Ignored { reason } => {
-            answer.insert("reason".into(), json!(reason));
-        }
-        EventOutcome::Conflict { kind } => {
-            answer.insert("conflict".into(), json!(kind));
-        }
-        _ => {}
-    }
-    Ok(Json(Value::Object(answer)))
+    Ok(Json(WebhookAnswer {
+        received: true,
+        event_id: record.id.clone(),
+        duplicate: outcome == EventOutcome::Duplicate,
+        outcome: outcome.as_str(),
+        reference: reference_of(action).map(str::to_owned),
+        reason: match outcome {
+            EventOutcome::Ignored { reason } => Some(reason),
+            _ => None,
+        },
+        conflict: match outcome {
+            EventOutcome::Conflict { kind } => Some(kind),
+            _ => None,
+        },
+    }))
 }

@@ -11,6 +11,7 @@ mod helpers;
 mod limits;
 mod metrics;
 mod movements;
+mod openapi;
 mod outbox;
 mod replicas;
 mod reservations;
