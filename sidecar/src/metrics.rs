@@ -58,6 +58,16 @@ async fn scrape_metrics(State(state): State<AppState>, headers: HeaderMap) -> Re
 /// The prefix of every metric name.
 const PREFIX: &str = "payload_stock";
 
+/// The kinds of `conflicts_total`.
+const CONFLICT_KINDS: [&str; 6] = [
+    "insufficient_stock",
+    "reference_conflict",
+    "stale_stock",
+    "reservation_already_committed",
+    "oversold",
+    "unknown_reference",
+];
+
 /// The media type of what [`Metrics::render`] writes.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
@@ -179,6 +189,16 @@ impl Metrics {
         let build_info = Family::<[(&'static str, &'static str); 1], Gauge>::default();
         build_info.get_or_create(&[("version", env!("CARGO_PKG_VERSION"))]).set(1);
         registry.register("build_info", "The running stock-sidecar's version (always 1)", build_info);
+        // Every series of a bounded label starts at 0, so that rate() and alert rules see it before its first event.
+        for event in ["created", "committed", "released", "expired"] {
+            reservations.get_or_create(&ReservationLabels { event });
+        }
+        for kind in CONFLICT_KINDS {
+            conflicts.get_or_create(&ConflictLabels { kind });
+        }
+        for state in [StockState::Low, StockState::OutOfStock, StockState::InStock] {
+            stock_alerts.get_or_create(&StockAlertLabels { state: state.as_str() });
+        }
         Metrics { registry, reservations, conflicts, webhook_events, http_requests, store_operations, stock_alerts }
     }
 

@@ -218,6 +218,42 @@ async fn metrics_count_reservations_conflicts_and_webhook_events_and_show_the_le
 }
 
 #[tokio::test]
+async fn every_metric_the_grafana_dashboard_queries_is_exposed() {
+    let app = spawn_app().await;
+    // The series of unbounded labels (an HTTP route, a Stripe event type) exist from their first request.
+    app.restock("runner", "42", 1).await;
+    body_of(app.send_with_signature("{}", "t=1,v1=forged").await, 400).await;
+    let metrics = scrape(&app).await;
+    let mut exposed: Vec<String> = Vec::new();
+    for (name, kind) in &metrics.types {
+        exposed.push(name.clone());
+        if kind == "histogram" {
+            exposed.extend(["_bucket", "_sum", "_count"].map(|suffix| format!("{name}{suffix}")));
+        }
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grafana-dashboard.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("docs/grafana-dashboard.json")).expect("JSON");
+    let mut queried = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expression = target["expr"].as_str().expect("a PromQL expression");
+            let mut rest = expression;
+            while let Some(start) = rest.find("payload_stock_") {
+                let name: String =
+                    rest[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                rest = &rest[start + name.len()..];
+                queried.push(name);
+            }
+        }
+    }
+    assert!(queried.len() >= 16, "the dashboard queries the sidecar's metrics: {queried:?}");
+    for name in &queried {
+        assert!(exposed.contains(name), "the dashboard queries {name}, which /metrics does not expose");
+    }
+}
+
+#[tokio::test]
 async fn out_of_stock_sizes_and_the_projection_backlog_show_in_the_gauges() {
     // Nothing listens on port 9: every delivery fails, and the backlog stays.
     let settings = [("PAYLOAD_URL", "http://127.0.0.1:9"), ("PAYLOAD_API_KEY", "payload-key-0123456789")];
