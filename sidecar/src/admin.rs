@@ -47,7 +47,18 @@ pub struct MonitoringAnswer {
     pub open_conflicts: u64,
     pub movements: MovementWindow,
     pub payload_projection: ProjectionStatus,
+    pub stock_alerts: StockAlertsStatus,
     pub ledger_writes: LedgerWrites,
+}
+
+/// How far the alert webhook (LOW_STOCK_WEBHOOK_URL) is behind.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StockAlertsStatus {
+    /// Alerts the webhook has not accepted yet (0 without a webhook: alerts are then only logged).
+    pub undelivered: u64,
+    /// The error of the most recent failed post still pending.
+    pub last_error: Option<String>,
 }
 
 /// A reservation holding units, in the monitoring list.
@@ -199,6 +210,10 @@ impl MonitoringReport {
                 products: products_of(&self.movements),
             },
             payload_projection: ProjectionStatus::new(self.payload_enabled, &figures.outbox, now),
+            stock_alerts: StockAlertsStatus {
+                undelivered: figures.alerts.undelivered,
+                last_error: figures.alerts.last_error.clone(),
+            },
             ledger_writes: LedgerWrites {
                 writes: figures.ledger_writes.writes,
                 commits: figures.ledger_writes.commits,

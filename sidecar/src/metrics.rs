@@ -191,13 +191,13 @@ impl Metrics {
         registry.register("build_info", "The running stock-sidecar's version (always 1)", build_info);
         // Every series of a bounded label starts at 0, so that rate() and alert rules see it before its first event.
         for event in ["created", "committed", "released", "expired"] {
-            reservations.get_or_create(&ReservationLabels { event });
+            reservations.get_or_create(&ReservationLabels { event }).inc_by(0);
         }
         for kind in CONFLICT_KINDS {
-            conflicts.get_or_create(&ConflictLabels { kind });
+            conflicts.get_or_create(&ConflictLabels { kind }).inc_by(0);
         }
         for state in [StockState::Low, StockState::OutOfStock, StockState::InStock] {
-            stock_alerts.get_or_create(&StockAlertLabels { state: state.as_str() });
+            stock_alerts.get_or_create(&StockAlertLabels { state: state.as_str() }).inc_by(0);
         }
         Metrics { registry, reservations, conflicts, webhook_events, http_requests, store_operations, stock_alerts }
     }
@@ -344,6 +344,11 @@ impl LedgerFigures<'_> {
             "Age of the oldest change not yet delivered to Payload (0 when Payload shows the ledger)",
             Unit::Seconds,
             ConstGauge::new(undelivered_age),
+        );
+        registry.register(
+            "stock_alerts_undelivered",
+            "Stock alerts LOW_STOCK_WEBHOOK_URL has not accepted yet",
+            gauge(figures.alerts.undelivered),
         );
         let (mut low, mut out) = (0_i64, 0_i64);
         for ledger_size in self.sizes {

@@ -9,8 +9,8 @@ use stock_core::{
 };
 
 use super::{
-    LedgerSize, MovementRecord, MovementTotal, ReservationRecord, ReservationSummary, ReservedItem, SizeRecord,
-    StockAlert, StoreError,
+    AlertStatus, LedgerSize, MovementRecord, MovementTotal, ReservationRecord, ReservationSummary, ReservedItem,
+    SizeRecord, StockAlert, StoreError,
 };
 
 /// Until when a reservation in `status`, expiring at `expires_at`, holds its units: what
@@ -124,6 +124,15 @@ pub(crate) type AlertColumns = (i64, String, String, String, i64, i64, i64, i64,
 /// The columns [`AlertColumns`] reads, for `SELECT` and `RETURNING`.
 pub(crate) const ALERT_COLUMNS: &str =
     "id, product, size, previous_state, stock, reserved, low_stock_threshold, created_at, attempts";
+
+/// The alert webhook's backlog and its last error: the same SQL in both dialects, with no parameter.
+pub(crate) const ALERT_STATUS_QUERY: &str = "SELECT \
+    (SELECT COUNT(*) FROM stock_alerts WHERE delivered_at IS NULL), \
+    (SELECT last_error FROM stock_alerts WHERE delivered_at IS NULL AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1)";
+
+pub(crate) fn alert_status((undelivered, last_error): (i64, Option<String>)) -> AlertStatus {
+    AlertStatus { undelivered: u64::try_from(undelivered).unwrap_or_default(), last_error }
+}
 
 /// Alerts from their rows, oldest first.
 pub(crate) fn alerts_from_rows(mut rows: Vec<AlertColumns>) -> Result<Vec<StockAlert>, StoreError> {

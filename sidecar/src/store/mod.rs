@@ -198,6 +198,7 @@ pub struct Monitoring {
     /// Conflicts recorded from Stripe events and not yet resolved.
     pub open_conflicts: u64,
     pub outbox: OutboxStatus,
+    pub alerts: AlertStatus,
     /// Writes and commits since the store opened (group commit shares one commit among concurrent writes).
     pub ledger_writes: WriterCounts,
 }
@@ -215,6 +216,15 @@ pub struct OutboxStatus {
     /// Undelivered changes whose delivery failed at least once.
     pub failing: u64,
     /// The error of the most recent failed delivery still pending.
+    pub last_error: Option<String>,
+}
+
+/// How far the alert webhook is behind.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AlertStatus {
+    /// Stock alerts the webhook has not accepted yet.
+    pub undelivered: u64,
+    /// The error of the most recent failed post still pending.
     pub last_error: Option<String>,
 }
 

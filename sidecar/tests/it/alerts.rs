@@ -96,12 +96,17 @@ async fn each_crossing_is_alerted_once_and_posted_signed_until_the_webhook_accep
 
     // The first POST fails (500) and waits for its retry; the others are accepted at once.
     let (webhook, http) = (state.config.low_stock_webhook.clone().expect("set"), http());
+    assert_eq!(store.monitoring(now()).await.expect("figures").alerts.undelivered, 3);
     assert_eq!(deliver_stock_alerts(&state, &webhook, &http).await.expect("deliver"), 2);
+    let figures = store.monitoring(now()).await.expect("figures");
+    assert_eq!(figures.alerts.undelivered, 1);
+    assert!(figures.alerts.last_error.is_some_and(|error| error.contains("500")), "the failure is shown");
     assert_eq!(deliver_stock_alerts(&state, &webhook, &http).await.expect("deliver"), 0, "not due yet");
     clock.advance_seconds(2);
     assert_eq!(deliver_stock_alerts(&state, &webhook, &http).await.expect("deliver"), 1);
     clock.advance_seconds(600);
     assert_eq!(deliver_stock_alerts(&state, &webhook, &http).await.expect("deliver"), 0, "each delivered once");
+    assert_eq!(store.monitoring(now()).await.expect("figures").alerts, Default::default());
 
     let received = received.lock().expect("lock").clone();
     let ids: Vec<_> =

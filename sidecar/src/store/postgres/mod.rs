@@ -20,9 +20,9 @@ use stock_core::{CartLine, Quantity, ReservationTtl, StockState, Timestamp};
 use tokio::sync::Notify;
 
 use super::columns::{
-    ALERT_COLUMNS, AlertColumns, LedgerSizeColumns, MovementColumns, SizeColumns, SummaryColumns, TotalColumns,
-    alerts_from_rows, ledger_sizes_from_rows, movement_columns, movement_from_columns, reservation_from_rows,
-    sizes_from_rows, summaries_from_rows, timestamp, totals_from_rows,
+    ALERT_COLUMNS, ALERT_STATUS_QUERY, AlertColumns, LedgerSizeColumns, MovementColumns, SizeColumns, SummaryColumns,
+    TotalColumns, alert_status, alerts_from_rows, ledger_sizes_from_rows, movement_columns, movement_from_columns,
+    reservation_from_rows, sizes_from_rows, summaries_from_rows, timestamp, totals_from_rows,
 };
 use super::{
     EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome, MovementRecord, MovementRequest,
@@ -448,6 +448,7 @@ impl Store for PostgresStore {
         .bind(i64::from(OLDEST_LISTED))
         .fetch_all(&mut *connection)
         .await?;
+        let alerts = alert_status(sqlx::query_as(ALERT_STATUS_QUERY).fetch_one(&mut *connection).await?);
         Ok(Monitoring {
             active_reservations: count(active, "active reservations")?,
             reserved_units: count(reserved_units, "reserved units")?,
@@ -461,6 +462,7 @@ impl Store for PostgresStore {
                 failing: count(failing, "failing outbox rows")?,
                 last_error,
             },
+            alerts,
             ledger_writes: WriterCounts {
                 writes: self.counters.writes.load(Ordering::Relaxed),
                 commits: self.counters.commits.load(Ordering::Relaxed),

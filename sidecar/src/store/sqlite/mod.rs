@@ -14,8 +14,9 @@ use stock_core::{CartLine, Quantity, ReservationTtl, StockState, Timestamp};
 use tokio::sync::Notify;
 
 use super::columns::{
-    LedgerSizeColumns, MovementColumns, SummaryColumns, TotalColumns, ledger_sizes_from_rows, level, movement_columns,
-    movement_from_columns, reservation_from_rows, summaries_from_rows, timestamp, totals_from_rows,
+    ALERT_STATUS_QUERY, LedgerSizeColumns, MovementColumns, SummaryColumns, TotalColumns, alert_status,
+    ledger_sizes_from_rows, level, movement_columns, movement_from_columns, reservation_from_rows, summaries_from_rows,
+    timestamp, totals_from_rows,
 };
 use super::{
     EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome, MovementRecord, MovementRequest,
@@ -360,6 +361,7 @@ impl Store for SqliteStore {
             let value: i64 = counts.try_get(name)?;
             u64::try_from(value).map_err(|_| StoreError::Inconsistent(format!("{name} is negative")))
         };
+        let alerts = alert_status(sqlx::query_as(ALERT_STATUS_QUERY).fetch_one(&mut *connection).await?);
         Ok(Monitoring {
             active_reservations: count("active")?,
             reserved_units: count("reserved_units")?,
@@ -373,6 +375,7 @@ impl Store for SqliteStore {
                 failing: count("outbox_failing")?,
                 last_error: counts.try_get("outbox_last_error")?,
             },
+            alerts,
             ledger_writes: self.writer.counts(),
         })
     }
