@@ -94,6 +94,35 @@ ensure_tools() {
   ensure_npm_packages
 }
 
+# Debian's Chromium for the demo shop's browser test (playwright-core drives it; no browser download is possible).
+ensure_chromium() {
+  if [ ! -x /usr/bin/chromium ]; then
+    step "Installing Debian's chromium (the browser test's browser)"
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
+  fi
+}
+
+# The demo shop (examples/next-shop): its npm packages, and `next build` when a source changed since the last one
+# (the payload-stock package it depends on included).
+SHOP_DIR="$REPO_ROOT/examples/next-shop"
+build_shop() {
+  if [ ! -d "$SHOP_DIR/node_modules/next" ]; then
+    step "Installing the demo shop's npm packages (examples/next-shop)"
+    (cd "$SHOP_DIR" && npm ci --no-audit --no-fund)
+  fi
+  local stamp="$SHOP_DIR/.next/BUILD_ID"
+  if [ ! -f "$stamp" ] || [ -n "$(find "$SHOP_DIR/app" "$SHOP_DIR/lib" "$SHOP_DIR/payload.config.ts" "$SHOP_DIR/migrations" "$SHOP_DIR/next.config.mjs" \
+      "$SHOP_DIR/package-lock.json" "$REPO_ROOT/js-shim/wasm" "$REPO_ROOT/js-shim/plugin.cjs" "$REPO_ROOT/js-shim/client.cjs" \
+      -newer "$stamp" -print -quit 2>/dev/null)" ]; then
+    step "Building the demo shop (next build, about 2 minutes)"
+    (cd "$SHOP_DIR" && NEXT_TELEMETRY_DISABLED=1 npm run --silent build)
+  fi
+}
+
 build_package() {
   step "Building the wasm package (crates/stock-wasm -> pkg/ -> js-shim/wasm/)"
   (cd "$REPO_ROOT" && wasm-pack --log-level warn build crates/stock-wasm --profile wasm-release --target nodejs --out-dir ../../pkg)

@@ -3,7 +3,7 @@
 # inside Node, the JavaScript package (ESM, CommonJS, TypeScript types), the installed-package tests and the
 # end-to-end tests on a real Payload. The sidecar's suite runs twice, on SQLite and on PostgreSQL (started here if it
 # is installed but stopped; skipped with a message if there is none), and three sidecars share one PostgreSQL in
-# the multi-replica end-to-end test.
+# the multi-replica end-to-end test. The demo shop (examples/next-shop) is built and tested in Chromium.
 # Installs what it needs on a fresh machine first (see scripts/setup.sh).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$REPO_ROOT"
@@ -44,6 +44,11 @@ node --test tests/package.test.mjs
 
 step "node --test: end to end on a real Payload 3 with the payloadStock plugin and the sidecar projecting into it (three sidecars on one PostgreSQL in replicas.e2e.test.mjs)"
 node --test tests/e2e/
+
+step "The demo shop in a real browser (examples/next-shop: Next.js with Payload's admin panel, Debian's Chromium)"
+ensure_chromium
+build_shop
+STOCK_SIDECAR_BINARY="$REPO_ROOT/target/debug/stock-sidecar" node --test examples/next-shop/test/
 
 step "A bounded fuzz pass (30 s per target)"
 bash "$REPO_ROOT/scripts/fuzz.sh"

@@ -1,0 +1,133 @@
+// The demo shop in a real browser (Debian's Chromium driven by playwright-core): an admin logs into Payload's
+// panel and finds the products, stock movements and reservations the sidecar projected; two customers try to buy
+// the last pair of a size at the same moment, and exactly one gets it. Screenshots go to SCREENSHOTS_DIR (a
+// temporary directory unless set; `SCREENSHOTS_DIR=docs/screenshots` refreshes the README's).
+//
+// Needs the shop built (npm run build) and STOCK_SIDECAR_BINARY; scripts/test.sh provides both.
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { startShop } from '../scripts/start-shop.mjs';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const binary = process.env.STOCK_SIDECAR_BINARY;
+const skip = !binary ? 'STOCK_SIDECAR_BINARY is not set (scripts/test.sh sets it)' : !existsSync(CHROMIUM) ? `no Chromium at ${CHROMIUM} (scripts/test.sh installs Debian's)` : false;
+
+function freePort() {
+  return new Promise((done, fail) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => done(port));
+    });
+    server.once('error', fail);
+  });
+}
+
+async function eventually(what, check, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`${what} within ${timeoutMs / 1000} s`);
+    await new Promise((done) => setTimeout(done, 250));
+  }
+}
+
+test('the demo shop: the admin panel shows the ledger, and of two buyers of the last pair exactly one gets it', { skip, timeout: 300_000 }, async () => {
+  const screenshots = resolve(process.env.SCREENSHOTS_DIR ?? mkdtempSync(join(tmpdir(), 'next-shop-screens-')));
+  mkdirSync(screenshots, { recursive: true });
+  const dataDir = mkdtempSync(join(tmpdir(), 'next-shop-data-'));
+  const shop = await startShop({ sidecarBinary: binary, port: await freePort(), sidecarPort: await freePort(), dataDir, fresh: true, stdio: process.env.SHOP_LOGS ? 'inherit' : 'ignore' });
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  // A list's relationship cells fill in after the page: wait for them before the picture.
+  const shot = async (page, name) => {
+    await eventually(`${name}: the page to settle`, async () => (await page.getByText('Loading...').count()) === 0, 10_000);
+    await page.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true });
+  };
+  try {
+    // The admin logs in and opens a product: its sizes carry the figures the sidecar wrote.
+    const admin = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const panel = await admin.newPage();
+    await panel.goto(`${shop.shopUrl}/admin/login`);
+    await panel.fill('input[name="email"]', shop.admin.email);
+    await panel.fill('input[name="password"]', shop.admin.password);
+    await panel.click('button[type="submit"]');
+    await panel.waitForURL(/\/admin\/?$/, { timeout: 60_000 });
+    // The panel's navigation has the plugin's collections, grouped under Stock.
+    for (const collection of ['Products', 'Stock movements', 'Stock reservations']) {
+      assert.equal(await panel.getByRole('link', { name: collection, exact: true }).count(), 1, `${collection} in the navigation`);
+    }
+
+    await panel.goto(`${shop.shopUrl}/admin/collections/products`);
+    await panel.locator('tbody tr').first().waitFor();
+    assert.equal(await panel.locator('tbody tr').count(), 3, 'the three seeded products');
+    await shot(panel, 'admin-products');
+    await panel.getByRole('link', { name: 'Trail runner' }).first().click();
+    await panel.waitForURL(/\/admin\/collections\/products\/\d+/);
+    await panel.getByText('Sizes').first().waitFor();
+    const sizeInputs = await panel.locator('input[name$=".size"]').evaluateAll((inputs) => inputs.map((input) => input.value));
+    assert.deepEqual(sizeInputs, ['40', '41', '42', '43'], 'the sizes of the product');
+    const stockInputs = await panel.locator('input[name$=".stock"]').evaluateAll((inputs) => inputs.map((input) => input.value));
+    assert.deepEqual(stockInputs, ['3', '6', '1', '4'], 'the stock the sidecar projected');
+    await shot(panel, 'admin-product');
+
+    await panel.goto(`${shop.shopUrl}/admin/collections/stock-movements`);
+    await panel.locator('tbody tr').first().waitFor();
+    assert.equal(await panel.locator('tbody tr').count(), 10, 'one restock movement per size of the three products');
+    assert.equal(await panel.locator('tbody tr', { hasText: /restock/i }).count(), 10);
+    await shot(panel, 'admin-stock-movements');
+
+    // Two customers on the product page; size 42 has its last pair.
+    const [first, second] = await Promise.all([0, 1].map(async () => (await browser.newContext({ viewport: { width: 1100, height: 760 } })).newPage()));
+    for (const page of [first, second]) {
+      await page.goto(`${shop.shopUrl}/products/trail-runner`);
+      assert.equal(await page.getByTestId('available-42').textContent(), 'Only 1 left');
+      assert.equal(await page.getByTestId('available-41').textContent(), '6 in stock');
+    }
+    await shot(first, 'shop-product');
+    await Promise.all([first.getByTestId('buy-42').click(), second.getByTestId('buy-42').click()]);
+    const outcomes = await Promise.all([first, second].map(async (page) => {
+      const outcome = page.getByTestId('outcome');
+      await outcome.waitFor({ timeout: 30_000 });
+      return { page, text: await outcome.textContent(), kind: await outcome.getAttribute('class') };
+    }));
+    const paid = outcomes.filter((outcome) => outcome.kind.includes('ok'));
+    const refused = outcomes.filter((outcome) => outcome.kind.includes('refused'));
+    assert.equal(paid.length, 1, `exactly one buyer gets the last pair: ${JSON.stringify(outcomes.map(({ text }) => text))}`);
+    assert.equal(refused.length, 1);
+    assert.match(paid[0].text, /^Paid: order NS-[0-9A-F]{6} confirmed, size 42 is yours\.$/);
+    assert.equal(refused[0].text, 'Sorry, size 42 just sold out: nothing was charged.');
+    await shot(paid[0].page, 'shop-paid');
+    await shot(refused[0].page, 'shop-refused');
+    await refused[0].page.reload();
+    assert.equal(await refused[0].page.getByTestId('available-42').textContent(), 'Sold out');
+    assert.ok(await refused[0].page.getByTestId('buy-42').isDisabled());
+
+    // The admin sees the sale: one committed reservation, and a sale movement from the Stripe event.
+    await eventually('Payload to show the committed reservation', async () => {
+      await panel.goto(`${shop.shopUrl}/admin/collections/stock-reservations`);
+      await panel.locator('tbody tr').first().waitFor();
+      // The refused buyer's reservation was never made: one row, the paid one.
+      const rows = panel.locator('tbody tr');
+      return (await rows.count()) === 1 && (await rows.filter({ hasText: /committed/i }).count()) === 1;
+    });
+    await shot(panel, 'admin-stock-reservations');
+    await eventually('Payload to show the sale movement', async () => {
+      await panel.goto(`${shop.shopUrl}/admin/collections/stock-movements`);
+      await panel.locator('tbody tr').first().waitFor();
+      const sales = panel.locator('tbody tr', { hasText: /sale/i });
+      return (await sales.count()) === 1 && (await sales.first().textContent()).includes('42');
+    });
+    await shot(panel, 'admin-sale-movement');
+  } finally {
+    await browser.close();
+    await shop.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
