@@ -12,7 +12,7 @@ export function BuyButton({ product, size, disabled }: { product: string; size: 
   async function buy() {
     setBusy(true);
     try {
-      const started = await fetch('/api/checkout/start', {
+      const started = await fetch('/api/checkout/create-payment-intent', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ items: [{ product, size, quantity: 1 }] }),

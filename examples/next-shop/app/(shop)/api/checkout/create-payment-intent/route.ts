@@ -1,7 +1,8 @@
-// POST /api/checkout/start { items: [{ product, size, quantity }] }: starts a checkout. The PaymentIntent comes
-// first (not confirmed: nothing is charged), then the cart is reserved in the sidecar under its id, all items or
-// none; a refused reservation cancels the PaymentIntent. Stripe's webhook, pointed at the sidecar, turns the
-// reservation into a sale when the payment succeeds. In test mode the PaymentIntent id is made up (lib/stock.ts).
+// POST /api/checkout/create-payment-intent { items: [{ product, size, quantity }] }: starts a checkout. The
+// PaymentIntent comes first (not confirmed: nothing is charged), then the cart is reserved in the sidecar under its
+// id, all items or none; a refused reservation cancels the PaymentIntent. Stripe's webhook, pointed at the sidecar,
+// turns the reservation into a sale when the payment succeeds. In test mode the PaymentIntent id is made up
+// (lib/stock.ts).
 import config from '@payload-config';
 import { NextResponse } from 'next/server';
 import { getPayload } from 'payload';
