@@ -125,6 +125,16 @@ test('the demo shop: the admin panel shows the ledger, and of two buyers of the 
       return (await sales.count()) === 1 && (await sales.first().textContent()).includes('42');
     });
     await shot(panel, 'admin-sale-movement');
+
+    // The cron route asks the sidecar to release expired reservations, and only with CRON_SECRET.
+    const cron = `${shop.shopUrl}/api/cron/clean-expired-reservations`;
+    assert.equal((await fetch(cron)).status, 401);
+    const cleaned = await fetch(cron, { headers: { authorization: `Bearer ${shop.secrets.cronSecret}` } });
+    assert.deepEqual(await cleaned.json(), { released: 0, references: [] });
+    // Test mode pays only its own made-up PaymentIntents, and only reserved ones.
+    const pay = (paymentIntent) => fetch(`${shop.shopUrl}/api/checkout/test-pay`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ paymentIntent }) });
+    assert.equal((await pay('pi_3RealLooking')).status, 422);
+    assert.equal((await pay('pi_test_never_reserved')).status, 404);
   } finally {
     await browser.close();
     await shop.stop();
