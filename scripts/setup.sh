@@ -9,6 +9,20 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$REPO_ROOT/js-shim/node_modules/.bi
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# within MINUTES COMMAND...: runs COMMAND, but stops it (TERM, then KILL 30 s later) once it has run MINUTES
+# minutes, so that a test that hangs fails its step with a message instead of using up CI's whole time limit.
+within() {
+  local minutes="$1"
+  shift
+  local status=0
+  timeout --kill-after=30s "${minutes}m" "$@" || status=$?
+  if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    echo "TIMED OUT: '$*' was still running after $minutes minutes and was stopped; the tests it names above" \
+      "as started (or running for over 60 seconds) but not finished are the ones that hang." >&2
+  fi
+  return "$status"
+}
+
 ensure_wasm_target() {
   if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     step "Adding the Rust target wasm32-unknown-unknown"

@@ -20,12 +20,12 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo clippy -p stock-wasm --target wasm32-unknown-unknown --all-targets --quiet -- -D warnings
 
 step "cargo test: stock-core unit and property tests, the sidecar's unit and integration tests (SQLite)"
-cargo test --workspace
+within 30 cargo test --workspace
 
 step "cargo test on PostgreSQL: the sidecar's integration tests again, each test in a schema of its own"
 if ensure_postgres; then
   export STOCK_TEST_DATABASE="$POSTGRES_TEST_URL"
-  cargo test -p stock-sidecar --test it
+  within 15 cargo test -p stock-sidecar --test it
 else
   echo "SKIPPED: the sidecar's suite on PostgreSQL and the multi-replica test need a PostgreSQL server" >&2
   echo "  (set STOCK_TEST_POSTGRES_URL to one whose user may create schemas)." >&2
@@ -34,21 +34,21 @@ fi
 build_package
 
 step "wasm-pack test --node: the wasm exports inside Node"
-wasm-pack --log-level warn test --node crates/stock-wasm
+within 20 wasm-pack --log-level warn test --node crates/stock-wasm
 
 step "node --test: the payload-stock package (ESM, CommonJS, TypeScript types)"
-(cd js-shim && node --test test/)
+(cd js-shim && within 10 node --test test/)
 
 step "node --test: the packed package installed into an empty project"
-node --test tests/package.test.mjs
+within 10 node --test tests/package.test.mjs
 
 step "node --test: end to end on a real Payload 3 with the payloadStock plugin and the sidecar projecting into it (three sidecars on one PostgreSQL in replicas.e2e.test.mjs)"
-node --test tests/e2e/
+within 20 node --test tests/e2e/
 
 step "The demo shop in a real browser (examples/next-shop: Next.js with Payload's admin panel, Debian's Chromium)"
 ensure_chromium
 build_shop
-STOCK_SIDECAR_BINARY="$REPO_ROOT/target/debug/stock-sidecar" node --test examples/next-shop/test/
+STOCK_SIDECAR_BINARY="$REPO_ROOT/target/debug/stock-sidecar" within 15 node --test examples/next-shop/test/
 
 step "A bounded fuzz pass (30 s per target)"
 bash "$REPO_ROOT/scripts/fuzz.sh"

@@ -68,7 +68,8 @@ impl TestDatabase {
                     .expect("create the test's schema");
                 let _ = connection.close().await;
                 let separator = if server.contains('?') { '&' } else { '?' };
-                let url = format!("{server}{separator}options[search_path]={schema}");
+                // The schema's name is also its connections' application_name, so that dropping it can end them.
+                let url = format!("{server}{separator}options[search_path]={schema}&application_name={schema}");
                 TestDatabase { url, place: Place::Postgres { server, schema } }
             }
         }
@@ -86,11 +87,23 @@ impl Drop for TestDatabase {
         };
         let (server, schema) = (server.clone(), schema.clone());
         // Dropped inside the test's runtime, which cannot be blocked on: the schema goes from a thread of its own.
+        // While this thread is joined, the test's sidecar (on the same runtime) is frozen, perhaps in the middle of
+        // a transaction whose locks DROP SCHEMA would wait for forever: its connections are ended first (DROP SCHEMA
+        // then waits only for them to exit).
         let dropped = std::thread::spawn(move || {
             use sqlx::Connection;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             runtime.block_on(async {
                 let mut connection = sqlx::PgConnection::connect(&server).await?;
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                )
+                .bind(&schema)
+                .execute(&mut connection)
+                .await?;
+                // Never wait forever: a lock still held after this is reported, and the schema left behind.
+                sqlx::query("SET lock_timeout = '10s'").execute(&mut connection).await?;
                 sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
                     .execute(&mut connection)
                     .await?;

@@ -145,3 +145,31 @@ async fn the_same_movement_asked_of_two_stores_at_once_is_recorded_once() {
     assert_eq!((applied, replayed), (10, 10));
     assert_eq!(stock_of(&*second, "boot", at(20)).await, (50, 0));
 }
+
+/// Operators tell replicas apart in `pg_stat_activity` by the `application_name` of each one's DATABASE_URL (the
+/// suite relies on it too, to end a frozen test's connections before dropping its schema); without one the
+/// connections say `stock-sidecar`.
+#[tokio::test]
+async fn the_database_urls_application_name_names_the_connections() {
+    use sqlx::Connection;
+    let database = TestDatabase::new().await;
+    let Some(server) = crate::helpers::postgres_server() else {
+        return; // SQLite has no connections to name.
+    };
+    let named = open_store(&database, None).await;
+    named.monitoring(at(0)).await.expect("a read");
+    let unnamed_url = database.url.split("&application_name=").next().expect("the URL").to_owned();
+    let unnamed = stock_sidecar::store::PostgresStore::connect(&unnamed_url, 1).await.expect("store opens");
+    unnamed.monitoring(at(0)).await.expect("a read");
+
+    let mut connection = sqlx::PgConnection::connect(&server).await.expect("connect");
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .expect("pg_stat_activity");
+    let schema = database.url.rsplit("application_name=").next().expect("the name");
+    assert!(names.iter().any(|name| name == schema), "the URL's name shows: {names:?}");
+    assert!(names.iter().any(|name| name == "stock-sidecar"), "the default name shows: {names:?}");
+}

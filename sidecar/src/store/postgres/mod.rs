@@ -158,11 +158,14 @@ macro_rules! in_transaction {
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host:5432/database`) with up to
     /// `max_connections` connections and runs the migrations (several sidecars starting together take turns:
-    /// sqlx holds an advisory lock while it migrates).
+    /// sqlx holds an advisory lock while it migrates). The connections show as `stock-sidecar` in
+    /// `pg_stat_activity` unless the URL's `application_name` (or PGAPPNAME) names them otherwise, say one name
+    /// per replica.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)?
-            .application_name("stock-sidecar")
-            .options([("lock_timeout", LOCK_TIMEOUT)]);
+        let mut options = PgConnectOptions::from_str(url)?.options([("lock_timeout", LOCK_TIMEOUT)]);
+        if options.get_application_name().is_none() {
+            options = options.application_name("stock-sidecar");
+        }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
