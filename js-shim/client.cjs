@@ -1,6 +1,6 @@
 'use strict';
 // createStockClient: a typed client for the stock-sidecar's /v1 API, for Next.js route handlers and Payload
-// hooks. Every failure is a StockApiError carrying the API's error code (and its shortages or errors).
+// hooks (and the admin report and cleanup). Every failure is a StockApiError carrying the API's error code (and its shortages or errors).
 
 class StockApiError extends Error {
   constructor(message, { status, code, body, cause } = {}) {
@@ -96,6 +96,21 @@ function createStockClient({ url, token, timeoutMs = DEFAULT_TIMEOUT_MS, fetch: 
     async recordMovement(movement) {
       const { status, body } = await request('POST', '/v1/movements', movement);
       return { ...body, created: status === 201 };
+    },
+    /**
+     * The monitoring report (needs ADMIN_API_TOKEN): active reservations and the oldest of them, the projection's
+     * backlog, undelivered alerts, and each product's movements over the last `windowSeconds` (default 24 h).
+     */
+    async monitoring({ windowSeconds } = {}) {
+      if (windowSeconds !== undefined && !Number.isInteger(windowSeconds)) {
+        throw new TypeError('monitoring: windowSeconds must be a whole number of seconds (60 to 7776000)');
+      }
+      const query = windowSeconds === undefined ? '' : `?windowSeconds=${windowSeconds}`;
+      return (await request('GET', `/api/admin/clean-expired-reservations${query}`)).body;
+    },
+    /** Releases every reservation past its expiry now (needs ADMIN_API_TOKEN); what it released. */
+    async cleanExpired() {
+      return (await request('POST', '/api/admin/clean-expired-reservations')).body;
     },
   };
 }

@@ -125,6 +125,97 @@ export interface StockClient {
    * when a movement with the same `reference` was recorded before (that one is returned).
    */
   recordMovement(movement: MovementRequest): Promise<RecordedMovement & { created: boolean }>;
+  /**
+   * The monitoring report; needs ADMIN_API_TOKEN as `token`. `windowSeconds` (60 to 7,776,000; default 86,400)
+   * is how far back `movements` counts.
+   */
+  monitoring(options?: { windowSeconds?: number }): Promise<MonitoringReport>;
+  /** Releases every reservation past its expiry now; needs ADMIN_API_TOKEN as `token`. */
+  cleanExpired(): Promise<CleanupResult>;
+}
+
+/** What the sidecar's monitoring report shows (GET /api/admin/clean-expired-reservations, `stock-sidecar stats --json`). */
+export interface MonitoringReport {
+  /** RFC 3339: the instant the figures were read at. */
+  now: string;
+  /** Reservations holding units now (active and not past their expiry, or processing). */
+  activeReservations: number;
+  reservedUnits: number;
+  /** The first of `oldestActiveReservations`, or null when none holds units. */
+  oldestActiveReservation: OldestReservation | null;
+  /** The reservations holding units the longest, oldest first (10 at most). */
+  oldestActiveReservations: OldestReservation[];
+  /** Past their expiry (they hold nothing) but not yet marked expired by cleanup. */
+  expiredNotReleased: number;
+  /** Conflicts from Stripe events (oversold, unknown_reference) not yet resolved. */
+  openConflicts: number;
+  movements: MovementWindow;
+  payloadProjection: ProjectionStatus;
+  stockAlerts: StockAlertsStatus;
+  ledgerWrites: LedgerWrites;
+}
+
+/** A reservation holding units, in the monitoring report. */
+export interface OldestReservation {
+  reference: string;
+  /** 'active', or 'processing' (a payment under way: held past its expiry). */
+  status: string;
+  /** Units held, all sizes together. */
+  units: number;
+  createdAt: string;
+  expiresAt: string;
+  ageSeconds: number;
+}
+
+/** Each product's movements over the report's window. */
+export interface MovementWindow {
+  windowSeconds: number;
+  /** RFC 3339: the window's start. */
+  since: string | null;
+  products: ProductMovements[];
+}
+
+export interface ProductMovements {
+  product: string;
+  movements: number;
+  /** The change of its stock over the window, all sizes together. */
+  netUnits: number;
+  /** By movement type; types without movements are left out. */
+  byType: Partial<Record<MovementType, { movements: number; units: number }>>;
+}
+
+/** How far Payload is behind the ledger. */
+export interface ProjectionStatus {
+  /** Whether this sidecar projects into Payload (PAYLOAD_URL). */
+  enabled: boolean;
+  /** Changes not yet delivered (after coalescing). */
+  backlog: number;
+  /** Movements whose Payload document the stock-movements hook saves itself (not a backlog). */
+  awaitingPayloadSave: number;
+  /** Undelivered changes whose delivery failed at least once. */
+  failing: number;
+  lastError: string | null;
+  oldestUndeliveredAgeSeconds: number | null;
+  oldestUndeliveredChangeAt: string | null;
+}
+
+/** How far the alert webhook (LOW_STOCK_WEBHOOK_URL) is behind. */
+export interface StockAlertsStatus {
+  /** Alerts the webhook has not accepted yet (0 without a webhook: alerts are then only logged). */
+  undelivered: number;
+  lastError: string | null;
+}
+
+/** Ledger writes and commits since the sidecar opened its store; writes / commits is the group commit's batch size. */
+export interface LedgerWrites {
+  writes: number;
+  commits: number;
+}
+
+/** What a cleanup released. */
+export interface CleanupResult {
+  released: number;
+  references: string[];
 }
 
 /** A movement for POST /v1/movements. */
@@ -162,7 +253,7 @@ export interface RecordedMovement {
   date: string;
 }
 
-/** A typed client for the stock-sidecar's /v1 API (reserve, release, get, stock, recordMovement). */
+/** A typed client for the stock-sidecar's /v1 API (reserve, release, get, stock, recordMovement) and its admin report and cleanup (monitoring, cleanExpired). */
 export declare function createStockClient(options: StockClientOptions): StockClient;
 
 export interface PayloadStockOptions {

@@ -62,6 +62,28 @@ test('reserve, get, stock and release a reservation', async () => {
   assert.equal((await client.stock('runner')).sizes[0].availableStock, 3);
 });
 
+test('the admin report and cleanup, with the admin token', async () => {
+  const admin = createStockClient({ url: sidecar.base, token: sidecar.adminToken });
+  await client.reserve({ reference: 'pi_client_report', items: [{ product: 'runner', size: '43', quantity: 1 }] });
+  const report = await admin.monitoring({ windowSeconds: 3600 });
+  assert.equal(report.activeReservations, 1);
+  assert.equal(report.reservedUnits, 1);
+  assert.equal(report.oldestActiveReservation.reference, 'pi_client_report');
+  assert.deepEqual(report.oldestActiveReservations.map((reservation) => [reservation.reference, reservation.status, reservation.units]), [['pi_client_report', 'active', 1]]);
+  assert.equal(report.movements.windowSeconds, 3600);
+  assert.deepEqual(report.movements.products, [{ product: 'runner', movements: 2, netUnits: 4, byType: { restock: { movements: 2, units: 4 } } }]);
+  assert.equal(report.payloadProjection.enabled, false);
+  assert.equal(report.stockAlerts.undelivered, 0);
+  assert.equal((await admin.monitoring()).movements.windowSeconds, 86400, 'a day by default');
+  assert.deepEqual(await admin.cleanExpired(), { released: 0, references: [] }, 'nothing is past its expiry yet');
+
+  await rejectsWith(admin.monitoring({ windowSeconds: 5 }), 'invalid_request');
+  await assert.rejects(admin.monitoring({ windowSeconds: '1h' }), TypeError);
+  await rejectsWith(client.monitoring(), 'unauthorized');
+  await client.release('pi_client_report');
+  assert.equal((await admin.monitoring()).activeReservations, 0);
+});
+
 test('errors carry the code, the status and every shortage or problem', async () => {
   const short = await rejectsWith(
     client.reserve({ reference: 'pi_client_short', items: [{ product: 'runner', size: '42', quantity: 4 }, { product: 'runner', size: '43', quantity: 2 }] }),

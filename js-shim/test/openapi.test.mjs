@@ -84,6 +84,21 @@ test('the client\'s reserve request is the sidecar\'s ReservationBody', () => {
   agree(reserve.parameters[0].type, ref('ReservationBody'), { request: true });
 });
 
+test('the client\'s monitoring report is the sidecar\'s MonitoringAnswer, and its cleanup result the CleanupAnswer', () => {
+  agree(declared('MonitoringReport'), ref('MonitoringAnswer'), {
+    nested: {
+      oldestActiveReservations: {},
+      movements: { nested: { products: {} } },
+      payloadProjection: {},
+      stockAlerts: {},
+      ledgerWrites: {},
+    },
+  });
+  agree(declared('CleanupResult'), ref('CleanupAnswer'));
+  const operation = document.paths['/api/admin/clean-expired-reservations'].get;
+  assert.deepEqual(operation.parameters.map((parameter) => parameter.name), ['windowSeconds'], 'the option monitoring() sends');
+});
+
 test('the client\'s documented error details are the sidecar\'s ErrorBody details', () => {
   const error = declarations.statements.find((statement) => ts.isClassDeclaration(statement) && statement.name.text === 'StockApiError');
   const property = (name) => error.members.find((member) => member.name?.getText(declarations) === name).type;

@@ -13,6 +13,9 @@ export const sidecarUrl = () => required('STOCK_SIDECAR_URL');
 /** The client the route handlers and pages use. */
 export const stockClient = () => createStockClient({ url: sidecarUrl(), token: required('SIDECAR_API_TOKEN'), timeoutMs: 5_000 });
 
+/** The client with the sidecar's ADMIN_API_TOKEN (SIDECAR_ADMIN_TOKEN here), for the cron route's cleanup. */
+export const adminStockClient = () => createStockClient({ url: sidecarUrl(), token: required('SIDECAR_ADMIN_TOKEN'), timeoutMs: 10_000 });
+
 /**
  * Test mode (STRIPE_TEST_MODE=1): Stripe's servers are not called. The checkout makes up a PaymentIntent id, and
  * "paying" sends the sidecar the signed payment_intent.succeeded event Stripe would send, signed with

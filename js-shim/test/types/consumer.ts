@@ -17,6 +17,8 @@ import {
   type Reservation,
   payloadStock,
   type RecordedMovement,
+  type MonitoringReport,
+  type CleanupResult,
 } from 'payload-stock';
 
 const available: number = availableStock(10, 3);
@@ -101,10 +103,22 @@ async function restock(): Promise<number> {
   return movement.stockAfter;
 }
 
+async function watch(): Promise<number> {
+  const admin = createStockClient({ url: 'http://127.0.0.1:4242', token: 'admin-token' });
+  const report: MonitoringReport = await admin.monitoring({ windowSeconds: 3600 });
+  const oldest: string | undefined = report.oldestActiveReservation?.reference;
+  const sold: number | undefined = report.movements.products[0]?.byType.sale?.units;
+  // @ts-expect-error the window is a number of seconds
+  await admin.monitoring({ windowSeconds: '1h' });
+  const cleaned: CleanupResult = await admin.cleanExpired();
+  void [oldest, sold];
+  return report.payloadProjection.backlog + cleaned.released;
+}
+
 // The plugin keeps the config's own type.
 const shopConfig = { collections: [{ slug: 'products', fields: [] }], secret: 's' };
 const withStock: typeof shopConfig = payloadStock({ sidecarUrl: 'http://127.0.0.1:4242', sidecarToken: 'admin-token' })(shopConfig);
 // @ts-expect-error slugs are strings
 payloadStock({ productsSlug: 1 });
 
-void [checkout, restock, withStock, available, low, sku, derivedAvailable, derivedLow, firstShortage, firstCode, expiresFromDate, expired, after];
+void [checkout, restock, watch, withStock, available, low, sku, derivedAvailable, derivedLow, firstShortage, firstCode, expiresFromDate, expired, after];
