@@ -27,6 +27,10 @@ fuzz_target!(|data: &[u8]| {
         let Ok(request) = decode_reservation(body, ReservationTtl::DEFAULT) else { return };
         assert!(!request.reference.is_empty() && request.reference.len() <= 255);
         assert!(request.reference.bytes().all(|byte| byte.is_ascii_graphic()), "{:?}", request.reference);
+        for line in &request.lines {
+            assert!(stock_core::check_product_id(&line.product).is_ok(), "{:?}", line.product);
+            assert!(stock_core::check_size_label(&line.size).is_ok(), "{:?}", line.size);
+        }
         let validation = validate_cart(&catalogue(), &request.lines);
         for item in &validation.items {
             assert!(item.quantity.get() >= 1);
@@ -42,5 +46,8 @@ fuzz_target!(|data: &[u8]| {
     } else if let Ok(request) = decode_movement(body) {
         assert_ne!(request.quantity.get(), 0);
         assert_ne!(request.kind.as_str(), "sale", "sales are never entered by hand");
+        assert!(stock_core::check_product_id(&request.product).is_ok(), "{:?}", request.product);
+        assert!(stock_core::check_size_label(&request.size).is_ok(), "{:?}", request.size);
+        assert!(stock_core::check_reason(&request.reason).is_ok());
     }
 });

@@ -9,6 +9,7 @@
 //! ...) that callers can match on, next to a human message from `Display`.
 
 mod cart;
+mod labels;
 mod movement;
 mod quantity;
 mod reservation;
@@ -18,6 +19,10 @@ mod time;
 pub use cart::{
     CartError, CartLine, CartValidation, LineQuantityProblem, MAX_CART_LINES, MAX_LINE_QUANTITY, ProductSnapshot,
     RequestedItem, Shortage, SizeStock, validate_cart,
+};
+pub use labels::{
+    LabelError, MAX_PRODUCT_ID_BYTES, MAX_REASON_CHARS, MAX_SIZE_LABEL_CHARS, check_product_id, check_reason,
+    check_size_label,
 };
 pub use movement::{
     AppliedMovement, MovementDetails, MovementError, MovementType, SignedQuantity, StockMovement, apply_movement,

@@ -55,6 +55,22 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
+/// Checks a product id and a size label with stock-core's rules; `field` names where they came from.
+pub(crate) fn check_labels(product: &str, size: &str, field: &str) -> Result<(), ApiError> {
+    stock_core::check_product_id(product)
+        .and_then(|()| stock_core::check_size_label(size))
+        .map_err(|error| label_refusal(error, field))
+}
+
+/// A refused label as a 422 `invalid_request` whose `reason` is stock-core's code.
+pub(crate) fn label_refusal(error: stock_core::LabelError, field: &str) -> ApiError {
+    use stock_core::ErrorCode;
+    let mut details = serde_json::Map::new();
+    details.insert("reason".into(), error.code().into());
+    let prefix = if field.is_empty() { String::new() } else { format!("{field}: ") };
+    ApiError::InvalidRequest { message: format!("{prefix}{error}"), details }
+}
+
 /// A reference (PaymentIntent or Checkout Session id, or the shop's own): 1 to 255 visible ASCII characters.
 pub(crate) fn check_reference(reference: &str, field: &str) -> Result<(), ApiError> {
     let valid =

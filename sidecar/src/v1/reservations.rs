@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Label, check_reference, number_field};
+use super::{Label, check_labels, check_reference, number_field};
 use crate::AppState;
 use crate::auth::ApiCaller;
 use crate::error::ApiError;
@@ -92,11 +92,9 @@ fn reservation_request(body: ReservationBody, default_ttl: ReservationTtl) -> Re
         .into_iter()
         .enumerate()
         .map(|(index, item)| {
-            Ok(CartLine {
-                product: item.product.into_text(),
-                size: item.size.into_text(),
-                quantity: number_field(&item.quantity, &format!("items[{index}].quantity"))?,
-            })
+            let (product, size) = (item.product.into_text(), item.size.into_text());
+            check_labels(&product, &size, &format!("items[{index}]"))?;
+            Ok(CartLine { product, size, quantity: number_field(&item.quantity, &format!("items[{index}].quantity"))? })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(ReservationRequest { reference: body.reference, lines, ttl })
