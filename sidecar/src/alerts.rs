@@ -161,26 +161,30 @@ async fn post_alert(
     let body = serde_json::to_vec(&alert_body(alert)).map_err(|error| error.to_string())?;
     let signed = signature(webhook.secret.expose(), now.unix_millis() / 1000, &body);
     let response = http
-        .post(&webhook.url)
+        .post(webhook.url.expose())
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(SIGNATURE_HEADER, signed)
         .header(ALERT_ID_HEADER, alert.id.to_string())
         .body(body)
         .send()
         .await
-        .map_err(|error| format!("cannot reach {}: {error}", webhook.url))?;
+        // The URL stays out of the message (a Slack URL is itself a credential): it is logged and shown in the
+        // admin report.
+        .map_err(|error| format!("cannot reach LOW_STOCK_WEBHOOK_URL: {}", error.without_url()))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
     let text = response.text().await.unwrap_or_default();
-    Err(format!("{} answered {status}: {}", webhook.url, text.chars().take(200).collect::<String>()))
+    Err(format!("LOW_STOCK_WEBHOOK_URL answered {status}: {}", text.chars().take(200).collect::<String>()))
 }
 
-/// The HTTP client alert POSTs go through.
+/// The HTTP client alert POSTs go through. It follows no redirect: a 3xx is a failed delivery, retried, never a
+/// signed alert sent on to wherever the answer points.
 pub fn webhook_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .timeout(WEBHOOK_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("stock-sidecar/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|error| format!("cannot build the HTTP client for LOW_STOCK_WEBHOOK_URL: {error}"))

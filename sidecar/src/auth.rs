@@ -17,7 +17,7 @@ pub enum Realm {
     Api,
     /// `ADMIN_API_TOKEN`: movements, cleanup and monitoring.
     Admin,
-    /// `METRICS_TOKEN`: Prometheus's scrape of /metrics, when the token is set (without it /metrics is open).
+    /// `METRICS_TOKEN` (or `ADMIN_API_TOKEN` while it is unset): Prometheus's scrape of /metrics.
     Metrics,
 }
 

@@ -98,13 +98,41 @@ pub struct Health {
     pub status: &'static str,
 }
 
-/// The answer of `/readyz`.
+/// The answer of `/readyz`. It needs no token, so it carries counts only: the last delivery error (with Payload's
+/// URLs and document ids) is in the admin report.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Readiness {
     /// `ready`
     pub status: &'static str,
-    pub payload_projection: admin::ProjectionStatus,
+    pub payload_projection: ProjectionReadiness,
+}
+
+/// How far behind Payload is, in counts.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectionReadiness {
+    /// Whether this sidecar projects into Payload (PAYLOAD_URL).
+    pub enabled: bool,
+    /// Changes not yet delivered (after coalescing).
+    pub backlog: u64,
+    /// Movements whose Payload document the stock-movements hook saves itself (not a backlog).
+    pub awaiting_payload_save: u64,
+    /// Undelivered changes whose delivery failed at least once.
+    pub failing: u64,
+    pub oldest_undelivered_age_seconds: Option<f64>,
+}
+
+impl From<admin::ProjectionStatus> for ProjectionReadiness {
+    fn from(status: admin::ProjectionStatus) -> Self {
+        ProjectionReadiness {
+            enabled: status.enabled,
+            backlog: status.backlog,
+            awaiting_payload_save: status.awaiting_payload_save,
+            failing: status.failing,
+            oldest_undelivered_age_seconds: status.oldest_undelivered_age_seconds,
+        }
+    }
 }
 
 /// Liveness: the process answers.
@@ -113,8 +141,8 @@ async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Ready when the ledger answers; says how far behind Payload is (a backlog does not make the sidecar unready:
-/// reservations and webhooks work without Payload).
+/// Ready when the ledger answers; says in counts how far behind Payload is (a backlog does not make the sidecar
+/// unready: reservations and webhooks work without Payload). Why a delivery fails is in the admin report.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, body = Readiness),
     (status = 500, description = "The ledger does not answer", body = openapi::ErrorBody),
@@ -123,7 +151,7 @@ async fn healthz() -> Json<Health> {
 async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     let now = state.clock.now();
     let figures = state.store.monitoring(now).await?;
-    let payload_projection = admin::ProjectionStatus::new(state.config.payload.is_some(), &figures.outbox, now);
+    let payload_projection = admin::ProjectionStatus::new(state.config.payload.is_some(), &figures.outbox, now).into();
     Ok(Json(Readiness { status: "ready", payload_projection }))
 }
 

@@ -31,18 +31,17 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(scrape_metrics))
 }
 
-/// `GET /metrics`: open unless METRICS_TOKEN is set (it shows counts and latencies, never a product, size or
-/// reference), then a bearer token as Prometheus's `authorization` scrape setting sends it.
-#[utoipa::path(get, path = "/metrics", tag = "operations", security((), ("metrics" = [])),
+/// `GET /metrics`: a bearer token, as Prometheus's `authorization` scrape setting sends it: METRICS_TOKEN, or
+/// ADMIN_API_TOKEN while METRICS_TOKEN is unset. Never open: the counts tell a shop's sales volume.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(("metrics" = []), ("admin" = [])),
     responses(
         (status = 200, description = "Prometheus's text format 0.0.4", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
-        (status = 401, description = "unauthorized: METRICS_TOKEN is set and the bearer token is not it", body = ErrorBody),
-        (status = 503, description = "overloaded or ledger_busy", body = ErrorBody),
+        (status = 401, description = "unauthorized: the bearer token is not METRICS_TOKEN (or ADMIN_API_TOKEN while METRICS_TOKEN is unset)", body = ErrorBody),
+        (status = 503, description = "metrics_disabled (neither token is set), overloaded or ledger_busy", body = ErrorBody),
     ))]
 async fn scrape_metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    if let Some(token) = &state.config.metrics_token {
-        authorize(&headers, Some(token), Realm::Metrics)?;
-    }
+    let token = state.config.metrics_token.as_ref().or(state.config.admin_token.as_ref());
+    authorize(&headers, token, Realm::Metrics)?;
     let now = state.clock.now();
     let monitoring = state.store.monitoring(now).await?;
     let sizes = state.store.every_size(now).await?;
@@ -92,7 +91,8 @@ struct WebhookLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
-    method: String,
+    /// One of [`KNOWN_METHODS`], or `other`: a made-up method must not create a series of its own.
+    method: &'static str,
     /// The route's template (`/v1/reservations/{reference}`), never the path itself, so that references and
     /// product ids do not become label values; `unmatched` for paths no route serves.
     route: String,
@@ -240,8 +240,10 @@ impl Metrics {
 
     /// Counts what a movement request did.
     pub fn movement(&self, outcome: &MovementOutcome) {
-        if let MovementOutcome::StaleStock { .. } = outcome {
-            self.conflict("stale_stock");
+        match outcome {
+            MovementOutcome::StaleStock { .. } => self.conflict("stale_stock"),
+            MovementOutcome::ReferenceConflict(_) => self.conflict("reference_conflict"),
+            _ => {}
         }
     }
 
@@ -271,7 +273,7 @@ impl Metrics {
 
     /// Records one answered HTTP request.
     pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let labels = HttpLabels { method: method.to_owned(), route: route.to_owned(), status };
+        let labels = HttpLabels { method: method_label(method), route: route.to_owned(), status };
         self.http_requests.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
@@ -380,6 +382,15 @@ impl LedgerFigures<'_> {
         );
         registry
     }
+}
+
+/// The HTTP methods that get a label of their own; anything else a client sends is counted as `other`.
+pub const KNOWN_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// The label of a request's method: one of a fixed few, so that the number of series stays bounded whatever
+/// clients send.
+fn method_label(method: &str) -> &'static str {
+    KNOWN_METHODS.into_iter().find(|known| *known == method).unwrap_or("other")
 }
 
 fn age_seconds(now: Timestamp, then: Timestamp) -> f64 {

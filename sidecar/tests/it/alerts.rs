@@ -22,7 +22,7 @@ async fn state_on(database: &TestDatabase, clock: &ManualClock, webhook: Option<
         cleanup_interval: None,
         low_stock_check_interval: None,
         low_stock_webhook: webhook
-            .map(|url| AlertWebhookConfig { url: url.to_owned(), secret: Secret::new(ALERT_SECRET) }),
+            .map(|url| AlertWebhookConfig { url: Secret::new(url), secret: Secret::new(ALERT_SECRET) }),
         ..Config::default()
     };
     open_state(config, Arc::new(clock.clone())).await.expect("opens").state
@@ -155,4 +155,37 @@ async fn two_sidecars_checking_at_once_record_each_crossing_once() {
     // Without a webhook the alerts are recorded as delivered: nothing waits to be posted.
     let later = Timestamp::from_unix_millis(now.unix_millis() + 1000).expect("later");
     assert!(first.store.claim_stock_alerts(later, later, 100).await.expect("claim").is_empty());
+}
+
+#[tokio::test]
+async fn a_webhook_that_redirects_is_a_failed_delivery_and_its_url_is_shown_nowhere() {
+    let database = TestDatabase::new().await;
+    let clock = ManualClock::new(Timestamp::parse_rfc3339(START).expect("start"));
+    // The redirect's target would accept anything; it must receive nothing.
+    let (target, received) = webhook_receiver(0).await;
+    let redirecting = axum::Router::new().route(
+        "/alerts",
+        axum::routing::post(move || {
+            let target = target.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [(axum::http::header::LOCATION, target)]) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/alerts?token=slack-like-credential", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, redirecting).await });
+    let state = state_on(&database, &clock, Some(&url)).await;
+    let store = &*state.store;
+    let now = || stock_sidecar::clock::Clock::now(&clock);
+
+    store.record_movement(restock(1, 2), now()).await.expect("restock");
+    assert_eq!(check_stock_alerts(&state).await.expect("check").len(), 1);
+    let webhook = state.config.low_stock_webhook.clone().expect("set");
+    assert_eq!(deliver_stock_alerts(&state, &webhook, &http()).await.expect("deliver"), 0);
+    assert!(received.lock().expect("lock").is_empty(), "the redirect was not followed");
+    let figures = store.monitoring(now()).await.expect("figures");
+    assert_eq!(figures.alerts.undelivered, 1, "kept for its retry");
+    let error = figures.alerts.last_error.expect("the failure is shown");
+    assert!(error.contains("307"), "{error}");
+    assert!(!error.contains("slack-like-credential") && !error.contains("127.0.0.1"), "{error}");
+    assert!(!format!("{:?}", state.config).contains("slack-like-credential"));
 }

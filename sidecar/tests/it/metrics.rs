@@ -108,7 +108,7 @@ fn parse_exposition(text: &str) -> Scrape {
 
 /// The parsed exposition, after checking its content type.
 async fn scrape(app: &crate::helpers::TestApp) -> Scrape {
-    let response = app.anonymous(Method::GET, "/metrics").send().await.expect("request");
+    let response = app.admin(Method::GET, "/metrics").send().await.expect("request");
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"].to_str().expect("ASCII").to_owned();
     assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
@@ -256,7 +256,11 @@ async fn every_metric_the_grafana_dashboard_queries_is_exposed() {
 #[tokio::test]
 async fn out_of_stock_sizes_and_the_projection_backlog_show_in_the_gauges() {
     // Nothing listens on port 9: every delivery fails, and the backlog stays.
-    let settings = [("PAYLOAD_URL", "http://127.0.0.1:9"), ("PAYLOAD_API_KEY", "payload-key-0123456789")];
+    let settings = [
+        ("PAYLOAD_URL", "http://127.0.0.1:9"),
+        ("PAYLOAD_API_KEY", "payload-key-0123456789"),
+        ("ADMIN_API_TOKEN", crate::helpers::ADMIN_TOKEN),
+    ];
     let settings = settings.into_iter().map(|(key, value)| (key.to_owned(), value.to_owned())).collect();
     let payload = stock_sidecar::config::Config::from_settings(&settings).expect("valid").payload;
     let app = spawn_app_with(|config| config.payload = payload).await;
@@ -281,6 +285,42 @@ async fn metrics_token_guards_the_scrape_when_set() {
     assert_eq!(wrong.expect("request").status(), 401);
     let scraped = app.anonymous(Method::GET, "/metrics").bearer_auth(TOKEN).send().await.expect("request");
     assert_eq!(scraped.status(), 200);
+}
+
+#[tokio::test]
+async fn metrics_are_never_open_they_take_the_admin_token_without_a_metrics_token() {
+    let app = spawn_app().await;
+    let anonymous = app.anonymous(Method::GET, "/metrics").send().await.expect("request");
+    assert_eq!(body_of(anonymous, 401).await["error"], "unauthorized");
+    let api = app.api(Method::GET, "/metrics").send().await.expect("request");
+    assert_eq!(api.status(), 401, "the shop's /v1 token is not an operator's");
+    let without_tokens = spawn_app_with(|config| config.admin_token = None).await;
+    let refused = without_tokens.anonymous(Method::GET, "/metrics").send().await.expect("request");
+    assert_eq!(body_of(refused, 503).await["error"], "metrics_disabled");
+}
+
+#[tokio::test]
+async fn made_up_http_methods_share_one_series() {
+    let app = spawn_app().await;
+    for index in 0..20 {
+        let method = Method::from_bytes(format!("BREW{index}").as_bytes()).expect("a token");
+        let response = app.anonymous(method, "/healthz").send().await.expect("request");
+        assert_eq!(response.status(), 405);
+    }
+    let metrics = scrape(&app).await;
+    let series: std::collections::BTreeSet<(String, String, String)> = metrics
+        .samples
+        .iter()
+        .filter(|sample| sample.name == "payload_stock_http_request_duration_seconds_count")
+        .map(|sample| {
+            let label = |name: &str| sample.labels.get(name).cloned().unwrap_or_default();
+            (label("method"), label("route"), label("status"))
+        })
+        .collect();
+    let made_up: Vec<_> = series.iter().filter(|(method, _, _)| !["GET", "POST"].contains(&method.as_str())).collect();
+    assert_eq!(made_up, [&("other".to_owned(), "/healthz".to_owned(), "405".to_owned())], "{series:?}");
+    let counted = value(&metrics, "payload_stock_http_request_duration_seconds_count", &[("method", "other")]);
+    assert_eq!(counted, Some(20.0));
 }
 
 #[tokio::test]
