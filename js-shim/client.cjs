@@ -21,6 +21,14 @@ class StockApiError extends Error {
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 
+/**
+ * The metadata that marks a PaymentIntent or Checkout Session as one of the shop's checkouts: spread it into the
+ * `metadata` the checkout creates it with. A payment that succeeds without a reservation is then recorded as a
+ * conflict for an operator; one without the marker and without a reservation (a subscription, an invoice, a
+ * payment link on the same Stripe account) is not the shop's stock and is ignored quietly.
+ */
+const CHECKOUT_METADATA = Object.freeze({ payloadStock: '1' });
+
 function createStockClient({ url, token, timeoutMs = DEFAULT_TIMEOUT_MS, fetch: fetchImpl = globalThis.fetch } = {}) {
   if (typeof url !== 'string' || !/^https?:\/\//.test(url)) {
     throw new TypeError('createStockClient: url must be the sidecar\'s http(s) base URL, such as http://127.0.0.1:4242');
@@ -112,7 +120,19 @@ function createStockClient({ url, token, timeoutMs = DEFAULT_TIMEOUT_MS, fetch: 
     async cleanExpired() {
       return (await request('POST', '/api/admin/clean-expired-reservations')).body;
     },
+    /** The open conflicts, oldest first (needs ADMIN_API_TOKEN): what happened, when, to which reference. */
+    async conflicts() {
+      return (await request('GET', '/api/admin/conflicts')).body.conflicts;
+    },
+    /**
+     * Marks a conflict resolved with a note of what was done about it (needs ADMIN_API_TOKEN). Resolving it again
+     * changes nothing: `alreadyResolved` is then true and the first resolution stands.
+     */
+    async resolveConflict(id, resolution) {
+      if (!Number.isSafeInteger(id)) throw new TypeError('resolveConflict: id must be the conflict\'s whole-number id');
+      return (await request('POST', `/api/admin/conflicts/${id}/resolve`, { resolution })).body;
+    },
   };
 }
 
-module.exports = { createStockClient, StockApiError };
+module.exports = { createStockClient, StockApiError, CHECKOUT_METADATA };

@@ -3,20 +3,31 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createStockClient, StockApiError } from 'payload-stock';
+import { CHECKOUT_METADATA, createStockClient, StockApiError } from 'payload-stock';
 import { startSidecar } from '../../scripts/sidecar-process.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
+const WEBHOOK_SECRET = 'whsec_client_test_0123456789';
+
+/** Sends `event` to the sidecar's webhook, signed as Stripe signs it. */
+async function sendSigned(event) {
+  const body = JSON.stringify(event);
+  const t = Math.floor(Date.now() / 1000);
+  const signature = createHmac('sha256', WEBHOOK_SECRET).update(`${t}.${body}`).digest('hex');
+  const response = await fetch(`${sidecar.base}/webhooks/stripe`, { method: 'POST', headers: { 'stripe-signature': `t=${t},v1=${signature}`, 'content-type': 'application/json' }, body });
+  return { status: response.status, body: await response.json() };
+}
 const binary = join(here, '..', '..', 'target', 'debug', 'stock-sidecar');
 let sidecar;
 let client;
 
 before(async () => {
   assert.ok(existsSync(binary), `${binary} is missing: build it with cargo build -p stock-sidecar (scripts/test.sh does)`);
-  sidecar = await startSidecar(binary, { RUST_LOG: 'error' });
+  sidecar = await startSidecar(binary, { RUST_LOG: 'error', STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET });
   client = createStockClient({ url: sidecar.base, token: sidecar.apiToken });
   for (const [size, quantity] of [['42', 3], ['43', 1]]) {
     const response = await fetch(`${sidecar.base}/v1/movements`, {
@@ -82,6 +93,30 @@ test('the admin report and cleanup, with the admin token', async () => {
   await rejectsWith(client.monitoring(), 'unauthorized');
   await client.release('pi_client_report');
   assert.equal((await admin.monitoring()).activeReservations, 0);
+});
+
+test('conflicts are listed and resolved once; a payment that is not the shop\'s makes none', async () => {
+  const admin = createStockClient({ url: sidecar.base, token: sidecar.adminToken });
+  const paid = (id, reference, metadata) => ({ id, object: 'event', type: 'payment_intent.succeeded', data: { object: { id: reference, object: 'payment_intent', metadata } } });
+  const foreign = await sendSigned(paid('evt_client_subscription', 'pi_client_invoice', {}));
+  assert.deepEqual([foreign.status, foreign.body.outcome], [200, 'ignored'], 'someone else\'s payment on the same account');
+  assert.deepEqual(await admin.conflicts(), []);
+  const marked = await sendSigned(paid('evt_client_lost', 'pi_client_never_reserved', { ...CHECKOUT_METADATA, orderNumber: 'ORD-9' }));
+  assert.deepEqual([marked.status, marked.body.outcome, marked.body.conflict], [200, 'conflict', 'unknown_reference']);
+  const [conflict] = await admin.conflicts();
+  assert.deepEqual([conflict.kind, conflict.reference, conflict.eventId, conflict.resolvedAt], ['unknown_reference', 'pi_client_never_reserved', 'evt_client_lost', null]);
+  assert.match(conflict.details.message, /never reserved/);
+  assert.equal((await admin.monitoring()).conflicts[0].id, conflict.id, 'the admin report lists it too');
+
+  const resolved = await admin.resolveConflict(conflict.id, 'Refunded the customer');
+  assert.deepEqual([resolved.alreadyResolved, resolved.conflict.resolution], [false, 'Refunded the customer']);
+  const again = await admin.resolveConflict(conflict.id, 'Something else');
+  assert.deepEqual([again.alreadyResolved, again.conflict.resolution], [true, 'Refunded the customer'], 'the first resolution stands');
+  assert.deepEqual(await admin.conflicts(), []);
+  await rejectsWith(admin.resolveConflict(999999, 'nothing'), 'conflict_not_found');
+  await rejectsWith(admin.resolveConflict(conflict.id, ''), 'invalid_request');
+  await rejectsWith(client.conflicts(), 'unauthorized');
+  await assert.rejects(admin.resolveConflict('1', 'x'), TypeError);
 });
 
 test('errors carry the code, the status and every shortage or problem', async () => {

@@ -99,6 +99,14 @@ test('the client\'s monitoring report is the sidecar\'s MonitoringAnswer, and it
   assert.deepEqual(operation.parameters.map((parameter) => parameter.name), ['windowSeconds'], 'the option monitoring() sends');
 });
 
+test('the client\'s conflicts are the sidecar\'s ConflictAnswer, and resolveConflict sends its ResolutionBody', () => {
+  agree(declared('Conflict'), ref('ConflictAnswer'));
+  assert.ok(document.paths['/api/admin/conflicts'].get, 'conflicts() reads GET /api/admin/conflicts');
+  const resolve = document.paths['/api/admin/conflicts/{id}/resolve'].post;
+  const body = resolve.requestBody.content['application/json'].schema;
+  assert.deepEqual(Object.keys(schema(body).properties), ['resolution'], 'the one field resolveConflict sends');
+});
+
 test('the client\'s documented error details are the sidecar\'s ErrorBody details', () => {
   const error = declarations.statements.find((statement) => ts.isClassDeclaration(statement) && statement.name.text === 'StockApiError');
   const property = (name) => error.members.find((member) => member.name?.getText(declarations) === name).type;

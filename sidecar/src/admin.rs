@@ -1,12 +1,13 @@
 //! The seed's cron route, /api/admin/clean-expired-reservations (ADMIN_API_TOKEN): GET shows what an operator
 //! watches (reservations, the oldest of them, conflicts, each product's movements over a window, the projection),
-//! POST releases every expired reservation now. `stock-sidecar stats` prints the same figures.
+//! POST releases every expired reservation now. `stock-sidecar stats` prints the same figures. The open conflicts
+//! are listed at /api/admin/conflicts, and an operator resolves one with a note of what they did about it.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stock_core::Timestamp;
 use utoipa::ToSchema;
@@ -17,8 +18,11 @@ use crate::AppState;
 use crate::auth::AdminCaller;
 use crate::cleanup::release_expired_now;
 use crate::error::ApiError;
+use crate::json::ApiJson;
 use crate::openapi::ErrorBody;
-use crate::store::{Monitoring, MovementTotal, OutboxStatus, Store, StoreError};
+use crate::store::{
+    CONFLICTS_LISTED, ConflictRecord, Monitoring, MovementTotal, OutboxStatus, ResolveOutcome, Store, StoreError,
+};
 
 /// The window the movements are summed over when the request names none: the last 24 hours.
 pub const DEFAULT_WINDOW_SECONDS: u32 = 86_400;
@@ -26,7 +30,88 @@ pub const DEFAULT_WINDOW_SECONDS: u32 = 86_400;
 pub const MAX_WINDOW_SECONDS: u32 = 90 * 86_400;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(show_monitoring, clean_expired))
+    OpenApiRouter::new()
+        .routes(routes!(show_monitoring, clean_expired))
+        .routes(routes!(list_conflicts))
+        .routes(routes!(resolve_conflict))
+}
+
+/// A conflict as the admin API shows it: what happened, when, to which reference, and what the ledger did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictAnswer {
+    pub id: i64,
+    /// `oversold` (paid, but the units were gone: nothing sold), `unknown_reference` (a payment of the shop's
+    /// checkout that nobody reserved: nothing sold) or `unreadable_event` (a signed event that could not be read:
+    /// nothing applied).
+    pub kind: String,
+    /// The PaymentIntent or Checkout Session (`-` when the event could not say).
+    pub reference: String,
+    /// The Stripe event that caused it.
+    pub event_id: String,
+    pub created_at: String,
+    /// What the ledger did and the figures behind it (an oversold payment's shortages).
+    #[schema(value_type = ConflictDetails)]
+    pub details: Value,
+    pub resolved_at: Option<String>,
+    /// The operator's note when resolving it.
+    pub resolution: Option<String>,
+}
+
+impl From<&ConflictRecord> for ConflictAnswer {
+    fn from(record: &ConflictRecord) -> Self {
+        ConflictAnswer {
+            id: record.id,
+            kind: record.kind.clone(),
+            reference: record.reference.clone(),
+            event_id: record.event_id.clone(),
+            created_at: record.created_at.to_rfc3339(),
+            details: serde_json::from_str(&record.details).unwrap_or_else(|_| Value::String(record.details.clone())),
+            resolved_at: record.resolved_at.map(Timestamp::to_rfc3339),
+            resolution: record.resolution.clone(),
+        }
+    }
+}
+
+/// What the ledger did about a conflict, and the figures behind it. Only documents the shape: the answer is the
+/// JSON the ledger recorded.
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct ConflictDetails {
+    /// What happened and what the ledger did, for a person.
+    pub message: String,
+    /// With unreadable_event: what could not be read.
+    pub problem: Option<String>,
+    /// With oversold: the status the reservation had when the payment came (expired, released).
+    pub reservation_status: Option<String>,
+    /// With oversold: every size that was short, with what the payment asked and what was available.
+    #[schema(value_type = Option<Vec<crate::openapi::Shortage>>)]
+    pub shortages: Option<Value>,
+}
+
+/// The open conflicts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConflictList {
+    /// Oldest first, 50 at most (resolve them to see the next).
+    pub conflicts: Vec<ConflictAnswer>,
+}
+
+/// What resolving a conflict did.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedConflict {
+    /// It was resolved before: the first resolution stands.
+    pub already_resolved: bool,
+    pub conflict: ConflictAnswer,
+}
+
+/// An operator's resolution of a conflict.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolutionBody {
+    /// What was done about it ("refunded the customer", "restocked 1 and shipped"): 1 to 500 characters.
+    pub resolution: String,
 }
 
 /// What the admin GET answers (and `stats --json` prints).
@@ -43,8 +128,10 @@ pub struct MonitoringAnswer {
     pub oldest_active_reservations: Vec<OldestReservation>,
     /// Past their expiry (they hold nothing) but not yet marked expired by cleanup.
     pub expired_not_released: u64,
-    /// Conflicts from Stripe events (oversold, unknown_reference) not yet resolved.
+    /// Conflicts from Stripe events (oversold, unknown_reference, unreadable_event) not yet resolved.
     pub open_conflicts: u64,
+    /// The oldest of them (50 at most), as /api/admin/conflicts lists them.
+    pub conflicts: Vec<ConflictAnswer>,
     pub movements: MovementWindow,
     pub payload_projection: ProjectionStatus,
     pub stock_alerts: StockAlertsStatus,
@@ -161,6 +248,8 @@ pub struct MonitoringReport {
     /// The window `movements` covers, in seconds back from `now`.
     pub window_seconds: u32,
     pub movements: Vec<MovementTotal>,
+    /// The oldest open conflicts.
+    pub conflicts: Vec<ConflictRecord>,
     /// Whether this sidecar projects into Payload (PAYLOAD_URL).
     pub payload_enabled: bool,
 }
@@ -177,7 +266,8 @@ impl MonitoringReport {
         let since = Timestamp::from_unix_millis(now.unix_millis() - i64::from(window_seconds) * 1000)
             .map_err(|error| StoreError::Inconsistent(format!("the window's start: {error}")))?;
         let movements = store.movement_totals(since).await?;
-        Ok(MonitoringReport { now, figures, window_seconds, movements, payload_enabled })
+        let conflicts = store.open_conflicts(CONFLICTS_LISTED).await?;
+        Ok(MonitoringReport { now, figures, window_seconds, movements, conflicts, payload_enabled })
     }
 
     /// The report as the admin GET answers it (and `stats --json` prints it).
@@ -204,6 +294,7 @@ impl MonitoringReport {
             oldest_active_reservations: oldest,
             expired_not_released: figures.expired_not_released,
             open_conflicts: figures.open_conflicts,
+            conflicts: self.conflicts.iter().map(ConflictAnswer::from).collect(),
             movements: MovementWindow {
                 window_seconds: self.window_seconds,
                 since: Timestamp::from_unix_millis(since).map(Timestamp::to_rfc3339).ok(),
@@ -308,4 +399,57 @@ async fn show_monitoring(
 async fn clean_expired(State(state): State<AppState>, _caller: AdminCaller) -> Result<Json<CleanupAnswer>, ApiError> {
     let references = release_expired_now(&state).await?;
     Ok(Json(CleanupAnswer { released: references.len(), references }))
+}
+
+/// The open conflicts, oldest first: what happened, when, to which reference, and what the ledger did.
+#[utoipa::path(get, path = "/api/admin/conflicts", tag = "operations",
+    security(("admin" = [])),
+    responses(
+        (status = 200, body = ConflictList),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 503, description = "admin_disabled, overloaded or ledger_busy", body = ErrorBody),
+    ))]
+async fn list_conflicts(State(state): State<AppState>, _caller: AdminCaller) -> Result<Json<ConflictList>, ApiError> {
+    let conflicts = state.store.open_conflicts(CONFLICTS_LISTED).await?;
+    Ok(Json(ConflictList { conflicts: conflicts.iter().map(ConflictAnswer::from).collect() }))
+}
+
+/// Marks a conflict resolved with a note of what was done about it. Resolving it again changes nothing and
+/// answers the first resolution.
+#[utoipa::path(post, path = "/api/admin/conflicts/{id}/resolve", tag = "operations",
+    security(("admin" = [])),
+    params(("id" = i64, Path, description = "The conflict's id")),
+    request_body = ResolutionBody,
+    responses(
+        (status = 200, body = ResolvedConflict),
+        (status = 400, description = "invalid_json", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "conflict_not_found", body = ErrorBody),
+        (status = 422, description = "invalid_request: an empty or too long resolution", body = ErrorBody),
+        (status = 503, description = "admin_disabled, overloaded or ledger_busy", body = ErrorBody),
+    ))]
+async fn resolve_conflict(
+    State(state): State<AppState>,
+    _caller: AdminCaller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    ApiJson(body): ApiJson<ResolutionBody>,
+) -> Result<Json<ResolvedConflict>, ApiError> {
+    let not_found =
+        || ApiError::NotFound { code: "conflict_not_found", message: format!("there is no conflict {id:?}") };
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    let resolution = body.resolution.trim();
+    if resolution.is_empty() {
+        return Err(ApiError::invalid("resolution: say what was done about the conflict (1 to 500 characters)"));
+    }
+    stock_core::check_reason(resolution).map_err(|error| ApiError::invalid(format!("resolution: {error}")))?;
+    match state.store.resolve_conflict(id, resolution, state.clock.now()).await? {
+        ResolveOutcome::Resolved(record) => {
+            tracing::info!(conflict = id, kind = %record.kind, reference = %record.reference, "conflict resolved");
+            Ok(Json(ResolvedConflict { already_resolved: false, conflict: (&record).into() }))
+        }
+        ResolveOutcome::AlreadyResolved(record) => {
+            Ok(Json(ResolvedConflict { already_resolved: true, conflict: (&record).into() }))
+        }
+        ResolveOutcome::NotFound => Err(not_found()),
+    }
 }

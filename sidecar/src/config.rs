@@ -32,8 +32,8 @@ pub struct Config {
     /// Bearer token of the admin routes and movements (`ADMIN_API_TOKEN`). Without it they answer 503
     /// `admin_disabled`: admin routes are never open.
     pub admin_token: Option<Secret>,
-    /// Bearer token of `GET /metrics` (`METRICS_TOKEN`). Without it /metrics is open: it shows counts and
-    /// latencies, never a product, a size or a reference.
+    /// Bearer token of `GET /metrics` (`METRICS_TOKEN`), so that Prometheus holds a token that cannot change stock.
+    /// Without it /metrics takes ADMIN_API_TOKEN; with neither it answers 503 `metrics_disabled`, never open.
     pub metrics_token: Option<Secret>,
     /// How log lines are written (`LOG_FORMAT`: `json`, `text` or `auto`, the default: human-readable text when
     /// standard output is a terminal, one JSON object a line otherwise, as log collectors read them).
@@ -74,7 +74,8 @@ pub struct Config {
 /// The alert webhook: a Slack or email relay, or the shop's own endpoint.
 #[derive(Debug, Clone)]
 pub struct AlertWebhookConfig {
-    pub url: String,
+    /// A secret: a Slack incoming-webhook URL lets anyone who reads it post to the channel.
+    pub url: Secret,
     /// Signs every POST (`X-Payload-Stock-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`).
     pub secret: Secret,
 }
@@ -108,18 +109,45 @@ impl From<&str> for DatabaseUrl {
 }
 
 impl fmt::Display for DatabaseUrl {
-    /// The URL with the password of `scheme://user:password@host` replaced by `****`.
+    /// The URL with its secrets replaced by `****`: the password of `scheme://user:password@host`, and the value
+    /// of every query parameter that names a password, a secret, a token or a key (`?password=`, `sslpassword`,
+    /// `sslkey`...).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let url = &self.0;
         let Some((scheme, rest)) = url.split_once("://") else {
             return f.write_str(url);
         };
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        match rest[..authority_end].rfind('@').and_then(|at| rest[..at].find(':').map(|colon| (colon, at))) {
-            Some((colon, at)) => write!(f, "{scheme}://{}:****{}", &rest[..colon], &rest[at..]),
-            None => f.write_str(url),
+        let (before_query, query) = match rest.split_once('?') {
+            Some((before, query)) => (before, Some(query)),
+            None => (rest, None),
+        };
+        let authority_end = before_query.find('/').unwrap_or(before_query.len());
+        let authority = &before_query[..authority_end];
+        write!(f, "{scheme}://")?;
+        match authority.rfind('@').and_then(|at| authority[..at].find(':').map(|colon| (colon, at))) {
+            Some((colon, at)) => write!(f, "{}:****{}", &authority[..colon], &authority[at..])?,
+            None => f.write_str(authority)?,
         }
+        f.write_str(&before_query[authority_end..])?;
+        let Some(query) = query else { return Ok(()) };
+        f.write_str("?")?;
+        for (index, pair) in query.split('&').enumerate() {
+            if index > 0 {
+                f.write_str("&")?;
+            }
+            match pair.split_once('=') {
+                Some((name, _)) if names_a_secret(name) => write!(f, "{name}=****")?,
+                _ => f.write_str(pair)?,
+            }
+        }
+        Ok(())
     }
+}
+
+/// Whether a URL query parameter's name says its value is a secret.
+fn names_a_secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token", "key"].iter().any(|word| name.contains(word))
 }
 
 impl fmt::Debug for DatabaseUrl {
@@ -180,6 +208,9 @@ pub struct PayloadConfig {
     /// sidecars on one PostgreSQL each deliver only the lanes they claimed; a sidecar that dies leaves its lanes to
     /// the others once its claims lapse. A delivery stops taking new rows of a lane at half the lease.
     pub delivery_lease: Duration,
+    /// ADMIN_API_TOKEN, the token the payloadStock plugin holds as `sidecarToken`: every write to Payload carries a
+    /// proof derived from it (see `projection::payload::projection_proof`), without which the plugin refuses it.
+    pub proof_key: Secret,
 }
 
 impl Default for Config {
@@ -345,7 +376,7 @@ impl Config {
                 _ => problems.push(format!("REQUEST_TIMEOUT_SECONDS: {text:?} is not a whole number from 1 to 600")),
             }
         }
-        config.payload = payload_settings(&value, &mut problems);
+        config.payload = payload_settings(&value, config.admin_token.as_ref(), &mut problems);
         if let Some(text) = value("LOW_STOCK_CHECK_INTERVAL_SECONDS") {
             match text.parse::<u64>() {
                 Ok(0) => config.low_stock_check_interval = None,
@@ -358,12 +389,12 @@ impl Config {
             (None, None) => {}
             (Some(url), secret) => {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    problems.push(format!("LOW_STOCK_WEBHOOK_URL: {url:?} is not an http(s) URL"));
+                    problems.push("LOW_STOCK_WEBHOOK_URL is not an http(s) URL".to_owned());
                 }
                 match secret {
                     Some(secret) if secret.len() >= 16 => {
                         config.low_stock_webhook =
-                            Some(AlertWebhookConfig { url: url.to_owned(), secret: Secret(secret.to_owned()) });
+                            Some(AlertWebhookConfig { url: Secret(url.to_owned()), secret: Secret(secret.to_owned()) });
                     }
                     Some(_) => problems.push("LOW_STOCK_WEBHOOK_SECRET: use at least 16 characters".to_owned()),
                     None => problems.push(
@@ -382,9 +413,20 @@ impl Config {
 }
 
 /// The projection's settings: all or nothing, keyed on `PAYLOAD_URL`.
-fn payload_settings<'a>(value: &dyn Fn(&str) -> Option<&'a str>, problems: &mut Vec<String>) -> Option<PayloadConfig> {
+fn payload_settings<'a>(
+    value: &dyn Fn(&str) -> Option<&'a str>,
+    admin_token: Option<&Secret>,
+    problems: &mut Vec<String>,
+) -> Option<PayloadConfig> {
     let url = value("PAYLOAD_URL")?;
     let before = problems.len();
+    if admin_token.is_none() && value("ADMIN_API_TOKEN").is_none() {
+        problems.push(
+            "ADMIN_API_TOKEN: required with PAYLOAD_URL: the projection proves its writes to the payloadStock plugin \
+             with it (the plugin's sidecarToken), and the plugin refuses them without it"
+                .to_owned(),
+        );
+    }
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         problems.push(format!("PAYLOAD_URL: {url:?} is not an http(s) URL such as http://localhost:3000"));
     }
@@ -439,6 +481,7 @@ fn payload_settings<'a>(value: &dyn Fn(&str) -> Option<&'a str>, problems: &mut 
         retry_max,
         payload_save_grace,
         delivery_lease,
+        proof_key: admin_token.cloned().unwrap_or_else(|| Secret(String::new())),
     })
 }
 
@@ -544,8 +587,9 @@ mod tests {
         .expect("valid");
         assert_eq!(config.low_stock_check_interval, None);
         let webhook = config.low_stock_webhook.clone().expect("set");
-        assert_eq!((webhook.url.as_str(), webhook.secret.expose()), ("https://hooks.example.com/stock", secret));
+        assert_eq!((webhook.url.expose(), webhook.secret.expose()), ("https://hooks.example.com/stock", secret));
         assert!(!format!("{config:?}").contains(secret), "the secret never prints");
+        assert!(!format!("{config:?}").contains("hooks.example.com"), "nor the URL: a Slack URL is a credential");
         for (pairs, problem) in [
             (
                 &[("LOW_STOCK_WEBHOOK_URL", "https://hooks.example.com/stock")][..],
@@ -590,12 +634,14 @@ mod tests {
             ("PAYLOAD_PRODUCTS_SLUG", "my products"),
             ("PROJECTION_RETRY_MAX_SECONDS", "0"),
         ]))
-        .expect_err("four problems");
+        .expect_err("five problems");
         let ConfigError::Invalid(problems) = error else { unreachable!("not a validation error: {error}") };
-        assert_eq!(problems.len(), 4, "URL, key, slug, retry: {problems:?}");
+        assert_eq!(problems.len(), 5, "admin token, URL, key, slug, retry: {problems:?}");
+        assert!(problems[0].contains("ADMIN_API_TOKEN: required with PAYLOAD_URL"), "never open: {problems:?}");
         let config = Config::from_settings(&settings(&[
             ("PAYLOAD_URL", "http://127.0.0.1:3000/"),
             ("PAYLOAD_API_KEY", "payload-key-0123456789"),
+            ("ADMIN_API_TOKEN", "admin-token-0123456789"),
             ("PAYLOAD_AUTH_COLLECTION", "shop-clients"),
         ]))
         .expect("valid");
@@ -626,6 +672,14 @@ mod tests {
         assert_eq!(config.database_url.to_string(), "postgres://stock:****@db.internal:5432/shop?sslmode=disable");
         assert!(!format!("{config:?}").contains("s3cret-pass"));
         assert!(config.database_url.expose().contains("s3cret-pass"));
+        let in_the_query = DatabaseUrl::from(
+            "postgres://db.internal/shop?user=stock&password=s3cret-pass&sslmode=require&sslpassword=k3y",
+        );
+        assert_eq!(
+            in_the_query.to_string(),
+            "postgres://db.internal/shop?user=stock&password=****&sslmode=require&sslpassword=****"
+        );
+        assert!(!format!("{in_the_query:?}").contains("s3cret-pass"));
         let without_password = DatabaseUrl::from("postgresql://127.0.0.1/test");
         assert!(without_password.is_postgres());
         assert_eq!(without_password.to_string(), "postgresql://127.0.0.1/test");

@@ -1,4 +1,5 @@
-//! The stock-sidecar binary: `serve` (the default), `cleanup` and `stats`. Configuration comes from environment
+//! The stock-sidecar binary: `serve` (the default), `cleanup`, `stats`, `resolve-conflict`, `import` and
+//! `reconcile`. Configuration comes from environment
 //! variables (see the README), optionally from the file named by STOCK_SIDECAR_CONFIG.
 
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use stock_sidecar::cleanup::release_expired_now;
 use stock_sidecar::clock::{Clock, SystemClock};
 use stock_sidecar::config::{Config, LogFormat};
 use stock_sidecar::projection::Projector;
-use stock_sidecar::store::Store;
+use stock_sidecar::store::{ResolveOutcome, Store};
 use stock_sidecar::{Opened, install_crypto_provider, open_state, open_store, run};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -44,6 +45,13 @@ enum Command {
               value_parser = clap::value_parser!(u32).range(60..=i64::from(stock_sidecar::admin::MAX_WINDOW_SECONDS)))]
         window_seconds: u32,
     },
+    /// Mark an open conflict (listed by `stats`) resolved, with a note of what was done about it.
+    ResolveConflict {
+        /// The conflict's id, as `stats` lists it.
+        id: i64,
+        /// What was done ("refunded the customer", "restocked 1 and shipped"): 1 to 500 characters.
+        note: String,
+    },
     /// Read every product's sizes from Payload (PAYLOAD_URL) into the ledger, for a shop whose stock was entered
     /// in Payload before payload-stock managed it. Sizes the ledger has are left alone; safe to run twice.
     Import,
@@ -72,6 +80,7 @@ async fn main() -> ExitCode {
         Command::Serve => serve(config).await,
         Command::Cleanup => cleanup(config).await,
         Command::Stats { json, window_seconds } => stats(config, json, window_seconds).await,
+        Command::ResolveConflict { id, note } => resolve_conflict(config, id, &note).await,
         Command::Import => import(config).await,
         Command::Reconcile { fix } => reconcile(config, fix).await,
     };
@@ -89,9 +98,7 @@ async fn main() -> ExitCode {
 fn init_logging(format: LogFormat, on_stdout: bool) {
     use std::io::IsTerminal;
     let terminal = if on_stdout { std::io::stdout().is_terminal() } else { std::io::stderr().is_terminal() };
-    // async-stripe warns on every event whose API version differs from the one it was generated for; the events
-    // parse all the same, so that warning is left out unless RUST_LOG asks for it.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,stripe_webhook=error"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let writer = if on_stdout { BoxMakeWriter::new(std::io::stdout) } else { BoxMakeWriter::new(std::io::stderr) };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     if format.is_json(terminal) {
@@ -181,6 +188,25 @@ fn stats_tables(report: &MonitoringReport) -> String {
         }
     }
 
+    if !report.conflicts.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "open conflicts (resolve with `stock-sidecar resolve-conflict ID NOTE`)");
+        let _ = writeln!(out, "  {:>6} {:<18} {:<32} {:>10}  what the ledger did", "id", "kind", "reference", "age");
+        for conflict in &report.conflicts {
+            let details: serde_json::Value = serde_json::from_str(&conflict.details).unwrap_or_default();
+            let message = details.get("message").and_then(serde_json::Value::as_str).unwrap_or(&conflict.details);
+            let _ = writeln!(
+                out,
+                "  {:>6} {:<18} {:<32} {:>10}  {message} (event {})",
+                conflict.id,
+                conflict.kind,
+                conflict.reference,
+                duration(now.unix_millis() - conflict.created_at.unix_millis()),
+                conflict.event_id
+            );
+        }
+    }
+
     let _ = writeln!(out);
     let window = duration(i64::from(report.window_seconds) * 1000);
     let mut products: Vec<&str> = report.movements.iter().map(|total| total.product.as_str()).collect();
@@ -216,6 +242,28 @@ fn stats_tables(report: &MonitoringReport) -> String {
         );
     }
     out
+}
+
+async fn resolve_conflict(config: Config, id: i64, note: &str) -> Result<(), String> {
+    let note = note.trim();
+    if note.is_empty() {
+        return Err("say what was done about the conflict (1 to 500 characters)".to_owned());
+    }
+    stock_core::check_reason(note).map_err(|error| format!("the note: {error}"))?;
+    let (store, _) = open_store(&config).await.map_err(|error| error.to_string())?;
+    let outcome = store.resolve_conflict(id, note, SystemClock.now()).await;
+    store.close().await;
+    match outcome.map_err(|error| error.to_string())? {
+        ResolveOutcome::Resolved(conflict) => {
+            println!("conflict {id} ({} of {}) resolved: {note}", conflict.kind, conflict.reference);
+            Ok(())
+        }
+        ResolveOutcome::AlreadyResolved(conflict) => {
+            println!("conflict {id} was resolved before: {}", conflict.resolution.as_deref().unwrap_or("(no note)"));
+            Ok(())
+        }
+        ResolveOutcome::NotFound => Err(format!("there is no conflict {id}")),
+    }
 }
 
 /// `1h 05m`, `4m 10s`, `12s`; a negative span (a reservation past its expiry) as `0s`.
@@ -283,20 +331,25 @@ async fn reconcile(config: Config, fix: bool) -> Result<(), String> {
         );
     }
     println!(
-        "{} product(s) checked: {} difference(s), {} movement document(s) missing, {} unknown to the ledger",
+        "{} product(s) checked: {} difference(s), {} movement document(s) missing, {} not what the ledger recorded, \
+         {} unknown to the ledger",
         report.products_checked,
         report.differences.len(),
         report.missing_movements.len(),
+        report.mismatched_movements.len(),
         report.unknown_movement_documents
     );
+    for id in &report.mismatched_movements {
+        println!("movement {id}: its stock-movements document says something other than the ledger");
+    }
     if fix {
         println!(
-            "fixed: {} product(s) rewritten from the ledger, {} movement document(s) created",
-            report.products_rewritten, report.movements_created
+            "fixed: {} product(s) rewritten from the ledger, {} movement document(s) created, {} rewritten",
+            report.products_rewritten, report.movements_created, report.movements_rewritten
         );
         return Ok(());
     }
-    if report.differences.is_empty() && report.missing_movements.is_empty() {
+    if report.differences.is_empty() && report.missing_movements.is_empty() && report.mismatched_movements.is_empty() {
         Ok(())
     } else {
         Err("Payload differs from the ledger; `stock-sidecar reconcile --fix` rewrites it from the ledger".to_owned())

@@ -50,8 +50,8 @@ impl Modify for BearerTokens {
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     /// A stable code: unauthorized, api_disabled, admin_disabled, metrics_disabled, webhooks_disabled,
-    /// invalid_json, invalid_request, invalid_signature, invalid_event, unknown_product, unknown_size,
-    /// reservation_not_found, insufficient_stock, reference_conflict, reservation_already_committed, stale_stock,
+    /// invalid_json, invalid_request, invalid_signature, unknown_product, unknown_size, reservation_not_found,
+    /// conflict_not_found, insufficient_stock, reference_conflict, reservation_already_committed, stale_stock,
     /// the stock-core refusals of a movement (stock_below_zero, below_reserved, ...), overloaded, ledger_busy,
     /// request_timeout, body_too_large, internal_error.
     pub error: String,
@@ -66,9 +66,13 @@ pub struct ErrorBody {
     /// With stale_stock: the units on hand now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_stock: Option<u32>,
-    /// With invalid_request for a movement stock-core refused: its code (wrong_sign, zero_quantity, ...).
+    /// With invalid_request for a movement stock-core refused, or a label it refused: its code (wrong_sign,
+    /// zero_quantity, invalid_product, invalid_size, invalid_reason, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// With reference_conflict on a movement: the movement first recorded under the reference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub movement: Option<crate::v1::MovementAnswer>,
 }
 
 /// A size without enough stock for a cart.

@@ -9,8 +9,8 @@ use stock_core::{
 };
 
 use super::{
-    AlertStatus, LedgerSize, MovementRecord, MovementTotal, ReservationRecord, ReservationSummary, ReservedItem,
-    SizeRecord, StockAlert, StoreError,
+    AlertStatus, ConflictRecord, LedgerSize, MovementRecord, MovementTotal, ReservationRecord, ReservationSummary,
+    ReservedItem, SizeRecord, StockAlert, StoreError,
 };
 
 /// Until when a reservation in `status`, expiring at `expires_at`, holds its units: what
@@ -242,4 +242,25 @@ pub(crate) fn reservation_from_rows(
         }
     }
     Ok(record)
+}
+
+/// A conflict's columns: id, kind, reference, event_id, details, created_at, resolved_at, resolution.
+pub(crate) type ConflictColumns = (i64, String, String, String, String, i64, Option<i64>, Option<String>);
+
+/// The columns of `conflicts` in [`ConflictColumns`]' order.
+pub(crate) const CONFLICT_COLUMNS: &str = "id, kind, reference, event_id, details, created_at, resolved_at, resolution";
+
+pub(crate) fn conflict_from_columns(
+    (id, kind, reference, event_id, details, created_at, resolved_at, resolution): ConflictColumns,
+) -> Result<ConflictRecord, StoreError> {
+    Ok(ConflictRecord {
+        id,
+        kind,
+        reference,
+        event_id,
+        details,
+        created_at: timestamp(created_at)?,
+        resolved_at: resolved_at.map(timestamp).transpose()?,
+        resolution,
+    })
 }

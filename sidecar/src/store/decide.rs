@@ -9,7 +9,8 @@ use stock_core::{
 
 use super::columns::{level, lifecycle_of};
 use super::{
-    EventOutcome, MovementOutcome, MovementRequest, ReleaseOutcome, ReservationRecord, ReservedItem, StoreError,
+    ConflictRecord, EventOutcome, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome, ReservationRecord,
+    ReservedItem, ResolveOutcome, StoreError,
 };
 
 fn inconsistent(error: impl std::fmt::Display) -> StoreError {
@@ -38,9 +39,17 @@ pub(crate) fn commit(record: &ReservationRecord, now: Timestamp) -> Result<Commi
     }
 }
 
-/// The conflict recorded for a payment whose reference was never reserved.
-pub(crate) fn unknown_reference_details() -> serde_json::Value {
-    serde_json::json!({ "message": "a payment succeeded for a reference that was never reserved" })
+/// What a payment whose reference was never reserved becomes: an `unknown_reference` conflict (its details) when
+/// it carries the shop's checkout marker, else nothing (someone else's payment on the same Stripe account).
+pub(crate) fn unknown_payment(marked: bool) -> Option<serde_json::Value> {
+    marked.then(|| {
+        serde_json::json!({ "message": "a payment of the shop's checkout succeeded for a reference that was never reserved" })
+    })
+}
+
+/// The details of the conflict recorded for a signed event that cannot be read.
+pub(crate) fn unreadable_event_details(problem: &str) -> serde_json::Value {
+    serde_json::json!({ "message": "a correctly signed Stripe event could not be read; nothing was applied", "problem": problem })
 }
 
 /// The sale of each item (its item and its movement), or the details of the `oversold` conflict to record.
@@ -188,4 +197,87 @@ pub(crate) fn import(
     let details = MovementDetails { reason: reason.to_owned(), reference: None, order_reference: None, date: now };
     let applied = apply_movement(&empty, MovementType::Adjustment, quantity, details).map_err(inconsistent)?;
     Ok(Some(applied.movement))
+}
+
+/// What resolving a conflict did, given whether the conditional update changed its row and the row as it is now.
+pub(crate) fn resolution(updated: bool, record: Option<ConflictRecord>) -> ResolveOutcome {
+    match (updated, record) {
+        (_, None) => ResolveOutcome::NotFound,
+        (true, Some(record)) => ResolveOutcome::Resolved(record),
+        (false, Some(record)) => ResolveOutcome::AlreadyResolved(record),
+    }
+}
+
+/// What a movement request whose reference is already recorded gets: the first movement when it asked for the
+/// same thing (a retry), a conflict when it asked for something else under the same reference.
+pub(crate) fn repeated_movement(previous: MovementRecord, request: &MovementRequest) -> MovementOutcome {
+    let movement = &previous.movement;
+    let same = previous.product == request.product
+        && previous.size == request.size
+        && movement.kind == request.kind
+        && movement.quantity == request.quantity;
+    if same { MovementOutcome::Replayed(previous) } else { MovementOutcome::ReferenceConflict(previous) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MovementOrigin;
+
+    fn request(product: &str, size: &str, kind: MovementType, units: i64) -> MovementRequest {
+        MovementRequest {
+            product: product.into(),
+            size: size.into(),
+            kind,
+            quantity: SignedQuantity::new(units).expect("units"),
+            reason: "Delivery note 7".into(),
+            reference: Some("DN-7".into()),
+            expected_stock: None,
+            low_stock_threshold: None,
+            origin: MovementOrigin::Sidecar,
+        }
+    }
+
+    fn recorded() -> MovementRecord {
+        let quantity = |units| Quantity::new(units).expect("units");
+        MovementRecord {
+            id: 1,
+            product: "runner".into(),
+            size: "42".into(),
+            movement: StockMovement {
+                kind: MovementType::Restock,
+                quantity: SignedQuantity::new(5).expect("units"),
+                stock_before: quantity(0),
+                stock_after: quantity(5),
+                details: MovementDetails {
+                    reason: "Delivery note 7".into(),
+                    reference: Some("DN-7".into()),
+                    order_reference: None,
+                    date: Timestamp::from_unix_millis(0).expect("instant"),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn the_same_movement_again_is_a_replay_whatever_its_reason() {
+        let mut again = request("runner", "42", MovementType::Restock, 5);
+        again.reason = "typed differently".into();
+        assert!(matches!(repeated_movement(recorded(), &again), MovementOutcome::Replayed(_)));
+    }
+
+    #[test]
+    fn another_movement_under_the_same_reference_is_a_conflict() {
+        for other in [
+            request("trail", "42", MovementType::Restock, 5),
+            request("runner", "43", MovementType::Restock, 5),
+            request("runner", "42", MovementType::Return, 5),
+            request("runner", "42", MovementType::Restock, 6),
+        ] {
+            assert!(
+                matches!(repeated_movement(recorded(), &other), MovementOutcome::ReferenceConflict(_)),
+                "{other:?}"
+            );
+        }
+    }
 }

@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use stock_core::{CartLine, Quantity, ReservationTtl, StockState, Timestamp};
 
 use super::{
-    EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome, MovementRecord, MovementRequest,
-    MovementTotal, OutboxEntry, ReleaseOutcome, ReservationRecord, ReserveOutcome, SizeRecord, StockAlert, Store,
-    StoreError, StripeAction, StripeEventRecord,
+    ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome, MovementRecord,
+    MovementRequest, MovementTotal, OutboxEntry, ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome,
+    SizeRecord, StockAlert, Store, StoreError, StripeAction, StripeEventRecord,
 };
 use crate::metrics::Metrics;
 
@@ -139,6 +139,14 @@ impl Store for MeteredStore {
         let outcome = self.timed("apply_stripe_event", self.inner.apply_stripe_event(event, action, now)).await?;
         self.metrics.stripe_event_applied(&outcome);
         Ok(outcome)
+    }
+
+    async fn open_conflicts(&self, limit: u32) -> Result<Vec<ConflictRecord>, StoreError> {
+        self.timed("open_conflicts", self.inner.open_conflicts(limit)).await
+    }
+
+    async fn resolve_conflict(&self, id: i64, resolution: &str, now: Timestamp) -> Result<ResolveOutcome, StoreError> {
+        self.timed("resolve_conflict", self.inner.resolve_conflict(id, resolution, now)).await
     }
 
     async fn prune_stripe_events(&self, before: Timestamp) -> Result<u64, StoreError> {

@@ -173,6 +173,9 @@ pub enum MovementOutcome {
     Applied(MovementRecord),
     /// A movement with this reference was recorded before; this is it, and nothing changed.
     Replayed(MovementRecord),
+    /// A movement with this reference was recorded before for another product, size, type or quantity: nothing
+    /// changed (two deliveries under one delivery-note number must not vanish into one).
+    ReferenceConflict(MovementRecord),
     /// `expected_stock` did not match: nothing changed.
     StaleStock {
         current: Quantity,
@@ -277,14 +280,23 @@ pub enum ImportOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StripeAction {
     /// The payment succeeded: sell the reservation's units (reserving them again if it no longer holds them).
-    Commit { reference: String, order_reference: Option<String> },
+    /// `marked`: the payment carries the shop's checkout marker, so a missing reservation is a conflict rather
+    /// than someone else's payment.
+    Commit { reference: String, order_reference: Option<String>, marked: bool },
     /// The checkout is over without payment: give the units back.
     Release { reference: String },
     /// An asynchronous payment is under way: keep the units past the expiry.
     StartProcessing { reference: String },
     /// Nothing to do; the reason is logged and answered.
     Ignore { reason: &'static str },
+    /// A correctly signed event of a type stock uses that cannot be read: recorded as an `unreadable_event`
+    /// conflict, so that a paid order is never lost silently.
+    Unreadable { reference: Option<String>, problem: String },
 }
+
+/// Why a payment that is not one of the shop's checkouts is ignored.
+pub const FOREIGN_PAYMENT: &str =
+    "not one of the shop's checkouts: no reservation under this id and no payloadStock metadata";
 
 /// A Stripe event as recorded: its id makes it apply once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,7 +323,8 @@ pub enum EventOutcome {
     Ignored {
         reason: &'static str,
     },
-    /// Recorded for an operator: `oversold` (paid, but the units are gone) or `unknown_reference`.
+    /// Recorded for an operator: `oversold` (paid, but the units are gone), `unknown_reference` (a marked
+    /// payment nobody reserved) or `unreadable_event`.
     Conflict {
         kind: &'static str,
     },
@@ -332,6 +345,35 @@ impl EventOutcome {
         }
     }
 }
+
+/// A conflict as an operator sees it: what the ledger could not do as a Stripe event asked, and what it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictRecord {
+    pub id: i64,
+    /// `oversold`, `unknown_reference` or `unreadable_event`.
+    pub kind: String,
+    /// The PaymentIntent or Checkout Session (`-` when the event could not say).
+    pub reference: String,
+    pub event_id: String,
+    /// JSON: the ledger's message and the figures behind it (the shortages of an oversold payment).
+    pub details: String,
+    pub created_at: Timestamp,
+    pub resolved_at: Option<Timestamp>,
+    /// The operator's note when resolving it.
+    pub resolution: Option<String>,
+}
+
+/// What resolving a conflict did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResolveOutcome {
+    Resolved(ConflictRecord),
+    /// Resolved before: the first resolution stands.
+    AlreadyResolved(ConflictRecord),
+    NotFound,
+}
+
+/// How many open conflicts the monitoring report lists.
+pub const CONFLICTS_LISTED: u32 = 50;
 
 /// A reservation in a monitoring list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -431,6 +473,13 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         action: &StripeAction,
         now: Timestamp,
     ) -> Result<EventOutcome, StoreError>;
+
+    /// The open conflicts, oldest first, at most `limit`.
+    async fn open_conflicts(&self, limit: u32) -> Result<Vec<ConflictRecord>, StoreError>;
+
+    /// Marks a conflict resolved with the operator's note (what they did about it); resolving it again changes
+    /// nothing and answers the first resolution.
+    async fn resolve_conflict(&self, id: i64, resolution: &str, now: Timestamp) -> Result<ResolveOutcome, StoreError>;
 
     /// Forgets processed Stripe event ids received before `before` (Stripe retries for 3 days; they are kept 30).
     async fn prune_stripe_events(&self, before: Timestamp) -> Result<u64, StoreError>;

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Label, check_reference, number_field};
+use super::{Label, check_labels, check_reference, label_refusal, number_field};
 use crate::AppState;
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
@@ -42,7 +42,8 @@ pub(crate) struct MovementBody {
     quantity: Value,
     #[serde(default)]
     reason: String,
-    /// Makes the request idempotent: the same reference again answers the first movement.
+    /// Makes the request idempotent: the same movement again with this reference answers the first one (200); a
+    /// different product, size, type or quantity under it is refused (409 `reference_conflict`).
     reference: Option<String>,
     /// Compare-and-set: applied only if the units on hand are exactly this (else 409 stale_stock).
     #[schema(value_type = Option<u32>)]
@@ -109,14 +110,17 @@ fn movement_request(body: MovementBody) -> Result<MovementRequest, ApiError> {
     if let Some(reference) = &body.reference {
         check_reference(reference, "reference")?;
     }
+    let (product, size) = (body.product.into_text(), body.size.into_text());
+    check_labels(&product, &size, "")?;
+    stock_core::check_reason(&body.reason).map_err(|error| label_refusal(error, "reason"))?;
     let origin = match body.origin.as_deref() {
         None | Some("sidecar") => MovementOrigin::Sidecar,
         Some("payload") => MovementOrigin::Payload,
         Some(other) => return Err(ApiError::invalid(format!("origin: {other:?} is not sidecar or payload"))),
     };
     Ok(MovementRequest {
-        product: body.product.into_text(),
-        size: body.size.into_text(),
+        product,
+        size,
         kind,
         quantity,
         reason: body.reason,
@@ -139,11 +143,11 @@ pub fn decode_movement(body: &[u8]) -> Result<MovementRequest, ApiError> {
     request_body = MovementBody,
     responses(
         (status = 201, description = "Recorded", body = MovementAnswer),
-        (status = 200, description = "The same reference again: the first movement", body = MovementAnswer),
+        (status = 200, description = "The same movement again under its reference: the first one", body = MovementAnswer),
         (status = 400, description = "invalid_json", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 404, description = "unknown_size: only a restock creates a size", body = ErrorBody),
-        (status = 409, description = "stale_stock (with currentStock), or stock-core's refusal (stock_below_zero, below_reserved)", body = ErrorBody),
+        (status = 409, description = "reference_conflict (with the first movement), stale_stock (with currentStock), or stock-core's refusal (stock_below_zero, below_reserved)", body = ErrorBody),
         (status = 422, description = "invalid_request (with the reason stock-core gave)", body = ErrorBody),
         (status = 503, description = "admin_disabled, overloaded or ledger_busy", body = ErrorBody),
     ))]
@@ -163,6 +167,22 @@ async fn create_movement(
             Ok((StatusCode::CREATED, Json(movement_json(&record))))
         }
         MovementOutcome::Replayed(record) => Ok((StatusCode::OK, Json(movement_json(&record)))),
+        MovementOutcome::ReferenceConflict(first) => {
+            let mut details = Map::new();
+            details.insert("movement".into(), movement_json(&first));
+            Err(ApiError::Conflict {
+                code: "reference_conflict",
+                message: format!(
+                    "reference {:?} already recorded {} {} of {} size {}: a different movement needs its own reference",
+                    first.movement.details.reference.as_deref().unwrap_or_default(),
+                    first.movement.kind.as_str(),
+                    first.movement.quantity,
+                    first.product,
+                    first.size
+                ),
+                details,
+            })
+        }
         MovementOutcome::StaleStock { current } => {
             let mut details = Map::new();
             details.insert("currentStock".into(), json!(current.get()));

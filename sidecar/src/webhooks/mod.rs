@@ -12,9 +12,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde_json::Value;
 use stock_core::Timestamp;
-use stripe_shared::CheckoutSessionPaymentStatus;
-use stripe_webhook::EventObject;
 use tracing::Instrument;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -57,7 +56,7 @@ pub struct WebhookAnswer {
     request_body(content = Object, content_type = "application/json", description = "A Stripe event, as Stripe sends it"),
     responses(
         (status = 200, body = WebhookAnswer),
-        (status = 400, description = "invalid_signature or invalid_event: nothing was stored", body = ErrorBody),
+        (status = 400, description = "invalid_signature: nothing was stored", body = ErrorBody),
         (status = 500, description = "internal_error: nothing was applied; Stripe retries", body = ErrorBody),
         (status = 503, description = "webhooks_disabled, overloaded or ledger_busy: Stripe retries", body = ErrorBody),
     ))]
@@ -65,47 +64,84 @@ async fn receive_stripe_event_at_seed_path(state: State<AppState>, headers: Head
     receive_stripe_event(state, headers, body).await
 }
 
-/// The shop's order number, from the object's metadata (`orderNumber`), when there is one.
-fn order_number(metadata: Option<&std::collections::HashMap<String, String>>) -> Option<String> {
-    metadata.and_then(|metadata| metadata.get("orderNumber")).filter(|number| !number.is_empty()).cloned()
+/// The metadata key that marks a PaymentIntent or Checkout Session as one of the shop's checkouts (the documented
+/// checkout and the demo shop set `payloadStock: "1"`). A payment with neither a reservation nor this marker is
+/// someone else's (a subscription, an invoice, a payment link on the same Stripe account) and is ignored quietly.
+pub const CHECKOUT_MARKER: &str = "payloadStock";
+
+/// A metadata value of the event's object, when it is a non-empty string.
+fn metadata_text(object: &Value, key: &str) -> Option<String> {
+    object.get("metadata")?.get(key)?.as_str().filter(|text| !text.is_empty()).map(str::to_owned)
 }
 
-/// What a verified event asks of the ledger.
+/// What a verified event asks of the ledger. Only the fields stock needs are read: the object's id, its metadata
+/// (`orderNumber`, the checkout marker) and a Checkout Session's `payment_status`. An event of a type stock uses
+/// that lacks one of them is [`StripeAction::Unreadable`]; an event of any other type is ignored whatever its
+/// shape.
 pub fn action_for(event: &VerifiedEvent, release_on_payment_failed: bool) -> StripeAction {
-    use EventObject as Object;
-    let commit_intent = |intent: &stripe_shared::PaymentIntent| StripeAction::Commit {
-        reference: intent.id.as_str().to_owned(),
-        order_reference: order_number(Some(&intent.metadata)),
+    if let Some(problem) = event.problem() {
+        return StripeAction::Unreadable { reference: None, problem: problem.to_owned() };
+    }
+    let object = event.object();
+    let kind = event.kind();
+    let Some(uses) = stock_use(kind, release_on_payment_failed) else {
+        return StripeAction::Ignore { reason: "this event type does not concern stock" };
     };
-    let commit_session = |session: &stripe_shared::CheckoutSession| StripeAction::Commit {
-        reference: session.id.as_str().to_owned(),
-        order_reference: order_number(session.metadata.as_ref()),
+    let Some(reference) = object.get("id").and_then(Value::as_str).filter(|id| !id.is_empty() && id.len() <= 255)
+    else {
+        return StripeAction::Unreadable {
+            reference: None,
+            problem: format!("a {kind} event without a usable data.object.id"),
+        };
     };
-    match &event.event().data.object {
-        Object::PaymentIntentSucceeded(intent) => commit_intent(intent),
-        Object::PaymentIntentCanceled(intent) => StripeAction::Release { reference: intent.id.as_str().to_owned() },
-        Object::PaymentIntentPaymentFailed(intent) if release_on_payment_failed => {
-            StripeAction::Release { reference: intent.id.as_str().to_owned() }
-        }
-        Object::PaymentIntentPaymentFailed(_) => StripeAction::Ignore {
+    let reference = reference.to_owned();
+    let commit = |reference: String| StripeAction::Commit {
+        order_reference: metadata_text(object, "orderNumber"),
+        marked: metadata_text(object, CHECKOUT_MARKER).is_some(),
+        reference,
+    };
+    match uses {
+        StockUse::Commit => commit(reference),
+        StockUse::Release => StripeAction::Release { reference },
+        StockUse::StartProcessing => StripeAction::StartProcessing { reference },
+        StockUse::IgnoreFailedPayment => StripeAction::Ignore {
             reason: "payment failed: the reservation is kept so the customer can retry (RELEASE_ON_PAYMENT_FAILED=false)",
         },
-        Object::PaymentIntentProcessing(intent) => {
-            StripeAction::StartProcessing { reference: intent.id.as_str().to_owned() }
-        }
-        Object::CheckoutSessionCompleted(session) => match session.payment_status {
-            CheckoutSessionPaymentStatus::Paid | CheckoutSessionPaymentStatus::NoPaymentRequired => {
-                commit_session(session)
-            }
+        StockUse::CompleteSession => match object.get("payment_status").and_then(Value::as_str) {
+            Some("paid" | "no_payment_required") => commit(reference),
             // Completed but not yet paid (an asynchronous method): hold the units until it succeeds or fails.
-            _ => StripeAction::StartProcessing { reference: session.id.as_str().to_owned() },
+            Some(_) => StripeAction::StartProcessing { reference },
+            None => StripeAction::Unreadable {
+                reference: Some(reference),
+                problem: "a checkout.session.completed event without payment_status".to_owned(),
+            },
         },
-        Object::CheckoutSessionAsyncPaymentSucceeded(session) => commit_session(session),
-        Object::CheckoutSessionAsyncPaymentFailed(session) | Object::CheckoutSessionExpired(session) => {
-            StripeAction::Release { reference: session.id.as_str().to_owned() }
-        }
-        _ => StripeAction::Ignore { reason: "this event type does not concern stock" },
     }
+}
+
+/// What stock does with an event type.
+enum StockUse {
+    Commit,
+    Release,
+    StartProcessing,
+    IgnoreFailedPayment,
+    /// `checkout.session.completed`: a sale if paid, a payment under way otherwise.
+    CompleteSession,
+}
+
+/// The event types stock uses; `None` for every other type.
+fn stock_use(kind: &str, release_on_payment_failed: bool) -> Option<StockUse> {
+    Some(match kind {
+        "payment_intent.succeeded" | "checkout.session.async_payment_succeeded" => StockUse::Commit,
+        "payment_intent.canceled" | "checkout.session.async_payment_failed" | "checkout.session.expired" => {
+            StockUse::Release
+        }
+        "payment_intent.payment_failed" if release_on_payment_failed => StockUse::Release,
+        "payment_intent.payment_failed" => StockUse::IgnoreFailedPayment,
+        "payment_intent.processing" => StockUse::StartProcessing,
+        "checkout.session.completed" => StockUse::CompleteSession,
+        _ => return None,
+    })
 }
 
 fn reference_of(action: &StripeAction) -> Option<&str> {
@@ -113,6 +149,7 @@ fn reference_of(action: &StripeAction) -> Option<&str> {
         StripeAction::Commit { reference, .. }
         | StripeAction::Release { reference }
         | StripeAction::StartProcessing { reference } => Some(reference),
+        StripeAction::Unreadable { reference, .. } => reference.as_deref(),
         StripeAction::Ignore { .. } => None,
     }
 }
@@ -123,7 +160,7 @@ fn reference_of(action: &StripeAction) -> Option<&str> {
     request_body(content = Object, content_type = "application/json", description = "A Stripe event, as Stripe sends it"),
     responses(
         (status = 200, body = WebhookAnswer),
-        (status = 400, description = "invalid_signature or invalid_event: nothing was stored", body = ErrorBody),
+        (status = 400, description = "invalid_signature: nothing was stored", body = ErrorBody),
         (status = 500, description = "internal_error: nothing was applied; Stripe retries", body = ErrorBody),
         (status = 503, description = "webhooks_disabled, overloaded or ledger_busy: Stripe retries", body = ErrorBody),
     ))]
@@ -138,15 +175,10 @@ async fn receive_stripe_event(State(state): State<AppState>, headers: HeaderMap,
         Err(error) => {
             tracing::warn!(error = %error, "Stripe webhook refused");
             state.metrics.webhook_delivery("unverified", "rejected");
-            let code = match error {
-                VerifyError::Unreadable(_) | VerifyError::NotUtf8 => "invalid_event",
-                _ => "invalid_signature",
-            };
-            return ApiError::BadRequest { code, message: error.to_string() }.into_response();
+            return ApiError::BadRequest { code: "invalid_signature", message: error.to_string() }.into_response();
         }
     };
-    let record =
-        StripeEventRecord { id: event.event().id.as_str().to_owned(), kind: event.event().type_.as_str().to_owned() };
+    let record = StripeEventRecord { id: event.id().to_owned(), kind: event.kind().to_owned() };
     let action = action_for(&event, state.config.release_on_payment_failed);
     // Every line about the event, a store failure's included, names it and its reference.
     let span = tracing::info_span!("stripe_event", event_id = %record.id, event_type = %record.kind,
@@ -174,12 +206,20 @@ async fn apply_event(
     let outcome = state.store.apply_stripe_event(record, action, now).await?;
     let counted = match &outcome {
         EventOutcome::Conflict { kind } => {
-            tracing::error!(conflict = %kind, "Stripe event could not be applied as asked: conflict recorded");
+            match action {
+                StripeAction::Unreadable { problem, .. } => tracing::error!(conflict = %kind, problem = %problem,
+                    "a correctly signed Stripe event cannot be read: recorded as a conflict for an operator"),
+                _ => tracing::error!(conflict = %kind, "Stripe event could not be applied as asked: conflict recorded"),
+            }
             "conflict"
         }
         EventOutcome::Duplicate => {
             tracing::info!("Stripe event already processed: redelivery ignored");
             "duplicate"
+        }
+        EventOutcome::Ignored { reason } if *reason == crate::store::FOREIGN_PAYMENT => {
+            tracing::debug!(reason = %reason, "Stripe event ignored");
+            "ignored"
         }
         EventOutcome::Ignored { reason } => {
             tracing::info!(reason = %reason, "Stripe event ignored");

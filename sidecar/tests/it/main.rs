@@ -15,5 +15,6 @@ mod openapi;
 mod outbox;
 mod replicas;
 mod reservations;
+mod security;
 mod stripe_cancel;
 mod webhooks;

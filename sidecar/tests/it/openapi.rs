@@ -33,6 +33,7 @@ async fn the_document_lists_every_route_and_every_listed_route_answers() {
     let expected = [
         ("DELETE", "/v1/reservations/{reference}"),
         ("GET", "/api/admin/clean-expired-reservations"),
+        ("GET", "/api/admin/conflicts"),
         ("GET", "/healthz"),
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
@@ -40,6 +41,7 @@ async fn the_document_lists_every_route_and_every_listed_route_answers() {
         ("GET", "/v1/products/{product}/stock"),
         ("GET", "/v1/reservations/{reference}"),
         ("POST", "/api/admin/clean-expired-reservations"),
+        ("POST", "/api/admin/conflicts/{id}/resolve"),
         ("POST", "/api/checkout/webhook"),
         ("POST", "/v1/movements"),
         ("POST", "/v1/reservations"),
@@ -50,7 +52,7 @@ async fn the_document_lists_every_route_and_every_listed_route_answers() {
     assert_eq!(operations(&document), expected);
 
     for (method, path) in operations(&document) {
-        let concrete = path.replace("{reference}", "pi_none").replace("{product}", "none");
+        let concrete = path.replace("{reference}", "pi_none").replace("{product}", "none").replace("{id}", "1");
         let request = app.admin(Method::from_bytes(method.as_bytes()).expect("method"), &concrete);
         let response = request.header("content-type", "application/json").body("{}").send().await.expect("request");
         let status = response.status().as_u16();
@@ -175,6 +177,28 @@ async fn real_answers_conform_to_the_documented_schemas() {
         app.anonymous(Method::POST, "/webhooks/stripe").header("stripe-signature", signed).body(unknown_payment);
     check(Method::POST, "/webhooks/stripe", "conflict", conflict).await;
     check(Method::DELETE, reference, "paid", app.api(Method::DELETE, "/v1/reservations/pi_doc")).await;
+    let unreadable = r#"{"id":"evt_unreadable","type":"payment_intent.succeeded","data":{"object":{}}}"#;
+    let signed = stripe_webhook::Webhook::generate_test_header(unreadable, crate::helpers::WEBHOOK_SECRET, Some(now));
+    let request = app.anonymous(Method::POST, "/webhooks/stripe").header("stripe-signature", signed).body(unreadable);
+    check(Method::POST, "/webhooks/stripe", "unreadable", request).await;
+    let reused = json!({ "product": "runner", "size": "42", "type": "restock", "quantity": 4, "reference": "po-1" });
+    let request = app.admin(Method::POST, "/v1/movements").json(&reused);
+    check(Method::POST, "/v1/movements", "/v1/movements (reference reused)", request).await;
+    let dotted = json!({ "product": "..", "size": "42", "type": "restock", "quantity": 1 });
+    let request = app.admin(Method::POST, "/v1/movements").json(&dotted);
+    check(Method::POST, "/v1/movements", "/v1/movements (a product id that is a path)", request).await;
+
+    let conflicts = "/api/admin/conflicts";
+    let listed = check(Method::GET, conflicts, conflicts, app.admin(Method::GET, conflicts)).await;
+    let first = listed["conflicts"][0]["id"].as_i64().expect("a conflict");
+    let resolve = "/api/admin/conflicts/{id}/resolve";
+    let note = json!({ "resolution": "refunded" });
+    let path = format!("/api/admin/conflicts/{first}/resolve");
+    check(Method::POST, resolve, "resolve", app.admin(Method::POST, &path).json(&note)).await;
+    check(Method::POST, resolve, "unknown", app.admin(Method::POST, "/api/admin/conflicts/999/resolve").json(&note))
+        .await;
+    let empty = json!({ "resolution": " " });
+    check(Method::POST, resolve, "empty note", app.admin(Method::POST, &path).json(&empty)).await;
 
     body_of(app.reserve("pi_lapse", json!([{ "product": "runner", "size": "42", "quantity": 1 }])).await, 201).await;
     let admin = "/api/admin/clean-expired-reservations";
@@ -185,7 +209,7 @@ async fn real_answers_conform_to_the_documented_schemas() {
     check(Method::GET, admin, "no token", app.anonymous(Method::GET, admin)).await;
     check(Method::GET, "/healthz", "/healthz", app.anonymous(Method::GET, "/healthz")).await;
     check(Method::GET, "/readyz", "/readyz", app.anonymous(Method::GET, "/readyz")).await;
-    assert_eq!(checked, 27);
+    assert_eq!(checked, 34);
 
     // The check itself refuses what it should.
     let health = json!({ "$ref": "#/components/schemas/Health" });

@@ -105,7 +105,8 @@ async fn the_same_stripe_event_delivered_to_two_stores_at_once_is_applied_once()
         for store in [first.clone(), second.clone()] {
             deliveries.spawn(async move {
                 let event = StripeEventRecord { id: format!("evt_{buyer}"), kind: "payment_intent.succeeded".into() };
-                let action = StripeAction::Commit { reference: format!("pi_{buyer}"), order_reference: None };
+                let action =
+                    StripeAction::Commit { reference: format!("pi_{buyer}"), order_reference: None, marked: true };
                 (buyer, store.apply_stripe_event(&event, &action, at(2)).await)
             });
         }

@@ -219,12 +219,17 @@ async fn forged_missing_malformed_and_stale_signatures_are_refused_and_nothing_i
 }
 
 #[tokio::test]
-async fn a_signed_body_that_is_not_an_event_is_refused() {
+async fn a_signed_body_that_is_not_an_event_is_recorded_as_a_conflict_not_refused() {
     let app = spawn_app().await;
-    let answer = body_of(app.send_event("{ not json").await, 400).await;
-    assert_eq!(answer["error"], "invalid_event");
-    let answer = body_of(app.send_event(r#"{"id":"evt_x","object":"event"}"#).await, 400).await;
-    assert_eq!(answer["error"], "invalid_event");
+    for body in ["{ not json", r#"{"id":"evt_x","object":"event"}"#, r#"{"hello":"world"}"#] {
+        let answer = body_of(app.send_event(body).await, 200).await;
+        assert_eq!(
+            (answer["outcome"].clone(), answer["conflict"].clone()),
+            (json!("conflict"), json!("unreadable_event"))
+        );
+        let again = body_of(app.send_event(body).await, 200).await;
+        assert_eq!(again["outcome"], "duplicate", "recorded once: {body}");
+    }
 }
 
 #[tokio::test]

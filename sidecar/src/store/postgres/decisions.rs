@@ -289,13 +289,17 @@ async fn record_conflict(
 async fn commit_reservation(
     connection: &mut PgConnection,
     outbox: &mut Outbox,
-    (reference, order_reference): (&str, Option<&str>),
+    (reference, order_reference, marked): (&str, Option<&str>, bool),
     event_id: &str,
     now: Timestamp,
 ) -> Result<EventOutcome, StoreError> {
     let Some(record) = load_reservation(connection, reference, true).await? else {
-        let details = decide::unknown_reference_details();
-        return record_conflict(connection, "unknown_reference", (reference, event_id), &details, now).await;
+        return match decide::unknown_payment(marked) {
+            Some(details) => {
+                record_conflict(connection, "unknown_reference", (reference, event_id), &details, now).await
+            }
+            None => Ok(EventOutcome::Ignored { reason: crate::store::FOREIGN_PAYMENT }),
+        };
     };
     let late = match decide::commit(&record, now)? {
         decide::Commit::Unchanged(status) => return Ok(EventOutcome::Unchanged { status }),
@@ -561,6 +565,14 @@ pub(super) async fn record_movement(
     request: MovementRequest,
     now: Timestamp,
 ) -> Result<MovementOutcome, StoreError> {
+    let key = request.reference.as_deref().map(movement_key);
+    // A reference already recorded decides the answer before anything is locked or created (a conflicting request
+    // must not leave an empty size behind).
+    if let Some(key) = &key
+        && let Some(previous) = load_movement(connection, key).await?
+    {
+        return Ok(decide::repeated_movement(previous, &request));
+    }
     let target = (request.product.as_str(), request.size.as_str());
     let (locked,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM (SELECT 1 FROM sizes WHERE product = $1 AND size = $2 FOR UPDATE) s")
@@ -577,11 +589,11 @@ pub(super) async fn record_movement(
         insert_size(connection, target, threshold, now).await?;
         lock_sizes(connection, &[target]).await?;
     }
-    let key = request.reference.as_deref().map(movement_key);
+    // Checked again under the size's lock: the same reference sent to two sidecars at once is decided once.
     if let Some(key) = &key
         && let Some(previous) = load_movement(connection, key).await?
     {
-        return Ok(MovementOutcome::Replayed(previous));
+        return Ok(decide::repeated_movement(previous, &request));
     }
     let current = size_levels(connection, &[target], now).await?.remove(0);
     let movement = match decide::movement(&current, &request, now) {
@@ -623,8 +635,8 @@ pub(super) async fn apply_stripe_event(
         return Ok(EventOutcome::Duplicate);
     }
     let outcome = match action {
-        StripeAction::Commit { reference, order_reference } => {
-            let references = (reference.as_str(), order_reference.as_deref());
+        StripeAction::Commit { reference, order_reference, marked } => {
+            let references = (reference.as_str(), order_reference.as_deref(), *marked);
             commit_reservation(connection, &mut outbox, references, &event.id, now).await?
         }
         StripeAction::Release { reference } => {
@@ -634,6 +646,11 @@ pub(super) async fn apply_stripe_event(
             start_processing(connection, &mut outbox, reference, now).await?
         }
         StripeAction::Ignore { reason } => EventOutcome::Ignored { reason },
+        StripeAction::Unreadable { reference, problem } => {
+            let details = decide::unreadable_event_details(problem);
+            let reference = reference.as_deref().unwrap_or("-");
+            record_conflict(connection, "unreadable_event", (reference, &event.id), &details, now).await?
+        }
     };
     outbox.event_outcome = Some((event.id.clone(), outcome.as_str()));
     outbox.write(connection).await?;

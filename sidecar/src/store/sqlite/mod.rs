@@ -14,14 +14,15 @@ use stock_core::{CartLine, Quantity, ReservationTtl, StockState, Timestamp};
 use tokio::sync::Notify;
 
 use super::columns::{
-    ALERT_STATUS_QUERY, LedgerSizeColumns, MovementColumns, SummaryColumns, TotalColumns, alert_status,
-    ledger_sizes_from_rows, level, movement_columns, movement_from_columns, reservation_from_rows, summaries_from_rows,
-    timestamp, totals_from_rows,
+    ALERT_STATUS_QUERY, CONFLICT_COLUMNS, ConflictColumns, LedgerSizeColumns, MovementColumns, SummaryColumns,
+    TotalColumns, alert_status, conflict_from_columns, ledger_sizes_from_rows, level, movement_columns,
+    movement_from_columns, reservation_from_rows, summaries_from_rows, timestamp, totals_from_rows,
 };
 use super::{
-    EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome, MovementRecord, MovementRequest,
-    MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, OutboxTopic, ProjectionSettings, ReleaseOutcome,
-    ReservationRecord, ReserveOutcome, SizeRecord, StockAlert, Store, StoreError, StripeAction, StripeEventRecord,
+    ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome, MovementRecord,
+    MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, OutboxTopic, ProjectionSettings,
+    ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert, Store, StoreError,
+    StripeAction, StripeEventRecord,
 };
 use crate::config::SqliteDurability;
 
@@ -407,6 +408,20 @@ impl Store for SqliteStore {
             self.changes_committed();
         }
         Ok(outcome)
+    }
+
+    async fn open_conflicts(&self, limit: u32) -> Result<Vec<ConflictRecord>, StoreError> {
+        let query = format!(
+            "SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE resolved_at IS NULL ORDER BY created_at, id LIMIT ?1"
+        );
+        let rows: Vec<ConflictColumns> =
+            sqlx::query_as(sqlx::AssertSqlSafe(query)).bind(i64::from(limit)).fetch_all(&self.readers).await?;
+        rows.into_iter().map(conflict_from_columns).collect()
+    }
+
+    async fn resolve_conflict(&self, id: i64, resolution: &str, now: Timestamp) -> Result<ResolveOutcome, StoreError> {
+        let resolution = resolution.to_owned();
+        self.writer.write(move |connection| writes::resolve_conflict(connection, id, &resolution, now)).await
     }
 
     async fn prune_stripe_events(&self, before: Timestamp) -> Result<u64, StoreError> {

@@ -14,10 +14,11 @@ use crate::store::columns::{
     movement_from_columns, movement_key, movement_lane, product_lane, reservation_from_rows, reservation_lane,
     sale_key, same_items,
 };
+use crate::store::columns::{CONFLICT_COLUMNS, conflict_from_columns};
 use crate::store::decide;
 use crate::store::{
     EventOutcome, ImportOutcome, MovementOrigin, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome,
-    ReservationRecord, ReserveOutcome, ReservedItem, SizeRecord, StockAlert, StoreError, StripeAction,
+    ReservationRecord, ReserveOutcome, ReservedItem, ResolveOutcome, SizeRecord, StockAlert, StoreError, StripeAction,
     StripeEventRecord,
 };
 
@@ -250,13 +251,15 @@ fn record_conflict(
 fn commit_reservation(
     connection: &Connection,
     outbox: Outbox,
-    (reference, order_reference): (&str, Option<&str>),
+    (reference, order_reference, marked): (&str, Option<&str>, bool),
     event_id: &str,
     now: Timestamp,
 ) -> Result<EventOutcome, StoreError> {
     let Some(record) = load_reservation(connection, reference)? else {
-        let details = decide::unknown_reference_details();
-        return record_conflict(connection, "unknown_reference", (reference, event_id), &details, now);
+        return match decide::unknown_payment(marked) {
+            Some(details) => record_conflict(connection, "unknown_reference", (reference, event_id), &details, now),
+            None => Ok(EventOutcome::Ignored { reason: crate::store::FOREIGN_PAYMENT }),
+        };
     };
     let late = match decide::commit(&record, now)? {
         decide::Commit::Unchanged(status) => return Ok(EventOutcome::Unchanged { status }),
@@ -461,7 +464,7 @@ pub(super) fn record_movement(
     if let Some(key) = &key
         && let Some(previous) = load_movement(connection, key)?
     {
-        return Ok(MovementOutcome::Replayed(previous));
+        return Ok(decide::repeated_movement(previous, &request));
     }
 
     let sizes = sizes_of(connection, &request.product, now)?;
@@ -508,8 +511,8 @@ pub(super) fn apply_stripe_event(
         return Ok(EventOutcome::Duplicate);
     }
     let outcome = match action {
-        StripeAction::Commit { reference, order_reference } => {
-            let references = (reference.as_str(), order_reference.as_deref());
+        StripeAction::Commit { reference, order_reference, marked } => {
+            let references = (reference.as_str(), order_reference.as_deref(), *marked);
             commit_reservation(connection, outbox, references, &event.id, now)?
         }
         StripeAction::Release { reference } => {
@@ -517,6 +520,11 @@ pub(super) fn apply_stripe_event(
         }
         StripeAction::StartProcessing { reference } => start_processing(connection, outbox, reference, now)?,
         StripeAction::Ignore { reason } => EventOutcome::Ignored { reason },
+        StripeAction::Unreadable { reference, problem } => {
+            let details = decide::unreadable_event_details(problem);
+            let reference = reference.as_deref().unwrap_or("-");
+            record_conflict(connection, "unreadable_event", (reference, &event.id), &details, now)?
+        }
     };
     connection
         .prepare_cached("UPDATE stripe_events SET outcome = ?2 WHERE id = ?1")?
@@ -582,6 +590,26 @@ pub(super) fn outbox_failed(
 }
 
 /// Forgets Stripe events received before `before` (their redeliveries are long over).
+/// Resolves a conflict (see [`crate::store::Store::resolve_conflict`]): only an open one takes the note.
+pub(super) fn resolve_conflict(
+    connection: &Connection,
+    id: i64,
+    resolution: &str,
+    now: Timestamp,
+) -> Result<ResolveOutcome, StoreError> {
+    let updated = connection
+        .prepare_cached("UPDATE conflicts SET resolved_at = ?1, resolution = ?2 WHERE id = ?3 AND resolved_at IS NULL")?
+        .execute(params![now.unix_millis(), resolution, id])?;
+    let query = format!("SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE id = ?1");
+    let row = connection
+        .prepare_cached(&query)?
+        .query_row([id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?))
+        })
+        .optional()?;
+    Ok(decide::resolution(updated > 0, row.map(conflict_from_columns).transpose()?))
+}
+
 pub(super) fn prune_stripe_events(connection: &Connection, before: i64) -> Result<u64, StoreError> {
     let deleted = connection.prepare_cached("DELETE FROM stripe_events WHERE received_at < ?1")?.execute([before])?;
     Ok(deleted as u64)
