@@ -2,8 +2,8 @@
 // payload-stock for CommonJS: the rules of stock from stock-core, compiled to WebAssembly. One instance of the
 // wasm module serves both module systems: index.mjs re-exports this file.
 const wasm = require('./wasm/stock_wasm.js');
-const { createStockClient, StockApiError } = require('./client.cjs');
-const { payloadStock } = require('./plugin.cjs');
+const { createStockClient, StockApiError, CHECKOUT_METADATA } = require('./client.cjs');
+const { payloadStock, projectionProof, mayOpenAdmin } = require('./plugin.cjs');
 
 // availableStock and isLowStock take their figures as plain WebAssembly numbers, the cheapest call there is. On
 // the way in JavaScript converts each argument with ToNumber, which throws its own TypeError for a BigInt or a
@@ -42,5 +42,8 @@ module.exports = {
   applyMovement: wasm.applyMovement,
   createStockClient,
   StockApiError,
+  CHECKOUT_METADATA,
   payloadStock,
+  projectionProof,
+  mayOpenAdmin,
 };

@@ -132,7 +132,33 @@ export interface StockClient {
   monitoring(options?: { windowSeconds?: number }): Promise<MonitoringReport>;
   /** Releases every reservation past its expiry now; needs ADMIN_API_TOKEN as `token`. */
   cleanExpired(): Promise<CleanupResult>;
+  /** The open conflicts, oldest first (50 at most); needs ADMIN_API_TOKEN as `token`. */
+  conflicts(): Promise<Conflict[]>;
+  /**
+   * Marks a conflict resolved with a note of what was done about it (1 to 500 characters); needs ADMIN_API_TOKEN.
+   * Resolving it again changes nothing: `alreadyResolved` is true and the first resolution stands.
+   */
+  resolveConflict(id: number, resolution: string): Promise<{ alreadyResolved: boolean; conflict: Conflict }>;
 }
+
+/** What the ledger could not do as a Stripe event asked, and what it did instead. */
+export interface Conflict {
+  id: number;
+  /** `oversold` (paid, units gone: nothing sold), `unknown_reference` (a marked payment nobody reserved: nothing sold), `unreadable_event` (a signed event that could not be read: nothing applied). */
+  kind: 'oversold' | 'unknown_reference' | 'unreadable_event';
+  /** The PaymentIntent or Checkout Session (`-` when the event could not say). */
+  reference: string;
+  eventId: string;
+  /** RFC 3339. */
+  createdAt: string;
+  /** The ledger's message and the figures behind it (an oversold payment's shortages). */
+  details: { message?: string; [key: string]: unknown };
+  resolvedAt: string | null;
+  resolution: string | null;
+}
+
+/** Spread into a PaymentIntent's or Checkout Session's `metadata`: marks it as one of the shop's checkouts. */
+export declare const CHECKOUT_METADATA: { readonly payloadStock: '1' };
 
 /** What the sidecar's monitoring report shows (GET /api/admin/clean-expired-reservations, `stock-sidecar stats --json`). */
 export interface MonitoringReport {
@@ -147,8 +173,10 @@ export interface MonitoringReport {
   oldestActiveReservations: OldestReservation[];
   /** Past their expiry (they hold nothing) but not yet marked expired by cleanup. */
   expiredNotReleased: number;
-  /** Conflicts from Stripe events (oversold, unknown_reference) not yet resolved. */
+  /** Conflicts from Stripe events (oversold, unknown_reference, unreadable_event) not yet resolved. */
   openConflicts: number;
+  /** The oldest of them (50 at most). */
+  conflicts: Conflict[];
   movements: MovementWindow;
   payloadProjection: ProjectionStatus;
   stockAlerts: StockAlertsStatus;
@@ -269,7 +297,29 @@ export interface PayloadStockOptions {
   reservationsSlug?: string;
   /** Each call to the sidecar gives up after this long (default 10,000 ms). */
   timeoutMs?: number;
+  /**
+   * Who may read and enter stock movements and read stock reservations. Each defaults to `mayOpenAdmin`: users
+   * who may open the admin panel (the `admin.user` collection, through its `access.admin` when it has one), so a
+   * shop's customers never can. The sidecar's projection always may.
+   */
+  access?: {
+    readMovements?: PayloadStockAccess;
+    createMovements?: PayloadStockAccess;
+    readReservations?: PayloadStockAccess;
+  };
 }
+
+/** An access function as Payload calls it: `({ req }) => boolean`. */
+export type PayloadStockAccess = (args: { req: any }) => boolean | Promise<boolean>;
+
+/** The default access rule: whether the request's user may open Payload's admin panel, as Payload decides it. */
+export declare function mayOpenAdmin(args: { req: any }): Promise<boolean>;
+
+/**
+ * The proof the stock-sidecar's projection sends in the `x-payload-stock` header, derived from the token the
+ * plugin and the sidecar share (the sidecar's ADMIN_API_TOKEN): `v1=` and a hex HMAC-SHA256.
+ */
+export declare function projectionProof(sidecarToken: string): string;
 
 /**
  * The Payload 3 plugin: `plugins: [payloadStock({ sidecarUrl, sidecarToken })]`. Adds the sizes fields to the

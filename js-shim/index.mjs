@@ -12,5 +12,8 @@ export const {
   applyMovement,
   createStockClient,
   StockApiError,
+  CHECKOUT_METADATA,
   payloadStock,
+  projectionProof,
+  mayOpenAdmin,
 } = payloadStockPackage;

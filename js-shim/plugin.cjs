@@ -3,11 +3,14 @@
 // sidecar's ledger: the products' sizes (figures written by the sidecar only), a stock-movements collection (an
 // admin's restock, return or adjustment goes through the sidecar before it is saved) and a read-only
 // stock-reservations collection. The sidecar keeps these up to date through Payload's REST API.
+const crypto = require('node:crypto');
 const wasm = require('./wasm/stock_wasm.js');
 const { createStockClient, StockApiError } = require('./client.cjs');
 
-/** The header the sidecar's projection sends with its API key; see isProjection. */
+/** The header in which the sidecar's projection sends its proof; see projectionProof. */
 const PROJECTION_HEADER = 'x-payload-stock';
+/** What the proof signs: names the purpose, so the proof is worth nothing anywhere else. */
+const PROJECTION_PROOF_LABEL = 'payload-stock projection v1';
 
 const MOVEMENT_TYPES = ['sale', 'restock', 'return', 'adjustment'];
 const RESERVATION_STATUSES = ['active', 'processing', 'committed', 'released', 'expired'];
@@ -19,18 +22,61 @@ function headerValue(req, name) {
 }
 
 /**
- * Whether a request is the sidecar's projection: authenticated with an API key AND marked with the projection
- * header. Only such requests may write stock figures, reservations and ledger movements; an admin in the panel
- * (a browser session) never can, so the figures cannot drift from the ledger.
+ * The proof the sidecar's projection sends in the x-payload-stock header: `v1=` and the hex HMAC-SHA256 of a fixed
+ * label under the token the plugin and the sidecar share (the sidecar's ADMIN_API_TOKEN). Only a holder of that
+ * token can make it; the token itself never travels to Payload. The stock-sidecar computes the same value.
  */
-function isProjection(req) {
-  return req?.user?._strategy === 'api-key' && headerValue(req, PROJECTION_HEADER) === 'projection';
+function projectionProof(sidecarToken) {
+  return `v1=${crypto.createHmac('sha256', sidecarToken).update(PROJECTION_PROOF_LABEL).digest('hex')}`;
 }
 
-/** Payload's APIError, loaded when first needed so that using payload-stock outside Payload never loads Payload. */
+/**
+ * Whether a request is the sidecar's projection, given the proof expected (null when the plugin has no token, and
+ * then nothing is the projection): authenticated with an API key AND carrying the proof, compared in constant
+ * time. Only such requests may write stock figures, reservation documents and ledger movement documents; an
+ * admin in the panel, another integration's API key or a shopper never can, so the figures cannot drift from the
+ * ledger.
+ */
+function isProjectionRequest(req, expectedProof) {
+  if (!expectedProof || req?.user?._strategy !== 'api-key') return false;
+  const presented = headerValue(req, PROJECTION_HEADER);
+  if (typeof presented !== 'string') return false;
+  const [given, wanted] = [Buffer.from(presented), Buffer.from(expectedProof)];
+  return given.length === wanted.length && crypto.timingSafeEqual(given, wanted);
+}
+
+/**
+ * Whether the request's user may open Payload's admin panel, as Payload itself decides it: a user of the admin
+ * collection (`admin.user`) whose `access.admin`, when that collection has one, lets them in. Shoppers in another
+ * auth collection, and customers kept in the same `users` collection but refused by its `access.admin` (as in
+ * Payload's ecommerce template, by role), may not.
+ */
+async function mayOpenAdmin({ req }) {
+  const user = req?.user;
+  if (!user || !req.payload) return false;
+  const adminSlug = req.payload.config?.admin?.user;
+  if (!adminSlug || user.collection !== adminSlug) return false;
+  const adminAccess = req.payload.collections?.[adminSlug]?.config?.access?.admin;
+  if (typeof adminAccess !== 'function') return true;
+  try {
+    return Boolean(await adminAccess({ req }));
+  } catch {
+    return false;
+  }
+}
+
+/** The name of the plugin's refusals of an admin's request (4xx): logged by Payload at `info`, as its own
+ * ValidationError is, since they are answers, not failures (see `loggingLevels` in payloadStock). */
+const REFUSAL_NAME = 'PayloadStockRefusal';
+let Refusal;
+
+/** Payload's APIError (a 4xx as a PayloadStockRefusal), loaded when first needed so that using payload-stock
+ * outside Payload never loads Payload. */
 async function apiError(message, status, code, extra = {}) {
   const { APIError } = await import('payload');
-  return new APIError(message, status, { code, ...extra }, true);
+  if (status >= 500) return new APIError(message, status, { code, ...extra }, true);
+  Refusal ??= { [REFUSAL_NAME]: class extends APIError {} }[REFUSAL_NAME];
+  return new Refusal(message, status, { code, ...extra }, true);
 }
 
 /** A relationship value as an id (Payload gives an object when the relation is populated). */
@@ -43,7 +89,7 @@ function figure(value) {
 }
 
 /** The sizes subfields the plugin owns, in the order it adds them. */
-function sizeFields() {
+function sizeFields(isProjection) {
   const sidecarOnly = {
     create: ({ req }) => isProjection(req),
     update: ({ req }) => isProjection(req),
@@ -141,7 +187,7 @@ function copyContainers(fields) {
 }
 
 /** Adds the sizes array to the products collection, or the missing subfields to the shop's own sizes array. */
-function addSizes(products) {
+function addSizes(products, isProjection) {
   products.fields = copyContainers(products.fields ?? []);
   const found = findField(products.fields, 'sizes');
   if (!found) {
@@ -150,7 +196,7 @@ function addSizes(products) {
       type: 'array',
       labels: { singular: 'Size', plural: 'Sizes' },
       admin: { description: 'Stock per size, kept by the stock sidecar.' },
-      fields: sizeFields(),
+      fields: sizeFields(isProjection),
     });
     return;
   }
@@ -161,11 +207,17 @@ function addSizes(products) {
   const names = new Set((existing.fields ?? []).map((field) => field.name));
   found.fields[found.index] = {
     ...existing,
-    fields: [...(existing.fields ?? []), ...sizeFields().filter((field) => !names.has(field.name))],
+    fields: [...(existing.fields ?? []), ...sizeFields(isProjection).filter((field) => !names.has(field.name))],
   };
 }
 
-function movementsCollection({ slug, productsSlug, client }) {
+/** A reference for a movement entered in Payload: the form carries it from when it opens, so a double submit or a
+ * retry of the same form sends the same one and the ledger records the movement once. */
+function newMovementReference() {
+  return `payload-${crypto.randomUUID()}`;
+}
+
+function movementsCollection({ slug, productsSlug, client, isProjection, access }) {
   async function recordInLedger({ data, req, operation }) {
     if (operation !== 'create' || isProjection(req)) return data;
     if (data.type === 'sale') {
@@ -180,6 +232,19 @@ function movementsCollection({ slug, productsSlug, client }) {
     if (!client) {
       throw await apiError('payloadStock: sidecarUrl and sidecarToken are not configured, so stock movements cannot be recorded.', 503, 'sidecar_not_configured');
     }
+    const reference = typeof data.reference === 'string' && data.reference.trim() !== '' ? data.reference.trim() : newMovementReference();
+    // The same form sent twice: the first submission's document is the movement; nothing is recorded again. (A
+    // different movement under a reference already used goes on to the sidecar, which refuses it with
+    // reference_conflict.)
+    await refuseIfSaved(req, {
+      and: [
+        { reference: { equals: reference } },
+        { product: { equals: product } },
+        { size: { equals: String(data.size) } },
+        { type: { equals: data.type } },
+        { quantity: { equals: data.quantity } },
+      ],
+    }, reference);
     let recorded;
     try {
       recorded = await client.recordMovement({
@@ -188,6 +253,7 @@ function movementsCollection({ slug, productsSlug, client }) {
         type: data.type,
         quantity: data.quantity,
         reason: data.reason ?? '',
+        reference,
         origin: 'payload',
         ...(typeof data.lowStockThreshold === 'number' ? { lowStockThreshold: data.lowStockThreshold } : {}),
       });
@@ -204,15 +270,26 @@ function movementsCollection({ slug, productsSlug, client }) {
       const status = error.status >= 400 && error.status < 500 ? error.status : 502;
       throw await apiError(error.message, status, error.code, error.body && error.body.currentStock !== undefined ? { currentStock: error.body.currentStock } : {});
     }
+    // A retry whose first attempt the ledger recorded and whose document the outbox has saved meanwhile.
+    await refuseIfSaved(req, { idempotencyKey: { equals: String(recorded.id) } }, reference);
     return {
       ...data,
       product,
+      reference,
       reason: data.reason ?? recorded.reason,
       stockBefore: recorded.stockBefore,
       stockAfter: recorded.stockAfter,
       date: recorded.date,
       idempotencyKey: String(recorded.id),
     };
+  }
+
+  /** Refuses with 409 when a movement document matching `where` exists: the movement is recorded already. */
+  async function refuseIfSaved(req, where, reference) {
+    const found = await req.payload.find({ collection: slug, where, limit: 1, depth: 0, pagination: false, overrideAccess: true, req });
+    if (found.docs.length > 0) {
+      throw await apiError(`The movement with reference ${reference} is recorded already (document ${found.docs[0].id}); nothing was recorded again.`, 409, 'movement_already_recorded', { document: found.docs[0].id });
+    }
   }
 
   return {
@@ -225,10 +302,11 @@ function movementsCollection({ slug, productsSlug, client }) {
       description: 'The stock ledger. Add a restock, return or adjustment here; sales come from Stripe payments.',
     },
     access: {
-      read: ({ req }) => Boolean(req.user),
-      create: ({ req }) => Boolean(req.user),
-      // The ledger is append-only: a mistake is corrected with another movement.
-      update: () => false,
+      read: async (args) => isProjection(args.req) || Boolean(await access.readMovements(args)),
+      create: async (args) => isProjection(args.req) || Boolean(await access.createMovements(args)),
+      // The ledger is append-only: a mistake is corrected with another movement. Only the projection may rewrite
+      // a document to what the ledger holds (reconcile --fix, or a document that was forged before it).
+      update: ({ req }) => isProjection(req),
       delete: () => false,
     },
     hooks: { beforeChange: [recordInLedger] },
@@ -242,7 +320,13 @@ function movementsCollection({ slug, productsSlug, client }) {
       { name: 'stockAfter', type: 'number', admin: { readOnly: true } },
       { name: 'lowStockThreshold', type: 'number', min: 0, admin: { description: 'Optional: sets the size\'s low-stock threshold with this movement.' } },
       { name: 'reason', type: 'text' },
-      { name: 'reference', type: 'text', index: true },
+      {
+        name: 'reference',
+        type: 'text',
+        index: true,
+        defaultValue: newMovementReference,
+        admin: { description: 'Makes the movement idempotent: the same reference is recorded once (a delivery note number, or the one generated here).' },
+      },
       { name: 'orderReference', type: 'text', index: true },
       { name: 'date', type: 'date', index: true, admin: { readOnly: true, date: { pickerAppearance: 'dayAndTime' } } },
       { name: 'idempotencyKey', type: 'text', unique: true, admin: { readOnly: true, description: 'The ledger movement\'s id.' } },
@@ -250,7 +334,7 @@ function movementsCollection({ slug, productsSlug, client }) {
   };
 }
 
-function reservationsCollection({ slug, productsSlug }) {
+function reservationsCollection({ slug, productsSlug, isProjection, access }) {
   return {
     slug,
     labels: { singular: 'Stock reservation', plural: 'Stock reservations' },
@@ -261,7 +345,7 @@ function reservationsCollection({ slug, productsSlug }) {
       description: 'Checkouts holding stock, written by the stock sidecar (read-only).',
     },
     access: {
-      read: ({ req }) => Boolean(req.user),
+      read: async (args) => isProjection(args.req) || Boolean(await access.readReservations(args)),
       create: ({ req }) => isProjection(req),
       update: ({ req }) => isProjection(req),
       delete: ({ req }) => isProjection(req),
@@ -287,7 +371,9 @@ function reservationsCollection({ slug, productsSlug }) {
 
 /**
  * The payload-stock plugin for `plugins: [payloadStock({...})]` in a Payload 3 config. `sidecarToken` is the
- * sidecar's ADMIN_API_TOKEN: stock movements are admin operations.
+ * sidecar's ADMIN_API_TOKEN: stock movements are admin operations, and the projection's proof is derived from it.
+ * `access` replaces who may read and enter movements and read reservations (default: users who may open the admin
+ * panel); the sidecar's projection may always.
  */
 function payloadStock({
   sidecarUrl,
@@ -296,30 +382,41 @@ function payloadStock({
   movementsSlug = 'stock-movements',
   reservationsSlug = 'stock-reservations',
   timeoutMs,
+  access = {},
 } = {}) {
   const client = sidecarUrl && sidecarToken ? createStockClient({ url: sidecarUrl, token: sidecarToken, timeoutMs }) : null;
+  const expectedProof = sidecarToken ? projectionProof(sidecarToken) : null;
+  const isProjection = (req) => isProjectionRequest(req, expectedProof);
+  for (const [name, rule] of Object.entries(access)) {
+    if (!['readMovements', 'createMovements', 'readReservations'].includes(name) || typeof rule !== 'function') {
+      throw new Error(`payloadStock: access.${name} is not one of readMovements, createMovements, readReservations as a function ({ req }) => boolean`);
+    }
+  }
+  const rules = { readMovements: mayOpenAdmin, createMovements: mayOpenAdmin, readReservations: mayOpenAdmin, ...access };
   return (incomingConfig) => {
     const config = { ...incomingConfig, collections: [...(incomingConfig.collections ?? [])] };
     const index = config.collections.findIndex((collection) => collection.slug === productsSlug);
     if (index === -1) {
       throw new Error(`payloadStock: there is no collection with the slug "${productsSlug}"; pass productsSlug with your products collection's slug (and put payloadStock after any plugin that adds it)`);
     }
+    // The plugin's 4xx refusals are answers to the admin, not server failures: info, unless the shop says otherwise.
+    config.loggingLevels = { [REFUSAL_NAME]: 'info', ...(config.loggingLevels ?? {}) };
     const products = { ...config.collections[index] };
-    addSizes(products);
+    addSizes(products, isProjection);
     config.collections[index] = products;
     config.collections.push(
-      movementsCollection({ slug: movementsSlug, productsSlug, client }),
-      reservationsCollection({ slug: reservationsSlug, productsSlug }),
+      movementsCollection({ slug: movementsSlug, productsSlug, client, isProjection, access: rules }),
+      reservationsCollection({ slug: reservationsSlug, productsSlug, isProjection, access: rules }),
     );
     if (!client) {
       const onInit = config.onInit;
       config.onInit = async (payload) => {
         if (onInit) await onInit(payload);
-        payload.logger.warn('payloadStock: sidecarUrl or sidecarToken is not set; stock movements entered in Payload will be refused');
+        payload.logger.warn('payloadStock: sidecarUrl or sidecarToken is not set; stock movements entered in Payload will be refused, and so are the sidecar\'s writes');
       };
     }
     return config;
   };
 }
 
-module.exports = { payloadStock, isProjection, PROJECTION_HEADER };
+module.exports = { payloadStock, projectionProof, isProjectionRequest, mayOpenAdmin, PROJECTION_HEADER };

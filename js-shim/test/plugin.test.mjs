@@ -2,7 +2,7 @@
 // Payload): what it adds, what it keeps of a shop's own fields, and the mistakes it refuses at start.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { payloadStock } from 'payload-stock';
+import { mayOpenAdmin, payloadStock, projectionProof } from 'payload-stock';
 
 const plugin = payloadStock({ sidecarUrl: 'http://127.0.0.1:4242', sidecarToken: 'admin-token-0123456789' });
 const names = (fields) => fields.map((field) => field.name);
@@ -41,4 +41,79 @@ test('does not change the config it is given', () => {
   const copy = structuredClone(input);
   plugin(input);
   assert.deepEqual(input, copy);
+});
+
+// What Payload hands access functions: the request with its user and the Payload instance's config.
+const payloadWith = ({ adminAccess } = {}) => ({
+  config: { admin: { user: 'users' } },
+  collections: { users: { config: { access: adminAccess ? { admin: adminAccess } : {} } }, customers: { config: { access: {} } } },
+});
+const request = (user, headers = {}, payload = payloadWith()) => ({ user, headers: new Headers(headers), payload });
+
+test('the projection\'s proof is the sidecar\'s: the same token gives the value the Rust side computes', () => {
+  // sidecar/src/projection/payload.rs, the_proof_is_the_plugins_and_depends_on_the_token, asserts the same pair.
+  assert.equal(projectionProof('admin-token-0123456789'), 'v1=cd19835be082a0f63ad646f3128650ca7ab3fdb62f4d6da9eafdf4664053e346');
+  assert.notEqual(projectionProof('admin-token-0123456789'), projectionProof('admin-token-0123456780'));
+});
+
+test('only an API key with the proof writes what the sidecar owns; the bare header or another token is refused', async () => {
+  const config = plugin({ collections: [{ slug: 'products', fields: [] }] });
+  const reservations = config.collections.find((collection) => collection.slug === 'stock-reservations');
+  const stockField = config.collections[0].fields[0].fields.find((field) => field.name === 'stock');
+  const apiKeyUser = { id: 1, collection: 'users', _strategy: 'api-key' };
+  const proof = projectionProof('admin-token-0123456789');
+  for (const [user, header, allowed] of [
+    [apiKeyUser, proof, true],
+    [apiKeyUser, 'projection', false],
+    [apiKeyUser, projectionProof('another-token-0123456789'), false],
+    [apiKeyUser, `${proof}0`, false],
+    [{ ...apiKeyUser, _strategy: 'local-jwt' }, proof, false],
+    [null, proof, false],
+  ]) {
+    const req = request(user, { 'x-payload-stock': header });
+    assert.equal(reservations.access.create({ req }), allowed, `${header} / ${user?._strategy}`);
+    assert.equal(reservations.access.delete({ req }), allowed);
+    assert.equal(stockField.access.update({ req }), allowed);
+  }
+  const unconfigured = payloadStock({})({ collections: [{ slug: 'products', fields: [] }] });
+  const closed = unconfigured.collections.find((collection) => collection.slug === 'stock-reservations');
+  assert.equal(closed.access.create({ req: request(apiKeyUser, { 'x-payload-stock': proof }) }), false, 'no token: never open');
+});
+
+test('movements and reservations are for users who may open the admin panel, as Payload decides it', async () => {
+  const config = plugin({ collections: [{ slug: 'products', fields: [] }] });
+  const movements = config.collections.find((collection) => collection.slug === 'stock-movements');
+  const reservations = config.collections.find((collection) => collection.slug === 'stock-reservations');
+  const staffOnly = payloadWith({ adminAccess: ({ req }) => req.user?.role !== 'customer' });
+  const cases = [
+    [{ collection: 'users', role: 'admin' }, staffOnly, true],
+    [{ collection: 'users', role: 'customer' }, staffOnly, false],
+    [{ collection: 'customers' }, staffOnly, false],
+    [{ collection: 'users' }, payloadWith(), true],
+    [null, payloadWith(), false],
+  ];
+  for (const [user, payload, allowed] of cases) {
+    const req = request(user, {}, payload);
+    assert.equal(await movements.access.read({ req }), allowed, JSON.stringify(user));
+    assert.equal(await movements.access.create({ req }), allowed);
+    assert.equal(await reservations.access.read({ req }), allowed);
+    assert.equal(await mayOpenAdmin({ req }), allowed);
+  }
+  assert.equal(movements.access.update({ req: request({ collection: 'users', role: 'admin' }, {}, staffOnly) }), false, 'append-only for people');
+});
+
+test('a shop sets its own access rules, and a misspelt rule is refused at start', async () => {
+  const custom = payloadStock({ sidecarToken: 'admin-token-0123456789', access: { readReservations: ({ req }) => req.user?.role === 'support' } });
+  const config = custom({ collections: [{ slug: 'products', fields: [] }] });
+  const reservations = config.collections.find((collection) => collection.slug === 'stock-reservations');
+  assert.equal(await reservations.access.read({ req: request({ collection: 'customers', role: 'support' }) }), true);
+  assert.equal(await reservations.access.read({ req: request({ collection: 'users', role: 'admin' }) }), false);
+  assert.throws(() => payloadStock({ access: { readMovement: () => true } }), /access\.readMovement is not one of/);
+});
+
+test('a movement form carries a reference from when it opens', () => {
+  const config = plugin({ collections: [{ slug: 'products', fields: [] }] });
+  const reference = config.collections[1].fields.find((field) => field.name === 'reference');
+  assert.match(reference.defaultValue(), /^payload-[0-9a-f-]{36}$/);
+  assert.notEqual(reference.defaultValue(), reference.defaultValue());
 });

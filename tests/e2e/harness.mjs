@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { projectionProof } from 'payload-stock';
 import { startSidecar } from '../../scripts/sidecar-process.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -96,12 +97,21 @@ export async function startPayload({ database, port, sidecarUrl, sidecarAdminTok
   };
 }
 
-/** Payload's REST API with the sidecar user's API key; `projection: true` adds the sidecar's projection header. */
-export function payloadApi(url, apiKey) {
-  async function call(method, path, { body, projection = false, auth = true } = {}) {
+/**
+ * Payload's REST API with the sidecar user's API key; `projection: true` adds the proof the sidecar's projection
+ * sends (derived from `proofToken`, the sidecar's ADMIN_API_TOKEN), a string sends that header value as it is.
+ * `authorization` replaces the API key (another user's `JWT ...` or `users API-Key ...`); `auth: false` sends none.
+ */
+export function payloadApi(url, apiKey, { proofToken } = {}) {
+  async function call(method, path, { body, projection = false, auth = true, authorization } = {}) {
     const headers = { 'content-type': 'application/json' };
-    if (auth) headers.authorization = `users API-Key ${apiKey}`;
-    if (projection) headers['x-payload-stock'] = 'projection';
+    if (auth) headers.authorization = authorization ?? `users API-Key ${apiKey}`;
+    if (projection === true) {
+      if (!proofToken) throw new Error('payloadApi: projection: true needs the proofToken option');
+      headers['x-payload-stock'] = projectionProof(proofToken);
+    } else if (typeof projection === 'string') {
+      headers['x-payload-stock'] = projection;
+    }
     const response = await fetch(`${url}/api${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     const text = await response.text();
     let json = null;
@@ -195,14 +205,20 @@ export async function startShop({ sidecarLogs = 'ignore' } = {}) {
     { stdio: sidecarLogs, port: sidecarPort },
   );
   const payloadOptions = { database: join(directory, 'payload.db'), port: payloadPort, sidecarUrl: sidecar.base, sidecarAdminToken: sidecar.adminToken, apiKey };
+  let earlierPayloadOutput = '';
   const shop = {
     directory,
     sidecar,
     payload: await startPayload(payloadOptions),
-    api: payloadApi(`http://127.0.0.1:${payloadPort}`, apiKey),
+    api: payloadApi(`http://127.0.0.1:${payloadPort}`, apiKey, { proofToken: sidecar.adminToken }),
     async stopPayload() {
       await shop.payload.stop();
+      earlierPayloadOutput += shop.payload.output();
       shop.payload = null;
+    },
+    /** Everything Payload has logged, from every start of it. */
+    payloadLog() {
+      return earlierPayloadOutput + (shop.payload?.output() ?? '');
     },
     async startPayload() {
       shop.payload = await startPayload(payloadOptions);

@@ -1,4 +1,5 @@
-// A real Payload 3 for the end-to-end tests: SQLite in a file, a users collection with API keys, a products
+// A real Payload 3 for the end-to-end tests: SQLite in a file, a users collection with API keys (staff, and
+// customers by role), a customers auth collection, a products
 // collection with sizes (and a field of the shop's own, `color`, that the plugin must keep), and the payloadStock
 // plugin. Payload's REST API is served by node:http through `handleEndpoints` (no Next.js needed for REST).
 //
@@ -22,7 +23,15 @@ const config = buildConfig({
   // WAL, as a production shop would run it: Payload's writes are several times faster than in rollback mode.
   db: sqliteAdapter({ client: { url: `file:${PAYLOAD_DB}` }, wal: true }),
   collections: [
-    { slug: 'users', auth: { useAPIKey: true }, fields: [] },
+    // Customers and staff in one collection, told apart by role as Payload's ecommerce template does: only staff
+    // may open the admin panel. Shoppers of a separate auth collection (`customers`) exist too.
+    {
+      slug: 'users',
+      auth: { useAPIKey: true },
+      access: { admin: ({ req }) => req.user?.role !== 'customer' },
+      fields: [{ name: 'role', type: 'select', defaultValue: 'admin', options: ['admin', 'customer'] }],
+    },
+    { slug: 'customers', auth: true, access: { create: () => true }, fields: [] },
     {
       slug: 'products',
       admin: { useAsTitle: 'title' },

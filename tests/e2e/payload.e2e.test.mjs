@@ -2,7 +2,7 @@
 // it. Everything is checked where a shop looks: in Payload, through its REST API.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { createStockClient } from 'payload-stock';
+import { createStockClient, projectionProof } from 'payload-stock';
 import { sendStripeEvent, sidecarCommand, sleep, startShop, stripeEvent, waitFor } from './harness.mjs';
 
 let shop;
@@ -221,6 +221,98 @@ describe('stock movements entered in Payload', () => {
   });
 });
 
+describe('who may change stock through Payload', () => {
+  /** Logs a new user of `collection` in and returns its `authorization` header value. */
+  async function loggedIn(collection, data) {
+    const email = `${collection}-${Math.random().toString(36).slice(2)}@example.com`;
+    const password = 'shopper-password-0123';
+    const created = collection === 'customers'
+      ? await shop.api.post('/customers', { email, password }, { auth: false })
+      : await shop.api.post(`/${collection}`, { email, password, ...data });
+    assert.equal(created.status, 201, created.text);
+    const login = await shop.api.post(`/${collection}/login`, { email, password }, { auth: false });
+    assert.equal(login.status, 200, login.text);
+    return `JWT ${login.body.token}`;
+  }
+
+  /** What must not move: the ledger's figures of `product` and Payload's documents. */
+  async function snapshot(product) {
+    const { body: ledger } = await shop.sidecarGet(`/v1/products/${product}/stock`);
+    const { body: monitoring } = await shop.sidecarGet('/api/admin/clean-expired-reservations', shop.sidecar.adminToken);
+    return { sizes: ledger.sizes, movementsInPayload: (await shop.api.movements(product)).length, sizesInPayload: await shop.api.sizes(product), movementsInLedger: monitoring.movements.products };
+  }
+
+  test('a shopper, logged in as a customer of either kind, can neither enter nor read movements, nor read reservations', async () => {
+    const product = await shop.createProduct('Last pair', ['42']);
+    await restock(product, '42', 3);
+    await sizeShows(product, '42', { stock: 3 });
+    await shop.projected();
+    const before = await snapshot(product);
+    for (const authorization of [await loggedIn('users', { role: 'customer' }), await loggedIn('customers')]) {
+      const adjustment = await shop.api.post('/stock-movements', { product: Number(product), size: '42', type: 'adjustment', quantity: -3, reason: 'mine now' }, { authorization });
+      assert.equal(adjustment.status, 403, adjustment.text);
+      assert.equal((await shop.api.get('/stock-movements', { authorization })).status, 403);
+      assert.equal((await shop.api.get('/stock-reservations', { authorization })).status, 403);
+    }
+    assert.deepEqual(await snapshot(product), before, 'nothing changed in the ledger or in Payload');
+  });
+
+  test('another API key, or the old bare header, cannot write what only the projection writes', async () => {
+    const product = await shop.createProduct('Forged figures', ['40']);
+    await restock(product, '40', 2);
+    const row = await sizeShows(product, '40', { stock: 2 });
+    await shop.projected();
+    const integration = await shop.api.post('/users', { email: `integration-${Date.now()}@example.com`, password: 'integration-password-01', enableAPIKey: true, apiKey: 'another-integrations-key-0123456789' });
+    assert.equal(integration.status, 201, integration.text);
+    const reservation = (await shop.api.get('/stock-reservations?limit=1&depth=0')).body.docs[0];
+    const before = await snapshot(product);
+    for (const [authorization, projection] of [
+      ['users API-Key another-integrations-key-0123456789', 'projection'],
+      ['users API-Key another-integrations-key-0123456789', projectionProof('a-token-the-sidecar-does-not-have')],
+      [undefined, 'projection'],
+      [undefined, 'v1=' + '0'.repeat(64)],
+    ]) {
+      const options = { authorization, projection };
+      const patched = await shop.api.patch(`/products/${product}?depth=0`, { sizes: [{ ...row, stock: 999 }] }, options);
+      assert.equal(patched.status, 200, patched.text);
+      assert.equal((await shop.api.sizes(product))['40'].stock, 2, 'the stored figure is kept');
+      assert.equal((await shop.api.post('/stock-reservations', { reference: 'pi_forged', status: 'active' }, options)).status, 403);
+      if (reservation) {
+        assert.equal((await shop.api.call('DELETE', `/stock-reservations/${reservation.id}`, options)).status, 403);
+        assert.equal((await shop.api.patch(`/stock-reservations/${reservation.id}`, { status: 'released' }, options)).status, 403);
+      }
+      const [movement] = await shop.api.movements(product);
+      assert.equal((await shop.api.patch(`/stock-movements/${movement.id}`, { quantity: 100, idempotencyKey: '999999' }, options)).status, 403);
+    }
+    assert.deepEqual(await snapshot(product), before);
+  });
+
+  test('a movement form sent twice is recorded once, under the reference the form carries', async () => {
+    const product = await shop.createProduct('Double submit', ['39']);
+    await restock(product, '39', 1);
+    await shop.projected();
+    const form = { product: Number(product), size: '39', type: 'restock', quantity: 4, reason: 'Delivery note 55', reference: 'DN-55' };
+    const first = await shop.api.post('/stock-movements?depth=0', form);
+    assert.equal(first.status, 201, first.text);
+    assert.equal(first.body.doc.reference, 'DN-55');
+    const second = await shop.api.post('/stock-movements?depth=0', form);
+    assert.equal(second.status, 409, second.text);
+    assert.equal(second.body.errors[0].data.code, 'movement_already_recorded');
+    // Another movement under the same delivery note is refused by the ledger, not merged into the first.
+    const other = await shop.api.post('/stock-movements?depth=0', { ...form, quantity: 2 });
+    assert.equal(other.status, 409, other.text);
+    assert.equal(other.body.errors[0].data.code, 'reference_conflict');
+    const { body: ledger } = await shop.sidecarGet(`/v1/products/${product}/stock`);
+    assert.equal(ledger.sizes[0].stock, 5, 'recorded once');
+    await shop.projected();
+    assert.equal((await shop.api.movements(product)).filter((doc) => doc.reference === 'DN-55').length, 1);
+    // Without a reference in the request, the one the plugin generates is recorded with the document.
+    const generated = await shop.api.post('/stock-movements?depth=0', { ...form, reference: undefined, quantity: 1 });
+    assert.equal(generated.status, 201, generated.text);
+    assert.match(generated.body.doc.reference, /^payload-[0-9a-f-]{36}$/);
+  });
+});
+
 describe('import and reconcile', () => {
   test('import brings stock entered in Payload into the ledger once; reconcile finds and fixes drift', async () => {
     const product = await shop.createProduct('Imported', ['M', 'L']);
@@ -255,5 +347,45 @@ describe('import and reconcile', () => {
     assert.match(fixed.stdout, /1 product\(s\) rewritten/);
     assert.equal((await shop.api.sizes(product)).M.stock, 7);
     assert.equal((await sidecarCommand(shop, ['reconcile'])).code, 0);
+  });
+
+  test('movement documents are compared by content: a forged key is rewritten, never counted as delivered', async () => {
+    const product = await shop.createProduct('Forged ledger', ['41']);
+    await restock(product, '41', 3);
+    await shop.projected();
+    const [real] = await shop.api.movements(product);
+    // A document planted ahead of the ledger under the key the next movement will get (as a leaked proof could).
+    const nextKey = String(Number(real.idempotencyKey) + 1);
+    const planted = await shop.api.post('/stock-movements?depth=0', { product: Number(product), size: '41', type: 'adjustment', quantity: -3, stockBefore: 3, stockAfter: 0, reason: 'planted', idempotencyKey: nextKey }, { projection: true });
+    assert.equal(planted.status, 201, planted.text);
+    await restock(product, '41', 2);
+    await shop.projected();
+    const documents = (await shop.api.movements(product)).filter((doc) => doc.idempotencyKey === nextKey);
+    assert.equal(documents.length, 1);
+    assert.deepEqual([documents[0].type, documents[0].quantity, documents[0].stockAfter], ['restock', 2, 5], 'the ledger\'s movement replaced the planted one');
+
+    // A document changed after delivery: reconcile finds it by content and --fix rewrites it.
+    const changed = await shop.api.patch(`/stock-movements/${real.id}?depth=0`, { quantity: 30, stockAfter: 30 }, { projection: true });
+    assert.equal(changed.status, 200, changed.text);
+    const found = await sidecarCommand(shop, ['reconcile']);
+    assert.equal(found.code, 1, found.stdout);
+    assert.match(found.stdout, new RegExp(`movement ${real.idempotencyKey}: its stock-movements document says something other than the ledger`));
+    const fixed = await sidecarCommand(shop, ['reconcile', '--fix']);
+    assert.match(fixed.stdout, /1 rewritten/);
+    const restored = (await shop.api.movements(product)).find((doc) => doc.id === real.id);
+    assert.deepEqual([restored.quantity, restored.stockAfter], [3, 3]);
+    assert.equal((await sidecarCommand(shop, ['reconcile'])).code, 0);
+  });
+});
+
+describe('Payload\'s log', () => {
+  test('a whole run, refusals and redeliveries included, leaves no error in Payload\'s log', () => {
+    const log = shop.payloadLog();
+    assert.ok(log.includes('listening'), 'the log was captured');
+    // Payload's logger colours its levels in a terminal-like stream: the colour codes go first.
+    const lines = log.replace(/\x1b\[[0-9;]*m/g, '').split('\n');
+    assert.ok(lines.some((line) => /\bINFO\b/.test(line)), 'the levels are readable');
+    const errors = lines.filter((line) => /\b(ERROR|FATAL)\b|"level":\s*[56]0/.test(line));
+    assert.deepEqual(errors, []);
   });
 });

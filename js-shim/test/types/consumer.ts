@@ -19,6 +19,9 @@ import {
   type RecordedMovement,
   type MonitoringReport,
   type CleanupResult,
+  type Conflict,
+  CHECKOUT_METADATA,
+  projectionProof,
 } from 'payload-stock';
 
 const available: number = availableStock(10, 3);
@@ -120,5 +123,25 @@ const shopConfig = { collections: [{ slug: 'products', fields: [] }], secret: 's
 const withStock: typeof shopConfig = payloadStock({ sidecarUrl: 'http://127.0.0.1:4242', sidecarToken: 'admin-token' })(shopConfig);
 // @ts-expect-error slugs are strings
 payloadStock({ productsSlug: 1 });
+// Access rules of the shop's own, sync or async.
+payloadStock({ access: { readMovements: ({ req }) => req.user?.role === 'admin', readReservations: async () => false } });
+// @ts-expect-error an access rule is a function
+payloadStock({ access: { createMovements: true } });
+const proof: string = projectionProof('admin-token');
+
+// Conflicts: listed, then resolved with a note.
+async function resolveAll(admin: ReturnType<typeof createStockClient>): Promise<number> {
+  const open: Conflict[] = await admin.conflicts();
+  for (const conflict of open) {
+    const kind: 'oversold' | 'unknown_reference' | 'unreadable_event' = conflict.kind;
+    const { alreadyResolved } = await admin.resolveConflict(conflict.id, `handled ${kind}`);
+    void alreadyResolved;
+  }
+  // @ts-expect-error the id is the conflict's number
+  await admin.resolveConflict('1', 'note');
+  return open.length;
+}
+const metadata: { orderNumber: string; payloadStock: '1' } = { orderNumber: 'ORD-1', ...CHECKOUT_METADATA };
+void [proof, resolveAll, metadata];
 
 void [checkout, restock, watch, withStock, available, low, sku, derivedAvailable, derivedLow, firstShortage, firstCode, expiresFromDate, expired, after];

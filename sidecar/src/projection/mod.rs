@@ -120,6 +120,34 @@ pub fn merge_sizes(rows: &[Value], ledger: &[SizeRecord]) -> (Vec<Value>, bool) 
     (merged, changed)
 }
 
+/// The fields of a stock-movements document that say what the movement was; a document under a movement's key
+/// whose fields differ from the ledger's was not written from it.
+const MOVEMENT_FIELDS: [&str; 6] = ["product", "size", "type", "quantity", "stockBefore", "stockAfter"];
+
+/// Whether a stock-movements document says what the ledger's document of the same key says. Relationship ids
+/// compare as text (Payload gives numbers or strings), numbers as numbers.
+pub fn same_movement(document: &Value, ledger: &Value) -> bool {
+    let text = |value: Option<&Value>| match value {
+        Some(Value::String(text)) => Some(text.clone()),
+        Some(Value::Number(number)) => number.as_f64().map(|number| number.to_string()),
+        Some(Value::Object(related)) => related.get("id").map(Value::to_string),
+        _ => None,
+    };
+    MOVEMENT_FIELDS.iter().all(|field| {
+        let (shown, wanted) = (document.get(*field), ledger.get(*field));
+        text(shown).is_some() && text(shown) == text(wanted)
+    })
+}
+
+/// A Payload document's id as text.
+fn existing_id(document: &Value) -> Option<String> {
+    match document.get("id")? {
+        Value::String(id) => Some(id.clone()),
+        Value::Number(id) => Some(id.to_string()),
+        _ => None,
+    }
+}
+
 /// The figures of one size as the plugin's fields name them.
 pub fn figures(record: &SizeRecord) -> [(&'static str, Value); 5] {
     let level = &record.level;
@@ -166,19 +194,47 @@ impl Projector {
         Ok(changed)
     }
 
-    /// Creates the stock-movements document of a ledger movement unless it exists; whether it was created.
+    /// Makes Payload's stock-movements document of a ledger movement say what the ledger says: created when there is
+    /// none, left alone when it matches (the plugin's hook saved it), rewritten when a document under the
+    /// movement's key says something else. Whether Payload needed a write.
     pub async fn project_movement(&self, id: i64) -> Result<bool, DeliveryError> {
+        let document = self.movement_document(id).await?;
+        let collection = &self.config.movements_slug;
+        // Looked up first, so that a document the plugin saved is never created again (Payload logs every refused
+        // duplicate as an error).
+        match self.client.find_one(collection, "idempotencyKey", &id.to_string()).await? {
+            Some(existing) if same_movement(&existing, &document) => Ok(false),
+            Some(existing) => {
+                let Some(document_id) = existing_id(&existing) else {
+                    return Err(PayloadError::Unexpected {
+                        call: format!("GET /api/{collection}"),
+                        problem: "a document without an id".to_owned(),
+                    }
+                    .into());
+                };
+                tracing::warn!(movement = id, document = %document_id,
+                    "the stock-movements document under this movement's key does not say what the ledger says; \
+                     rewriting it from the ledger");
+                self.client.update(collection, &document_id, &document).await?;
+                Ok(true)
+            }
+            None => Ok(self.client.create(collection, &document).await? == Created::Created),
+        }
+    }
+
+    /// The stock-movements document of a ledger movement: the API's own form of it, with Payload's relationship id
+    /// and the ledger id as idempotencyKey.
+    async fn movement_document(&self, id: i64) -> Result<Value, DeliveryError> {
         let Some(record) = self.store.movement(id).await? else {
             return Err(StoreError::Inconsistent(format!("movement {id} is queued but not in the ledger")).into());
         };
-        // The API's own form of a movement, with Payload's relationship id and the ledger id as idempotencyKey.
         let mut document = crate::v1::movement_json(&record);
         if let Some(fields) = document.as_object_mut() {
             fields.remove("id");
             fields.insert("product".to_owned(), product_id_value(&record.product));
             fields.insert("idempotencyKey".to_owned(), json!(id.to_string()));
         }
-        Ok(self.client.create(&self.config.movements_slug, &document).await? == Created::Created)
+        Ok(document)
     }
 
     /// Creates or updates the stock-reservations document of a reservation.
@@ -404,6 +460,22 @@ mod tests {
             assert!(delay >= ceiling / 2 && delay <= ceiling, "attempt {attempts}: {delay:?} vs {ceiling:?}");
         }
         assert!(retry_delay(30, max, 7) >= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_movement_document_matches_by_content_not_by_key() {
+        let ledger = json!({ "product": 12, "size": "42", "type": "restock", "quantity": 5, "stockBefore": 0,
+            "stockAfter": 5, "reason": "Delivery", "idempotencyKey": "7" });
+        let saved = json!({ "id": 3, "product": 12, "size": "42", "type": "restock", "quantity": 5.0,
+            "stockBefore": 0, "stockAfter": 5, "reason": "Delivery (typed in the panel)", "idempotencyKey": "7" });
+        assert!(same_movement(&saved, &ledger));
+        let mut as_text = saved.clone();
+        as_text["product"] = json!("12");
+        assert!(same_movement(&as_text, &ledger), "a relationship id as text is the same product");
+        let forged = json!({ "id": 4, "product": 12, "size": "42", "type": "adjustment", "quantity": -5,
+            "stockBefore": 5, "stockAfter": 0, "idempotencyKey": "7" });
+        assert!(!same_movement(&forged, &ledger));
+        assert!(!same_movement(&json!({ "idempotencyKey": "7" }), &ledger), "an empty document is no match");
     }
 
     #[test]

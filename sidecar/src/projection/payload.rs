@@ -34,9 +34,29 @@ const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'|')
     .add(b'}');
 
-/// The header that tells the payloadStock plugin a write comes from the sidecar's projection: together with the
-/// API key it lets the write set stock figures and ledger movements, which Payload's own users cannot.
-pub const PROJECTION_HEADER: (&str, &str) = ("x-payload-stock", "projection");
+/// The header in which the sidecar's projection sends its proof to the payloadStock plugin: together with the API
+/// key it lets a write set stock figures, reservation documents and ledger movements, which Payload's own users
+/// (and other API keys) cannot.
+pub const PROJECTION_HEADER: &str = "x-payload-stock";
+
+/// What the proof signs (the plugin signs the same label): it names the purpose, so the proof is worth nothing
+/// anywhere else.
+const PROJECTION_PROOF_LABEL: &[u8] = b"payload-stock projection v1";
+
+/// The projection's proof for the token the plugin and the sidecar share (ADMIN_API_TOKEN): `v1=` and the hex
+/// HMAC-SHA256 of a fixed label under the token. Only a holder of the token can make it, and the token itself never
+/// travels to Payload.
+pub fn projection_proof(token: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    match hmac::Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()) {
+        Ok(mut mac) => {
+            mac.update(PROJECTION_PROOF_LABEL);
+            format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+        }
+        // HMAC takes keys of any length; an empty proof is refused by the plugin, never accepted.
+        Err(_) => String::new(),
+    }
+}
 
 /// Why a call to Payload failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +97,8 @@ pub struct PayloadClient {
     api: String,
     /// `<collection> API-Key <key>`: a secret, left out of Debug.
     authorization: String,
+    /// The x-payload-stock header's value: a secret, left out of Debug.
+    proof: String,
 }
 
 impl std::fmt::Debug for PayloadClient {
@@ -91,6 +113,8 @@ impl PayloadClient {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
+            // A redirect is an error, never followed: the API key and the projection's proof go to PAYLOAD_URL only.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("stock-sidecar/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| format!("cannot build the HTTP client for Payload: {error}"))?;
@@ -98,6 +122,7 @@ impl PayloadClient {
             http,
             api: format!("{}/api", config.url),
             authorization: format!("{} API-Key {}", config.auth_collection, config.api_key.expose()),
+            proof: projection_proof(config.proof_key.expose()),
         })
     }
 
@@ -123,7 +148,7 @@ impl PayloadClient {
             .request(method, self.url(segments))
             .query(query)
             .header(reqwest::header::AUTHORIZATION, &self.authorization)
-            .header(PROJECTION_HEADER.0, PROJECTION_HEADER.1);
+            .header(PROJECTION_HEADER, &self.proof);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -260,7 +285,20 @@ mod tests {
             retry_max: std::time::Duration::from_secs(1),
             payload_save_grace: std::time::Duration::from_secs(1),
             delivery_lease: std::time::Duration::from_secs(30),
+            proof_key: Secret::new("admin-token-0123456789"),
         }
+    }
+
+    #[test]
+    fn the_proof_is_the_plugins_and_depends_on_the_token() {
+        // The value js-shim's plugin computes for the same token (its tests check the same pair).
+        assert_eq!(
+            projection_proof("admin-token-0123456789"),
+            "v1=cd19835be082a0f63ad646f3128650ca7ab3fdb62f4d6da9eafdf4664053e346"
+        );
+        assert_ne!(projection_proof("admin-token-0123456789"), projection_proof("admin-token-0123456780"));
+        let client = PayloadClient::new(&config("k")).expect("client");
+        assert!(!format!("{client:?}").contains(&projection_proof("admin-token-0123456789")));
     }
 
     #[test]

@@ -44,10 +44,14 @@ pub struct ReconcileReport {
     pub differences: Vec<Difference>,
     /// Ledger movements without their stock-movements document.
     pub missing_movements: Vec<i64>,
+    /// Ledger movements whose stock-movements document (found by its idempotencyKey) says something else: a
+    /// product, size, type, quantity or stock figure the ledger did not record.
+    pub mismatched_movements: Vec<i64>,
     /// stock-movements documents whose idempotencyKey is no ledger movement.
     pub unknown_movement_documents: usize,
     pub products_rewritten: usize,
     pub movements_created: usize,
+    pub movements_rewritten: usize,
 }
 
 /// Why a pass over Payload stopped.
@@ -117,6 +121,12 @@ impl Projector {
                     report.skipped.push((product.clone(), "a size row without a size label".to_owned()));
                     continue;
                 };
+                if let Err(error) =
+                    stock_core::check_product_id(&product).and_then(|()| stock_core::check_size_label(size))
+                {
+                    report.skipped.push((product.clone(), error.to_string()));
+                    continue;
+                }
                 let (stock, threshold) = match (units(row.get("stock")), units(row.get("lowStockThreshold"))) {
                     (Ok(stock), Ok(threshold)) => (stock, threshold),
                     (Err(problem), _) | (_, Err(problem)) => {
@@ -213,12 +223,21 @@ impl Projector {
             }
         }
 
-        let mut documented = self.movement_keys().await?;
+        let mut documented = self.movement_documents().await?;
         let mut after = 0;
         loop {
             let ids = self.store.movement_ids(after, 1000).await?;
             let Some(&last) = ids.last() else { break };
-            report.missing_movements.extend(ids.into_iter().filter(|id| !documented.remove(&id.to_string())));
+            for id in ids {
+                match documented.remove(&id.to_string()) {
+                    None => report.missing_movements.push(id),
+                    Some(document) => {
+                        if !super::same_movement(&document, &self.movement_document(id).await?) {
+                            report.mismatched_movements.push(id);
+                        }
+                    }
+                }
+            }
             after = last;
         }
         // What is left has no ledger movement behind it.
@@ -235,19 +254,28 @@ impl Projector {
                     report.movements_created += 1;
                 }
             }
+            for id in &report.mismatched_movements {
+                if self.project_movement(*id).await? {
+                    report.movements_rewritten += 1;
+                }
+            }
         }
         Ok(report)
     }
 
-    /// The idempotencyKey of every stock-movements document.
-    async fn movement_keys(&self) -> Result<BTreeSet<String>, SyncError> {
-        let mut keys = BTreeSet::new();
+    /// Every stock-movements document by its idempotencyKey.
+    async fn movement_documents(&self) -> Result<BTreeMap<String, Value>, SyncError> {
+        let mut documents = BTreeMap::new();
         let mut page = 1;
         loop {
-            let answer = self.client.page(&self.config.movements_slug, page, 1000, Some("idempotencyKey")).await?;
-            keys.extend(answer.docs.iter().filter_map(|doc| doc.get("idempotencyKey")?.as_str().map(str::to_owned)));
+            let answer = self.client.page(&self.config.movements_slug, page, 1000, None).await?;
+            for document in answer.docs {
+                if let Some(key) = document.get("idempotencyKey").and_then(Value::as_str).map(str::to_owned) {
+                    documents.insert(key, document);
+                }
+            }
             if !answer.has_next_page {
-                return Ok(keys);
+                return Ok(documents);
             }
             page += 1;
         }
