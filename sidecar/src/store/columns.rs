@@ -39,19 +39,27 @@ pub(crate) fn movement_lane(id: i64) -> String {
     format!("movement:{id}")
 }
 
-/// The idempotency key of a movement requested with a reference.
+/// The idempotency key of a movement requested with a reference. One part after its prefix: unambiguous as it is.
 pub(crate) fn movement_key(reference: &str) -> String {
     format!("movement:{reference}")
 }
 
+/// One part of an idempotency key of several parts, with `\` and `:` escaped (`\\`, `\:`), so that no two lists of
+/// parts make the same key: unescaped, reference `a:b` with size `c` and reference `a` with size `b:c` collided,
+/// and the second sale then failed forever. Migrations 0009 (SQLite) and 0005 (PostgreSQL) rewrote the keys
+/// stored before in this form, with the same escaping in SQL.
+fn key_part(part: &str) -> std::borrow::Cow<'_, str> {
+    if part.contains(['\\', ':']) { part.replace('\\', "\\\\").replace(':', "\\:").into() } else { part.into() }
+}
+
 /// The idempotency key of the sale of one size of a reservation.
 pub(crate) fn sale_key(reference: &str, product: &str, size: &str) -> String {
-    format!("sale:{reference}:{product}:{size}")
+    format!("sale:{}:{}:{}", key_part(reference), key_part(product), key_part(size))
 }
 
 /// The idempotency key of the movement that imported a size from Payload.
 pub(crate) fn import_key(product: &str, size: &str) -> String {
-    format!("import:{product}:{size}")
+    format!("import:{}:{}", key_part(product), key_part(size))
 }
 
 pub(crate) fn quantity(value: i64, what: &str) -> Result<Quantity, StoreError> {
@@ -263,4 +271,19 @@ pub(crate) fn conflict_from_columns(
         resolved_at: resolved_at.map(timestamp).transpose()?,
         resolution,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_different_parts_never_collide() {
+        assert_ne!(sale_key("pi_a:b", "c", "d"), sale_key("pi_a", "b:c", "d"));
+        assert_ne!(sale_key("pi_a", "b", "c:d"), sale_key("pi_a:b", "c", "d"));
+        assert_ne!(import_key("a", "b:c"), import_key("a:b", "c"));
+        assert_ne!(sale_key("pi\\", "x", "y"), sale_key("pi", "\\x", "y"));
+        assert_eq!(sale_key("pi_a", "runner", "42"), "sale:pi_a:runner:42", "keys without : or \\ keep their old form");
+        assert_eq!(sale_key("pi_a:b", "c", "d\\e"), "sale:pi_a\\:b:c:d\\\\e");
+    }
 }

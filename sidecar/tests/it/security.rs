@@ -218,3 +218,75 @@ async fn unauthenticated_answers_carry_no_data() {
     let metrics = app.anonymous(Method::GET, "/metrics").send().await.expect("request");
     assert_eq!(metrics.status(), 401);
 }
+
+#[tokio::test]
+async fn sales_whose_labels_hold_a_colon_get_keys_of_their_own() {
+    let app = spawn_app().await;
+    // Unescaped, both sales had the key sale:pi_k:runner:x:y, and the second failed forever.
+    app.restock("runner", "x:y", 1).await;
+    app.restock("x", "y", 1).await;
+    for (reference, product, size) in [("pi_k", "runner", "x:y"), ("pi_k:runner", "x", "y")] {
+        let cart = json!([{ "product": product, "size": size, "quantity": 1 }]);
+        body_of(app.reserve(reference, cart).await, 201).await;
+        let event = stripe_event("payment_intent.succeeded", &format!("evt_{reference}"), reference);
+        assert_eq!(body_of(app.send_event(&event).await, 200).await["outcome"], "committed", "{reference}");
+    }
+    assert_eq!(figures(&app, "runner", "x:y").await, (0, 0));
+    assert_eq!(figures(&app, "x", "y").await, (0, 0));
+}
+
+/// The migration that escapes the keys stored before (0009 on SQLite, 0005 on PostgreSQL), run again on rows
+/// written in the old form: they take the form the sidecar now computes, and keys without `:` or `\` stay.
+#[tokio::test]
+async fn keys_stored_in_the_old_form_are_rewritten_in_the_new_one() {
+    use sqlx::Connection;
+    let app = spawn_app().await;
+    app.restock("shoe", "1", 1).await; // the sidecar has opened (and migrated) its database
+    let rows = [
+        ("sale:pi_old:shoe:p:q", "sale", "pi_old", "p:q", "sale:pi_old:shoe:p\\:q"),
+        ("sale:pi_o\\ld:shoe:9", "sale", "pi_o\\ld", "9", "sale:pi_o\\\\ld:shoe:9"),
+        ("import:shoe:r:s", "adjustment", "", "r:s", "import:shoe:r\\:s"),
+        ("sale:pi_plain:shoe:40", "sale", "pi_plain", "40", "sale:pi_plain:shoe:40"),
+    ];
+    let insert = |placeholder: fn(usize) -> String| {
+        format!(
+            "INSERT INTO movements (idempotency_key, product, size, type, quantity, stock_before, stock_after, \
+             reason, reference, date) VALUES ({}, 'shoe', {}, {}, -1, 1, 0, 'old', {}, 0)",
+            placeholder(1),
+            placeholder(2),
+            placeholder(3),
+            placeholder(4)
+        )
+    };
+    let keys: Vec<String> = if app.database.is_postgres() {
+        let mut connection = sqlx::PgConnection::connect(&app.database_url).await.expect("connect");
+        for (key, kind, reference, size, _) in rows {
+            let sql = insert(|index| format!("${index}"));
+            let reference = (!reference.is_empty()).then_some(reference);
+            let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key).bind(size).bind(kind).bind(reference);
+            query.execute(&mut connection).await.expect("insert");
+        }
+        let migration = include_str!("../../migrations/postgres/0005_unambiguous_keys.sql");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(migration)).execute(&mut connection).await.expect("migrate");
+        sqlx::query_scalar("SELECT idempotency_key FROM movements WHERE reason = 'old' ORDER BY id")
+            .fetch_all(&mut connection)
+            .await
+            .expect("keys")
+    } else {
+        let mut connection = sqlx::SqliteConnection::connect(&app.database_url).await.expect("connect");
+        for (key, kind, reference, size, _) in rows {
+            let sql = insert(|index| format!("?{index}"));
+            let reference = (!reference.is_empty()).then_some(reference);
+            let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key).bind(size).bind(kind).bind(reference);
+            query.execute(&mut connection).await.expect("insert");
+        }
+        let migration = include_str!("../../migrations/sqlite/0009_unambiguous_keys.sql");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(migration)).execute(&mut connection).await.expect("migrate");
+        sqlx::query_scalar("SELECT idempotency_key FROM movements WHERE reason = 'old' ORDER BY id")
+            .fetch_all(&mut connection)
+            .await
+            .expect("keys")
+    };
+    let expected: Vec<&str> = rows.iter().map(|row| row.4).collect();
+    assert_eq!(keys, expected);
+}
