@@ -61,6 +61,16 @@ pub struct Config {
     /// A request not answered within this is dropped with 408 `request_timeout` (`REQUEST_TIMEOUT_SECONDS`,
     /// default 30): a slow client or a stalled store cannot hold its connection and work forever.
     pub request_timeout: Duration,
+    /// A request body not received whole within this is answered 408 (`BODY_READ_TIMEOUT_SECONDS`, default 10; a
+    /// cart or a Stripe event is a few kilobytes). Bodies are read before a request takes a slot, so a client that
+    /// sends headers and then nothing holds no slot.
+    pub body_read_timeout: Duration,
+    /// Request headers not received whole within this close the connection (`HEADER_READ_TIMEOUT_SECONDS`,
+    /// default 10): an idle or trickling connection cannot be held open for free.
+    pub header_read_timeout: Duration,
+    /// Connections open at once at most (`MAX_CONNECTIONS`, default 4096); one more is closed at once. Keep it
+    /// under the process's open-file limit (`ulimit -n`), with room for the database's files.
+    pub max_connections: usize,
     /// The Payload the ledger is projected into (`PAYLOAD_URL` and friends); `None` runs the sidecar on its own.
     pub payload: Option<PayloadConfig>,
     /// How often sizes are checked for a crossing of their stock state (low, out of stock, back in stock)
@@ -235,6 +245,9 @@ impl Default for Config {
             low_stock_webhook: None,
             max_concurrent_requests: 1024,
             request_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
         }
     }
 }
@@ -374,6 +387,23 @@ impl Config {
             match text.parse::<u64>() {
                 Ok(seconds) if (1..=600).contains(&seconds) => config.request_timeout = Duration::from_secs(seconds),
                 _ => problems.push(format!("REQUEST_TIMEOUT_SECONDS: {text:?} is not a whole number from 1 to 600")),
+            }
+        }
+        for (key, slot) in [
+            ("BODY_READ_TIMEOUT_SECONDS", &mut config.body_read_timeout),
+            ("HEADER_READ_TIMEOUT_SECONDS", &mut config.header_read_timeout),
+        ] {
+            if let Some(text) = value(key) {
+                match text.parse::<u64>() {
+                    Ok(seconds) if (1..=300).contains(&seconds) => *slot = Duration::from_secs(seconds),
+                    _ => problems.push(format!("{key}: {text:?} is not a whole number from 1 to 300")),
+                }
+            }
+        }
+        if let Some(text) = value("MAX_CONNECTIONS") {
+            match text.parse::<usize>() {
+                Ok(count) if (1..=1_000_000).contains(&count) => config.max_connections = count,
+                _ => problems.push(format!("MAX_CONNECTIONS: {text:?} is not a whole number from 1 to 1000000")),
             }
         }
         config.payload = payload_settings(&value, config.admin_token.as_ref(), &mut problems);
@@ -684,6 +714,27 @@ mod tests {
         assert!(without_password.is_postgres());
         assert_eq!(without_password.to_string(), "postgresql://127.0.0.1/test");
         assert!(!DatabaseUrl::from("sqlite://ledger.db").is_postgres());
+    }
+
+    #[test]
+    fn the_listeners_bounds_are_read_and_checked() {
+        let defaults = Config::default();
+        assert_eq!((defaults.max_connections, defaults.header_read_timeout), (4096, Duration::from_secs(10)));
+        let config = Config::from_settings(&settings(&[
+            ("MAX_CONNECTIONS", "20000"),
+            ("HEADER_READ_TIMEOUT_SECONDS", "5"),
+            ("BODY_READ_TIMEOUT_SECONDS", "3"),
+        ]))
+        .expect("valid");
+        assert_eq!(config.max_connections, 20000);
+        assert_eq!(
+            (config.header_read_timeout, config.body_read_timeout),
+            (Duration::from_secs(5), Duration::from_secs(3))
+        );
+        for key in ["MAX_CONNECTIONS", "HEADER_READ_TIMEOUT_SECONDS", "BODY_READ_TIMEOUT_SECONDS"] {
+            let error = Config::from_settings(&settings(&[(key, "0")])).expect_err("0 is refused");
+            assert!(error.to_string().contains(key), "{error}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod projection;
 pub mod requests;
+pub mod server;
 pub mod store;
 pub mod stripe_api;
 pub mod v1;
@@ -83,10 +84,7 @@ pub fn router(state: AppState) -> Router {
     let routes: Router<AppState> = api_routes().into();
     routes
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            Limits::new(state.config.max_concurrent_requests, state.config.request_timeout),
-            limits::within_limits,
-        ))
+        .layer(axum::middleware::from_fn_with_state(Limits::new(&state.config), limits::within_limits))
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), requests::observe_request))
         .with_state(state)
 }
@@ -306,7 +304,11 @@ pub async fn run_with_clock(
     } else {
         tracing::info!(%address, %database, ?synchronous, "stock-sidecar listening");
     }
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    let bounds = server::ConnectionLimits {
+        max_connections: state.config.max_connections,
+        header_read_timeout: state.config.header_read_timeout,
+    };
+    server::serve(listener, router(state), bounds, shutdown).await;
 
     let _ = stop_background.send(true);
     for task in [schedule, alerts, worker].into_iter().flatten() {
