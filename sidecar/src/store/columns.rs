@@ -256,7 +256,23 @@ pub(crate) fn reservation_from_rows(
 pub(crate) type ConflictColumns = (i64, String, String, String, String, i64, Option<i64>, Option<String>);
 
 /// The columns of `conflicts` in [`ConflictColumns`]' order.
-pub(crate) const CONFLICT_COLUMNS: &str = "id, kind, reference, event_id, details, created_at, resolved_at, resolution";
+macro_rules! conflict_columns {
+    () => {
+        "id, kind, reference, event_id, details, created_at, resolved_at, resolution"
+    };
+}
+
+/// The open conflicts, oldest first, `$1` at most: the same SQL in both dialects (SQLite takes `$1` too).
+pub(crate) const OPEN_CONFLICTS_QUERY: &str = concat!(
+    "SELECT ",
+    conflict_columns!(),
+    " FROM conflicts WHERE resolved_at IS NULL ORDER BY created_at, id LIMIT $1"
+);
+/// One conflict by its id, `$1`.
+pub(crate) const CONFLICT_QUERY: &str = concat!("SELECT ", conflict_columns!(), " FROM conflicts WHERE id = $1");
+/// Resolves conflict `$3` at `$1` with the note `$2`, if it is open: the statement decides which resolution stands.
+pub(crate) const RESOLVE_CONFLICT: &str =
+    "UPDATE conflicts SET resolved_at = $1, resolution = $2 WHERE id = $3 AND resolved_at IS NULL";
 
 pub(crate) fn conflict_from_columns(
     (id, kind, reference, event_id, details, created_at, resolved_at, resolution): ConflictColumns,

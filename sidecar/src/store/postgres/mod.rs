@@ -20,10 +20,10 @@ use stock_core::{CartLine, Quantity, ReservationTtl, StockState, Timestamp};
 use tokio::sync::Notify;
 
 use super::columns::{
-    ALERT_COLUMNS, ALERT_STATUS_QUERY, AlertColumns, CONFLICT_COLUMNS, ConflictColumns, LedgerSizeColumns,
-    MovementColumns, SizeColumns, SummaryColumns, TotalColumns, alert_status, alerts_from_rows, conflict_from_columns,
-    ledger_sizes_from_rows, movement_columns, movement_from_columns, reservation_from_rows, sizes_from_rows,
-    summaries_from_rows, timestamp, totals_from_rows,
+    ALERT_COLUMNS, ALERT_STATUS_QUERY, AlertColumns, CONFLICT_QUERY, ConflictColumns, LedgerSizeColumns,
+    MovementColumns, OPEN_CONFLICTS_QUERY, RESOLVE_CONFLICT, SizeColumns, SummaryColumns, TotalColumns, alert_status,
+    alerts_from_rows, conflict_from_columns, ledger_sizes_from_rows, movement_columns, movement_from_columns,
+    reservation_from_rows, sizes_from_rows, summaries_from_rows, timestamp, totals_from_rows,
 };
 use super::decide;
 use super::{
@@ -507,27 +507,21 @@ impl Store for PostgresStore {
     }
 
     async fn open_conflicts(&self, limit: u32) -> Result<Vec<ConflictRecord>, StoreError> {
-        let query = format!(
-            "SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE resolved_at IS NULL ORDER BY created_at, id LIMIT $1"
-        );
         let rows: Vec<ConflictColumns> =
-            sqlx::query_as(sqlx::AssertSqlSafe(query)).bind(i64::from(limit)).fetch_all(&self.pool).await?;
+            sqlx::query_as(OPEN_CONFLICTS_QUERY).bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.into_iter().map(conflict_from_columns).collect()
     }
 
     async fn resolve_conflict(&self, id: i64, resolution: &str, now: Timestamp) -> Result<ResolveOutcome, StoreError> {
         // One statement each: the conditional update decides which resolution stands, whichever sidecar runs first.
-        let updated =
-            sqlx::query("UPDATE conflicts SET resolved_at = $1, resolution = $2 WHERE id = $3 AND resolved_at IS NULL")
-                .bind(now.unix_millis())
-                .bind(resolution)
-                .bind(id)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-        let query = format!("SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE id = $1");
-        let row: Option<ConflictColumns> =
-            sqlx::query_as(sqlx::AssertSqlSafe(query)).bind(id).fetch_optional(&self.pool).await?;
+        let updated = sqlx::query(RESOLVE_CONFLICT)
+            .bind(now.unix_millis())
+            .bind(resolution)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let row: Option<ConflictColumns> = sqlx::query_as(CONFLICT_QUERY).bind(id).fetch_optional(&self.pool).await?;
         Ok(decide::resolution(updated > 0, row.map(conflict_from_columns).transpose()?))
     }
 

@@ -14,7 +14,7 @@ use stock_core::{CartLine, Quantity, ReservationTtl, StockState, Timestamp};
 use tokio::sync::Notify;
 
 use super::columns::{
-    ALERT_STATUS_QUERY, CONFLICT_COLUMNS, ConflictColumns, LedgerSizeColumns, MovementColumns, SummaryColumns,
+    ALERT_STATUS_QUERY, ConflictColumns, LedgerSizeColumns, MovementColumns, OPEN_CONFLICTS_QUERY, SummaryColumns,
     TotalColumns, alert_status, conflict_from_columns, ledger_sizes_from_rows, level, movement_columns,
     movement_from_columns, reservation_from_rows, summaries_from_rows, timestamp, totals_from_rows,
 };
@@ -411,11 +411,8 @@ impl Store for SqliteStore {
     }
 
     async fn open_conflicts(&self, limit: u32) -> Result<Vec<ConflictRecord>, StoreError> {
-        let query = format!(
-            "SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE resolved_at IS NULL ORDER BY created_at, id LIMIT ?1"
-        );
         let rows: Vec<ConflictColumns> =
-            sqlx::query_as(sqlx::AssertSqlSafe(query)).bind(i64::from(limit)).fetch_all(&self.readers).await?;
+            sqlx::query_as(OPEN_CONFLICTS_QUERY).bind(i64::from(limit)).fetch_all(&self.readers).await?;
         rows.into_iter().map(conflict_from_columns).collect()
     }
 

@@ -14,7 +14,7 @@ use crate::store::columns::{
     movement_from_columns, movement_key, movement_lane, product_lane, reservation_from_rows, reservation_lane,
     sale_key, same_items,
 };
-use crate::store::columns::{CONFLICT_COLUMNS, conflict_from_columns};
+use crate::store::columns::{CONFLICT_QUERY, RESOLVE_CONFLICT, conflict_from_columns};
 use crate::store::decide;
 use crate::store::{
     EventOutcome, ImportOutcome, MovementOrigin, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome,
@@ -597,12 +597,9 @@ pub(super) fn resolve_conflict(
     resolution: &str,
     now: Timestamp,
 ) -> Result<ResolveOutcome, StoreError> {
-    let updated = connection
-        .prepare_cached("UPDATE conflicts SET resolved_at = ?1, resolution = ?2 WHERE id = ?3 AND resolved_at IS NULL")?
-        .execute(params![now.unix_millis(), resolution, id])?;
-    let query = format!("SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE id = ?1");
+    let updated = connection.prepare_cached(RESOLVE_CONFLICT)?.execute(params![now.unix_millis(), resolution, id])?;
     let row = connection
-        .prepare_cached(&query)?
+        .prepare_cached(CONFLICT_QUERY)?
         .query_row([id], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?))
         })
