@@ -12,8 +12,18 @@ import { migrations } from './migrations';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const env = process.env;
 
+/** PAYLOAD_SECRET signs the admins' logins: required in production (server.mjs refuses to start without it too);
+ * a fixed one only for `next build` and development. */
+function payloadSecret(): string {
+  if (env.PAYLOAD_SECRET) return env.PAYLOAD_SECRET;
+  if (env.NODE_ENV === 'production' && env.NEXT_PHASE !== 'phase-production-build') {
+    throw new Error('PAYLOAD_SECRET is not set: a production shop needs a long random secret of its own');
+  }
+  return 'next-shop-development-only-secret-0123456789';
+}
+
 export default buildConfig({
-  secret: env.PAYLOAD_SECRET ?? 'next-shop-demo-secret-change-me-0123456789',
+  secret: payloadSecret(),
   telemetry: false,
   // The default avatar: Gravatar's would be fetched from the internet.
   admin: { user: 'users', avatar: 'default', meta: { titleSuffix: ' · next-shop' } },

@@ -22,5 +22,8 @@ export const adminStockClient = () => createStockClient({ url: sidecarUrl(), tok
  * STRIPE_WEBHOOK_SECRET. With real keys and `stripe listen --forward-to <sidecar>/webhooks/stripe`, the same
  * checkout works against Stripe (docs/nextjs-checkout.md shows the handler with Stripe's SDK).
  */
-export const testMode = () => process.env.STRIPE_TEST_MODE === '1';
+export const testMode = () =>
+  process.env.STRIPE_TEST_MODE === '1' &&
+  // Any visitor could pay any checkout: never on a production server, unless it is a local demo (server.mjs).
+  (process.env.NODE_ENV !== 'production' || process.env.ALLOW_TEST_PAYMENTS_IN_PRODUCTION === '1');
 export const webhookSecret = () => required('STRIPE_WEBHOOK_SECRET');

@@ -2,6 +2,7 @@
 // signs them (Stripe-Signature: t=<unix seconds>,v1=<HMAC-SHA256 of "<t>.<body>">), so the sidecar verifies and
 // applies them exactly as it would Stripe's own.
 import { createHmac, randomBytes } from 'node:crypto';
+import { CHECKOUT_METADATA } from 'payload-stock';
 
 /** A PaymentIntent id in Stripe's shape, for a checkout that never reaches Stripe. */
 export function testPaymentIntentId(): string {
@@ -33,7 +34,7 @@ export function paymentSucceededEvent(paymentIntent: string, amount: number, ord
     last_payment_error: null,
     latest_charge: `ch_test_${randomBytes(8).toString('hex')}`,
     livemode: false,
-    metadata: { orderNumber },
+    metadata: { orderNumber, ...CHECKOUT_METADATA },
     next_action: null,
     on_behalf_of: null,
     payment_method: `pm_test_${randomBytes(8).toString('hex')}`,

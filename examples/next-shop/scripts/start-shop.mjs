@@ -91,12 +91,17 @@ export async function startShop({ sidecarBinary, port = 3000, sidecarPort = 4242
   };
   try {
     await waitFor('the sidecar did not answer /readyz', async () => (await fetch(`${sidecarUrl}/readyz`)).ok, 15_000);
-    shop = started(process.execPath, [join(shopRoot, 'node_modules', 'next', 'dist', 'bin', 'next'), 'start', '-p', String(port), '-H', '127.0.0.1'], {
+    shop = started(process.execPath, [join(shopRoot, 'server.mjs')], {
       cwd: shopRoot,
       stdio: ['ignore', stdio, stdio],
       env: {
         ...process.env,
         NODE_ENV: 'production',
+        PORT: String(port),
+        SHOP_HOST: '127.0.0.1',
+        // Test payments on a production build: only because this server listens on 127.0.0.1 (server.mjs refuses
+        // STRIPE_TEST_MODE in production otherwise).
+        ALLOW_TEST_PAYMENTS_IN_PRODUCTION: '1',
         DATABASE_URI: `file:${join(dataDir, 'shop.db')}`,
         PAYLOAD_SECRET: secrets.payloadSecret,
         PAYLOAD_API_KEY: secrets.payloadApiKey,

@@ -135,6 +135,22 @@ test('the demo shop: the admin panel shows the ledger, and of two buyers of the 
     const pay = (paymentIntent) => fetch(`${shop.shopUrl}/api/checkout/test-pay`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ paymentIntent }) });
     assert.equal((await pay('pi_3RealLooking')).status, 422);
     assert.equal((await pay('pi_test_never_reserved')).status, 404);
+
+    // Starting checkouts is throttled per client (10 a minute), and a made-up X-Forwarded-For does not dodge it:
+    // server.mjs sets the header from the connection. (Empty carts: counted, refused, nothing reserved.)
+    const start = (forwardedFor) => fetch(`${shop.shopUrl}/api/checkout/create-payment-intent`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': forwardedFor },
+      body: JSON.stringify({ items: [] }),
+    });
+    const statuses = [];
+    for (let attempt = 0; attempt < 12; attempt++) statuses.push((await start(`203.0.113.${attempt}`)).status);
+    assert.ok(statuses.includes(429), `the client was throttled: ${statuses}`);
+    assert.ok(statuses.slice(0, 8).every((status) => status === 422), `the first ones were answered: ${statuses}`);
+    const throttled = await start('198.51.100.7');
+    assert.equal(throttled.status, 429);
+    assert.ok(Number(throttled.headers.get('retry-after')) > 0);
+    assert.equal((await throttled.json()).error, 'too_many_checkouts');
   } finally {
     await browser.close();
     await shop.stop();

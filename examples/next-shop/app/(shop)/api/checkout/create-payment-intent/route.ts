@@ -2,12 +2,14 @@
 // PaymentIntent comes first (not confirmed: nothing is charged), then the cart is reserved in the sidecar under its
 // id, all items or none; a refused reservation cancels the PaymentIntent. Stripe's webhook, pointed at the sidecar,
 // turns the reservation into a sale when the payment succeeds. In test mode the PaymentIntent id is made up
-// (lib/stock.ts).
+// (lib/stock.ts). Each client may start CHECKOUT_LIMIT_PER_MINUTE (10) checkouts a minute (lib/throttle.ts): each
+// holds stock for 30 minutes.
 import config from '@payload-config';
 import { NextResponse } from 'next/server';
 import { getPayload } from 'payload';
-import { StockApiError } from 'payload-stock';
+import { CHECKOUT_METADATA, StockApiError } from 'payload-stock';
 import { stockClient, testMode } from '../../../../../lib/stock';
+import { checkoutLimitPerMinute, checkoutThrottle, clientAddress } from '../../../../../lib/throttle';
 import { testPaymentIntentId } from '../../../../../lib/test-events';
 
 type Item = { product: string; size: string; quantity: number };
@@ -17,6 +19,12 @@ function refused(status: number, error: string, message: string, extra: Record<s
 }
 
 export async function POST(request: Request) {
+  const wait = checkoutThrottle(clientAddress(request));
+  if (wait > 0) {
+    const response = refused(429, 'too_many_checkouts', `At most ${checkoutLimitPerMinute()} checkouts a minute: try again in ${wait} s.`);
+    response.headers.set('retry-after', String(wait));
+    return response;
+  }
   const body = (await request.json().catch(() => null)) as { items?: Item[] } | null;
   const items = body?.items;
   if (!Array.isArray(items) || items.length === 0 || items.length > 20) {
@@ -39,7 +47,13 @@ export async function POST(request: Request) {
     if (!secretKey) return refused(503, 'stripe_not_configured', 'Set STRIPE_SECRET_KEY, or STRIPE_TEST_MODE=1 for the demo.');
     const { default: Stripe } = await import('stripe');
     const stripe = new Stripe(secretKey);
-    const intent = await stripe.paymentIntents.create({ amount, currency: 'eur', automatic_payment_methods: { enabled: true } });
+    const orderNumber = `NS-${Date.now()}`;
+    const intent = await stripe.paymentIntents.create({
+      amount,
+      currency: 'eur',
+      automatic_payment_methods: { enabled: true },
+      metadata: { orderNumber, ...CHECKOUT_METADATA },
+    });
     paymentIntent = intent.id;
     clientSecret = intent.client_secret;
     cancel = async () => { await stripe.paymentIntents.cancel(intent.id).catch(() => undefined); };
