@@ -21,27 +21,36 @@ function headerValue(req, name) {
   return typeof headers.get === 'function' ? headers.get(name) : headers[name];
 }
 
+/** How far a proof's instant may be from now, either way (as Stripe's signatures). */
+const PROOF_TOLERANCE_SECONDS = 300;
+
 /**
- * The proof the sidecar's projection sends in the x-payload-stock header: `v1=` and the hex HMAC-SHA256 of a fixed
- * label under the token the plugin and the sidecar share (the sidecar's ADMIN_API_TOKEN). Only a holder of that
- * token can make it; the token itself never travels to Payload. The stock-sidecar computes the same value.
+ * The proof the sidecar's projection sends in the x-payload-stock header at `unixSeconds` (default now):
+ * `t=<seconds>,v1=<hex HMAC-SHA256 of "payload-stock projection v1.<seconds>">` under the token the plugin and the
+ * sidecar share (the sidecar's ADMIN_API_TOKEN). Only a holder of that token can make it, the token itself never
+ * travels to Payload, and it is taken within 300 seconds of its instant only. The stock-sidecar computes the same.
  */
-function projectionProof(sidecarToken) {
-  return `v1=${crypto.createHmac('sha256', sidecarToken).update(PROJECTION_PROOF_LABEL).digest('hex')}`;
+function projectionProof(sidecarToken, unixSeconds = Math.floor(Date.now() / 1000)) {
+  const mac = crypto.createHmac('sha256', sidecarToken).update(`${PROJECTION_PROOF_LABEL}.${unixSeconds}`).digest('hex');
+  return `t=${unixSeconds},v1=${mac}`;
 }
 
 /**
- * Whether a request is the sidecar's projection, given the proof expected (null when the plugin has no token, and
- * then nothing is the projection): authenticated with an API key AND carrying the proof, compared in constant
- * time. Only such requests may write stock figures, reservation documents and ledger movement documents; an
- * admin in the panel, another integration's API key or a shopper never can, so the figures cannot drift from the
- * ledger.
+ * Whether a request is the sidecar's projection, given the token the proof is made with (none: nothing is the
+ * projection): authenticated with an API key AND carrying a proof made with the token within the tolerance,
+ * compared in constant time. Only such requests may write stock figures, reservation documents and ledger
+ * movement documents; an admin in the panel, another integration's API key or a shopper never can, so the
+ * figures cannot drift from the ledger.
  */
-function isProjectionRequest(req, expectedProof) {
-  if (!expectedProof || req?.user?._strategy !== 'api-key') return false;
+function isProjectionRequest(req, sidecarToken, nowSeconds = Math.floor(Date.now() / 1000)) {
+  if (!sidecarToken || req?.user?._strategy !== 'api-key') return false;
   const presented = headerValue(req, PROJECTION_HEADER);
-  if (typeof presented !== 'string') return false;
-  const [given, wanted] = [Buffer.from(presented), Buffer.from(expectedProof)];
+  if (typeof presented !== 'string' || presented.length > 200) return false;
+  const match = /^t=(\d{1,12}),v1=[0-9a-f]{64}$/.exec(presented);
+  if (!match) return false;
+  const instant = Number(match[1]);
+  if (Math.abs(nowSeconds - instant) > PROOF_TOLERANCE_SECONDS) return false;
+  const [given, wanted] = [Buffer.from(presented), Buffer.from(projectionProof(sidecarToken, instant))];
   return given.length === wanted.length && crypto.timingSafeEqual(given, wanted);
 }
 
@@ -211,9 +220,9 @@ function addSizes(products, isProjection) {
   };
 }
 
-/** A reference for a movement entered in Payload: the form carries it from when it opens, so a double submit or a
- * retry of the same form sends the same one and the ledger records the movement once. */
-function newMovementReference() {
+/** The ledger reference of a movement entered in Payload: the form carries it (a hidden field) from when it opens,
+ * so a double submit or a retry of the same form sends the same one and the ledger records the movement once. */
+function newSubmissionKey() {
   return `payload-${crypto.randomUUID()}`;
 }
 
@@ -232,19 +241,9 @@ function movementsCollection({ slug, productsSlug, client, isProjection, access 
     if (!client) {
       throw await apiError('payloadStock: sidecarUrl and sidecarToken are not configured, so stock movements cannot be recorded.', 503, 'sidecar_not_configured');
     }
-    const reference = typeof data.reference === 'string' && data.reference.trim() !== '' ? data.reference.trim() : newMovementReference();
-    // The same form sent twice: the first submission's document is the movement; nothing is recorded again. (A
-    // different movement under a reference already used goes on to the sidecar, which refuses it with
-    // reference_conflict.)
-    await refuseIfSaved(req, {
-      and: [
-        { reference: { equals: reference } },
-        { product: { equals: product } },
-        { size: { equals: String(data.size) } },
-        { type: { equals: data.type } },
-        { quantity: { equals: data.quantity } },
-      ],
-    }, reference);
+    // The form's hidden submission key is the ledger's reference: the same form sent twice is recorded once. (The
+    // human `reference`, a delivery note number that may cover several sizes, stays a field of the document.)
+    const submission = typeof data.submission === 'string' && /^[\x21-\x7e]{1,255}$/.test(data.submission) ? data.submission : newSubmissionKey();
     let recorded;
     try {
       recorded = await client.recordMovement({
@@ -253,7 +252,7 @@ function movementsCollection({ slug, productsSlug, client, isProjection, access 
         type: data.type,
         quantity: data.quantity,
         reason: data.reason ?? '',
-        reference,
+        reference: submission,
         origin: 'payload',
         ...(typeof data.lowStockThreshold === 'number' ? { lowStockThreshold: data.lowStockThreshold } : {}),
       });
@@ -270,12 +269,12 @@ function movementsCollection({ slug, productsSlug, client, isProjection, access 
       const status = error.status >= 400 && error.status < 500 ? error.status : 502;
       throw await apiError(error.message, status, error.code, error.body && error.body.currentStock !== undefined ? { currentStock: error.body.currentStock } : {});
     }
-    // A retry whose first attempt the ledger recorded and whose document the outbox has saved meanwhile.
-    await refuseIfSaved(req, { idempotencyKey: { equals: String(recorded.id) } }, reference);
+    // The same form again (the ledger answered its first movement): its document is saved already.
+    await refuseIfSaved(req, String(recorded.id));
     return {
       ...data,
       product,
-      reference,
+      submission,
       reason: data.reason ?? recorded.reason,
       stockBefore: recorded.stockBefore,
       stockAfter: recorded.stockAfter,
@@ -284,11 +283,11 @@ function movementsCollection({ slug, productsSlug, client, isProjection, access 
     };
   }
 
-  /** Refuses with 409 when a movement document matching `where` exists: the movement is recorded already. */
-  async function refuseIfSaved(req, where, reference) {
-    const found = await req.payload.find({ collection: slug, where, limit: 1, depth: 0, pagination: false, overrideAccess: true, req });
+  /** Refuses with 409 when the document of ledger movement `id` exists: the form was sent before. */
+  async function refuseIfSaved(req, id) {
+    const found = await req.payload.find({ collection: slug, where: { idempotencyKey: { equals: id } }, limit: 1, depth: 0, pagination: false, overrideAccess: true, req });
     if (found.docs.length > 0) {
-      throw await apiError(`The movement with reference ${reference} is recorded already (document ${found.docs[0].id}); nothing was recorded again.`, 409, 'movement_already_recorded', { document: found.docs[0].id });
+      throw await apiError(`This movement was recorded already (document ${found.docs[0].id}); nothing was recorded again.`, 409, 'movement_already_recorded', { document: found.docs[0].id });
     }
   }
 
@@ -302,8 +301,9 @@ function movementsCollection({ slug, productsSlug, client, isProjection, access 
       description: 'The stock ledger. Add a restock, return or adjustment here; sales come from Stripe payments.',
     },
     access: {
-      read: async (args) => isProjection(args.req) || Boolean(await access.readMovements(args)),
-      create: async (args) => isProjection(args.req) || Boolean(await access.createMovements(args)),
+      // A shop's rule may answer a query (a Where) rather than true or false: it is passed on as it is.
+      read: async (args) => isProjection(args.req) || access.readMovements(args),
+      create: async (args) => isProjection(args.req) || access.createMovements(args),
       // The ledger is append-only: a mistake is corrected with another movement. Only the projection may rewrite
       // a document to what the ledger holds (reconcile --fix, or a document that was forged before it).
       update: ({ req }) => isProjection(req),
@@ -320,12 +320,15 @@ function movementsCollection({ slug, productsSlug, client, isProjection, access 
       { name: 'stockAfter', type: 'number', admin: { readOnly: true } },
       { name: 'lowStockThreshold', type: 'number', min: 0, admin: { description: 'Optional: sets the size\'s low-stock threshold with this movement.' } },
       { name: 'reason', type: 'text' },
+      { name: 'reference', type: 'text', index: true, admin: { description: 'A delivery note or order number, for people: several movements may share one.' } },
       {
-        name: 'reference',
+        name: 'submission',
         type: 'text',
         index: true,
-        defaultValue: newMovementReference,
-        admin: { description: 'Makes the movement idempotent: the same reference is recorded once (a delivery note number, or the one generated here).' },
+        defaultValue: newSubmissionKey,
+        // A copy of a movement is another movement: it gets a key of its own.
+        hooks: { beforeDuplicate: [() => newSubmissionKey()] },
+        admin: { hidden: true, description: 'The ledger reference of this entry: the same form sent twice is recorded once.' },
       },
       { name: 'orderReference', type: 'text', index: true },
       { name: 'date', type: 'date', index: true, admin: { readOnly: true, date: { pickerAppearance: 'dayAndTime' } } },
@@ -345,7 +348,7 @@ function reservationsCollection({ slug, productsSlug, isProjection, access }) {
       description: 'Checkouts holding stock, written by the stock sidecar (read-only).',
     },
     access: {
-      read: async (args) => isProjection(args.req) || Boolean(await access.readReservations(args)),
+      read: async (args) => isProjection(args.req) || access.readReservations(args),
       create: ({ req }) => isProjection(req),
       update: ({ req }) => isProjection(req),
       delete: ({ req }) => isProjection(req),
@@ -385,8 +388,7 @@ function payloadStock({
   access = {},
 } = {}) {
   const client = sidecarUrl && sidecarToken ? createStockClient({ url: sidecarUrl, token: sidecarToken, timeoutMs }) : null;
-  const expectedProof = sidecarToken ? projectionProof(sidecarToken) : null;
-  const isProjection = (req) => isProjectionRequest(req, expectedProof);
+  const isProjection = (req) => isProjectionRequest(req, sidecarToken);
   for (const [name, rule] of Object.entries(access)) {
     if (!['readMovements', 'createMovements', 'readReservations'].includes(name) || typeof rule !== 'function') {
       throw new Error(`payloadStock: access.${name} is not one of readMovements, createMovements, readReservations as a function ({ req }) => boolean`);

@@ -5,7 +5,8 @@
 //
 // Refuses to start in production with a setting meant for a laptop: test payments (STRIPE_TEST_MODE=1), which any
 // visitor could use to pay any checkout, unless ALLOW_TEST_PAYMENTS_IN_PRODUCTION=1 says this server is a local
-// demo (scripts/start-shop.mjs does, on 127.0.0.1); and a missing PAYLOAD_SECRET.
+// demo and it listens on a loopback address only (scripts/start-shop.mjs, on 127.0.0.1); and a missing
+// PAYLOAD_SECRET.
 //
 // Usage: node server.mjs (PORT, default 3000; SHOP_HOST, the address to listen on, default 127.0.0.1).
 import { createServer } from 'node:http';
@@ -16,13 +17,16 @@ import next from 'next';
 const env = process.env;
 const production = env.NODE_ENV === 'production';
 
+const hostname = env.SHOP_HOST ?? '127.0.0.1';
+const loopback = ['127.0.0.1', '::1', 'localhost'].includes(hostname);
+
 /** What must not run in production, each with what to do instead. */
 function productionProblems() {
   if (!production) return [];
   const problems = [];
   if (!env.PAYLOAD_SECRET) problems.push('PAYLOAD_SECRET is not set: set a long random secret (it signs the admins\' logins).');
-  if (env.STRIPE_TEST_MODE === '1' && env.ALLOW_TEST_PAYMENTS_IN_PRODUCTION !== '1') {
-    problems.push('STRIPE_TEST_MODE=1 lets any visitor pay any checkout through /api/checkout/test-pay: unset it and set STRIPE_SECRET_KEY (ALLOW_TEST_PAYMENTS_IN_PRODUCTION=1 is for a local demo on 127.0.0.1 only).');
+  if (env.STRIPE_TEST_MODE === '1' && !(env.ALLOW_TEST_PAYMENTS_IN_PRODUCTION === '1' && loopback)) {
+    problems.push('STRIPE_TEST_MODE=1 lets any visitor pay any checkout through /api/checkout/test-pay: unset it and set STRIPE_SECRET_KEY (ALLOW_TEST_PAYMENTS_IN_PRODUCTION=1 is for a local demo listening on 127.0.0.1 only).');
   }
   return problems;
 }
@@ -33,7 +37,6 @@ if (problems.length > 0) {
   process.exit(1);
 }
 
-const hostname = env.SHOP_HOST ?? '127.0.0.1';
 const port = Number(env.PORT ?? 3000);
 const app = next({ dev: !production, dir: dirname(fileURLToPath(import.meta.url)), hostname, port });
 await app.prepare();

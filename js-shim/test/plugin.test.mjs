@@ -50,10 +50,11 @@ const payloadWith = ({ adminAccess } = {}) => ({
 });
 const request = (user, headers = {}, payload = payloadWith()) => ({ user, headers: new Headers(headers), payload });
 
-test('the projection\'s proof is the sidecar\'s: the same token gives the value the Rust side computes', () => {
+test('the projection\'s proof is the sidecar\'s: the same token and instant give the value the Rust side computes', () => {
   // sidecar/src/projection/payload.rs, the_proof_is_the_plugins_and_depends_on_the_token, asserts the same pair.
-  assert.equal(projectionProof('admin-token-0123456789'), 'v1=cd19835be082a0f63ad646f3128650ca7ab3fdb62f4d6da9eafdf4664053e346');
-  assert.notEqual(projectionProof('admin-token-0123456789'), projectionProof('admin-token-0123456780'));
+  assert.equal(projectionProof('admin-token-0123456789', 1800000000), 't=1800000000,v1=e897bf7292101060726b1cb7e970ce68065508b8801cd38d95f6cd2f599617ce');
+  assert.notEqual(projectionProof('admin-token-0123456789', 1), projectionProof('admin-token-0123456780', 1));
+  assert.match(projectionProof('admin-token-0123456789'), /^t=\d+,v1=[0-9a-f]{64}$/, 'now by default');
 });
 
 test('only an API key with the proof writes what the sidecar owns; the bare header or another token is refused', async () => {
@@ -62,8 +63,12 @@ test('only an API key with the proof writes what the sidecar owns; the bare head
   const stockField = config.collections[0].fields[0].fields.find((field) => field.name === 'stock');
   const apiKeyUser = { id: 1, collection: 'users', _strategy: 'api-key' };
   const proof = projectionProof('admin-token-0123456789');
+  const now = Math.floor(Date.now() / 1000);
   for (const [user, header, allowed] of [
     [apiKeyUser, proof, true],
+    [apiKeyUser, projectionProof('admin-token-0123456789', now - 250), true],
+    [apiKeyUser, projectionProof('admin-token-0123456789', now - 400), false],
+    [apiKeyUser, projectionProof('admin-token-0123456789', now + 400), false],
     [apiKeyUser, 'projection', false],
     [apiKeyUser, projectionProof('another-token-0123456789'), false],
     [apiKeyUser, `${proof}0`, false],
@@ -111,9 +116,18 @@ test('a shop sets its own access rules, and a misspelt rule is refused at start'
   assert.throws(() => payloadStock({ access: { readMovement: () => true } }), /access\.readMovement is not one of/);
 });
 
-test('a movement form carries a reference from when it opens', () => {
+test('a movement form carries a hidden submission key from when it opens, and a copy gets a new one', () => {
   const config = plugin({ collections: [{ slug: 'products', fields: [] }] });
-  const reference = config.collections[1].fields.find((field) => field.name === 'reference');
-  assert.match(reference.defaultValue(), /^payload-[0-9a-f-]{36}$/);
-  assert.notEqual(reference.defaultValue(), reference.defaultValue());
+  const submission = config.collections[1].fields.find((field) => field.name === 'submission');
+  assert.match(submission.defaultValue(), /^payload-[0-9a-f-]{36}$/);
+  assert.notEqual(submission.defaultValue(), submission.defaultValue());
+  assert.equal(submission.admin.hidden, true);
+  assert.match(submission.hooks.beforeDuplicate[0]({ value: 'payload-copied' }), /^payload-[0-9a-f-]{36}$/);
+});
+
+test('a shop\'s access rule may answer a query, passed on to Payload as it is', async () => {
+  const byOwner = { owner: { equals: 7 } };
+  const custom = payloadStock({ sidecarToken: 'admin-token-0123456789', access: { readMovements: () => byOwner } });
+  const movements = custom({ collections: [{ slug: 'products', fields: [] }] }).collections[1];
+  assert.equal(await movements.access.read({ req: request({ collection: 'users' }) }), byOwner);
 });

@@ -68,8 +68,9 @@ pub struct Config {
     /// Request headers not received whole within this close the connection (`HEADER_READ_TIMEOUT_SECONDS`,
     /// default 10): an idle or trickling connection cannot be held open for free.
     pub header_read_timeout: Duration,
-    /// Connections open at once at most (`MAX_CONNECTIONS`, default 4096); one more is closed at once. Keep it
-    /// under the process's open-file limit (`ulimit -n`), with room for the database's files.
+    /// Connections open at once at most (`MAX_CONNECTIONS`, default 2048); one more is closed at once. Keep it
+    /// under the process's open-file limit (`ulimit -n`), with room for the database's files. It also bounds the
+    /// memory of bodies being read: 256 KiB at most each.
     pub max_connections: usize,
     /// The Payload the ledger is projected into (`PAYLOAD_URL` and friends); `None` runs the sidecar on its own.
     pub payload: Option<PayloadConfig>,
@@ -247,7 +248,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
-            max_connections: 4096,
+            max_connections: 2048,
         }
     }
 }
@@ -719,7 +720,7 @@ mod tests {
     #[test]
     fn the_listeners_bounds_are_read_and_checked() {
         let defaults = Config::default();
-        assert_eq!((defaults.max_connections, defaults.header_read_timeout), (4096, Duration::from_secs(10)));
+        assert_eq!((defaults.max_connections, defaults.header_read_timeout), (2048, Duration::from_secs(10)));
         let config = Config::from_settings(&settings(&[
             ("MAX_CONNECTIONS", "20000"),
             ("HEADER_READ_TIMEOUT_SECONDS", "5"),

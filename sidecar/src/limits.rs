@@ -1,8 +1,9 @@
 //! Back-pressure at the HTTP boundary. Requests are served from three pools, so that one kind of traffic cannot
 //! starve another: Stripe's webhook routes (public, since Stripe signs instead of sending a token), requests whose
-//! bearer token checks out (read from the headers, before any body), and the rest (health checks, and whatever an
-//! anonymous client sends, which is refused before its body is read). Beyond a pool's bound the answer is 503
-//! `overloaded` with Retry-After at once, instead of an unbounded queue.
+//! bearer token is the shop's or the admin's (read from the headers, before any body), and the rest (readiness,
+//! metrics, the OpenAPI document, and whatever an anonymous client sends, which is refused before its body is
+//! read). `/healthz` takes no slot at all: a liveness probe answers whatever the pools hold. Beyond a pool's bound
+//! the answer is 503 `overloaded` with Retry-After at once, instead of an unbounded queue.
 //!
 //! A body is read whole, within a short deadline (`BODY_READ_TIMEOUT_SECONDS`), before the request takes its place
 //! in a pool: a client that sends headers and then nothing holds a connection (bounded by the listener) but no
@@ -25,6 +26,8 @@ use crate::error::ApiError;
 
 /// The routes Stripe posts to: a pool of their own.
 const STRIPE_ROUTES: [&str; 2] = ["/webhooks/stripe", "/api/checkout/webhook"];
+/// Liveness: no slot, no body, no store; it must answer while every pool is full.
+const LIVENESS_ROUTE: &str = "/healthz";
 /// The smallest Stripe and anonymous pools, whatever MAX_CONCURRENT_REQUESTS says.
 const MIN_SIDE_POOL: usize = 16;
 
@@ -33,7 +36,8 @@ const MIN_SIDE_POOL: usize = 16;
 pub enum Pool {
     /// The Stripe webhook routes.
     Stripe,
-    /// A bearer token that is one of the configured tokens.
+    /// A bearer token that is SIDECAR_API_TOKEN or ADMIN_API_TOKEN (METRICS_TOKEN is not: Prometheus shares the
+    /// pool of the rest).
     Authenticated,
     /// Everything else.
     Anonymous,
@@ -45,7 +49,7 @@ pub struct Limits {
     stripe: Arc<Semaphore>,
     authenticated: Arc<Semaphore>,
     anonymous: Arc<Semaphore>,
-    /// The tokens that let a request into the authenticated pool (SIDECAR_API_TOKEN, ADMIN_API_TOKEN, METRICS_TOKEN).
+    /// The tokens that let a request into the authenticated pool (SIDECAR_API_TOKEN, ADMIN_API_TOKEN).
     tokens: Arc<[Secret]>,
     body_read_timeout: Duration,
     request_timeout: Duration,
@@ -56,8 +60,7 @@ impl Limits {
     /// Stripe's routes and for anonymous requests.
     pub fn new(config: &Config) -> Self {
         let side = (config.max_concurrent_requests / 4).max(MIN_SIDE_POOL);
-        let tokens: Vec<Secret> =
-            [&config.api_token, &config.admin_token, &config.metrics_token].into_iter().flatten().cloned().collect();
+        let tokens: Vec<Secret> = [&config.api_token, &config.admin_token].into_iter().flatten().cloned().collect();
         Limits {
             stripe: Arc::new(Semaphore::new(side)),
             authenticated: Arc::new(Semaphore::new(config.max_concurrent_requests)),
@@ -98,6 +101,9 @@ impl Limits {
 /// open; one that committed just before answers 408 all the same, and its retry finds the first result (every
 /// write is idempotent).
 pub async fn within_limits(State(limits): State<Limits>, request: Request, next: Next) -> Response {
+    if request.uri().path() == LIVENESS_ROUTE {
+        return next.run(request).await;
+    }
     let started = Instant::now();
     let pool = limits.pool_of(&request);
     let path = request.uri().path().to_owned();

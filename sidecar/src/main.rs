@@ -337,19 +337,35 @@ async fn reconcile(config: Config, fix: bool) -> Result<(), String> {
         report.differences.len(),
         report.missing_movements.len(),
         report.mismatched_movements.len(),
-        report.unknown_movement_documents
+        report.unknown_movement_documents.len()
     );
     for id in &report.mismatched_movements {
         println!("movement {id}: its stock-movements document says something other than the ledger");
+    }
+    for key in &report.unknown_movement_documents {
+        println!(
+            "idempotencyKey {key}: a stock-movements document that is no movement of the ledger (delete it in Payload)"
+        );
     }
     if fix {
         println!(
             "fixed: {} product(s) rewritten from the ledger, {} movement document(s) created, {} rewritten",
             report.products_rewritten, report.movements_created, report.movements_rewritten
         );
+        if !report.unknown_movement_documents.is_empty() {
+            return Err(format!(
+                "{} stock-movements document(s) are no movement of the ledger: reconcile never deletes; delete them in \
+                 Payload",
+                report.unknown_movement_documents.len()
+            ));
+        }
         return Ok(());
     }
-    if report.differences.is_empty() && report.missing_movements.is_empty() && report.mismatched_movements.is_empty() {
+    let clean = report.differences.is_empty()
+        && report.missing_movements.is_empty()
+        && report.mismatched_movements.is_empty()
+        && report.unknown_movement_documents.is_empty();
+    if clean {
         Ok(())
     } else {
         Err("Payload differs from the ledger; `stock-sidecar reconcile --fix` rewrites it from the ledger".to_owned())

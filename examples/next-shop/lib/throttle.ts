@@ -2,8 +2,9 @@
 // hold every size. A fixed one-minute window per client address, kept in this process's memory (one Next.js
 // server; several servers each count their own, so put the limit at the proxy too when there are many).
 //
-// The client's address is X-Forwarded-For's first entry: server.mjs sets the header from the connection unless
-// TRUST_FORWARDED_FOR=1 says a proxy in front sets it.
+// The client's address is X-Forwarded-For's last entry: server.mjs sets the header from the connection unless
+// TRUST_FORWARDED_FOR=1 says a proxy in front appends to it (the last entry is then the address the proxy saw;
+// earlier ones are the client's own claims). An IPv6 client counts by its /64, which it may rotate within.
 
 /** Checkouts a client may start per minute (CHECKOUT_LIMIT_PER_MINUTE, default 10). */
 export const checkoutLimitPerMinute = () => {
@@ -16,9 +17,17 @@ const WINDOW_MS = 60_000;
 const MAX_CLIENTS = 50_000;
 const windows = new Map<string, { startedAt: number; count: number }>();
 
-/** The address the request came from, as server.mjs (or a trusted proxy) put it in X-Forwarded-For. */
+/** The client the request came from, as server.mjs (or a trusted proxy) put it in X-Forwarded-For. */
 export function clientAddress(request: Request): string {
-  return (request.headers.get('x-forwarded-for') ?? '').split(',')[0].trim() || 'unknown';
+  const entries = (request.headers.get('x-forwarded-for') ?? '').split(',').map((entry) => entry.trim()).filter(Boolean);
+  const address = (entries.at(-1) ?? 'unknown').replace(/^::ffff:/, '');
+  if (!address.includes(':')) return address;
+  // An IPv6 address: its first four groups (the /64 a client is given), with "::" spelt out first.
+  const [head, tail = ''] = address.split('::');
+  const groups = head.split(':').filter(Boolean);
+  const rest = address.includes('::') ? tail.split(':').filter(Boolean) : [];
+  const full = [...groups, ...Array(Math.max(0, 8 - groups.length - rest.length)).fill('0'), ...rest];
+  return `${full.slice(0, 4).join(':')}::/64`;
 }
 
 /** Counts one checkout of `client` at `now`; how many seconds to wait when it is over the limit, else 0. */

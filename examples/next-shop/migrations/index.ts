@@ -1,9 +1,15 @@
 import * as migration_20261201_090805_initial from './20261201_090805_initial';
+import * as migration_20261202_013313_movement_submission from './20261202_013313_movement_submission';
 
 export const migrations = [
   {
     up: migration_20261201_090805_initial.up,
     down: migration_20261201_090805_initial.down,
-    name: '20261201_090805_initial'
+    name: '20261201_090805_initial',
+  },
+  {
+    up: migration_20261202_013313_movement_submission.up,
+    down: migration_20261202_013313_movement_submission.down,
+    name: '20261202_013313_movement_submission'
   },
 ];

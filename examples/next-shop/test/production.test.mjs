@@ -24,6 +24,12 @@ test('in production, STRIPE_TEST_MODE=1 stops the server at start unless it is d
   assert.match(stderr, /STRIPE_TEST_MODE=1 lets any visitor pay any checkout/);
 });
 
+test('the local-demo exception holds only for a server listening on a loopback address', () => {
+  const { status, stderr } = refusal({ STRIPE_TEST_MODE: '1', ALLOW_TEST_PAYMENTS_IN_PRODUCTION: '1', SHOP_HOST: '0.0.0.0' });
+  assert.equal(status, 1);
+  assert.match(stderr, /STRIPE_TEST_MODE=1/);
+});
+
 test('in production, a missing PAYLOAD_SECRET stops the server at start', () => {
   const { status, stderr } = refusal({ PAYLOAD_SECRET: '' });
   assert.equal(status, 1);

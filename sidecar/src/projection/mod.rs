@@ -127,12 +127,15 @@ const MOVEMENT_FIELDS: [&str; 6] = ["product", "size", "type", "quantity", "stoc
 /// Whether a stock-movements document says what the ledger's document of the same key says. Relationship ids
 /// compare as text (Payload gives numbers or strings), numbers as numbers.
 pub fn same_movement(document: &Value, ledger: &Value) -> bool {
-    let text = |value: Option<&Value>| match value {
-        Some(Value::String(text)) => Some(text.clone()),
-        Some(Value::Number(number)) => number.as_f64().map(|number| number.to_string()),
-        Some(Value::Object(related)) => related.get("id").map(Value::to_string),
-        _ => None,
-    };
+    fn text(value: Option<&Value>) -> Option<String> {
+        match value {
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(Value::Number(number)) => number.as_f64().map(|number| number.to_string()),
+            // A populated relationship: its id.
+            Some(Value::Object(related)) => text(related.get("id")),
+            _ => None,
+        }
+    }
     MOVEMENT_FIELDS.iter().all(|field| {
         let (shown, wanted) = (document.get(*field), ledger.get(*field));
         text(shown).is_some() && text(shown) == text(wanted)
@@ -472,6 +475,8 @@ mod tests {
         let mut as_text = saved.clone();
         as_text["product"] = json!("12");
         assert!(same_movement(&as_text, &ledger), "a relationship id as text is the same product");
+        as_text["product"] = json!({ "id": "12", "title": "Runner" });
+        assert!(same_movement(&as_text, &ledger), "a populated relationship is its id");
         let forged = json!({ "id": 4, "product": 12, "size": "42", "type": "adjustment", "quantity": -5,
             "stockBefore": 5, "stockAfter": 0, "idempotencyKey": "7" });
         assert!(!same_movement(&forged, &ledger));

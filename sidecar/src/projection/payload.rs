@@ -39,19 +39,20 @@ const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
 /// (and other API keys) cannot.
 pub const PROJECTION_HEADER: &str = "x-payload-stock";
 
-/// What the proof signs (the plugin signs the same label): it names the purpose, so the proof is worth nothing
-/// anywhere else.
-const PROJECTION_PROOF_LABEL: &[u8] = b"payload-stock projection v1";
+/// What the proof signs, with the instant it was made (the plugin checks the same): it names the purpose, so the
+/// proof is worth nothing anywhere else.
+const PROJECTION_PROOF_LABEL: &str = "payload-stock projection v1";
 
-/// The projection's proof for the token the plugin and the sidecar share (ADMIN_API_TOKEN): `v1=` and the hex
-/// HMAC-SHA256 of a fixed label under the token. Only a holder of the token can make it, and the token itself never
-/// travels to Payload.
-pub fn projection_proof(token: &str) -> String {
+/// The projection's proof at `unix_seconds` for the token the plugin and the sidecar share (ADMIN_API_TOKEN):
+/// `t=<seconds>,v1=<hex HMAC-SHA256 of "<label>.<seconds>" under the token>`. Only a holder of the token can make
+/// it, the token itself never travels to Payload, and the plugin takes it within 300 seconds of its instant, so a
+/// proof seen once (in a proxy's log, say) is worthless minutes later.
+pub fn projection_proof(token: &str, unix_seconds: i64) -> String {
     use hmac::{KeyInit, Mac};
     match hmac::Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()) {
         Ok(mut mac) => {
-            mac.update(PROJECTION_PROOF_LABEL);
-            format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+            mac.update(format!("{PROJECTION_PROOF_LABEL}.{unix_seconds}").as_bytes());
+            format!("t={unix_seconds},v1={}", hex::encode(mac.finalize().into_bytes()))
         }
         // HMAC takes keys of any length; an empty proof is refused by the plugin, never accepted.
         Err(_) => String::new(),
@@ -97,8 +98,8 @@ pub struct PayloadClient {
     api: String,
     /// `<collection> API-Key <key>`: a secret, left out of Debug.
     authorization: String,
-    /// The x-payload-stock header's value: a secret, left out of Debug.
-    proof: String,
+    /// The token the proof of every request is made with (ADMIN_API_TOKEN): a secret, left out of Debug.
+    proof_key: crate::config::Secret,
 }
 
 impl std::fmt::Debug for PayloadClient {
@@ -122,7 +123,7 @@ impl PayloadClient {
             http,
             api: format!("{}/api", config.url),
             authorization: format!("{} API-Key {}", config.auth_collection, config.api_key.expose()),
-            proof: projection_proof(config.proof_key.expose()),
+            proof_key: config.proof_key.clone(),
         })
     }
 
@@ -148,7 +149,7 @@ impl PayloadClient {
             .request(method, self.url(segments))
             .query(query)
             .header(reqwest::header::AUTHORIZATION, &self.authorization)
-            .header(PROJECTION_HEADER, &self.proof);
+            .header(PROJECTION_HEADER, projection_proof(self.proof_key.expose(), unix_seconds_now()));
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -234,6 +235,13 @@ impl PayloadClient {
     }
 }
 
+/// Now, in whole Unix seconds, from the system clock: a proof's instant is checked by Payload's clock, not the
+/// ledger's.
+fn unix_seconds_now() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
+}
+
 /// Payload's answer to one call.
 struct Answer {
     call: String,
@@ -293,12 +301,13 @@ mod tests {
     fn the_proof_is_the_plugins_and_depends_on_the_token() {
         // The value js-shim's plugin computes for the same token (its tests check the same pair).
         assert_eq!(
-            projection_proof("admin-token-0123456789"),
-            "v1=cd19835be082a0f63ad646f3128650ca7ab3fdb62f4d6da9eafdf4664053e346"
+            projection_proof("admin-token-0123456789", 1_800_000_000),
+            "t=1800000000,v1=e897bf7292101060726b1cb7e970ce68065508b8801cd38d95f6cd2f599617ce"
         );
-        assert_ne!(projection_proof("admin-token-0123456789"), projection_proof("admin-token-0123456780"));
+        assert_ne!(projection_proof("admin-token-0123456789", 1), projection_proof("admin-token-0123456780", 1));
+        assert_ne!(projection_proof("admin-token-0123456789", 1), projection_proof("admin-token-0123456789", 2));
         let client = PayloadClient::new(&config("k")).expect("client");
-        assert!(!format!("{client:?}").contains(&projection_proof("admin-token-0123456789")));
+        assert!(!format!("{client:?}").contains("admin-token"));
     }
 
     #[test]

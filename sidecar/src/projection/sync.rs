@@ -47,8 +47,9 @@ pub struct ReconcileReport {
     /// Ledger movements whose stock-movements document (found by its idempotencyKey) says something else: a
     /// product, size, type, quantity or stock figure the ledger did not record.
     pub mismatched_movements: Vec<i64>,
-    /// stock-movements documents whose idempotencyKey is no ledger movement.
-    pub unknown_movement_documents: usize,
+    /// The idempotencyKey of every stock-movements document that is no ledger movement (planted, or from another
+    /// ledger): reported, never deleted.
+    pub unknown_movement_documents: Vec<String>,
     pub products_rewritten: usize,
     pub movements_created: usize,
     pub movements_rewritten: usize,
@@ -241,7 +242,7 @@ impl Projector {
             after = last;
         }
         // What is left has no ledger movement behind it.
-        report.unknown_movement_documents = documented.len();
+        report.unknown_movement_documents = documented.into_keys().collect();
 
         if fix {
             for product in &to_rewrite {

@@ -12,7 +12,7 @@ use stock_core::Timestamp;
 use crate::config::Secret;
 
 /// How far the signature's timestamp may be from now, either way (Stripe's own libraries use 300 s).
-const TOLERANCE_SECONDS: i64 = 300;
+const TOLERANCE_SECONDS: u64 = 300;
 
 /// A Stripe event whose signature matched one of the configured secrets within the tolerance.
 #[derive(Debug)]
@@ -110,7 +110,7 @@ pub fn verify(
         return Err(VerifyError::BadSignature);
     }
     let now_seconds = now.unix_millis().div_euclid(1000);
-    if (now_seconds - header.timestamp).abs() > TOLERANCE_SECONDS {
+    if now_seconds.abs_diff(header.timestamp) > TOLERANCE_SECONDS {
         return Err(VerifyError::OutsideTolerance);
     }
     Ok(read_event(body))
@@ -187,6 +187,11 @@ mod tests {
             Err(VerifyError::OutsideTolerance)
         );
         assert_eq!(verify(body.as_bytes(), None, &secrets, at(1000)).map(|_| ()), Err(VerifyError::MissingSignature));
+        let far = header_for(body, i64::MIN, SECRET);
+        assert_eq!(
+            verify(body.as_bytes(), Some(&far), &secrets, at(1000)).map(|_| ()),
+            Err(VerifyError::OutsideTolerance)
+        );
         for malformed in ["", "t=1000", "v1=abcd", "t=soon,v1=abcd", "garbage"] {
             let refused = verify(body.as_bytes(), Some(malformed), &secrets, at(1000)).map(|_| ());
             assert_eq!(refused, Err(VerifyError::MalformedSignature), "{malformed}");

@@ -18,6 +18,15 @@ async fn open_conflicts(app: &TestApp) -> Vec<Value> {
     answer["conflicts"].as_array().cloned().unwrap_or_default()
 }
 
+/// Every metric series the sidecar exposes (name and labels, without the value).
+async fn series(app: &TestApp) -> std::collections::BTreeSet<String> {
+    let text = app.admin(Method::GET, "/metrics").send().await.expect("request").text().await.expect("text");
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| line.rsplit_once(' ').map(|(series, _)| series.to_owned()))
+        .collect()
+}
+
 async fn movement(app: &TestApp, body: Value) -> reqwest::Response {
     app.admin(Method::POST, "/v1/movements").json(&body).send().await.expect("request")
 }
@@ -53,21 +62,32 @@ async fn product_ids_sizes_and_reasons_out_of_bounds_are_refused_with_422() {
     let app = spawn_app().await;
     app.restock("runner", "42", 2).await;
     let long = "x".repeat(65);
-    for (product, size) in [
-        (".", "42"),
-        ("..", "42"),
-        ("a/b", "42"),
-        ("a?b", "42"),
-        (long.as_str(), "42"),
-        ("runner", " 42"),
-        ("runner", "4\n2"),
-    ] {
-        let restock = json!({ "product": product, "size": size, "type": "restock", "quantity": 1 });
-        let refused = body_of(movement(&app, restock).await, 422).await;
-        assert_eq!(refused["error"], "invalid_request", "{product:?} {size:?}");
-        let cart = json!([{ "product": product, "size": size, "quantity": 1 }]);
-        let reserved = body_of(app.reserve("pi_bad_label", cart).await, 422).await;
-        assert!(reserved["message"].as_str().is_some_and(|text| text.starts_with("items[0]")), "{reserved}");
+    // The second round must add no metric series: nothing of a refused label becomes a label value. (A first scrape
+    // makes the scrape's own series exist.)
+    series(&app).await;
+    let mut before = None;
+    for round in 0..2 {
+        for (product, size) in [
+            (".", "42"),
+            ("..", "42"),
+            ("a/b", "42"),
+            ("a?b", "42"),
+            (long.as_str(), "42"),
+            ("runner", " 42"),
+            ("runner", "4\n2"),
+        ] {
+            let restock = json!({ "product": product, "size": size, "type": "restock", "quantity": 1 });
+            let refused = body_of(movement(&app, restock).await, 422).await;
+            assert_eq!(refused["error"], "invalid_request", "{product:?} {size:?}");
+            let cart = json!([{ "product": product, "size": size, "quantity": 1 }]);
+            let reserved = body_of(app.reserve(&format!("pi_bad_label_{round}"), cart).await, 422).await;
+            assert!(reserved["message"].as_str().is_some_and(|text| text.starts_with("items[0]")), "{reserved}");
+        }
+        let now = series(&app).await;
+        if let Some(before) = &before {
+            assert_eq!(&now, before, "no new series");
+        }
+        before = Some(now);
     }
     let reason =
         json!({ "product": "runner", "size": "42", "type": "restock", "quantity": 1, "reason": "r".repeat(501) });
