@@ -7,7 +7,23 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WASM_PACK_VERSION="0.15.1"
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$REPO_ROOT/js-shim/node_modules/.bin:$PATH"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step is announced, and timed: `step_durations` (called on exit by test.sh) prints how long each one took.
+STEP_NAMES=()
+STEP_STARTS=()
+step() {
+  printf '\n==> %s\n' "$*"
+  STEP_NAMES+=("$*")
+  STEP_STARTS+=("$SECONDS")
+}
+step_durations() {
+  local count="${#STEP_NAMES[@]}" index end
+  [ "$count" -gt 0 ] || return 0
+  printf '\nStep durations (%d s in all):\n' "$SECONDS"
+  for ((index = 0; index < count; index++)); do
+    end="${STEP_STARTS[$((index + 1))]:-$SECONDS}"
+    printf '%6d s  %s\n' "$((end - STEP_STARTS[index]))" "${STEP_NAMES[index]:0:100}"
+  done
+}
 
 # within MINUTES COMMAND...: runs COMMAND, but stops it (TERM, then KILL 30 s later) once it has run MINUTES
 # minutes, so that a test that hangs fails its step with a message instead of using up CI's whole time limit.

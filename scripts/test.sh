@@ -8,6 +8,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$REPO_ROOT"
 
+trap step_durations EXIT
 ensure_tools
 # The first run is SQLite's whatever the caller's environment says.
 unset STOCK_TEST_DATABASE
@@ -39,8 +40,8 @@ within 20 wasm-pack --log-level warn test --node crates/stock-wasm
 step "node --test: the payload-stock package (ESM, CommonJS, TypeScript types)"
 (cd js-shim && within 10 node --test test/)
 
-step "node --test: the packed package installed into an empty project"
-within 10 node --test tests/package.test.mjs
+step "node --test: the packed package installed into an empty project, and every relative link in the Markdown files"
+within 10 node --test tests/package.test.mjs tests/links.test.mjs
 
 step "node --test: end to end on a real Payload 3 with the payloadStock plugin and the sidecar projecting into it (three sidecars on one PostgreSQL in replicas.e2e.test.mjs)"
 within 20 node --test tests/e2e/

@@ -1,6 +1,6 @@
 //! The stock-sidecar binary: `serve` (the default), `cleanup`, `stats`, `resolve-conflict`, `import` and
 //! `reconcile`. Configuration comes from environment
-//! variables (see the README), optionally from the file named by STOCK_SIDECAR_CONFIG.
+//! variables (docs/configuration.md), optionally from the file named by STOCK_SIDECAR_CONFIG.
 
 use std::process::ExitCode;
 use std::sync::Arc;
