@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use stock_core::{ProductSnapshot, Quantity, ReservationTtl, SizeStock, StockLevel, validate_cart};
-use stock_sidecar::v1::{decode_movement, decode_reservation};
+use stock_wire::{decode_movement, decode_reservation};
 
 fn catalogue() -> Vec<ProductSnapshot> {
     let level = |stock, reserved| {

@@ -108,3 +108,18 @@ impl From<JsonRejection> for ApiError {
         }
     }
 }
+
+impl From<stock_wire::RequestError> for ApiError {
+    fn from(error: stock_wire::RequestError) -> Self {
+        match error {
+            stock_wire::RequestError::InvalidJson(message) => ApiError::InvalidJson { message },
+            stock_wire::RequestError::Invalid { message, reason } => {
+                let mut details = Map::new();
+                if let Some(reason) = reason {
+                    details.insert("reason".into(), reason.into());
+                }
+                ApiError::InvalidRequest { message, details }
+            }
+        }
+    }
+}

@@ -11,14 +11,15 @@ mod sqlite;
 pub use metered::MeteredStore;
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteStore, WriterCounts};
+pub use stock_wire::{MovementOrigin, MovementRequest, StripeAction};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use stock_core::{
-    CartLine, CartValidation, MovementError, MovementType, Quantity, ReservationStatus, ReservationTtl, SignedQuantity,
-    StockLevel, StockMovement, StockState, Timestamp,
+    CartLine, CartValidation, MovementError, MovementType, Quantity, ReservationStatus, ReservationTtl, StockLevel,
+    StockMovement, StockState, Timestamp,
 };
 
 /// How a store queues ledger changes for Payload.
@@ -118,43 +119,6 @@ pub struct StockAlert {
 impl StockAlert {
     pub fn state(&self) -> StockState {
         self.level.state()
-    }
-}
-
-/// A movement an admin asks for.
-#[derive(Debug, Clone)]
-pub struct MovementRequest {
-    pub product: String,
-    pub size: String,
-    pub kind: MovementType,
-    pub quantity: SignedQuantity,
-    pub reason: String,
-    /// Makes the request idempotent: a second request with the same reference gets the first movement back.
-    pub reference: Option<String>,
-    /// Compare-and-set: applied only if units on hand are exactly this.
-    pub expected_stock: Option<Quantity>,
-    /// Sets the size's low-stock threshold with the movement.
-    pub low_stock_threshold: Option<Quantity>,
-    pub origin: MovementOrigin,
-}
-
-/// Who saves a movement's Payload document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MovementOrigin {
-    /// The sidecar: the outbox creates the document.
-    #[default]
-    Sidecar,
-    /// Payload's stock-movements hook asked for it and saves the document itself; the outbox creates it only if
-    /// it is still missing after a grace period.
-    Payload,
-}
-
-impl MovementOrigin {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MovementOrigin::Sidecar => "sidecar",
-            MovementOrigin::Payload => "payload",
-        }
     }
 }
 
@@ -274,24 +238,6 @@ pub enum ImportOutcome {
     Imported(Option<MovementRecord>),
     /// The ledger already has this size; nothing changed.
     AlreadyInLedger { stock: Quantity },
-}
-
-/// What a verified Stripe event asks of the ledger.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StripeAction {
-    /// The payment succeeded: sell the reservation's units (reserving them again if it no longer holds them).
-    /// `marked`: the payment carries the shop's checkout marker, so a missing reservation is a conflict rather
-    /// than someone else's payment.
-    Commit { reference: String, order_reference: Option<String>, marked: bool },
-    /// The checkout is over without payment: give the units back.
-    Release { reference: String },
-    /// An asynchronous payment is under way: keep the units past the expiry.
-    StartProcessing { reference: String },
-    /// Nothing to do; the reason is logged and answered.
-    Ignore { reason: &'static str },
-    /// A correctly signed event of a type stock uses that cannot be read: recorded as an `unreadable_event`
-    /// conflict, so that a paid order is never lost silently.
-    Unreadable { reference: Option<String>, problem: String },
 }
 
 /// Why a payment that is not one of the shop's checkouts is ignored.

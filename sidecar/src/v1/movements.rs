@@ -4,67 +4,23 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
-use stock_core::{ErrorCode, MovementError, MovementType, Quantity, SignedQuantity};
+use stock_core::{ErrorCode, MovementError};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Label, check_labels, check_reference, label_refusal, number_field};
 use crate::AppState;
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::json::ApiJson;
 use crate::openapi::ErrorBody;
-use crate::store::{MovementOrigin, MovementOutcome, MovementRecord, MovementRequest};
+use crate::store::{MovementOutcome, MovementRecord};
+use stock_wire::{MovementBody, movement_request};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_movement))
-}
-
-/// A movement an admin records.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct MovementBody {
-    /// The product's id: a string or a number.
-    #[schema(value_type = String)]
-    product: Label,
-    /// The size's label: a string or a number. A restock creates an unknown size.
-    #[schema(value_type = String)]
-    size: Label,
-    /// `restock` or `return` (positive), `adjustment` (either sign); sales come from Stripe.
-    #[serde(rename = "type")]
-    #[schema(value_type = MovementKind)]
-    kind: String,
-    /// Units, signed: never zero.
-    #[schema(value_type = i32)]
-    quantity: Value,
-    #[serde(default)]
-    reason: String,
-    /// Makes the request idempotent: the same movement again with this reference answers the first one (200); a
-    /// different product, size, type or quantity under it is refused (409 `reference_conflict`).
-    reference: Option<String>,
-    /// Compare-and-set: applied only if the units on hand are exactly this (else 409 stale_stock).
-    #[schema(value_type = Option<u32>)]
-    expected_stock: Option<Value>,
-    /// Sets the size's low-stock threshold with the movement.
-    #[schema(value_type = Option<u32>)]
-    low_stock_threshold: Option<Value>,
-    /// `payload` when Payload's stock-movements hook asks: it saves the Payload document itself.
-    #[schema(value_type = Option<String>)]
-    origin: Option<String>,
-}
-
-/// The types of movement an admin may enter. Only the document uses it: the body's `type` is parsed by
-/// stock-core's `MovementType`, which knows sales too and refuses them here with a message.
-#[allow(dead_code)]
-#[derive(Debug, ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum MovementKind {
-    Restock,
-    Return,
-    Adjustment,
 }
 
 /// A movement as recorded in the ledger.
@@ -86,56 +42,6 @@ pub struct MovementAnswer {
     /// The order of a sale (the PaymentIntent's `metadata.orderNumber`), when known.
     pub order_reference: Option<String>,
     pub date: String,
-}
-
-fn optional_quantity(value: Option<&Value>, field: &str) -> Result<Option<Quantity>, ApiError> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => Quantity::from_number(number_field(value, field)?)
-            .map(Some)
-            .map_err(|error| ApiError::invalid(format!("{field}: {error}"))),
-    }
-}
-
-/// Checks a decoded body and turns it into the store's request (stock-core checks the movement itself).
-fn movement_request(body: MovementBody) -> Result<MovementRequest, ApiError> {
-    let kind = MovementType::parse(&body.kind).map_err(|error| ApiError::invalid(format!("type: {error}")))?;
-    if kind == MovementType::Sale {
-        return Err(ApiError::invalid(
-            "type: sales are recorded from Stripe payments, not entered by hand; use adjustment",
-        ));
-    }
-    let quantity = SignedQuantity::from_number(number_field(&body.quantity, "quantity")?)
-        .map_err(|error| ApiError::invalid(error.to_string()))?;
-    if let Some(reference) = &body.reference {
-        check_reference(reference, "reference")?;
-    }
-    let (product, size) = (body.product.into_text(), body.size.into_text());
-    check_labels(&product, &size, "")?;
-    stock_core::check_reason(&body.reason).map_err(|error| label_refusal(error, "reason"))?;
-    let origin = match body.origin.as_deref() {
-        None | Some("sidecar") => MovementOrigin::Sidecar,
-        Some("payload") => MovementOrigin::Payload,
-        Some(other) => return Err(ApiError::invalid(format!("origin: {other:?} is not sidecar or payload"))),
-    };
-    Ok(MovementRequest {
-        product,
-        size,
-        kind,
-        quantity,
-        reason: body.reason,
-        reference: body.reference,
-        expected_stock: optional_quantity(body.expected_stock.as_ref(), "expectedStock")?,
-        low_stock_threshold: optional_quantity(body.low_stock_threshold.as_ref(), "lowStockThreshold")?,
-        origin,
-    })
-}
-
-/// The whole decoding of a POST /v1/movements body, from bytes (the fuzz target's entry point).
-pub fn decode_movement(body: &[u8]) -> Result<MovementRequest, ApiError> {
-    let body: MovementBody =
-        serde_json::from_slice(body).map_err(|error| ApiError::InvalidJson { message: error.to_string() })?;
-    movement_request(body)
 }
 
 /// Records a restock, return or adjustment, checked by stock-core.

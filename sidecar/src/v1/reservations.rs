@@ -4,51 +4,23 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
-use stock_core::{CartLine, CartValidation, ErrorCode, ReservationTtl};
+use stock_core::{CartValidation, ErrorCode};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Label, check_labels, check_reference, number_field};
 use crate::AppState;
 use crate::auth::ApiCaller;
 use crate::error::ApiError;
 use crate::json::ApiJson;
 use crate::openapi::ErrorBody;
 use crate::store::{ReleaseOutcome, ReservationRecord, ReserveOutcome};
+use stock_wire::{ReservationBody, ReservationRequest, reservation_request};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_reservation)).routes(routes!(get_reservation, release_reservation))
-}
-
-/// A checkout's cart, to hold until it is paid, released or expires.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct ReservationBody {
-    /// The PaymentIntent or Checkout Session id (or the shop's own reference): 1 to 255 visible ASCII characters.
-    reference: String,
-    /// Every line is reserved, or none.
-    items: Vec<ItemBody>,
-    /// The reservation's lifetime: 1 to 604800 seconds; RESERVATION_TTL_SECONDS (1800) when absent or null.
-    #[schema(value_type = Option<u32>)]
-    ttl_seconds: Option<Value>,
-}
-
-/// One line of a cart.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ItemBody {
-    /// The product's id: a string, or a number (Payload's SQL adapters).
-    #[schema(value_type = String)]
-    product: Label,
-    /// The size's label: a string or a number.
-    #[schema(value_type = String)]
-    size: Label,
-    /// 1 to 1000 units; lines of the same size are summed.
-    #[schema(value_type = u32)]
-    quantity: Value,
 }
 
 /// A reservation as the API shows it.
@@ -69,43 +41,6 @@ pub struct ReservedItemAnswer {
     pub product: String,
     pub size: String,
     pub quantity: u32,
-}
-
-/// A reservation request as the store takes it: checked reference, TTL and lines.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReservationRequest {
-    pub reference: String,
-    pub lines: Vec<CartLine>,
-    pub ttl: ReservationTtl,
-}
-
-/// Checks a decoded body and turns it into a request; the cart itself is checked by stock-core in the store.
-fn reservation_request(body: ReservationBody, default_ttl: ReservationTtl) -> Result<ReservationRequest, ApiError> {
-    check_reference(&body.reference, "reference")?;
-    let ttl = match &body.ttl_seconds {
-        None | Some(Value::Null) => default_ttl,
-        Some(value) => ReservationTtl::from_number(number_field(value, "ttlSeconds")?)
-            .map_err(|error| ApiError::invalid(format!("ttlSeconds: {error}")))?,
-    };
-    let lines = body
-        .items
-        .into_iter()
-        .enumerate()
-        .map(|(index, item)| {
-            let (product, size) = (item.product.into_text(), item.size.into_text());
-            check_labels(&product, &size, &format!("items[{index}]"))?;
-            Ok(CartLine { product, size, quantity: number_field(&item.quantity, &format!("items[{index}].quantity"))? })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(ReservationRequest { reference: body.reference, lines, ttl })
-}
-
-/// The whole decoding of a POST /v1/reservations body, from bytes (what the route does after reading the body; the
-/// fuzz target's entry point).
-pub fn decode_reservation(body: &[u8], default_ttl: ReservationTtl) -> Result<ReservationRequest, ApiError> {
-    let body: ReservationBody =
-        serde_json::from_slice(body).map_err(|error| ApiError::InvalidJson { message: error.to_string() })?;
-    reservation_request(body, default_ttl)
 }
 
 /// Reserves every line of a cart, or nothing.

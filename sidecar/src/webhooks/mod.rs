@@ -2,9 +2,7 @@
 //! verified on the raw body, the event is turned into one ledger action, and the event id and the action commit
 //! together, so a redelivered event changes nothing. A store failure answers 500 so that Stripe retries.
 
-mod verify;
-
-pub use verify::{VerifiedEvent, VerifyError, verify};
+pub use stock_wire::{CHECKOUT_MARKER, VerifiedEvent, VerifyError, action_for, verify};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -12,7 +10,6 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::Value;
 use stock_core::Timestamp;
 use tracing::Instrument;
 use utoipa::ToSchema;
@@ -64,96 +61,6 @@ async fn receive_stripe_event_at_seed_path(state: State<AppState>, headers: Head
     receive_stripe_event(state, headers, body).await
 }
 
-/// The metadata key that marks a PaymentIntent or Checkout Session as one of the shop's checkouts (the documented
-/// checkout and the demo shop set `payloadStock: "1"`). A payment with neither a reservation nor this marker is
-/// someone else's (a subscription, an invoice, a payment link on the same Stripe account) and is ignored quietly.
-pub const CHECKOUT_MARKER: &str = "payloadStock";
-
-/// A metadata value of the event's object, when it is a non-empty string.
-fn metadata_text(object: &Value, key: &str) -> Option<String> {
-    object.get("metadata")?.get(key)?.as_str().filter(|text| !text.is_empty()).map(str::to_owned)
-}
-
-/// What a verified event asks of the ledger. Only the fields stock needs are read: the object's id, its metadata
-/// (`orderNumber`, the checkout marker) and a Checkout Session's `payment_status`. An event of a type stock uses
-/// that lacks one of them is [`StripeAction::Unreadable`]; an event of any other type is ignored whatever its
-/// shape.
-pub fn action_for(event: &VerifiedEvent, release_on_payment_failed: bool) -> StripeAction {
-    if let Some(problem) = event.problem() {
-        return StripeAction::Unreadable { reference: None, problem: problem.to_owned() };
-    }
-    let object = event.object();
-    let kind = event.kind();
-    let Some(uses) = stock_use(kind, release_on_payment_failed) else {
-        return StripeAction::Ignore { reason: "this event type does not concern stock" };
-    };
-    let Some(reference) = object.get("id").and_then(Value::as_str).filter(|id| !id.is_empty() && id.len() <= 255)
-    else {
-        return StripeAction::Unreadable {
-            reference: None,
-            problem: format!("a {kind} event without a usable data.object.id"),
-        };
-    };
-    let reference = reference.to_owned();
-    let commit = |reference: String| StripeAction::Commit {
-        order_reference: metadata_text(object, "orderNumber"),
-        marked: metadata_text(object, CHECKOUT_MARKER).is_some(),
-        reference,
-    };
-    match uses {
-        StockUse::Commit => commit(reference),
-        StockUse::Release => StripeAction::Release { reference },
-        StockUse::StartProcessing => StripeAction::StartProcessing { reference },
-        StockUse::IgnoreFailedPayment => StripeAction::Ignore {
-            reason: "payment failed: the reservation is kept so the customer can retry (RELEASE_ON_PAYMENT_FAILED=false)",
-        },
-        StockUse::CompleteSession => match object.get("payment_status").and_then(Value::as_str) {
-            Some("paid" | "no_payment_required") => commit(reference),
-            // Completed but not yet paid (an asynchronous method): hold the units until it succeeds or fails.
-            Some(_) => StripeAction::StartProcessing { reference },
-            None => StripeAction::Unreadable {
-                reference: Some(reference),
-                problem: "a checkout.session.completed event without payment_status".to_owned(),
-            },
-        },
-    }
-}
-
-/// What stock does with an event type.
-enum StockUse {
-    Commit,
-    Release,
-    StartProcessing,
-    IgnoreFailedPayment,
-    /// `checkout.session.completed`: a sale if paid, a payment under way otherwise.
-    CompleteSession,
-}
-
-/// The event types stock uses; `None` for every other type.
-fn stock_use(kind: &str, release_on_payment_failed: bool) -> Option<StockUse> {
-    Some(match kind {
-        "payment_intent.succeeded" | "checkout.session.async_payment_succeeded" => StockUse::Commit,
-        "payment_intent.canceled" | "checkout.session.async_payment_failed" | "checkout.session.expired" => {
-            StockUse::Release
-        }
-        "payment_intent.payment_failed" if release_on_payment_failed => StockUse::Release,
-        "payment_intent.payment_failed" => StockUse::IgnoreFailedPayment,
-        "payment_intent.processing" => StockUse::StartProcessing,
-        "checkout.session.completed" => StockUse::CompleteSession,
-        _ => return None,
-    })
-}
-
-fn reference_of(action: &StripeAction) -> Option<&str> {
-    match action {
-        StripeAction::Commit { reference, .. }
-        | StripeAction::Release { reference }
-        | StripeAction::StartProcessing { reference } => Some(reference),
-        StripeAction::Unreadable { reference, .. } => reference.as_deref(),
-        StripeAction::Ignore { .. } => None,
-    }
-}
-
 /// A Stripe event: verified on the raw body against every STRIPE_WEBHOOK_SECRET, applied once by its id.
 #[utoipa::path(post, path = "/webhooks/stripe", tag = "stripe",
     params(("Stripe-Signature" = String, Header, description = "Stripe's signature of the raw body")),
@@ -170,7 +77,8 @@ async fn receive_stripe_event(State(state): State<AppState>, headers: HeaderMap,
     }
     let signature = headers.get("stripe-signature").and_then(|value| value.to_str().ok());
     let now = state.clock.now();
-    let event = match verify(&body, signature, &state.config.stripe_webhook_secrets, now) {
+    let secrets: Vec<&str> = state.config.stripe_webhook_secrets.iter().map(|secret| secret.expose()).collect();
+    let event = match verify(&body, signature, &secrets, now) {
         Ok(event) => event,
         Err(error) => {
             tracing::warn!(error = %error, "Stripe webhook refused");
@@ -182,7 +90,7 @@ async fn receive_stripe_event(State(state): State<AppState>, headers: HeaderMap,
     let action = action_for(&event, state.config.release_on_payment_failed);
     // Every line about the event, a store failure's included, names it and its reference.
     let span = tracing::info_span!("stripe_event", event_id = %record.id, event_type = %record.kind,
-        reference = %reference_of(&action).unwrap_or("-"));
+        reference = %action.reference().unwrap_or("-"));
     async move {
         match apply_event(&state, &record, &action, now).await {
             Ok(answer) => answer.into_response(),
@@ -237,7 +145,7 @@ async fn apply_event(
         event_id: record.id.clone(),
         duplicate: outcome == EventOutcome::Duplicate,
         outcome: outcome.as_str(),
-        reference: reference_of(action).map(str::to_owned),
+        reference: action.reference().map(str::to_owned),
         reason: match outcome {
             EventOutcome::Ignored { reason } => Some(reason),
             _ => None,

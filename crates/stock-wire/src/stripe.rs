@@ -1,18 +1,22 @@
-//! Stripe signature verification on the raw request body. A [`VerifiedEvent`] can only be made here, so an
-//! unverified payload cannot reach the ledger. Once the signature checks out, the event is read as loosely as
-//! possible: its id, its type and its object as JSON, nothing else, so that fields and enum values added by newer
-//! Stripe API versions can never make a payment unreadable. A signed body that is not even that is still a
-//! [`VerifiedEvent`], with the problem attached: it is recorded, never dropped.
+//! Stripe webhooks as they arrive: the signature verified on the raw request body, then the event read as loosely
+//! as possible and turned into the one thing it asks of the ledger. A [`VerifiedEvent`] can only be made by
+//! [`verify`], so an unverified payload cannot reach the ledger. Only the event's id, its type and its object as
+//! JSON are read, so that fields and enum values added by newer Stripe API versions can never make a payment
+//! unreadable; a signed body that is not even that is still a [`VerifiedEvent`], with the problem attached: it is
+//! recorded, never dropped.
 
 use hmac::{KeyInit, Mac};
 use serde_json::Value;
 use sha2::Digest;
 use stock_core::Timestamp;
 
-use crate::config::Secret;
-
 /// How far the signature's timestamp may be from now, either way (Stripe's own libraries use 300 s).
 const TOLERANCE_SECONDS: u64 = 300;
+
+/// The metadata key that marks a PaymentIntent or Checkout Session as one of the shop's checkouts (the documented
+/// checkout and the demo shop set `payloadStock: "1"`). A payment with neither a reservation nor this marker is
+/// someone else's (a subscription, an invoice, a payment link on the same Stripe account) and is ignored quietly.
+pub const CHECKOUT_MARKER: &str = "payloadStock";
 
 /// A Stripe event whose signature matched one of the configured secrets within the tolerance.
 #[derive(Debug)]
@@ -84,8 +88,8 @@ fn parse_header(header: &str) -> Result<SignatureHeader<'_>, VerifyError> {
 
 /// Whether one of the header's `v1` signatures is the HMAC-SHA256 of `t.body` under `secret` (compared in
 /// constant time by the MAC itself).
-fn signed_with(secret: &Secret, header: &SignatureHeader<'_>, body: &[u8]) -> bool {
-    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.expose().as_bytes()) else {
+fn signed_with(secret: &str, header: &SignatureHeader<'_>, body: &[u8]) -> bool {
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) else {
         return false;
     };
     mac.update(header.timestamp.to_string().as_bytes());
@@ -97,12 +101,12 @@ fn signed_with(secret: &Secret, header: &SignatureHeader<'_>, body: &[u8]) -> bo
         .any(|candidate| hex::decode(candidate).is_ok_and(|signature| mac.clone().verify_slice(&signature).is_ok()))
 }
 
-/// Verifies `body` against `signature` (the `Stripe-Signature` header) with each secret in turn (during a rotation
-/// both verify), at `now`; then reads the event.
+/// Verifies `body` against `signature` (the `Stripe-Signature` header) with each of the webhook `secrets` in turn
+/// (during a rotation both verify), at `now`; then reads the event.
 pub fn verify(
     body: &[u8],
     signature: Option<&str>,
-    secrets: &[Secret],
+    secrets: &[&str],
     now: Timestamp,
 ) -> Result<VerifiedEvent, VerifyError> {
     let header = parse_header(signature.ok_or(VerifyError::MissingSignature)?)?;
@@ -147,6 +151,112 @@ fn read_event(body: &[u8]) -> VerifiedEvent {
     }
 }
 
+/// What a verified event asks of the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StripeAction {
+    /// The payment succeeded: sell the reservation's units (reserving them again if it no longer holds them).
+    /// `marked`: the payment carries the shop's checkout marker, so a missing reservation is a conflict rather
+    /// than someone else's payment.
+    Commit { reference: String, order_reference: Option<String>, marked: bool },
+    /// The checkout is over without payment: give the units back.
+    Release { reference: String },
+    /// An asynchronous payment is under way: keep the units past the expiry.
+    StartProcessing { reference: String },
+    /// Nothing to do; the reason is logged and answered.
+    Ignore { reason: &'static str },
+    /// A correctly signed event of a type stock uses that cannot be read: recorded as an `unreadable_event`
+    /// conflict, so that a paid order is never lost silently.
+    Unreadable { reference: Option<String>, problem: String },
+}
+
+impl StripeAction {
+    /// The PaymentIntent or Checkout Session the action is about, when the event named one.
+    pub fn reference(&self) -> Option<&str> {
+        match self {
+            StripeAction::Commit { reference, .. }
+            | StripeAction::Release { reference }
+            | StripeAction::StartProcessing { reference } => Some(reference),
+            StripeAction::Unreadable { reference, .. } => reference.as_deref(),
+            StripeAction::Ignore { .. } => None,
+        }
+    }
+}
+
+/// A metadata value of the event's object, when it is a non-empty string.
+fn metadata_text(object: &Value, key: &str) -> Option<String> {
+    object.get("metadata")?.get(key)?.as_str().filter(|text| !text.is_empty()).map(str::to_owned)
+}
+
+/// What a verified event asks of the ledger. Only the fields stock needs are read: the object's id, its metadata
+/// (`orderNumber`, the checkout marker) and a Checkout Session's `payment_status`. An event of a type stock uses
+/// that lacks one of them is [`StripeAction::Unreadable`]; an event of any other type is ignored whatever its
+/// shape.
+pub fn action_for(event: &VerifiedEvent, release_on_payment_failed: bool) -> StripeAction {
+    if let Some(problem) = event.problem() {
+        return StripeAction::Unreadable { reference: None, problem: problem.to_owned() };
+    }
+    let object = event.object();
+    let kind = event.kind();
+    let Some(uses) = stock_use(kind, release_on_payment_failed) else {
+        return StripeAction::Ignore { reason: "this event type does not concern stock" };
+    };
+    let Some(reference) = object.get("id").and_then(Value::as_str).filter(|id| !id.is_empty() && id.len() <= 255)
+    else {
+        return StripeAction::Unreadable {
+            reference: None,
+            problem: format!("a {kind} event without a usable data.object.id"),
+        };
+    };
+    let reference = reference.to_owned();
+    let commit = |reference: String| StripeAction::Commit {
+        order_reference: metadata_text(object, "orderNumber"),
+        marked: metadata_text(object, CHECKOUT_MARKER).is_some(),
+        reference,
+    };
+    match uses {
+        StockUse::Commit => commit(reference),
+        StockUse::Release => StripeAction::Release { reference },
+        StockUse::StartProcessing => StripeAction::StartProcessing { reference },
+        StockUse::IgnoreFailedPayment => StripeAction::Ignore {
+            reason: "payment failed: the reservation is kept so the customer can retry (RELEASE_ON_PAYMENT_FAILED=false)",
+        },
+        StockUse::CompleteSession => match object.get("payment_status").and_then(Value::as_str) {
+            Some("paid" | "no_payment_required") => commit(reference),
+            // Completed but not yet paid (an asynchronous method): hold the units until it succeeds or fails.
+            Some(_) => StripeAction::StartProcessing { reference },
+            None => StripeAction::Unreadable {
+                reference: Some(reference),
+                problem: "a checkout.session.completed event without payment_status".to_owned(),
+            },
+        },
+    }
+}
+
+/// What stock does with an event type.
+enum StockUse {
+    Commit,
+    Release,
+    StartProcessing,
+    IgnoreFailedPayment,
+    /// `checkout.session.completed`: a sale if paid, a payment under way otherwise.
+    CompleteSession,
+}
+
+/// The event types stock uses; `None` for every other type.
+fn stock_use(kind: &str, release_on_payment_failed: bool) -> Option<StockUse> {
+    Some(match kind {
+        "payment_intent.succeeded" | "checkout.session.async_payment_succeeded" => StockUse::Commit,
+        "payment_intent.canceled" | "checkout.session.async_payment_failed" | "checkout.session.expired" => {
+            StockUse::Release
+        }
+        "payment_intent.payment_failed" if release_on_payment_failed => StockUse::Release,
+        "payment_intent.payment_failed" => StockUse::IgnoreFailedPayment,
+        "payment_intent.processing" => StockUse::StartProcessing,
+        "checkout.session.completed" => StockUse::CompleteSession,
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,7 +277,7 @@ mod tests {
     fn a_signed_event_is_read_loosely_and_an_unsigned_one_never() {
         let body =
             r#"{"id":"evt_1","type":"customer.created","data":{"object":{"id":"cus_1","brand_new_field":{"x":1}}}}"#;
-        let secrets = [Secret::new("whsec_old"), Secret::new(SECRET)];
+        let secrets = ["whsec_old", SECRET];
         let event = verify(body.as_bytes(), Some(&header_for(body, 1000, SECRET)), &secrets, at(1000)).expect("ok");
         assert_eq!((event.id(), event.kind(), event.problem()), ("evt_1", "customer.created", None));
         assert_eq!(event.object()["id"], "cus_1");
@@ -206,9 +316,9 @@ mod tests {
             (r#"{"id":"evt_2"}"#, "no event type"),
         ] {
             let header = header_for(body, 50, SECRET);
-            let event = verify(body.as_bytes(), Some(&header), &[Secret::new(SECRET)], at(50)).expect("signed");
+            let event = verify(body.as_bytes(), Some(&header), &[SECRET], at(50)).expect("signed");
             assert!(event.problem().is_some_and(|text| text.contains(problem)), "{body}: {:?}", event.problem());
-            let again = verify(body.as_bytes(), Some(&header), &[Secret::new(SECRET)], at(50)).expect("signed");
+            let again = verify(body.as_bytes(), Some(&header), &[SECRET], at(50)).expect("signed");
             assert_eq!(event.id(), again.id(), "the same body gets the same id");
         }
     }

@@ -1,0 +1,16 @@
+//! What reaches the payload-stock sidecar, read and checked before the ledger sees it: Stripe's webhook events
+//! (signature verified on the raw bytes, then read loosely, then turned into one ledger action) and the bodies of
+//! the /v1 requests (decoded, every field checked with stock-core's rules). Pure functions of their input: no I/O,
+//! no clock, no HTTP types, so the fuzz targets build this crate without the sidecar's server, databases and TLS.
+
+mod requests;
+mod stripe;
+
+#[cfg(feature = "openapi")]
+pub use requests::MovementKind;
+pub use requests::{
+    Label, MovementBody, MovementOrigin, MovementRequest, RequestError, ReservationBody, ReservationItemBody,
+    ReservationRequest, check_labels, check_reference, decode_movement, decode_reservation, movement_request,
+    reservation_request,
+};
+pub use stripe::{CHECKOUT_MARKER, StripeAction, VerifiedEvent, VerifyError, action_for, verify};

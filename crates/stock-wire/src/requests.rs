@@ -1,0 +1,345 @@
+//! The bodies of `POST /v1/reservations` and `POST /v1/movements`: decoded from JSON, every field checked (the
+//! labels, quantities and reasons with stock-core's rules), and turned into the requests the ledger takes. A
+//! decoded request holds only checked values.
+
+use serde::Deserialize;
+use serde_json::Value;
+use stock_core::{CartLine, ErrorCode, MovementType, Quantity, ReservationTtl, SignedQuantity};
+
+/// Why a request body was refused. Nothing here knows HTTP: the sidecar answers [`RequestError::InvalidJson`] with
+/// 400 `invalid_json` and [`RequestError::Invalid`] with 422 `invalid_request`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The body is not JSON, or not of the expected shape (an unknown field, a missing one, a wrong type).
+    #[error("{0}")]
+    InvalidJson(String),
+    /// A field's value is refused. `reason` is stock-core's code (`invalid_product`, `invalid_size`,
+    /// `invalid_reason`) when its rules refused it.
+    #[error("{message}")]
+    Invalid { message: String, reason: Option<&'static str> },
+}
+
+impl RequestError {
+    fn invalid(message: impl Into<String>) -> Self {
+        RequestError::Invalid { message: message.into(), reason: None }
+    }
+}
+
+/// A product id or size label as JSON carries it: a string, or a number (Payload's SQL adapters use numeric ids).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Label {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl Label {
+    pub fn into_text(self) -> String {
+        match self {
+            Label::Text(text) => text,
+            Label::Number(number) => number.to_string(),
+        }
+    }
+}
+
+/// A JSON number that stock-core will check (whole, in range); anything else is refused naming the field.
+fn number_field(value: &Value, field: &str) -> Result<f64, RequestError> {
+    value.as_f64().ok_or_else(|| RequestError::invalid(format!("{field}: expected a number, got {}", kind_of(value))))
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A refusal of stock-core's label rules, with its code as the reason; `field` names where the value came from.
+fn label_refusal(error: stock_core::LabelError, field: &str) -> RequestError {
+    let prefix = if field.is_empty() { String::new() } else { format!("{field}: ") };
+    RequestError::Invalid { message: format!("{prefix}{error}"), reason: Some(error.code()) }
+}
+
+/// Checks a product id and a size label with stock-core's rules; `field` names where they came from.
+pub fn check_labels(product: &str, size: &str, field: &str) -> Result<(), RequestError> {
+    stock_core::check_product_id(product)
+        .and_then(|()| stock_core::check_size_label(size))
+        .map_err(|error| label_refusal(error, field))
+}
+
+/// A reference (PaymentIntent or Checkout Session id, or the shop's own): 1 to 255 visible ASCII characters.
+pub fn check_reference(reference: &str, field: &str) -> Result<(), RequestError> {
+    let valid =
+        !reference.is_empty() && reference.len() <= 255 && reference.bytes().all(|byte| byte.is_ascii_graphic());
+    if valid {
+        Ok(())
+    } else {
+        Err(RequestError::invalid(format!("{field}: expected 1 to 255 visible ASCII characters, such as pi_3Abc")))
+    }
+}
+
+/// A checkout's cart, to hold until it is paid, released or expires.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReservationBody {
+    /// The PaymentIntent or Checkout Session id (or the shop's own reference): 1 to 255 visible ASCII characters.
+    reference: String,
+    /// Every line is reserved, or none.
+    items: Vec<ReservationItemBody>,
+    /// The reservation's lifetime: 1 to 604800 seconds; RESERVATION_TTL_SECONDS (1800) when absent or null.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u32>))]
+    ttl_seconds: Option<Value>,
+}
+
+/// One line of a cart.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ItemBody))]
+#[serde(deny_unknown_fields)]
+pub struct ReservationItemBody {
+    /// The product's id: a string, or a number (Payload's SQL adapters).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    product: Label,
+    /// The size's label: a string or a number.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    size: Label,
+    /// 1 to 1000 units; lines of the same size are summed.
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
+    quantity: Value,
+}
+
+/// A reservation request as the ledger takes it: checked reference, TTL and lines (the cart itself is checked by
+/// stock-core against the stock when it is reserved).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReservationRequest {
+    pub reference: String,
+    pub lines: Vec<CartLine>,
+    pub ttl: ReservationTtl,
+}
+
+/// Checks a decoded reservation body; `default_ttl` stands when it names no lifetime.
+pub fn reservation_request(
+    body: ReservationBody,
+    default_ttl: ReservationTtl,
+) -> Result<ReservationRequest, RequestError> {
+    check_reference(&body.reference, "reference")?;
+    let ttl = match &body.ttl_seconds {
+        None | Some(Value::Null) => default_ttl,
+        Some(value) => ReservationTtl::from_number(number_field(value, "ttlSeconds")?)
+            .map_err(|error| RequestError::invalid(format!("ttlSeconds: {error}")))?,
+    };
+    let lines = body
+        .items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let (product, size) = (item.product.into_text(), item.size.into_text());
+            check_labels(&product, &size, &format!("items[{index}]"))?;
+            Ok(CartLine { product, size, quantity: number_field(&item.quantity, &format!("items[{index}].quantity"))? })
+        })
+        .collect::<Result<Vec<_>, RequestError>>()?;
+    Ok(ReservationRequest { reference: body.reference, lines, ttl })
+}
+
+/// The whole decoding of a `POST /v1/reservations` body, from bytes.
+pub fn decode_reservation(body: &[u8], default_ttl: ReservationTtl) -> Result<ReservationRequest, RequestError> {
+    let body: ReservationBody =
+        serde_json::from_slice(body).map_err(|error| RequestError::InvalidJson(error.to_string()))?;
+    reservation_request(body, default_ttl)
+}
+
+/// A movement an admin records.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MovementBody {
+    /// The product's id: a string or a number.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    product: Label,
+    /// The size's label: a string or a number. A restock creates an unknown size.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    size: Label,
+    /// `restock` or `return` (positive), `adjustment` (either sign); sales come from Stripe.
+    #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(value_type = MovementKind))]
+    kind: String,
+    /// Units, signed: never zero.
+    #[cfg_attr(feature = "openapi", schema(value_type = i32))]
+    quantity: Value,
+    #[serde(default)]
+    reason: String,
+    /// Makes the request idempotent: the same movement again with this reference answers the first one (200); a
+    /// different product, size, type or quantity under it is refused (409 `reference_conflict`).
+    reference: Option<String>,
+    /// Compare-and-set: applied only if the units on hand are exactly this (else 409 stale_stock).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u32>))]
+    expected_stock: Option<Value>,
+    /// Sets the size's low-stock threshold with the movement.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u32>))]
+    low_stock_threshold: Option<Value>,
+    /// `payload` when Payload's stock-movements hook asks: it saves the Payload document itself.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    origin: Option<String>,
+}
+
+/// The types of movement an admin may enter. Only the OpenAPI document uses it: the body's `type` is parsed by
+/// stock-core's `MovementType`, which knows sales too and refuses them here with a message.
+#[cfg(feature = "openapi")]
+#[allow(dead_code)]
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum MovementKind {
+    Restock,
+    Return,
+    Adjustment,
+}
+
+/// A movement request as the ledger takes it (stock-core checks the movement itself against the stock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovementRequest {
+    pub product: String,
+    pub size: String,
+    pub kind: MovementType,
+    pub quantity: SignedQuantity,
+    pub reason: String,
+    /// Makes the request idempotent: a second request with the same reference gets the first movement back.
+    pub reference: Option<String>,
+    /// Compare-and-set: applied only if units on hand are exactly this.
+    pub expected_stock: Option<Quantity>,
+    /// Sets the size's low-stock threshold with the movement.
+    pub low_stock_threshold: Option<Quantity>,
+    pub origin: MovementOrigin,
+}
+
+/// Who saves a movement's Payload document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MovementOrigin {
+    /// The sidecar: the outbox creates the document.
+    #[default]
+    Sidecar,
+    /// Payload's stock-movements hook asked for it and saves the document itself; the outbox creates it only if
+    /// it is still missing after a grace period.
+    Payload,
+}
+
+impl MovementOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MovementOrigin::Sidecar => "sidecar",
+            MovementOrigin::Payload => "payload",
+        }
+    }
+}
+
+fn optional_quantity(value: Option<&Value>, field: &str) -> Result<Option<Quantity>, RequestError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => Quantity::from_number(number_field(value, field)?)
+            .map(Some)
+            .map_err(|error| RequestError::invalid(format!("{field}: {error}"))),
+    }
+}
+
+/// Checks a decoded movement body.
+pub fn movement_request(body: MovementBody) -> Result<MovementRequest, RequestError> {
+    let kind = MovementType::parse(&body.kind).map_err(|error| RequestError::invalid(format!("type: {error}")))?;
+    if kind == MovementType::Sale {
+        return Err(RequestError::invalid(
+            "type: sales are recorded from Stripe payments, not entered by hand; use adjustment",
+        ));
+    }
+    let quantity = SignedQuantity::from_number(number_field(&body.quantity, "quantity")?)
+        .map_err(|error| RequestError::invalid(error.to_string()))?;
+    if let Some(reference) = &body.reference {
+        check_reference(reference, "reference")?;
+    }
+    let (product, size) = (body.product.into_text(), body.size.into_text());
+    check_labels(&product, &size, "")?;
+    stock_core::check_reason(&body.reason).map_err(|error| label_refusal(error, "reason"))?;
+    let origin = match body.origin.as_deref() {
+        None | Some("sidecar") => MovementOrigin::Sidecar,
+        Some("payload") => MovementOrigin::Payload,
+        Some(other) => return Err(RequestError::invalid(format!("origin: {other:?} is not sidecar or payload"))),
+    };
+    Ok(MovementRequest {
+        product,
+        size,
+        kind,
+        quantity,
+        reason: body.reason,
+        reference: body.reference,
+        expected_stock: optional_quantity(body.expected_stock.as_ref(), "expectedStock")?,
+        low_stock_threshold: optional_quantity(body.low_stock_threshold.as_ref(), "lowStockThreshold")?,
+        origin,
+    })
+}
+
+/// The whole decoding of a `POST /v1/movements` body, from bytes.
+pub fn decode_movement(body: &[u8]) -> Result<MovementRequest, RequestError> {
+    let body: MovementBody =
+        serde_json::from_slice(body).map_err(|error| RequestError::InvalidJson(error.to_string()))?;
+    movement_request(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservation_body_is_checked_field_by_field_with_stock_cores_codes() {
+        let request = decode_reservation(
+            br#"{"reference":"pi_1","items":[{"product":7,"size":42,"quantity":2}],"ttlSeconds":null}"#,
+            ReservationTtl::DEFAULT,
+        )
+        .expect("valid");
+        assert_eq!((request.lines[0].product.as_str(), request.lines[0].size.as_str()), ("7", "42"));
+        assert_eq!(request.ttl, ReservationTtl::DEFAULT);
+
+        let refused = |body: &str| decode_reservation(body.as_bytes(), ReservationTtl::DEFAULT).expect_err(body);
+        assert!(matches!(refused(r#"{"reference":"pi_1","items":[],"extra":1}"#), RequestError::InvalidJson(_)));
+        assert!(matches!(refused("not json"), RequestError::InvalidJson(_)));
+        let bad_size = refused(r#"{"reference":"pi_1","items":[{"product":"p","size":" 42","quantity":1}]}"#);
+        assert!(
+            matches!(&bad_size, RequestError::Invalid { message, reason: Some("invalid_size") } if message.starts_with("items[0]: ")),
+            "{bad_size:?}"
+        );
+        let bad_quantity = refused(r#"{"reference":"pi_1","items":[{"product":"p","size":"42","quantity":"2"}]}"#);
+        assert_eq!(
+            bad_quantity,
+            RequestError::Invalid {
+                message: "items[0].quantity: expected a number, got a string".into(),
+                reason: None
+            }
+        );
+        assert!(matches!(refused(r#"{"reference":"pi 1","items":[]}"#), RequestError::Invalid { reason: None, .. }));
+    }
+
+    #[test]
+    fn a_movement_body_is_never_a_sale_and_names_who_saves_its_document() {
+        let request =
+            decode_movement(br#"{"product":"p","size":"42","type":"restock","quantity":3,"origin":"payload"}"#)
+                .expect("valid");
+        assert_eq!(
+            (request.kind, request.quantity.get(), request.origin),
+            (MovementType::Restock, 3, MovementOrigin::Payload)
+        );
+        let sale = decode_movement(br#"{"product":"p","size":"42","type":"sale","quantity":-1}"#).expect_err("a sale");
+        assert!(sale.to_string().contains("sales are recorded from Stripe payments"), "{sale}");
+        let long_reason = format!(
+            r#"{{"product":"p","size":"42","type":"adjustment","quantity":-1,"reason":"{}"}}"#,
+            "x".repeat(501)
+        );
+        assert!(matches!(
+            decode_movement(long_reason.as_bytes()),
+            Err(RequestError::Invalid { reason: Some("invalid_reason"), .. })
+        ));
+        assert!(matches!(
+            decode_movement(br#"{"product":"p","size":"42","type":"restock","quantity":1,"origin":"admin"}"#),
+            Err(RequestError::Invalid { reason: None, .. })
+        ));
+    }
+}
