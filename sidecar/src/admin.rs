@@ -14,10 +14,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::AppState;
 use crate::auth::AdminCaller;
 use crate::cleanup::release_expired_now;
 use crate::error::ApiError;
+use crate::http::AppState;
 use crate::json::ApiJson;
 use crate::openapi::ErrorBody;
 use crate::store::{

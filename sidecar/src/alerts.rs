@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use stock_core::{StockState, Timestamp};
 use tokio::sync::watch;
 
-use crate::AppState;
 use crate::config::AlertWebhookConfig;
+use crate::http::AppState;
 use crate::projection::retry_delay;
 use crate::store::{StockAlert, StoreError};
 

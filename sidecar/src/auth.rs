@@ -6,9 +6,9 @@ use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
-use crate::AppState;
 use crate::config::Secret;
 use crate::error::ApiError;
+use crate::http::AppState;
 
 /// Which token a route requires.
 #[derive(Debug, Clone, Copy)]

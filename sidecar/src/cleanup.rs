@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use stock_core::Timestamp;
 
-use crate::AppState;
+use crate::http::AppState;
 use crate::store::StoreError;
 use crate::stripe_api::{CheckoutCanceller, CheckoutEnd};
 

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 use stock_core::ReservationTtl;
 
+pub use crate::store::SqliteDurability;
+
 /// The environment variable naming an optional configuration file of `KEY=VALUE` lines (`#` starts a comment).
 /// Environment variables override the file.
 pub const CONFIG_FILE_VAR: &str = "STOCK_SIDECAR_CONFIG";
@@ -185,15 +187,6 @@ impl LogFormat {
             LogFormat::Text => false,
         }
     }
-}
-
-/// SQLite's `synchronous` setting for the ledger (WAL mode either way).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SqliteDurability {
-    /// Every commit is on disk before it is answered (fsync of the WAL per commit).
-    Full,
-    /// Commits survive the process crashing, not the machine losing power (fsync only at checkpoints).
-    Normal,
 }
 
 /// Where and how the projection writes to Payload's REST API.

@@ -12,6 +12,7 @@ pub mod cleanup;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod http;
 mod json;
 pub mod limits;
 pub mod metrics;
@@ -27,142 +28,16 @@ pub mod webhooks;
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::{Json, Router};
-use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tower_http::limit::RequestBodyLimitLayer;
-use utoipa::{OpenApi, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::limits::Limits;
+use crate::http::{AppState, router};
 use crate::metrics::Metrics;
 use crate::projection::Projector;
 use crate::store::{MeteredStore, PostgresStore, ProjectionSettings, SqliteStore, Store, StoreError};
 use crate::stripe_api::{CheckoutCanceller, StripeCanceller};
-
-/// Request bodies above this are refused with 413: a cart or a Stripe event is a few kilobytes.
-pub const BODY_LIMIT_BYTES: usize = 256 * 1024;
-
-/// What every handler can reach. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub config: Arc<Config>,
-    pub clock: Arc<dyn Clock>,
-    /// Ends abandoned checkouts at Stripe before cleanup releases them; `None` without STRIPE_SECRET_KEY.
-    pub checkouts: Option<Arc<dyn CheckoutCanceller>>,
-    /// This process's counters and histograms, served at /metrics.
-    pub metrics: Arc<Metrics>,
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("config", &self.config).finish_non_exhaustive()
-    }
-}
-
-/// Every route with its documentation (see [`openapi`]).
-pub fn api_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
-        .routes(routes!(serve_openapi))
-        .merge(v1::router())
-        .merge(admin::router())
-        .merge(webhooks::router())
-        .merge(metrics::router())
-}
-
-/// The whole HTTP API.
-pub fn router(state: AppState) -> Router {
-    let routes: Router<AppState> = api_routes().into();
-    routes
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
-        .layer(axum::middleware::from_fn_with_state(Limits::new(&state.config), limits::within_limits))
-        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), requests::observe_request))
-        .with_state(state)
-}
-
-/// The answer of `/healthz`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    /// `ok`
-    pub status: &'static str,
-}
-
-/// The answer of `/readyz`. It needs no token, so it carries counts only: the last delivery error (with Payload's
-/// URLs and document ids) is in the admin report.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Readiness {
-    /// `ready`
-    pub status: &'static str,
-    pub payload_projection: ProjectionReadiness,
-}
-
-/// How far behind Payload is, in counts.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ProjectionReadiness {
-    /// Whether this sidecar projects into Payload (PAYLOAD_URL).
-    pub enabled: bool,
-    /// Changes not yet delivered (after coalescing).
-    pub backlog: u64,
-    /// Movements whose Payload document the stock-movements hook saves itself (not a backlog).
-    pub awaiting_payload_save: u64,
-    /// Undelivered changes whose delivery failed at least once.
-    pub failing: u64,
-    pub oldest_undelivered_age_seconds: Option<f64>,
-}
-
-impl From<admin::ProjectionStatus> for ProjectionReadiness {
-    fn from(status: admin::ProjectionStatus) -> Self {
-        ProjectionReadiness {
-            enabled: status.enabled,
-            backlog: status.backlog,
-            awaiting_payload_save: status.awaiting_payload_save,
-            failing: status.failing,
-            oldest_undelivered_age_seconds: status.oldest_undelivered_age_seconds,
-        }
-    }
-}
-
-/// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
-async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
-}
-
-/// Ready when the ledger answers; says in counts how far behind Payload is (a backlog does not make the sidecar
-/// unready: reservations and webhooks work without Payload). Why a delivery fails is in the admin report.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
-    (status = 200, body = Readiness),
-    (status = 500, description = "The ledger does not answer", body = openapi::ErrorBody),
-    (status = 503, description = "ledger_busy", body = openapi::ErrorBody),
-))]
-async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
-    let now = state.clock.now();
-    let figures = state.store.monitoring(now).await?;
-    let payload_projection = admin::ProjectionStatus::new(state.config.payload.is_some(), &figures.outbox, now).into();
-    Ok(Json(Readiness { status: "ready", payload_projection }))
-}
-
-/// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses(
-    (status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object),
-))]
-async fn serve_openapi() -> axum::response::Response {
-    use axum::response::IntoResponse;
-    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let text = DOCUMENT.get_or_init(|| openapi::document().to_pretty_json().unwrap_or_default());
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], text.as_str()).into_response()
-}
 
 /// Why the sidecar could not start or stopped.
 #[derive(Debug, thiserror::Error)]

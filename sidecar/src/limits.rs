@@ -24,6 +24,9 @@ use tokio::sync::Semaphore;
 use crate::config::{Config, Secret};
 use crate::error::ApiError;
 
+/// Request bodies above this are refused with 413: a cart or a Stripe event is a few kilobytes.
+pub const BODY_LIMIT_BYTES: usize = 256 * 1024;
+
 /// The routes Stripe posts to: a pool of their own.
 const STRIPE_ROUTES: [&str; 2] = ["/webhooks/stripe", "/api/checkout/webhook"];
 /// Liveness: no slot, no body, no store; it must answer while every pool is full.
@@ -113,11 +116,11 @@ pub async fn within_limits(State(limits): State<Limits>, request: Request, next:
         request
     } else {
         let (parts, body) = request.into_parts();
-        let read = axum::body::to_bytes(body, crate::BODY_LIMIT_BYTES);
+        let read = axum::body::to_bytes(body, BODY_LIMIT_BYTES);
         match tokio::time::timeout(limits.body_read_timeout, read).await {
             Ok(Ok(bytes)) => Request::from_parts(parts, Body::from(bytes)),
             Ok(Err(error)) if is_over_limit(&error) => {
-                return ApiError::BodyTooLarge { limit_bytes: crate::BODY_LIMIT_BYTES }.into_response();
+                return ApiError::BodyTooLarge { limit_bytes: BODY_LIMIT_BYTES }.into_response();
             }
             Ok(Err(error)) => {
                 tracing::debug!(path = %path, error = %error, "the client's body broke off");
@@ -151,7 +154,7 @@ pub async fn within_limits(State(limits): State<Limits>, request: Request, next:
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("application/json"));
     if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE && !is_json {
-        return ApiError::BodyTooLarge { limit_bytes: crate::BODY_LIMIT_BYTES }.into_response();
+        return ApiError::BodyTooLarge { limit_bytes: BODY_LIMIT_BYTES }.into_response();
     }
     response
 }

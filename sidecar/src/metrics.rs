@@ -1,4 +1,5 @@
-//! Prometheus metrics, served at `GET /metrics` in the Prometheus text format (0.0.4). Two kinds:
+//! Prometheus metrics, rendered in the Prometheus text format (0.0.4) for `GET /metrics` (served in `http`). This
+//! registry knows nothing of HTTP. Two kinds:
 //! - this process's counters and histograms (reservations created, committed, released and expired; conflicts by
 //!   kind; Stripe events by type and outcome; HTTP latency by route; store latency by operation), which a
 //!   Prometheus sums over the replicas;
@@ -8,9 +9,6 @@
 
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -18,41 +16,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use stock_core::{StockState, Timestamp};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
-use crate::AppState;
-use crate::auth::{Realm, authorize};
-use crate::error::ApiError;
-use crate::openapi::ErrorBody;
 use crate::store::{EventOutcome, LedgerSize, Monitoring, MovementOutcome, ReleaseOutcome, ReserveOutcome};
-
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(scrape_metrics))
-}
-
-/// `GET /metrics`: a bearer token, as Prometheus's `authorization` scrape setting sends it: METRICS_TOKEN, or
-/// ADMIN_API_TOKEN while METRICS_TOKEN is unset. Never open: the counts tell a shop's sales volume.
-#[utoipa::path(get, path = "/metrics", tag = "operations", security(("metrics" = []), ("admin" = [])),
-    responses(
-        (status = 200, description = "Prometheus's text format 0.0.4", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
-        (status = 401, description = "unauthorized: the bearer token is not METRICS_TOKEN (or ADMIN_API_TOKEN while METRICS_TOKEN is unset)", body = ErrorBody),
-        (status = 503, description = "metrics_disabled (neither token is set), overloaded or ledger_busy", body = ErrorBody),
-    ))]
-async fn scrape_metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let token = state.config.metrics_token.as_ref().or(state.config.admin_token.as_ref());
-    authorize(&headers, token, Realm::Metrics)?;
-    let now = state.clock.now();
-    let monitoring = state.store.monitoring(now).await?;
-    let sizes = state.store.every_size(now).await?;
-    let text = state
-        .metrics
-        .render(&LedgerFigures { now, monitoring: &monitoring, sizes: &sizes })
-        .map_err(|error| ApiError::Internal(format!("cannot encode the metrics: {error}")))?;
-    let mut response = text.into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    Ok(response)
-}
 
 /// The prefix of every metric name.
 const PREFIX: &str = "payload_stock";

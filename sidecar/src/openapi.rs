@@ -1,4 +1,4 @@
-//! The OpenAPI 3.1 document of the sidecar's HTTP API, served at `GET /openapi.json`. It is generated from the
+//! The OpenAPI 3.1 document of the sidecar's HTTP API, served at `GET /openapi.json` (see `http::document`). It is generated from the
 //! code: every route is registered through utoipa-axum's `routes!`, which takes the route's path and method from
 //! the handler's `#[utoipa::path]`, so a route cannot exist without its documentation; bodies are the types the
 //! handlers serialize. This module adds what belongs to no one route: the document's description, its security
@@ -72,7 +72,8 @@ pub struct ErrorBody {
     pub reason: Option<String>,
     /// With reference_conflict on a movement: the movement first recorded under the reference.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub movement: Option<crate::v1::MovementAnswer>,
+    #[schema(value_type = Option<Object>, schema_with = movement_answer)]
+    pub movement: Option<serde_json::Value>,
 }
 
 /// A size without enough stock for a cart.
@@ -95,7 +96,13 @@ pub struct CartProblem {
     pub size: Option<String>,
 }
 
-/// The document, as `/openapi.json` serves it.
-pub fn document() -> utoipa::openapi::OpenApi {
-    crate::api_routes().into_openapi()
+/// The schema of `ErrorBody.movement`: the movements route's answer, referred to by name so that this module needs
+/// nothing from the routes that use it, or null.
+fn movement_answer() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, RefBuilder, Type};
+    let answer = RefBuilder::new()
+        .ref_location_from_schema_name("MovementAnswer")
+        .description(Some("With reference_conflict on a movement: the movement first recorded under the reference."))
+        .build();
+    OneOfBuilder::new().item(answer).item(ObjectBuilder::new().schema_type(Type::Null)).build().into()
 }

@@ -225,19 +225,26 @@ impl Projector {
         }
     }
 
-    /// The stock-movements document of a ledger movement: the API's own form of it, with Payload's relationship id
-    /// and the ledger id as idempotencyKey.
+    /// The stock-movements document of a ledger movement (the fields the payloadStock plugin declares), with
+    /// Payload's relationship id and the ledger id as idempotencyKey.
     async fn movement_document(&self, id: i64) -> Result<Value, DeliveryError> {
         let Some(record) = self.store.movement(id).await? else {
             return Err(StoreError::Inconsistent(format!("movement {id} is queued but not in the ledger")).into());
         };
-        let mut document = crate::v1::movement_json(&record);
-        if let Some(fields) = document.as_object_mut() {
-            fields.remove("id");
-            fields.insert("product".to_owned(), product_id_value(&record.product));
-            fields.insert("idempotencyKey".to_owned(), json!(id.to_string()));
-        }
-        Ok(document)
+        let movement = &record.movement;
+        Ok(json!({
+            "product": product_id_value(&record.product),
+            "size": record.size,
+            "type": movement.kind.as_str(),
+            "quantity": movement.quantity.get(),
+            "stockBefore": movement.stock_before.get(),
+            "stockAfter": movement.stock_after.get(),
+            "reason": movement.details.reason,
+            "reference": movement.details.reference,
+            "orderReference": movement.details.order_reference,
+            "date": movement.details.date.to_rfc3339(),
+            "idempotencyKey": id.to_string(),
+        }))
     }
 
     /// Creates or updates the stock-reservations document of a reservation.

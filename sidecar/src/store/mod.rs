@@ -10,7 +10,7 @@ mod sqlite;
 
 pub use metered::MeteredStore;
 pub use postgres::PostgresStore;
-pub use sqlite::{SqliteStore, WriterCounts};
+pub use sqlite::{SqliteDurability, SqliteStore, WriterCounts};
 pub use stock_wire::{MovementOrigin, MovementRequest, StripeAction};
 
 use std::sync::Arc;

@@ -7,10 +7,9 @@ mod reservations;
 
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::AppState;
+use crate::http::AppState;
 
 pub use movements::MovementAnswer;
-pub(crate) use movements::movement_json;
 pub use products::{ProductStockAnswer, SizeStockAnswer};
 pub use reservations::{ReservationAnswer, ReservedItemAnswer};
 

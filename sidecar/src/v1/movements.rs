@@ -11,9 +11,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::AppState;
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
+use crate::http::AppState;
 use crate::json::ApiJson;
 use crate::openapi::ErrorBody;
 use crate::store::{MovementOutcome, MovementRecord};
@@ -120,8 +120,8 @@ async fn create_movement(
     }
 }
 
-/// The movement as the API answers it (and as its Payload document starts).
-pub(crate) fn movement_json(record: &MovementRecord) -> Value {
+/// The movement as the API answers it.
+fn movement_json(record: &MovementRecord) -> Value {
     let movement = &record.movement;
     let answer = MovementAnswer {
         id: record.id,

@@ -7,9 +7,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::AppState;
 use crate::auth::ApiCaller;
 use crate::error::ApiError;
+use crate::http::AppState;
 use crate::openapi::ErrorBody;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {

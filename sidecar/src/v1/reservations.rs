@@ -11,9 +11,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::AppState;
 use crate::auth::ApiCaller;
 use crate::error::ApiError;
+use crate::http::AppState;
 use crate::json::ApiJson;
 use crate::openapi::ErrorBody;
 use crate::store::{ReleaseOutcome, ReservationRecord, ReserveOutcome};

@@ -16,8 +16,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::http::AppState;
 use crate::openapi::ErrorBody;
 use crate::store::{EventOutcome, StripeAction, StripeEventRecord};
 

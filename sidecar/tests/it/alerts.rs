@@ -8,8 +8,9 @@ use stock_core::{CartLine, MovementType, Quantity, ReservationTtl, SignedQuantit
 use stock_sidecar::alerts::{ALERT_ID_HEADER, SIGNATURE_HEADER, check_stock_alerts, deliver_stock_alerts, signature};
 use stock_sidecar::clock::ManualClock;
 use stock_sidecar::config::{AlertWebhookConfig, Config, Secret};
+use stock_sidecar::http::AppState;
+use stock_sidecar::open_state;
 use stock_sidecar::store::{MovementOrigin, MovementRequest, Store};
-use stock_sidecar::{AppState, open_state};
 
 use crate::helpers::{START, TestDatabase};
 

@@ -65,7 +65,7 @@ async fn every_bad_input_is_answered_with_its_code_and_changes_nothing() {
     let valid_header = stripe_webhook::Webhook::generate_test_header(&event, WEBHOOK_SECRET, Some(app.clock_seconds()));
     let valid_signature = valid_header.split(",v1=").nth(1).expect("v1").to_owned();
     let timestamp = app.clock_seconds();
-    let huge = "x".repeat(stock_sidecar::BODY_LIMIT_BYTES + 10);
+    let huge = "x".repeat(stock_sidecar::limits::BODY_LIMIT_BYTES + 10);
 
     let cases: Vec<(&str, RequestBuilder, u16, &str)> = vec![
         // Webhooks: signatures.

@@ -42,7 +42,7 @@ async fn read_answer(stream: &mut TcpStream) -> (u16, Value) {
 #[tokio::test]
 async fn a_body_over_the_limit_answers_413_in_the_error_shape_and_stores_nothing() {
     let app = spawn_app().await;
-    let huge = "x".repeat(stock_sidecar::BODY_LIMIT_BYTES + 1);
+    let huge = "x".repeat(stock_sidecar::limits::BODY_LIMIT_BYTES + 1);
     let reservation = app
         .api(reqwest::Method::POST, "/v1/reservations")
         .header("content-type", "application/json")

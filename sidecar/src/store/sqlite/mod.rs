@@ -24,7 +24,15 @@ use super::{
     ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert, Store, StoreError,
     StripeAction, StripeEventRecord,
 };
-use crate::config::SqliteDurability;
+
+/// SQLite's `synchronous` setting for the ledger (WAL mode either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteDurability {
+    /// Every commit is on disk before it is answered (fsync of the WAL per commit).
+    Full,
+    /// Commits survive the process crashing, not the machine losing power (fsync only at checkpoints).
+    Normal,
+}
 
 /// How long a statement waits for another process's write lock (the `cleanup` command, say) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
