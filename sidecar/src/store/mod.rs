@@ -5,6 +5,7 @@
 mod columns;
 mod decide;
 mod metered;
+mod plan;
 mod postgres;
 mod sqlite;
 
@@ -207,6 +208,15 @@ pub enum OutboxTopic {
 }
 
 impl OutboxTopic {
+    /// The topic as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxTopic::Product => "product",
+            OutboxTopic::Movement => "movement",
+            OutboxTopic::Reservation => "reservation",
+        }
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "product" => Some(OutboxTopic::Product),

@@ -6,8 +6,7 @@
 
 use sqlx::postgres::PgConnection;
 use stock_core::{
-    CartLine, MovementType, ProductSnapshot, Quantity, ReservationError, ReservationStatus, ReservationTtl, SizeStock,
-    StockLevel, StockMovement, Timestamp, reservation_expires_at, validate_cart,
+    CartLine, MovementType, Quantity, ReservationStatus, ReservationTtl, StockLevel, StockMovement, Timestamp,
 };
 
 use super::{load_reservation, reserved_units, select_movements_where, sizes_of};
@@ -38,9 +37,10 @@ macro_rules! queue_outbox {
 }
 use crate::store::columns::{
     MovementColumns, holds_until, import_key, level, movement_columns, movement_from_columns, movement_key,
-    movement_lane, product_lane, reservation_lane, sale_key, same_items,
+    movement_lane, product_lane, reservation_lane, sale_key,
 };
 use crate::store::decide;
+use crate::store::plan::{self, Snapshot, Write};
 use crate::store::{
     EventOutcome, ImportOutcome, MovementOrigin, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome,
     ReservationRecord, ReserveOutcome, ReservedItem, StoreError, StripeAction, StripeEventRecord,
@@ -371,9 +371,8 @@ async fn start_processing(
     }
 }
 
-/// Reserves `lines` under `reference` if every size has the units (see [`crate::store::Store::reserve`]). Only
-/// the sizes asked for are locked, so carts for other sizes of the same product go on at the same time; the other
-/// sizes are read for the cart's checks (an unknown size, say) without deciding anything on them.
+/// Reserves a cart (see [`plan::reserve`]): locks the sizes it asks for (in product and size order), loads what
+/// the decision reads once the locks are held, plans it, and writes the plan in one statement.
 pub(super) async fn reserve(
     connection: &mut PgConnection,
     mut outbox: Outbox,
@@ -381,50 +380,40 @@ pub(super) async fn reserve(
     ttl: ReservationTtl,
     now: Timestamp,
 ) -> Result<ReserveOutcome, StoreError> {
-    let existing = |existing: ReservationRecord| {
-        if same_items(&existing.items, lines) {
-            ReserveOutcome::Existing(existing)
-        } else {
-            ReserveOutcome::ReferenceConflict(existing)
-        }
-    };
     let mut asked: Vec<(&str, &str)> = lines.iter().map(|line| (line.product.as_str(), line.size.as_str())).collect();
     asked.sort_unstable();
     asked.dedup();
     lock_sizes(connection, &asked).await?;
-    let mut products: Vec<&str> = asked.iter().map(|(product, _)| *product).collect();
-    products.dedup();
-    let mut snapshots: Vec<ProductSnapshot> = Vec::with_capacity(products.len());
-    for (product, record) in sizes_of(connection, &products, now).await? {
-        let size = SizeStock { size: record.size, level: record.level };
-        match snapshots.last_mut() {
-            Some(snapshot) if snapshot.id == product => snapshot.sizes.push(size),
-            _ => snapshots.push(ProductSnapshot { id: product, sizes: vec![size] }),
+    let products = plan::reserve_reads(lines);
+    let mut snapshot = Snapshot::default();
+    let mut sizes = sizes_of(connection, &products, now).await?.into_iter().peekable();
+    for product in products {
+        let mut records = Vec::new();
+        while let Some((_, record)) = sizes.next_if(|(owner, _)| owner == product) {
+            records.push(record);
+        }
+        snapshot.add_product(product, records);
+    }
+    snapshot.add_reservation(reference, load_reservation(connection, reference, false).await?);
+    let plan = plan::reserve(&mut snapshot, (reference, lines), ttl, now)?;
+    let mut record = None;
+    for write in &plan.writes {
+        match write {
+            Write::InsertReservation(inserted) => record = Some(inserted),
+            Write::Queue(queued) => {
+                outbox.queue((queued.topic.as_str(), &queued.subject, queued.lane.clone()), now, queued.delay_millis);
+            }
         }
     }
-    let validation = validate_cart(&snapshots, lines);
-    if !validation.is_ok() {
-        // A request repeated after its reservation took the last units is the reservation, not a refusal.
-        return Ok(match load_reservation(connection, reference, false).await? {
-            Some(record) => existing(record),
-            None => ReserveOutcome::Rejected(validation),
-        });
-    }
-
-    let expires_at = reservation_expires_at(now, ttl)
-        .map_err(|error: ReservationError| StoreError::Inconsistent(error.to_string()))?;
-    let items: Vec<ReservedItem> = validation
-        .items
-        .into_iter()
-        .map(|item| ReservedItem { product: item.product, size: item.size, quantity: item.quantity })
-        .collect();
+    let Some(record) = record else {
+        return Ok(plan.outcome);
+    };
     let (mut item_products, mut item_labels, mut item_units) = (Vec::new(), Vec::new(), Vec::new());
-    for item in &items {
+    for item in &record.items {
         item_products.push(item.product.as_str());
         item_labels.push(item.size.as_str());
         item_units.push(i64::from(item.quantity));
     }
-    outbox.reservation(reference, &items, now);
     let (topics, subjects, lanes, created, due) = Outbox::columns(std::mem::take(&mut outbox.rows));
     // The reservation, its items and its outbox rows in one statement; nothing but the reservation's own insert
     // happens if another sidecar took the reference meanwhile (the insert waited for its commit).
@@ -441,9 +430,9 @@ pub(super) async fn reserve(
         ") SELECT COUNT(*) FROM reservation"
     ))
     .bind(reference)
-    .bind(now.unix_millis())
+    .bind(record.created_at.unix_millis())
     // The expiry, and the items' holds_until: an active reservation's items hold their units until it.
-    .bind(holds_until(ReservationStatus::Active, expires_at))
+    .bind(holds_until(record.status, record.expires_at))
     .bind(item_products)
     .bind(item_labels)
     .bind(item_units)
@@ -455,18 +444,12 @@ pub(super) async fn reserve(
     .fetch_one(&mut *connection)
     .await?;
     if inserted == 0 {
-        let record = load_reservation(connection, reference, false)
-            .await?
-            .ok_or_else(|| StoreError::Inconsistent(format!("reservation {reference} exists but cannot be read")))?;
-        return Ok(existing(record));
+        // Another sidecar reserved under this reference after this one read it: plan again on what it wrote.
+        let mut snapshot = Snapshot::default();
+        snapshot.add_reservation(reference, load_reservation(connection, reference, false).await?);
+        return Ok(plan::reserve(&mut snapshot, (reference, lines), ttl, now)?.outcome);
     }
-    Ok(ReserveOutcome::Created(ReservationRecord {
-        reference: reference.to_owned(),
-        status: ReservationStatus::Active,
-        created_at: now,
-        expires_at,
-        items,
-    }))
+    Ok(plan.outcome)
 }
 
 /// Expires every active reservation due at `now` that no other transaction holds (see

@@ -4,18 +4,19 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 use stock_core::{
-    CartLine, MovementType, ProductSnapshot, Quantity, ReservationError, ReservationStatus, ReservationTtl, SizeStock,
-    StockLevel, StockMovement, StockState, Timestamp, reservation_expires_at, validate_cart,
+    CartLine, MovementType, Quantity, ReservationStatus, ReservationTtl, StockLevel, StockMovement, StockState,
+    Timestamp,
 };
 
 use super::{RESERVATION_QUERY, ReservationColumns, size_query, sizes_query};
 use crate::store::columns::{
     ALERT_COLUMNS, AlertColumns, MovementColumns, alerts_from_rows, holds_until, import_key, level, movement_columns,
     movement_from_columns, movement_key, movement_lane, product_lane, reservation_from_rows, reservation_lane,
-    sale_key, same_items,
+    sale_key,
 };
 use crate::store::columns::{CONFLICT_QUERY, RESOLVE_CONFLICT, conflict_from_columns};
 use crate::store::decide;
+use crate::store::plan::{self, Snapshot, Write};
 use crate::store::{
     EventOutcome, ImportOutcome, MovementOrigin, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome,
     ReservationRecord, ReserveOutcome, ReservedItem, ResolveOutcome, SizeRecord, StockAlert, StoreError, StripeAction,
@@ -322,7 +323,7 @@ fn start_processing(
     }
 }
 
-/// Reserves `lines` under `reference` if every size has the units (see [`crate::store::Store::reserve`]).
+/// Reserves a cart (see [`plan::reserve`]): loads what the decision reads, plans it, writes the plan.
 pub(super) fn reserve(
     connection: &Connection,
     outbox: Outbox,
@@ -330,54 +331,56 @@ pub(super) fn reserve(
     ttl: ReservationTtl,
     now: Timestamp,
 ) -> Result<ReserveOutcome, StoreError> {
-    if let Some(existing) = load_reservation(connection, reference)? {
-        return Ok(if same_items(&existing.items, lines) {
-            ReserveOutcome::Existing(existing)
-        } else {
-            ReserveOutcome::ReferenceConflict(existing)
-        });
+    let mut snapshot = Snapshot::default();
+    for product in plan::reserve_reads(lines) {
+        snapshot.add_product(product, sizes_of(connection, product, now)?);
     }
+    snapshot.add_reservation(reference, load_reservation(connection, reference)?);
+    let plan = plan::reserve(&mut snapshot, (reference, lines), ttl, now)?;
+    apply(connection, outbox, &plan.writes, now)?;
+    Ok(plan.outcome)
+}
 
-    let mut products: Vec<&str> = lines.iter().map(|line| line.product.as_str()).collect();
-    products.sort_unstable();
-    products.dedup();
-    let mut snapshots = Vec::with_capacity(products.len());
-    for product in products {
-        let sizes = sizes_of(connection, product, now)?;
-        if !sizes.is_empty() {
-            let sizes = sizes.into_iter().map(|record| SizeStock { size: record.size, level: record.level });
-            snapshots.push(ProductSnapshot { id: product.to_owned(), sizes: sizes.collect() });
+/// Executes a plan's writes in order, on the writer's transaction.
+fn apply(connection: &Connection, outbox: Outbox, writes: &[Write], now: Timestamp) -> Result<(), StoreError> {
+    for write in writes {
+        match write {
+            Write::InsertReservation(record) => {
+                connection
+                    .prepare_cached(
+                        "INSERT INTO reservations (reference, status, created_at, expires_at) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![
+                        record.reference,
+                        record.status.as_str(),
+                        record.created_at.unix_millis(),
+                        record.expires_at.unix_millis()
+                    ])?;
+                let holds = holds_until(record.status, record.expires_at);
+                let mut insert_item = connection.prepare_cached(
+                    "INSERT INTO reservation_items (reference, product, size, quantity, holds_until) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for item in &record.items {
+                    insert_item.execute(params![
+                        record.reference,
+                        item.product,
+                        item.size,
+                        i64::from(item.quantity),
+                        holds
+                    ])?;
+                }
+            }
+            Write::Queue(queued) => outbox.queue(
+                connection,
+                (queued.topic.as_str(), &queued.subject, &queued.lane),
+                now,
+                queued.delay_millis,
+            )?,
         }
     }
-    let validation = validate_cart(&snapshots, lines);
-    if !validation.is_ok() {
-        return Ok(ReserveOutcome::Rejected(validation));
-    }
-
-    let expires_at = reservation_expires_at(now, ttl)
-        .map_err(|error: ReservationError| StoreError::Inconsistent(error.to_string()))?;
-    connection
-        .prepare_cached(
-            "INSERT INTO reservations (reference, status, created_at, expires_at) VALUES (?1, 'active', ?2, ?3)",
-        )?
-        .execute(params![reference, now.unix_millis(), expires_at.unix_millis()])?;
-    let mut items = Vec::with_capacity(validation.items.len());
-    let mut insert_item = connection.prepare_cached(
-        "INSERT INTO reservation_items (reference, product, size, quantity, holds_until) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for item in validation.items {
-        let holds = holds_until(ReservationStatus::Active, expires_at);
-        insert_item.execute(params![reference, item.product, item.size, i64::from(item.quantity), holds])?;
-        items.push(ReservedItem { product: item.product, size: item.size, quantity: item.quantity });
-    }
-    outbox.reservation(connection, reference, &items, now)?;
-    Ok(ReserveOutcome::Created(ReservationRecord {
-        reference: reference.to_owned(),
-        status: ReservationStatus::Active,
-        created_at: now,
-        expires_at,
-        items,
-    }))
+    Ok(())
 }
 
 /// Expires every active reservation due at `now` (see [`crate::store::Store::release_expired`]); returns their
