@@ -13,5 +13,15 @@ step "bench/ledger webhook-ingest (signed webhooks: SQLite FULL and NORMAL, Post
 "$REPO_ROOT/target/release/webhook-ingest" "$REPO_ROOT/target/release/stock-sidecar"
 step "bench/projection-lag.mjs (a real Payload)"
 node bench/projection-lag.mjs "$REPO_ROOT/target/release/stock-sidecar"
+if ! command -v wrk >/dev/null; then
+  step "Installing Debian's wrk (the load generator of bench/hot-size.mjs)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+  else
+    sudo apt-get install -y -qq wrk >/dev/null || { sudo apt-get update -qq && sudo apt-get install -y -qq wrk >/dev/null; }
+  fi
+fi
+step "bench/hot-size.mjs (reservations of one hot size with wrk: SQLite, PostgreSQL, two sidecars on PostgreSQL)"
+node bench/hot-size.mjs "$REPO_ROOT/target/release/stock-sidecar"
 step "bench/flash-sale.mjs (payload-stock on SQLite and PostgreSQL against the seed's read-check-write, a real Payload)"
 node bench/flash-sale.mjs "$REPO_ROOT/target/release/stock-sidecar"

@@ -91,6 +91,124 @@ async fn buyers_on_two_stores_get_exactly_the_stock_and_cleanup_on_both_releases
     assert_eq!(stock_of(&*first, "boot", after_expiry).await, (20, 0));
 }
 
+/// Every reference asked of both stores at once: first with the same cart (a retry that went to the other
+/// sidecar), then with carts of different sizes. Those lock different sizes, so both stores read the reference as
+/// free; on PostgreSQL, where reservations are decided in batches, the store that loses the race has its whole
+/// batch fail on the reference's key and runs its requests again one by one. No request may see an error, and
+/// each reference holds one cart's units.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_reference_asked_of_two_stores_at_once_reserves_once_and_batches_that_lose_the_race_run_again() {
+    let ([first, second], _database) = two_stores().await;
+    for size in ["42", "43"] {
+        let mut restock = movement("boot", 1000, None);
+        restock.size = size.to_owned();
+        first.record_movement(restock, at(0)).await.expect("restock");
+    }
+    let ask_both = |buyers: std::ops::Range<u32>, sizes: [&'static str; 2]| {
+        let mut asked = tokio::task::JoinSet::new();
+        for buyer in buyers {
+            for (store, size) in [first.clone(), second.clone()].into_iter().zip(sizes) {
+                asked.spawn(async move {
+                    let lines = [CartLine { product: "boot".to_owned(), size: size.to_owned(), quantity: 1.0 }];
+                    let ttl = ReservationTtl::from_seconds(600).expect("ttl");
+                    store.reserve(&format!("pi_{buyer}"), &lines, ttl, at(1)).await
+                });
+            }
+        }
+        asked
+    };
+    let mut held_units = 0;
+    for (buyers, sizes, repeated) in [(0..60, ["42", "42"], "Existing"), (60..120, ["42", "43"], "ReferenceConflict")] {
+        let mut asked = ask_both(buyers, sizes);
+        let (mut created, mut answered_again) = (0, 0);
+        while let Some(answer) = asked.join_next().await {
+            match answer.expect("task").expect("no store failure reaches a buyer") {
+                ReserveOutcome::Created(record) => {
+                    created += 1;
+                    held_units += record.items[0].quantity.get();
+                }
+                ReserveOutcome::Existing(_) if repeated == "Existing" => answered_again += 1,
+                ReserveOutcome::ReferenceConflict(_) if repeated == "ReferenceConflict" => answered_again += 1,
+                other => unreachable!("expected Created or {repeated}: {other:?}"),
+            }
+        }
+        assert_eq!((created, answered_again), (60, 60), "each reference reserved once, answered once more");
+    }
+    let sizes = second.product_stock("boot", at(2)).await.expect("stock");
+    let reserved: u32 = sizes.iter().map(|size| size.level.reserved().get()).sum();
+    assert_eq!((sizes.len(), reserved), (2, held_units));
+}
+
+/// PostgreSQL's reservation batches: six reservations queued while the batcher waits on a lock form one batch, in
+/// which one (`pi_poison`) fails at the database (a trigger the test adds refuses it). The batch is rolled back and
+/// its reservations run again one by one: the five others are reserved, the poisoned one is answered its error
+/// and leaves no trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgresql_batch_with_one_failing_reservation_commits_the_others_and_leaves_no_trace_of_it() {
+    use sqlx::Connection;
+    let database = TestDatabase::new().await;
+    if !database.is_postgres() {
+        return; // SQLite's writer: group_commit's own tests.
+    }
+    let store = open_store(&database, None).await;
+    for size in ["42", "43"] {
+        let mut restock = movement("boot", 10, None);
+        restock.size = size.to_owned();
+        store.record_movement(restock, at(0)).await.expect("restock");
+    }
+    let mut admin = sqlx::PgConnection::connect(&database.url).await.expect("connect");
+    sqlx::query(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.reference = 'pi_poison' THEN RAISE EXCEPTION 'poisoned reservation'; END IF; RETURN NEW; END $$",
+    )
+    .execute(&mut admin)
+    .await
+    .expect("function");
+    sqlx::query(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON reservations FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+    )
+    .execute(&mut admin)
+    .await
+    .expect("trigger");
+    // Hold size 43 so that the batcher's first decision waits, and the next six queue into one batch behind it.
+    let mut holder = sqlx::PgConnection::connect(&database.url).await.expect("connect");
+    sqlx::query("BEGIN").execute(&mut holder).await.expect("begin");
+    sqlx::query("SELECT 1 FROM sizes WHERE size = '43' FOR UPDATE").execute(&mut holder).await.expect("lock");
+    let reserve = |reference: &str, size: &str| {
+        let (store, reference, size) = (store.clone(), reference.to_owned(), size.to_owned());
+        tokio::spawn(async move {
+            let lines = [CartLine { product: "boot".to_owned(), size, quantity: 1.0 }];
+            store.reserve(&reference, &lines, ReservationTtl::from_seconds(600).expect("ttl"), at(1)).await
+        })
+    };
+    let waiting = reserve("pi_first", "43");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let queued: Vec<_> = ["pi_1", "pi_2", "pi_poison", "pi_3", "pi_4", "pi_5"]
+        .into_iter()
+        .map(|reference| (reference, reserve(reference, "42")))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sqlx::query("COMMIT").execute(&mut holder).await.expect("commit");
+
+    assert!(matches!(waiting.await.expect("task"), Ok(ReserveOutcome::Created(_))));
+    for (reference, answer) in queued {
+        let outcome = answer.await.expect("task");
+        if reference == "pi_poison" {
+            let error = outcome.expect_err("the poisoned reservation fails");
+            assert!(error.to_string().contains("poisoned reservation"), "{error}");
+        } else {
+            assert!(matches!(outcome, Ok(ReserveOutcome::Created(_))), "{reference}: {outcome:?}");
+        }
+    }
+    assert_eq!(store.reservation("pi_poison").await.expect("read"), None, "no trace of the failed one");
+    let (items,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM reservation_items WHERE reference = 'pi_poison'")
+        .fetch_one(&mut admin)
+        .await
+        .expect("count");
+    assert_eq!(items, 0);
+    assert_eq!(stock_of(&*store, "boot", at(2)).await, (10, 5), "the five others hold their units");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_stripe_event_delivered_to_two_stores_at_once_is_applied_once() {
     let ([first, second], _database) = two_stores().await;

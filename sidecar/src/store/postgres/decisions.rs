@@ -9,7 +9,7 @@ use stock_core::{
     CartLine, MovementType, Quantity, ReservationStatus, ReservationTtl, StockLevel, StockMovement, Timestamp,
 };
 
-use super::{load_reservation, reserved_units, select_movements_where, sizes_of};
+use super::{load_reservation, load_reservations, reserved_units, select_movements_where, sizes_of};
 
 /// `INSERT` of outbox rows from the arrays in the given parameters (topics, subjects, lanes, created_at,
 /// next_attempt_at), in array order, `$guard` a condition added to its `WHERE` (or nothing); a row already queued
@@ -371,20 +371,39 @@ async fn start_processing(
     }
 }
 
-/// Reserves a cart (see [`plan::reserve`]): locks the sizes it asks for (in product and size order), loads what
-/// the decision reads once the locks are held, plans it, and writes the plan in one statement.
-pub(super) async fn reserve(
+/// A reservation request as a batch carries it.
+#[derive(Debug, Clone)]
+pub(super) struct ReserveRequest {
+    pub(super) reference: String,
+    pub(super) lines: Vec<CartLine>,
+    pub(super) ttl: ReservationTtl,
+    pub(super) now: Timestamp,
+}
+
+/// Reserves the carts of `requests` in one transaction, in their order (see [`plan::reserve`]): locks every size
+/// they ask for in one statement (in product and size order, as every decision locks sizes, so two sidecars never
+/// wait on each other in a cycle), loads what they read once the locks are held (two statements), plans each
+/// against what the ones before it planned, and writes every plan in one statement. If another sidecar reserved
+/// one of the references after this transaction read it, the write fails on the reference's unique key
+/// ([`is_reference_taken`]) and nothing is written: run it again, and that request is planned on what the other
+/// one wrote.
+pub(super) async fn reserve_all(
     connection: &mut PgConnection,
     mut outbox: Outbox,
-    (reference, lines): (&str, &[CartLine]),
-    ttl: ReservationTtl,
-    now: Timestamp,
-) -> Result<ReserveOutcome, StoreError> {
-    let mut asked: Vec<(&str, &str)> = lines.iter().map(|line| (line.product.as_str(), line.size.as_str())).collect();
+    requests: &[ReserveRequest],
+) -> Result<Vec<ReserveOutcome>, StoreError> {
+    let lines = requests.iter().flat_map(|request| request.lines.iter());
+    let mut asked: Vec<(&str, &str)> = lines.map(|line| (line.product.as_str(), line.size.as_str())).collect();
     asked.sort_unstable();
     asked.dedup();
     lock_sizes(connection, &asked).await?;
-    let products = plan::reserve_reads(lines);
+    // The figures at the latest instant of the batch: what holds units then holds them for every request in it.
+    let Some(now) = requests.iter().map(|request| request.now).max() else {
+        return Ok(Vec::new());
+    };
+    let mut products: Vec<&str> = requests.iter().flat_map(|request| plan::reserve_reads(&request.lines)).collect();
+    products.sort_unstable();
+    products.dedup();
     let mut snapshot = Snapshot::default();
     let mut sizes = sizes_of(connection, &products, now).await?.into_iter().peekable();
     for product in products {
@@ -394,62 +413,85 @@ pub(super) async fn reserve(
         }
         snapshot.add_product(product, records);
     }
-    snapshot.add_reservation(reference, load_reservation(connection, reference, false).await?);
-    let plan = plan::reserve(&mut snapshot, (reference, lines), ttl, now)?;
-    let mut record = None;
-    for write in &plan.writes {
-        match write {
-            Write::InsertReservation(inserted) => record = Some(inserted),
-            Write::Queue(queued) => {
-                outbox.queue((queued.topic.as_str(), &queued.subject, queued.lane.clone()), now, queued.delay_millis);
+    let references: Vec<&str> = requests.iter().map(|request| request.reference.as_str()).collect();
+    let mut existing = load_reservations(connection, &references).await?;
+    for reference in &references {
+        snapshot.add_reservation(reference, existing.remove(*reference));
+    }
+
+    let mut outcomes = Vec::with_capacity(requests.len());
+    let (mut reservations, mut items) = (PlannedReservations::default(), PlannedItems::default());
+    for request in requests {
+        let plan = plan::reserve(&mut snapshot, (&request.reference, &request.lines), request.ttl, request.now)?;
+        for write in &plan.writes {
+            match write {
+                Write::InsertReservation(record) => {
+                    let holds = holds_until(record.status, record.expires_at);
+                    reservations.0.push(record.reference.clone());
+                    reservations.1.push(record.created_at.unix_millis());
+                    reservations.2.push(record.expires_at.unix_millis());
+                    for item in &record.items {
+                        items.0.push(record.reference.clone());
+                        items.1.push(item.product.clone());
+                        items.2.push(item.size.clone());
+                        items.3.push(i64::from(item.quantity));
+                        items.4.push(holds);
+                    }
+                }
+                Write::Queue(queued) => {
+                    let entry = (queued.topic.as_str(), queued.subject.as_str(), queued.lane.clone());
+                    outbox.queue(entry, request.now, queued.delay_millis);
+                }
             }
         }
+        outcomes.push(plan.outcome);
     }
-    let Some(record) = record else {
-        return Ok(plan.outcome);
-    };
-    let (mut item_products, mut item_labels, mut item_units) = (Vec::new(), Vec::new(), Vec::new());
-    for item in &record.items {
-        item_products.push(item.product.as_str());
-        item_labels.push(item.size.as_str());
-        item_units.push(i64::from(item.quantity));
+    if reservations.0.is_empty() {
+        return Ok(outcomes);
     }
     let (topics, subjects, lanes, created, due) = Outbox::columns(std::mem::take(&mut outbox.rows));
-    // The reservation, its items and its outbox rows in one statement; nothing but the reservation's own insert
-    // happens if another sidecar took the reference meanwhile (the insert waited for its commit).
-    let (inserted,): (i64,) = sqlx::query_as(concat!(
+    // Every reservation, its items and the outbox rows in one statement.
+    sqlx::query(concat!(
         "WITH reservation AS (INSERT INTO reservations (reference, status, created_at, expires_at) \
-           VALUES ($1, 'active', $2, $3) ON CONFLICT (reference) DO NOTHING RETURNING reference), \
+           SELECT reference, 'active', created_at, expires_at \
+           FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[]) WITH ORDINALITY \
+             AS planned (reference, created_at, expires_at, position) ORDER BY position RETURNING reference), \
          items AS (INSERT INTO reservation_items (reference, product, size, quantity, holds_until) \
-           SELECT reservation.reference, item.product, item.size, item.quantity, $3 \
-           FROM reservation, UNNEST($4::TEXT[], $5::TEXT[], $6::BIGINT[]) WITH ORDINALITY \
-             AS item (product, size, quantity, position) \
-           ORDER BY item.position), \
+           SELECT item.reference, item.product, item.size, item.quantity, item.holds_until \
+           FROM UNNEST($4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[], $8::BIGINT[]) WITH ORDINALITY \
+             AS item (reference, product, size, quantity, holds_until, position) \
+           WHERE item.reference IN (SELECT reference FROM reservation) ORDER BY item.position), \
          queued AS (",
-        queue_outbox!("$7", "$8", "$9", "$10", "$11", "AND EXISTS (SELECT 1 FROM reservation)"),
+        queue_outbox!("$9", "$10", "$11", "$12", "$13", ""),
         ") SELECT COUNT(*) FROM reservation"
     ))
-    .bind(reference)
-    .bind(record.created_at.unix_millis())
-    // The expiry, and the items' holds_until: an active reservation's items hold their units until it.
-    .bind(holds_until(record.status, record.expires_at))
-    .bind(item_products)
-    .bind(item_labels)
-    .bind(item_units)
+    .bind(reservations.0)
+    .bind(reservations.1)
+    .bind(reservations.2)
+    .bind(items.0)
+    .bind(items.1)
+    .bind(items.2)
+    .bind(items.3)
+    .bind(items.4)
     .bind(topics)
     .bind(subjects)
     .bind(lanes)
     .bind(created)
     .bind(due)
-    .fetch_one(&mut *connection)
+    .execute(&mut *connection)
     .await?;
-    if inserted == 0 {
-        // Another sidecar reserved under this reference after this one read it: plan again on what it wrote.
-        let mut snapshot = Snapshot::default();
-        snapshot.add_reservation(reference, load_reservation(connection, reference, false).await?);
-        return Ok(plan::reserve(&mut snapshot, (reference, lines), ttl, now)?.outcome);
-    }
-    Ok(plan.outcome)
+    Ok(outcomes)
+}
+
+/// The planned reservations as the write's arrays: references, created_at, expires_at.
+type PlannedReservations = (Vec<String>, Vec<i64>, Vec<i64>);
+/// Their items: references, products, sizes, quantities, holds_until.
+type PlannedItems = (Vec<String>, Vec<String>, Vec<String>, Vec<i64>, Vec<i64>);
+
+/// Whether a failed reservation batch failed because another sidecar took one of its references meanwhile (the
+/// reservations' unique key): planned again, that request answers what the other one reserved.
+pub(super) fn is_reference_taken(error: &StoreError) -> bool {
+    super::sqlstate(error).as_deref() == Some("23505")
 }
 
 /// Expires every active reservation due at `now` that no other transaction holds (see

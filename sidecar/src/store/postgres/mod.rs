@@ -1,12 +1,14 @@
 //! The ledger in PostgreSQL, for shops that run several sidecars (several app servers, high availability,
-//! blue-green deploys) on one database. Every decision is one READ COMMITTED transaction that locks what it
+//! blue-green deploys) on one database. Every decision runs in a READ COMMITTED transaction that locks what it
 //! decides on before reading it, in one order (the reservation, then its sizes sorted by product and size; see
-//! migrations/postgres), so two sidecars can never both take the last unit; Stripe events are claimed by their
+//! migrations/postgres), so two sidecars can never both take the last unit; reservations are decided in batches,
+//! many in one transaction (see `batch`), other decisions one transaction each; Stripe events are claimed by their
 //! unique id in the transaction of their effect; cleanup claims expired reservations with `FOR UPDATE SKIP
 //! LOCKED`, and the projection claims outbox lanes with a lease, so each change is applied and delivered once
 //! however many sidecars run. A deadlock or serialization failure PostgreSQL reports rolls the decision back and
 //! runs it again.
 
+mod batch;
 mod decisions;
 
 use std::str::FromStr;
@@ -75,6 +77,8 @@ pub struct PostgresStore {
     /// Whether ledger changes are queued for Payload, and what wakes the projection.
     projection: Option<Projection>,
     counters: Arc<Counters>,
+    /// Where reservations queue for the next batch; `None` in the store the batching task itself decides with.
+    reservations: Option<tokio::sync::mpsc::Sender<batch::QueuedReservation>>,
 }
 
 #[derive(Debug, Clone)]
@@ -123,7 +127,10 @@ fn busy_if_locked(error: StoreError) -> StoreError {
 /// Runs a decision (an expression of `$connection`, a `&mut PgConnection` inside a transaction) and commits it;
 /// a deadlock or serialization failure rolls it back and runs it again, up to [`ATTEMPTS`] times in all.
 macro_rules! in_transaction {
-    ($store:expr, |$connection:ident| $decision:expr) => {{
+    ($store:expr, |$connection:ident| $decision:expr) => {
+        in_transaction!($store, retry_if is_retryable, |$connection| $decision)
+    };
+    ($store:expr, retry_if $retry:expr, |$connection:ident| $decision:expr) => {{
         let store: &PostgresStore = $store;
         let mut attempt = 1;
         loop {
@@ -143,12 +150,12 @@ macro_rules! in_transaction {
                     store.counters.commits.fetch_add(1, Ordering::Relaxed);
                     break Ok(value);
                 }
-                Err(error) if attempt < ATTEMPTS && is_retryable(&error) => {
+                Err(error) if attempt < ATTEMPTS && $retry(&error) => {
                     tracing::debug!(error = %error, attempt, "PostgreSQL aborted a decision; running it again");
                     tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 2)).await;
                     attempt += 1;
                 }
-                Err(error) if is_retryable(&error) => break Err(StoreError::Busy(Arc::new(std::io::Error::other(
+                Err(error) if $retry(&error) => break Err(StoreError::Busy(Arc::new(std::io::Error::other(
                     format!("PostgreSQL aborted the decision {ATTEMPTS} times: {error}"),
                 )))),
                 Err(error) => break Err(busy_if_locked(error)),
@@ -174,7 +181,9 @@ impl PostgresStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PostgresStore { pool, projection: None, counters: Arc::default() })
+        let deciding = PostgresStore { pool, projection: None, counters: Arc::default(), reservations: None };
+        let reservations = batch::start(deciding.clone());
+        Ok(PostgresStore { reservations: Some(reservations), ..deciding })
     }
 
     /// From now on every ledger change also queues, in its own transaction, what Payload must show (the outbox),
@@ -190,6 +199,22 @@ impl PostgresStore {
             Some(projection) => decisions::Outbox::new(true, projection.grace_millis),
             None => decisions::Outbox::new(false, 0),
         }
+    }
+
+    /// Reserves one cart in a transaction of its own, planned again if another sidecar took its reference
+    /// meanwhile.
+    async fn reserve_alone(
+        &self,
+        request: &decisions::ReserveRequest,
+        outbox: decisions::Outbox,
+    ) -> Result<ReserveOutcome, StoreError> {
+        let retry = |error: &StoreError| is_retryable(error) || decisions::is_reference_taken(error);
+        let mut outcomes = in_transaction!(self, retry_if retry, |connection| decisions::reserve_all(
+            connection,
+            outbox.clone(),
+            std::slice::from_ref(request)
+        ))?;
+        outcomes.pop().ok_or_else(|| StoreError::Inconsistent("a reservation was planned without an outcome".into()))
     }
 
     fn changes_committed(&self) {
@@ -234,6 +259,32 @@ async fn load_reservation(
     reservation_from_rows(reference, rows)
 }
 
+/// The reservations under `references`, each with its items, by reference; a reference nobody reserved is absent.
+async fn load_reservations(
+    connection: &mut PgConnection,
+    references: &[&str],
+) -> Result<std::collections::BTreeMap<String, ReservationRecord>, StoreError> {
+    let rows: Vec<(String, String, i64, i64, String, String, i64)> = sqlx::query_as(
+        "SELECT r.reference, r.status, r.created_at, r.expires_at, ri.product, ri.size, ri.quantity \
+         FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
+         WHERE r.reference = ANY($1) ORDER BY r.reference, ri.seq",
+    )
+    .bind(references)
+    .fetch_all(&mut *connection)
+    .await?;
+    let mut by_reference: std::collections::BTreeMap<String, Vec<ReservationColumns>> = Default::default();
+    for (reference, status, created_at, expires_at, product, size, quantity) in rows {
+        by_reference.entry(reference).or_default().push((status, created_at, expires_at, product, size, quantity));
+    }
+    let mut records = std::collections::BTreeMap::new();
+    for (reference, rows) in by_reference {
+        if let Some(record) = reservation_from_rows(&reference, rows)? {
+            records.insert(reference, record);
+        }
+    }
+    Ok(records)
+}
+
 fn count(value: i64, name: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Inconsistent(format!("{name} is negative")))
 }
@@ -247,13 +298,11 @@ impl Store for PostgresStore {
         ttl: ReservationTtl,
         now: Timestamp,
     ) -> Result<ReserveOutcome, StoreError> {
-        let outcome = in_transaction!(self, |connection| decisions::reserve(
-            connection,
-            self.outbox(),
-            (reference, lines),
-            ttl,
-            now
-        ))?;
+        let request = decisions::ReserveRequest { reference: reference.to_owned(), lines: lines.to_vec(), ttl, now };
+        let outcome = match &self.reservations {
+            Some(queue) => batch::reserve_in_next_batch(queue, request, self.outbox()).await?,
+            None => self.reserve_alone(&request, self.outbox()).await?,
+        };
         if matches!(outcome, ReserveOutcome::Created(_)) {
             self.changes_committed();
         }
