@@ -265,9 +265,13 @@ async fn load_reservations(
     references: &[&str],
 ) -> Result<std::collections::BTreeMap<String, ReservationRecord>, StoreError> {
     let rows: Vec<(String, String, i64, i64, String, String, i64)> = sqlx::query_as(
+        // Driven by the array, one index lookup per reference: `WHERE r.reference = ANY($1)` got a generic plan
+        // that scanned every reservation item (measured: 4 ms against 0.08 ms at 24,000 items, most of a batch).
         "SELECT r.reference, r.status, r.created_at, r.expires_at, ri.product, ri.size, ri.quantity \
-         FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
-         WHERE r.reference = ANY($1) ORDER BY r.reference, ri.seq",
+         FROM UNNEST($1::TEXT[]) AS asked (reference) \
+         JOIN reservations r ON r.reference = asked.reference \
+         JOIN reservation_items ri ON ri.reference = r.reference \
+         ORDER BY r.reference, ri.seq",
     )
     .bind(references)
     .fetch_all(&mut *connection)
