@@ -11,8 +11,11 @@ use stock_core::{
     reservation_expires_at, validate_cart,
 };
 
-use super::columns::{product_lane, reservation_lane, same_items};
-use super::{OutboxTopic, ReservationRecord, ReserveOutcome, ReservedItem, SizeRecord, StoreError};
+use super::columns::{holds_until, product_lane, reservation_lane, same_items};
+use super::decide;
+use super::{
+    EventOutcome, OutboxTopic, ReleaseOutcome, ReservationRecord, ReserveOutcome, ReservedItem, SizeRecord, StoreError,
+};
 
 /// What a transaction has read of the ledger: the sizes of some products with their figures, and some
 /// reservations by reference. A decision may only plan on what it was loaded with.
@@ -73,6 +76,29 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// Moves a loaded reservation to `status` at `now`, giving back the units it stops holding in the loaded
+    /// figures (a size the transaction did not load is read by none of its decisions).
+    fn change_status(&mut self, record: &ReservationRecord, status: ReservationStatus, now: Timestamp) {
+        let held_before = holds_until(record.status, record.expires_at) > now.unix_millis();
+        let held_after = holds_until(status, record.expires_at) > now.unix_millis();
+        if held_before && !held_after {
+            for item in &record.items {
+                let size = self
+                    .products
+                    .get_mut(&item.product)
+                    .and_then(|sizes| sizes.iter_mut().find(|loaded| loaded.size == item.size));
+                if let Some(size) = size {
+                    // A loaded level always holds at least the units of the reservations it counts.
+                    size.level = size.level.release(item.quantity).unwrap_or(size.level);
+                }
+            }
+        }
+        let changed = ReservationRecord { status, ..record.clone() };
+        self.reservations.insert(record.reference.clone(), Some(changed));
+    }
+}
+
 /// A decision asked for something its snapshot was not loaded with: a bug of the backend, never of the request.
 fn not_loaded(what: String) -> StoreError {
     StoreError::Inconsistent(format!("the decision read {what}, which its transaction did not load"))
@@ -92,6 +118,9 @@ pub(crate) fn reserve_reads(lines: &[CartLine]) -> Vec<&str> {
 pub(crate) enum Write {
     /// A new active reservation and its items, which hold their units until it expires.
     InsertReservation(ReservationRecord),
+    /// A reservation moved to the status of `record` (finished at `finished_at` if that status is final): its items
+    /// hold their units as that status says ([`holds_until`]). Its sizes are locked before it is written.
+    SetStatus { record: ReservationRecord, finished_at: Option<Timestamp> },
     /// Tells Payload about `subject`: a row already queued for it has its revision bumped instead, so changes
     /// coalesce. Written only by a store that projects into Payload.
     Queue(Queued),
@@ -194,6 +223,59 @@ pub(crate) fn reserve(
     Ok(Plan { writes, outcome: ReserveOutcome::Created(record) })
 }
 
+/// Moves a reservation to `status`: the write, the outbox entries, and the snapshot brought up to date.
+fn change_status(
+    snapshot: &mut Snapshot,
+    record: &ReservationRecord,
+    status: ReservationStatus,
+    now: Timestamp,
+) -> (ReservationRecord, Vec<Write>) {
+    snapshot.change_status(record, status, now);
+    let changed = ReservationRecord { status, ..record.clone() };
+    let finished_at = status.is_terminal().then_some(now);
+    let mut writes = vec![Write::SetStatus { record: changed.clone(), finished_at }];
+    queue_reservation(&mut writes, &changed.reference, &changed.items);
+    (changed, writes)
+}
+
+/// Releases a reservation: its units are available again, unless it was paid. The one release decision that the
+/// `/v1` route and Stripe's cancellation events share.
+pub(crate) fn release(
+    snapshot: &mut Snapshot,
+    reference: &str,
+    now: Timestamp,
+) -> Result<Plan<ReleaseOutcome>, StoreError> {
+    let Some(record) = snapshot.reservation(reference)?.cloned() else {
+        return Ok(Plan::answer(ReleaseOutcome::NotFound));
+    };
+    Ok(match decide::release(&record)? {
+        decide::Release::To(status) => {
+            let (released, writes) = change_status(snapshot, &record, status, now);
+            Plan { writes, outcome: ReleaseOutcome::Released(released) }
+        }
+        decide::Release::Unchanged => Plan::answer(ReleaseOutcome::Unchanged(record)),
+        decide::Release::AlreadyCommitted => Plan::answer(ReleaseOutcome::AlreadyCommitted(record)),
+    })
+}
+
+/// An asynchronous payment is under way: the reservation holds its units past its expiry until the payment
+/// succeeds or fails.
+pub(crate) fn start_processing(
+    snapshot: &mut Snapshot,
+    reference: &str,
+    now: Timestamp,
+) -> Result<Plan<EventOutcome>, StoreError> {
+    let Some(record) = snapshot.reservation(reference)?.cloned() else {
+        return Ok(Plan::answer(decide::NO_RESERVATION));
+    };
+    Ok(match decide::start_processing(&record, now)? {
+        Ok(status) => {
+            Plan { writes: change_status(snapshot, &record, status, now).1, outcome: EventOutcome::Processing }
+        }
+        Err(answer) => Plan::answer(answer),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use stock_core::{CartError, Quantity, StockLevel};
@@ -292,5 +374,47 @@ mod tests {
         snapshot.add_reservation("pi_4", None);
         let unloaded = reserve(&mut snapshot, ("pi_4", &[line("boot", "42", 1.0)]), ttl(), at(100));
         assert!(matches!(unloaded, Err(StoreError::Inconsistent(_))));
+    }
+
+    #[test]
+    fn a_release_gives_the_units_back_once_and_a_paid_reservation_keeps_them() {
+        let mut snapshot = shop();
+        snapshot.add_reservation("pi_1", None);
+        reserve(&mut snapshot, ("pi_1", &[line("runner", "42", 2.0)]), ttl(), at(100)).expect("planned");
+        let plan = release(&mut snapshot, "pi_1", at(200)).expect("planned");
+        let released = match &plan.outcome {
+            ReleaseOutcome::Released(record) => Some(record.clone()),
+            _ => None,
+        }
+        .expect("released");
+        assert_eq!(released.status, ReservationStatus::Released);
+        assert_eq!(plan.writes[0], Write::SetStatus { record: released, finished_at: Some(at(200)) });
+        assert_eq!(snapshot.products["runner"][0].level.available().get(), 2, "the units are available again");
+        let again = release(&mut snapshot, "pi_1", at(201)).expect("planned");
+        assert!(matches!(again.outcome, ReleaseOutcome::Unchanged(_)) && again.writes.is_empty());
+        snapshot.add_reservation("pi_none", None);
+        let missing = release(&mut snapshot, "pi_none", at(201)).expect("planned");
+        assert!(matches!(missing.outcome, ReleaseOutcome::NotFound) && missing.writes.is_empty());
+    }
+
+    #[test]
+    fn a_payment_under_way_keeps_an_active_reservation_past_its_expiry_and_nothing_else() {
+        let mut snapshot = shop();
+        snapshot.add_reservation("pi_1", None);
+        reserve(&mut snapshot, ("pi_1", &[line("runner", "42", 1.0)]), ttl(), at(100)).expect("planned");
+        let plan = start_processing(&mut snapshot, "pi_1", at(200)).expect("planned");
+        assert_eq!(plan.outcome, EventOutcome::Processing);
+        assert!(matches!(&plan.writes[0], Write::SetStatus { record, finished_at: None }
+            if record.status == ReservationStatus::Processing));
+        assert_eq!(snapshot.products["runner"][0].level.available().get(), 1, "still held");
+        let again = start_processing(&mut snapshot, "pi_1", at(201)).expect("planned");
+        assert!(matches!(again.outcome, EventOutcome::Unchanged { .. }) && again.writes.is_empty());
+        snapshot.add_reservation("pi_late", None);
+        reserve(&mut snapshot, ("pi_late", &[line("runner", "42", 1.0)]), ttl(), at(100)).expect("planned");
+        let expired = start_processing(&mut snapshot, "pi_late", at(100 + 601)).expect("planned");
+        assert!(matches!(expired.outcome, EventOutcome::Ignored { .. }) && expired.writes.is_empty());
+        snapshot.add_reservation("pi_none", None);
+        let missing = start_processing(&mut snapshot, "pi_none", at(201)).expect("planned");
+        assert_eq!(missing.outcome, decide::NO_RESERVATION);
     }
 }

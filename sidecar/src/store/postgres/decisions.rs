@@ -333,42 +333,66 @@ pub(super) async fn release(
     Ok(outcome)
 }
 
+/// Releases a reservation (see [`plan::release`]), its row locked first.
 async fn release_locked(
     connection: &mut PgConnection,
     outbox: &mut Outbox,
     reference: &str,
     now: Timestamp,
 ) -> Result<ReleaseOutcome, StoreError> {
-    let Some(mut record) = load_reservation(connection, reference, true).await? else {
-        return Ok(ReleaseOutcome::NotFound);
-    };
-    Ok(match decide::release(&record)? {
-        decide::Release::To(status) => {
-            set_status(connection, outbox, &record, (status, false), now).await?;
-            record.status = status;
-            ReleaseOutcome::Released(record)
-        }
-        decide::Release::Unchanged => ReleaseOutcome::Unchanged(record),
-        decide::Release::AlreadyCommitted => ReleaseOutcome::AlreadyCommitted(record),
-    })
+    let mut snapshot = Snapshot::default();
+    snapshot.add_reservation(reference, load_reservation(connection, reference, true).await?);
+    let plan = plan::release(&mut snapshot, reference, now)?;
+    apply(connection, outbox, &plan.writes, now).await?;
+    Ok(plan.outcome)
 }
 
+/// Keeps a reservation whose payment is under way (see [`plan::start_processing`]), its row locked first.
 async fn start_processing(
     connection: &mut PgConnection,
     outbox: &mut Outbox,
     reference: &str,
     now: Timestamp,
 ) -> Result<EventOutcome, StoreError> {
-    let Some(record) = load_reservation(connection, reference, true).await? else {
-        return Ok(decide::NO_RESERVATION);
-    };
-    match decide::start_processing(&record, now)? {
-        Ok(status) => {
-            set_status(connection, outbox, &record, (status, false), now).await?;
-            Ok(EventOutcome::Processing)
+    let mut snapshot = Snapshot::default();
+    snapshot.add_reservation(reference, load_reservation(connection, reference, true).await?);
+    let plan = plan::start_processing(&mut snapshot, reference, now)?;
+    apply(connection, outbox, &plan.writes, now).await?;
+    Ok(plan.outcome)
+}
+
+/// Gathers a decision's writes into what `Outbox::write` writes in one statement at the decision's end: the status
+/// change (its sizes locked now, after the reservation's row) and the outbox rows. A reservation's insert is
+/// written by [`reserve_all`] itself.
+async fn apply(
+    connection: &mut PgConnection,
+    outbox: &mut Outbox,
+    writes: &[Write],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    for write in writes {
+        match write {
+            Write::SetStatus { record, finished_at } => {
+                lock_sizes(connection, &item_sizes(&record.items)).await?;
+                outbox.status = Some((
+                    record.reference.clone(),
+                    record.status.as_str(),
+                    finished_at.map(Timestamp::unix_millis),
+                    holds_until(record.status, record.expires_at),
+                ));
+            }
+            Write::Queue(queued) => {
+                outbox.queue((queued.topic.as_str(), &queued.subject, queued.lane.clone()), now, queued.delay_millis);
+            }
+            Write::InsertReservation(record) => {
+                return Err(StoreError::Inconsistent(format!(
+                    "reservation {} was planned outside a reservation batch",
+                    record.reference
+                )));
+            }
         }
-        Err(answer) => Ok(answer),
     }
+    Ok(())
 }
 
 /// A reservation request as a batch carries it.
@@ -441,6 +465,12 @@ pub(super) async fn reserve_all(
                 Write::Queue(queued) => {
                     let entry = (queued.topic.as_str(), queued.subject.as_str(), queued.lane.clone());
                     outbox.queue(entry, request.now, queued.delay_millis);
+                }
+                Write::SetStatus { record, .. } => {
+                    return Err(StoreError::Inconsistent(format!(
+                        "a reservation batch planned a status change of {}",
+                        record.reference
+                    )));
                 }
             }
         }

@@ -284,43 +284,32 @@ fn commit_reservation(
     Ok(EventOutcome::Committed { late })
 }
 
-/// Releases a reservation: the one release decision that the `/v1` route and Stripe's cancellation events share.
+/// Releases a reservation (see [`plan::release`]).
 pub(super) fn release(
     connection: &Connection,
     outbox: Outbox,
     reference: &str,
     now: Timestamp,
 ) -> Result<ReleaseOutcome, StoreError> {
-    let Some(mut record) = load_reservation(connection, reference)? else {
-        return Ok(ReleaseOutcome::NotFound);
-    };
-    Ok(match decide::release(&record)? {
-        decide::Release::To(status) => {
-            set_status(connection, outbox, &record, status, now)?;
-            record.status = status;
-            ReleaseOutcome::Released(record)
-        }
-        decide::Release::Unchanged => ReleaseOutcome::Unchanged(record),
-        decide::Release::AlreadyCommitted => ReleaseOutcome::AlreadyCommitted(record),
-    })
+    let mut snapshot = Snapshot::default();
+    snapshot.add_reservation(reference, load_reservation(connection, reference)?);
+    let plan = plan::release(&mut snapshot, reference, now)?;
+    apply(connection, outbox, &plan.writes, now)?;
+    Ok(plan.outcome)
 }
 
+/// Keeps a reservation whose payment is under way (see [`plan::start_processing`]).
 fn start_processing(
     connection: &Connection,
     outbox: Outbox,
     reference: &str,
     now: Timestamp,
 ) -> Result<EventOutcome, StoreError> {
-    let Some(record) = load_reservation(connection, reference)? else {
-        return Ok(decide::NO_RESERVATION);
-    };
-    match decide::start_processing(&record, now)? {
-        Ok(status) => {
-            set_status(connection, outbox, &record, status, now)?;
-            Ok(EventOutcome::Processing)
-        }
-        Err(answer) => Ok(answer),
-    }
+    let mut snapshot = Snapshot::default();
+    snapshot.add_reservation(reference, load_reservation(connection, reference)?);
+    let plan = plan::start_processing(&mut snapshot, reference, now)?;
+    apply(connection, outbox, &plan.writes, now)?;
+    Ok(plan.outcome)
 }
 
 /// Reserves a cart (see [`plan::reserve`]): loads what the decision reads, plans it, writes the plan.
@@ -371,6 +360,18 @@ fn apply(connection: &Connection, outbox: Outbox, writes: &[Write], now: Timesta
                         holds
                     ])?;
                 }
+            }
+            Write::SetStatus { record, finished_at } => {
+                connection
+                    .prepare_cached("UPDATE reservations SET status = ?2, finished_at = ?3 WHERE reference = ?1")?
+                    .execute(params![
+                        record.reference,
+                        record.status.as_str(),
+                        finished_at.map(Timestamp::unix_millis)
+                    ])?;
+                connection
+                    .prepare_cached("UPDATE reservation_items SET holds_until = ?2 WHERE reference = ?1")?
+                    .execute(params![record.reference, holds_until(record.status, record.expires_at)])?;
             }
             Write::Queue(queued) => outbox.queue(
                 connection,
