@@ -276,6 +276,18 @@ pub(crate) fn start_processing(
     })
 }
 
+/// Marks a reservation expired if it is active and past its expiry (cleanup, after Stripe said the checkout is
+/// over or without asking); whether it changed.
+pub(crate) fn expire(snapshot: &mut Snapshot, reference: &str, now: Timestamp) -> Result<Plan<bool>, StoreError> {
+    let Some(record) = snapshot.reservation(reference)?.cloned() else {
+        return Ok(Plan::answer(false));
+    };
+    Ok(match decide::expire(&record, now)? {
+        Some(status) => Plan { writes: change_status(snapshot, &record, status, now).1, outcome: true },
+        None => Plan::answer(false),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use stock_core::{CartError, Quantity, StockLevel};
@@ -416,5 +428,22 @@ mod tests {
         snapshot.add_reservation("pi_none", None);
         let missing = start_processing(&mut snapshot, "pi_none", at(201)).expect("planned");
         assert_eq!(missing.outcome, decide::NO_RESERVATION);
+    }
+
+    #[test]
+    fn only_an_active_reservation_past_its_expiry_expires() {
+        let mut snapshot = shop();
+        snapshot.add_reservation("pi_1", None);
+        reserve(&mut snapshot, ("pi_1", &[line("runner", "42", 1.0)]), ttl(), at(100)).expect("planned");
+        let early = expire(&mut snapshot, "pi_1", at(699)).expect("planned");
+        assert!(!early.outcome && early.writes.is_empty());
+        let due = expire(&mut snapshot, "pi_1", at(700)).expect("planned");
+        assert!(due.outcome);
+        assert!(matches!(&due.writes[0], Write::SetStatus { record, finished_at: Some(_) }
+            if record.status == ReservationStatus::Expired));
+        let again = expire(&mut snapshot, "pi_1", at(800)).expect("planned");
+        assert!(!again.outcome && again.writes.is_empty());
+        snapshot.add_reservation("pi_none", None);
+        assert!(!expire(&mut snapshot, "pi_none", at(800)).expect("planned").outcome);
     }
 }

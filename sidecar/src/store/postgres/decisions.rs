@@ -574,22 +574,19 @@ pub(super) async fn release_expired(
     Ok(expired.into_iter().map(|(reference,)| reference).collect())
 }
 
-/// Expires one reservation if it is active and due (see [`crate::store::Store::expire_one`]).
+/// Expires one reservation due at `now` (see [`plan::expire`]), its row locked first; whether it changed.
 pub(super) async fn expire(
     connection: &mut PgConnection,
     mut outbox: Outbox,
     reference: &str,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
-    let Some(record) = load_reservation(connection, reference, true).await? else {
-        return Ok(false);
-    };
-    let Some(status) = decide::expire(&record, now)? else {
-        return Ok(false);
-    };
-    set_status(connection, &mut outbox, &record, (status, false), now).await?;
+    let mut snapshot = Snapshot::default();
+    snapshot.add_reservation(reference, load_reservation(connection, reference, true).await?);
+    let plan = plan::expire(&mut snapshot, reference, now)?;
+    apply(connection, &mut outbox, &plan.writes, now).await?;
     outbox.write(connection).await?;
-    Ok(true)
+    Ok(plan.outcome)
 }
 
 /// Adds a size with no units, unless it exists; whether it was added.

@@ -426,21 +426,18 @@ pub(super) fn release_expired(
     Ok(references)
 }
 
-/// Expires one reservation if it is active and due (see [`crate::store::Store::expire_one`]).
+/// Expires one reservation due at `now` (see [`plan::expire`]); whether it changed.
 pub(super) fn expire(
     connection: &Connection,
     outbox: Outbox,
     reference: &str,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
-    let Some(record) = load_reservation(connection, reference)? else {
-        return Ok(false);
-    };
-    let Some(status) = decide::expire(&record, now)? else {
-        return Ok(false);
-    };
-    set_status(connection, outbox, &record, status, now)?;
-    Ok(true)
+    let mut snapshot = Snapshot::default();
+    snapshot.add_reservation(reference, load_reservation(connection, reference)?);
+    let plan = plan::expire(&mut snapshot, reference, now)?;
+    apply(connection, outbox, &plan.writes, now)?;
+    Ok(plan.outcome)
 }
 
 fn insert_size(
