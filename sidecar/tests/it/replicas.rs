@@ -209,6 +209,54 @@ async fn a_postgresql_batch_with_one_failing_reservation_commits_the_others_and_
     assert_eq!(stock_of(&*store, "boot", at(2)).await, (10, 5), "the five others hold their units");
 }
 
+/// A PostgreSQL batch that asks twice for a reference reserved before (a double submit) answers both with that
+/// reservation, its items as they are, and reserves the batch's new reference beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgresql_batch_asking_twice_for_an_existing_reference_answers_it_twice() {
+    use sqlx::Connection;
+    let database = TestDatabase::new().await;
+    if !database.is_postgres() {
+        return; // SQLite decides one request after the other: `reservations::*` covers a repeated request.
+    }
+    let store = open_store(&database, None).await;
+    for size in ["42", "43"] {
+        let mut restock = movement("boot", 10, None);
+        restock.size = size.to_owned();
+        store.record_movement(restock, at(0)).await.expect("restock");
+    }
+    let reserve = |reference: &str, size: &str| {
+        let (store, reference, size) = (store.clone(), reference.to_owned(), size.to_owned());
+        tokio::spawn(async move {
+            let lines = [CartLine { product: "boot".to_owned(), size, quantity: 1.0 }];
+            store.reserve(&reference, &lines, ReservationTtl::from_seconds(600).expect("ttl"), at(1)).await
+        })
+    };
+    assert!(matches!(reserve("pi_double", "42").await.expect("task"), Ok(ReserveOutcome::Created(_))));
+    let commits_before = store.monitoring(at(1)).await.expect("figures").ledger_writes.commits;
+    // Size 43 held, so that the next three queue into one batch behind the first.
+    let mut holder = sqlx::PgConnection::connect(&database.url).await.expect("connect");
+    sqlx::query("BEGIN").execute(&mut holder).await.expect("begin");
+    sqlx::query("SELECT 1 FROM sizes WHERE size = '43' FOR UPDATE").execute(&mut holder).await.expect("lock");
+    let waiting = reserve("pi_first", "43");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let queued = [reserve("pi_double", "42"), reserve("pi_double", "42"), reserve("pi_new", "42")];
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sqlx::query("COMMIT").execute(&mut holder).await.expect("commit");
+
+    assert!(matches!(waiting.await.expect("task"), Ok(ReserveOutcome::Created(_))));
+    let [first, second, new] = queued;
+    for repeated in [first, second] {
+        match repeated.await.expect("task").expect("answered") {
+            ReserveOutcome::Existing(record) => assert_eq!(record.items.len(), 1, "{record:?}"),
+            other => unreachable!("the reservation made before: {other:?}"),
+        }
+    }
+    assert!(matches!(new.await.expect("task"), Ok(ReserveOutcome::Created(_))));
+    assert_eq!(stock_of(&*store, "boot", at(2)).await, (10, 2));
+    let commits = store.monitoring(at(2)).await.expect("figures").ledger_writes.commits - commits_before;
+    assert_eq!(commits, 2, "the first alone, then the three in one batch: none ran again one by one");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_stripe_event_delivered_to_two_stores_at_once_is_applied_once() {
     let ([first, second], _database) = two_stores().await;

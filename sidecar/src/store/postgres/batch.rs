@@ -42,7 +42,12 @@ pub(super) fn start(store: PostgresStore) -> mpsc::Sender<QueuedReservation> {
                     Err(_) => break,
                 }
             }
-            decide_batch(&store, batch).await;
+            // A caller that stopped waiting (its request timed out and was answered 408) is not decided: nobody
+            // would know of the units it held.
+            batch.retain(|queued| !queued.answer.is_closed());
+            if !batch.is_empty() {
+                decide_batch(&store, batch).await;
+            }
         }
     });
     queue
@@ -70,16 +75,39 @@ async fn decide_batch(store: &PostgresStore, batch: Vec<QueuedReservation>) {
                 return;
             }
             Err(error) => {
+                if let Some(cause) = unreachable_database(&error) {
+                    // Nothing any one reservation did: running each again alone would wait as long again, each.
+                    tracing::warn!(error = %error, reservations = batch.len(), "a reservation batch could not reach the database");
+                    for queued in batch {
+                        let _ = queued.answer.send(Err(StoreError::Busy(cause.clone())));
+                    }
+                    return;
+                }
                 tracing::debug!(error = %error, reservations = batch.len(),
                     "a reservation batch failed as a whole; its reservations run again one by one");
             }
         }
     }
     for queued in batch {
+        if queued.answer.is_closed() {
+            continue;
+        }
         let outcome = store.reserve_alone(&queued.request, queued.outbox).await;
-        // A caller that stopped waiting (its request timed out) has nobody to answer.
         let _ = queued.answer.send(outcome);
     }
+}
+
+/// The cause of a failure to reach the database at all (no connection free within the pool's timeout, the pool
+/// closed, the connection lost): transient, and the same for every reservation of the batch.
+fn unreachable_database(error: &StoreError) -> Option<std::sync::Arc<dyn std::error::Error + Send + Sync>> {
+    let StoreError::Database(cause) = error else {
+        return None;
+    };
+    let unreachable = matches!(
+        cause.downcast_ref::<sqlx::Error>(),
+        Some(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
+    );
+    unreachable.then(|| cause.clone())
 }
 
 /// Every reservation of the batch in one transaction, committed; nothing if it fails.

@@ -167,6 +167,25 @@ async fn lock_sizes(connection: &mut PgConnection, sizes: &[(&str, &str)]) -> Re
     Ok(())
 }
 
+/// Locks the sizes `(product, size)` as [`lock_sizes`] does; the ones that exist (and are now locked), sorted.
+async fn lock_sizes_returning(
+    connection: &mut PgConnection,
+    sizes: &[(&str, &str)],
+) -> Result<Vec<(String, String)>, StoreError> {
+    let (products, labels): (Vec<&str>, Vec<&str>) = sizes.iter().copied().unzip();
+    let locked: Vec<(String, String)> = sqlx::query_as(
+        "SELECT product, size FROM sizes WHERE (product, size) IN (SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[])) \
+         ORDER BY product, size FOR UPDATE",
+    )
+    .bind(products)
+    .bind(labels)
+    .fetch_all(&mut *connection)
+    .await?;
+    let mut locked = locked;
+    locked.sort_unstable();
+    Ok(locked)
+}
+
 fn item_sizes(items: &[ReservedItem]) -> Vec<(&str, &str)> {
     items.iter().map(|item| (item.product.as_str(), item.size.as_str())).collect()
 }
@@ -420,9 +439,10 @@ pub(super) async fn reserve_all(
     let mut asked: Vec<(&str, &str)> = lines.map(|line| (line.product.as_str(), line.size.as_str())).collect();
     asked.sort_unstable();
     asked.dedup();
-    lock_sizes(connection, &asked).await?;
-    // The figures at the latest instant of the batch: what holds units then holds them for every request in it.
-    let Some(now) = requests.iter().map(|request| request.now).max() else {
+    let locked = lock_sizes_returning(connection, &asked).await?;
+    // The figures at the earliest instant of the batch: a hold that ends between its requests' instants still
+    // counts for all of them (refusing too much, never selling a unit twice).
+    let Some(now) = requests.iter().map(|request| request.now).min() else {
         return Ok(Vec::new());
     };
     let mut products: Vec<&str> = requests.iter().flat_map(|request| plan::reserve_reads(&request.lines)).collect();
@@ -433,14 +453,22 @@ pub(super) async fn reserve_all(
     for product in products {
         let mut records = Vec::new();
         while let Some((_, record)) = sizes.next_if(|(owner, _)| owner == product) {
-            records.push(record);
+            // A size asked for that did not exist when the sizes were locked (another sidecar created it since) is
+            // not known to this batch: planning on its unlocked figures could sell its units twice.
+            let asked_but_unlocked = asked.binary_search(&(product, record.size.as_str())).is_ok()
+                && locked.binary_search(&(product.to_owned(), record.size.clone())).is_err();
+            if !asked_but_unlocked {
+                records.push(record);
+            }
         }
         snapshot.add_product(product, records);
     }
-    let references: Vec<&str> = requests.iter().map(|request| request.reference.as_str()).collect();
-    let mut existing = load_reservations(connection, &references).await?;
-    for reference in &references {
-        snapshot.add_reservation(reference, existing.remove(*reference));
+    let mut references: Vec<&str> = requests.iter().map(|request| request.reference.as_str()).collect();
+    references.sort_unstable();
+    references.dedup();
+    let existing = load_reservations(connection, &references).await?;
+    for reference in references {
+        snapshot.add_reservation(reference, existing.get(reference).cloned());
     }
 
     let mut outcomes = Vec::with_capacity(requests.len());
@@ -479,7 +507,12 @@ pub(super) async fn reserve_all(
     if reservations.0.is_empty() {
         return Ok(outcomes);
     }
-    let (topics, subjects, lanes, created, due) = Outbox::columns(std::mem::take(&mut outbox.rows));
+    // The outbox rows in (topic, subject) order, whatever the order of the requests: the upsert locks the rows it
+    // finds, and two batches (or a batch and a release) taking them in different orders could deadlock. A lane has
+    // at most one row per batch, so no lane's delivery order changes.
+    let mut rows = std::mem::take(&mut outbox.rows);
+    rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let (topics, subjects, lanes, created, due) = Outbox::columns(rows);
     // Every reservation, its items and the outbox rows in one statement.
     sqlx::query(concat!(
         "WITH reservation AS (INSERT INTO reservations (reference, status, created_at, expires_at) \
