@@ -7,14 +7,18 @@
 use std::collections::BTreeMap;
 
 use stock_core::{
-    CartLine, ProductSnapshot, ReservationError, ReservationStatus, ReservationTtl, SizeStock, Timestamp,
-    reservation_expires_at, validate_cart,
+    CartLine, MovementType, ProductSnapshot, Quantity, ReservationError, ReservationStatus, ReservationTtl, SizeStock,
+    StockLevel, StockMovement, Timestamp, reservation_expires_at, validate_cart,
 };
 
-use super::columns::{holds_until, product_lane, reservation_lane, same_items};
+use super::columns::{
+    holds_until, import_key, level, movement_key, movement_lane, product_lane, reservation_lane, sale_key, same_items,
+};
 use super::decide;
 use super::{
-    EventOutcome, OutboxTopic, ReleaseOutcome, ReservationRecord, ReserveOutcome, ReservedItem, SizeRecord, StoreError,
+    EventOutcome, FOREIGN_PAYMENT, ImportOutcome, MovementOrigin, MovementOutcome, MovementRecord, MovementRequest,
+    OutboxTopic, ReleaseOutcome, ReservationRecord, ReserveOutcome, ReservedItem, SizeRecord, StoreError, StripeAction,
+    StripeEventRecord,
 };
 
 /// What a transaction has read of the ledger: the sizes of some products with their figures, and some
@@ -25,6 +29,11 @@ pub(crate) struct Snapshot {
     products: BTreeMap<String, Vec<SizeRecord>>,
     /// Each loaded reference's reservation, `None` when there is none.
     reservations: BTreeMap<String, Option<ReservationRecord>>,
+    /// Each loaded Stripe event id: whether the ledger applied it before.
+    events: BTreeMap<String, bool>,
+    /// Each loaded movement idempotency key's movement, `None` when there is none. A key a plan of the
+    /// transaction records is taken out (its id is the database's to give), so asking for it again is an error.
+    movements: BTreeMap<String, Option<MovementRecord>>,
 }
 
 impl Snapshot {
@@ -38,6 +47,16 @@ impl Snapshot {
         self.reservations.insert(reference.to_owned(), record);
     }
 
+    /// Records whether the ledger applied the Stripe event `id` before.
+    pub(crate) fn add_event(&mut self, id: &str, applied: bool) {
+        self.events.insert(id.to_owned(), applied);
+    }
+
+    /// Records what the transaction read under a movement's idempotency `key`.
+    pub(crate) fn add_movement(&mut self, key: &str, record: Option<MovementRecord>) {
+        self.movements.insert(key.to_owned(), record);
+    }
+
     fn reservation(&self, reference: &str) -> Result<Option<&ReservationRecord>, StoreError> {
         match self.reservations.get(reference) {
             Some(record) => Ok(record.as_ref()),
@@ -45,14 +64,45 @@ impl Snapshot {
         }
     }
 
+    fn sizes(&self, product: &str) -> Result<&Vec<SizeRecord>, StoreError> {
+        self.products.get(product).ok_or_else(|| not_loaded(format!("product {product}")))
+    }
+
+    /// The level of a size a reservation holds units of: a loaded product that lacks it is an inconsistent ledger.
+    fn reserved_size(&self, product: &str, size: &str) -> Result<StockLevel, StoreError> {
+        let found = self.sizes(product)?.iter().find(|record| record.size == size);
+        found
+            .map(|record| record.level)
+            .ok_or_else(|| StoreError::Inconsistent(format!("reserved size {product} {size} is missing from sizes")))
+    }
+
+    /// Brings a size's units on hand (and threshold) to what a planned movement leaves, adding the size if new;
+    /// what its reservations hold is left to their status changes.
+    fn record_movement(&mut self, movement: &NewMovement) -> Result<(), StoreError> {
+        let sizes = self.products.entry(movement.product.clone()).or_default();
+        let position = match sizes.iter().position(|record| record.size == movement.size) {
+            Some(position) => position,
+            None => {
+                sizes.push(SizeRecord { size: movement.size.clone(), level: level(0, 0, 0)? });
+                sizes.len() - 1
+            }
+        };
+        let record = &mut sizes[position];
+        let threshold = movement.low_stock_threshold.unwrap_or(record.level.low_stock_threshold());
+        let reserved = i64::from(record.level.reserved());
+        record.level = level(i64::from(movement.movement.stock_after), reserved, i64::from(threshold))?;
+        if let Some(key) = &movement.key {
+            self.movements.remove(key);
+        }
+        Ok(())
+    }
+
     /// The products a cart names, as stock-core validates it against them.
     fn catalogue(&self, lines: &[CartLine]) -> Result<Vec<ProductSnapshot>, StoreError> {
-        let mut products: Vec<&str> = lines.iter().map(|line| line.product.as_str()).collect();
-        products.sort_unstable();
-        products.dedup();
+        let products = distinct(lines.iter().map(|line| line.product.as_str()));
         let mut catalogue = Vec::with_capacity(products.len());
         for product in products {
-            let sizes = self.products.get(product).ok_or_else(|| not_loaded(format!("product {product}")))?;
+            let sizes = self.sizes(product)?;
             if !sizes.is_empty() {
                 let sizes = sizes.iter().map(|record| SizeStock { size: record.size.clone(), level: record.level });
                 catalogue.push(ProductSnapshot { id: product.to_owned(), sizes: sizes.collect() });
@@ -107,10 +157,35 @@ fn not_loaded(what: String) -> StoreError {
 /// What the keys of a reservation request ask a backend to load: the products the cart names (every size of
 /// each, so that stock-core tells an unknown size from an unknown product) and the reference.
 pub(crate) fn reserve_reads(lines: &[CartLine]) -> Vec<&str> {
-    let mut products: Vec<&str> = lines.iter().map(|line| line.product.as_str()).collect();
-    products.sort_unstable();
-    products.dedup();
-    products
+    distinct(lines.iter().map(|line| line.product.as_str()))
+}
+
+/// The products a reservation holds units of, which selling it reads (every size of each).
+pub(crate) fn item_products(items: &[ReservedItem]) -> Vec<&str> {
+    distinct(items.iter().map(|item| item.product.as_str()))
+}
+
+/// The reservation a Stripe event's action reads, if any (the event id is read for every action).
+pub(crate) fn event_reads(action: &StripeAction) -> Option<&str> {
+    match action {
+        StripeAction::Commit { reference, .. }
+        | StripeAction::Release { reference }
+        | StripeAction::StartProcessing { reference } => Some(reference),
+        StripeAction::Ignore { .. } | StripeAction::Unreadable { .. } => None,
+    }
+}
+
+/// The idempotency key a movement request reads, if it has a reference.
+pub(crate) fn movement_reads(request: &MovementRequest) -> Option<String> {
+    request.reference.as_deref().map(movement_key)
+}
+
+/// Sorted, each once.
+fn distinct<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut names: Vec<&str> = names.collect();
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
 /// One row to write.
@@ -124,6 +199,36 @@ pub(crate) enum Write {
     /// Tells Payload about `subject`: a row already queued for it has its revision bumped instead, so changes
     /// coalesce. Written only by a store that projects into Payload.
     Queue(Queued),
+    /// A size new to the ledger, with no units on hand (a movement planned after it brings them). Its key is
+    /// unique: a size another process created since it was read fails the write.
+    InsertSize { product: String, size: String, low_stock_threshold: Quantity },
+    /// A movement, and its size's units on hand set to the movement's `stock_after`; the backend queues its
+    /// outbox entries ([`movement_entries`]) once the database has given it an id. Its idempotency key is unique.
+    InsertMovement(NewMovement),
+    /// A conflict for an operator: what the ledger could not do as a Stripe event asked.
+    RecordConflict { kind: &'static str, reference: String, event_id: String, details: String },
+    /// A Stripe event applied, with its outcome; its id is unique, so it applies once.
+    RecordEvent { id: String, kind: String, outcome: &'static str, received_at: Timestamp },
+}
+
+/// A movement to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NewMovement {
+    /// The idempotency key (a caller's reference, a sale's or an import's key).
+    pub(crate) key: Option<String>,
+    pub(crate) product: String,
+    pub(crate) size: String,
+    pub(crate) movement: StockMovement,
+    pub(crate) origin: MovementOrigin,
+    /// The size's new threshold, when the request set one.
+    pub(crate) low_stock_threshold: Option<Quantity>,
+}
+
+impl NewMovement {
+    /// The movement as recorded under the id the database gave it.
+    pub(crate) fn recorded(&self, id: i64) -> MovementRecord {
+        MovementRecord { id, product: self.product.clone(), size: self.size.clone(), movement: self.movement.clone() }
+    }
 }
 
 /// An outbox entry to queue.
@@ -139,7 +244,7 @@ pub(crate) struct Queued {
 
 impl Queued {
     /// A product's sizes.
-    fn product(product: &str) -> Self {
+    pub(crate) fn product(product: &str) -> Self {
         Queued {
             topic: OutboxTopic::Product,
             subject: product.to_owned(),
@@ -149,7 +254,7 @@ impl Queued {
     }
 
     /// A reservation's document.
-    fn reservation(reference: &str) -> Self {
+    pub(crate) fn reservation(reference: &str) -> Self {
         Queued {
             topic: OutboxTopic::Reservation,
             subject: reference.to_owned(),
@@ -161,11 +266,25 @@ impl Queued {
 
 /// The sizes of every product a reservation holds units of, then the reservation's document.
 fn queue_reservation(writes: &mut Vec<Write>, reference: &str, items: &[ReservedItem]) {
-    let mut products: Vec<&str> = items.iter().map(|item| item.product.as_str()).collect();
-    products.sort_unstable();
-    products.dedup();
-    writes.extend(products.into_iter().map(|product| Write::Queue(Queued::product(product))));
+    writes.extend(item_products(items).into_iter().map(|product| Write::Queue(Queued::product(product))));
     writes.push(Write::Queue(Queued::reservation(reference)));
+}
+
+/// What Payload must show of a movement the database recorded under `id`: its product's sizes, then its document,
+/// in the product's lane (they reach Payload in order). A movement Payload's stock-movements hook asked for waits
+/// `payload_save_grace_millis` in a lane of its own: the hook saves that document itself, so the outbox only fills
+/// in for a save that failed, and its grace period holds up nothing else.
+pub(crate) fn movement_entries(
+    id: i64,
+    product: &str,
+    origin: MovementOrigin,
+    payload_save_grace_millis: i64,
+) -> [Queued; 2] {
+    let (lane, delay_millis) = match origin {
+        MovementOrigin::Sidecar => (product_lane(product), 0),
+        MovementOrigin::Payload => (movement_lane(id), payload_save_grace_millis),
+    };
+    [Queued::product(product), Queued { topic: OutboxTopic::Movement, subject: id.to_string(), lane, delay_millis }]
 }
 
 /// What a decision writes, and what its caller is answered once that is committed.
@@ -286,6 +405,246 @@ pub(crate) fn expire(snapshot: &mut Snapshot, reference: &str, now: Timestamp) -
         Some(status) => Plan { writes: change_status(snapshot, &record, status, now).1, outcome: true },
         None => Plan::answer(false),
     })
+}
+
+/// Applies a verified Stripe event once: an event the ledger applied before changes nothing; otherwise its action
+/// is decided and the event is recorded with its outcome, in the same transaction.
+pub(crate) fn apply_stripe_event(
+    snapshot: &mut Snapshot,
+    event: &StripeEventRecord,
+    action: &StripeAction,
+    now: Timestamp,
+) -> Result<Plan<EventOutcome>, StoreError> {
+    match snapshot.events.get(&event.id) {
+        Some(true) => return Ok(Plan::answer(EventOutcome::Duplicate)),
+        Some(false) => {}
+        None => return Err(not_loaded(format!("Stripe event {}", event.id))),
+    }
+    let conflict = |kind, reference: &str, details: serde_json::Value| Plan {
+        writes: vec![Write::RecordConflict {
+            kind,
+            reference: reference.to_owned(),
+            event_id: event.id.clone(),
+            details: details.to_string(),
+        }],
+        outcome: EventOutcome::Conflict { kind },
+    };
+    let mut plan = match action {
+        StripeAction::Commit { reference, order_reference, marked } => {
+            match sell(snapshot, (reference, order_reference.as_deref()), now)? {
+                Sale::Planned(plan) => plan,
+                Sale::NoReservation => match decide::unknown_payment(*marked) {
+                    Some(details) => conflict("unknown_reference", reference, details),
+                    None => Plan::answer(EventOutcome::Ignored { reason: FOREIGN_PAYMENT }),
+                },
+                Sale::Oversold(details) => conflict("oversold", reference, details),
+            }
+        }
+        StripeAction::Release { reference } => {
+            let plan = release(snapshot, reference, now)?;
+            Plan { outcome: decide::release_event_outcome(&plan.outcome), writes: plan.writes }
+        }
+        StripeAction::StartProcessing { reference } => start_processing(snapshot, reference, now)?,
+        StripeAction::Ignore { reason } => Plan::answer(EventOutcome::Ignored { reason }),
+        StripeAction::Unreadable { reference, problem } => {
+            conflict("unreadable_event", reference.as_deref().unwrap_or("-"), decide::unreadable_event_details(problem))
+        }
+    };
+    plan.writes.insert(
+        0,
+        Write::RecordEvent {
+            id: event.id.clone(),
+            kind: event.kind.clone(),
+            outcome: plan.outcome.as_str(),
+            received_at: now,
+        },
+    );
+    snapshot.add_event(&event.id, true);
+    Ok(plan)
+}
+
+/// What a payment's success does to the reservation under its reference.
+enum Sale {
+    /// Nothing was reserved under it.
+    NoReservation,
+    /// A late payment found a size short: the `oversold` conflict's details; nothing is sold.
+    Oversold(serde_json::Value),
+    Planned(Plan<EventOutcome>),
+}
+
+/// Sells a reservation's units. A reservation that still holds them sells them (stock and reserved go down
+/// together); one that no longer does (late payment) is reserved again first if every size has the units, and is
+/// otherwise an `oversold` conflict, changing nothing else.
+fn sell(
+    snapshot: &mut Snapshot,
+    (reference, order_reference): (&str, Option<&str>),
+    now: Timestamp,
+) -> Result<Sale, StoreError> {
+    let Some(record) = snapshot.reservation(reference)?.cloned() else {
+        return Ok(Sale::NoReservation);
+    };
+    let late = match decide::commit(&record, now)? {
+        decide::Commit::Unchanged(status) => {
+            return Ok(Sale::Planned(Plan::answer(EventOutcome::Unchanged { status })));
+        }
+        decide::Commit::Sell { late } => late,
+    };
+    let levels = record
+        .items
+        .iter()
+        .map(|item| snapshot.reserved_size(&item.product, &item.size))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sales = match decide::sales(&record, levels, (late, order_reference), now)? {
+        Ok(sales) => sales,
+        Err(details) => return Ok(Sale::Oversold(details)),
+    };
+    // The snapshot gives back what the reservation held before it takes the units sold off the stock; the rows are
+    // written the other way round, the movements before the status change.
+    let (_, status_writes) = change_status(snapshot, &record, ReservationStatus::Committed, now);
+    let mut writes = Vec::with_capacity(sales.len() + status_writes.len());
+    for (item, movement) in sales {
+        let sale = NewMovement {
+            key: Some(sale_key(reference, &item.product, &item.size)),
+            product: item.product.clone(),
+            size: item.size.clone(),
+            movement,
+            origin: MovementOrigin::Sidecar,
+            low_stock_threshold: None,
+        };
+        snapshot.record_movement(&sale)?;
+        writes.push(Write::InsertMovement(sale));
+    }
+    writes.extend(status_writes);
+    Ok(Sale::Planned(Plan { writes, outcome: EventOutcome::Committed { late } }))
+}
+
+/// What a movement request is answered: decided from what was read, or the movement the plan records, once the
+/// database has given it an id.
+#[derive(Debug)]
+pub(crate) enum MovementPlanned {
+    Answer(MovementOutcome),
+    Applied,
+}
+
+impl MovementPlanned {
+    /// The answer, given the movements the plan's execution recorded.
+    pub(crate) fn answer(self, mut recorded: Vec<MovementRecord>) -> Result<MovementOutcome, StoreError> {
+        match self {
+            MovementPlanned::Answer(outcome) => Ok(outcome),
+            MovementPlanned::Applied => recorded
+                .pop()
+                .map(MovementOutcome::Applied)
+                .ok_or_else(|| StoreError::Inconsistent("a planned movement was not recorded".to_owned())),
+        }
+    }
+}
+
+/// Applies one stock movement. A reference recorded before answers the first movement (a retry) or a conflict (other
+/// content); only a restock creates a size; `expected_stock` and stock-core's rules can refuse it. A refused request
+/// writes nothing, not even the size it would have created.
+pub(crate) fn record_movement(
+    snapshot: &mut Snapshot,
+    request: &MovementRequest,
+    now: Timestamp,
+) -> Result<Plan<MovementPlanned>, StoreError> {
+    let key = movement_reads(request);
+    if let Some(key) = &key {
+        match snapshot.movements.get(key) {
+            Some(Some(previous)) => {
+                let answer = decide::repeated_movement(previous.clone(), request);
+                return Ok(Plan::answer(MovementPlanned::Answer(answer)));
+            }
+            Some(None) => {}
+            None => return Err(not_loaded(format!("movement {key}"))),
+        }
+    }
+    let existing = snapshot.sizes(&request.product)?.iter().find(|record| record.size == request.size);
+    let mut writes = Vec::with_capacity(2);
+    let current = match existing {
+        Some(record) => record.level,
+        None if request.kind == MovementType::Restock => {
+            let threshold = request.low_stock_threshold.unwrap_or(Quantity::ZERO);
+            writes.push(Write::InsertSize {
+                product: request.product.clone(),
+                size: request.size.clone(),
+                low_stock_threshold: threshold,
+            });
+            level(0, 0, i64::from(threshold))?
+        }
+        None => return Ok(Plan::answer(MovementPlanned::Answer(MovementOutcome::UnknownSize))),
+    };
+    let movement = match decide::movement(&current, request, now) {
+        Ok(movement) => movement,
+        Err(refusal) => return Ok(Plan::answer(MovementPlanned::Answer(*refusal))),
+    };
+    let planned = NewMovement {
+        key,
+        product: request.product.clone(),
+        size: request.size.clone(),
+        movement,
+        origin: request.origin,
+        low_stock_threshold: request.low_stock_threshold,
+    };
+    snapshot.record_movement(&planned)?;
+    writes.push(Write::InsertMovement(planned));
+    Ok(Plan { writes, outcome: MovementPlanned::Applied })
+}
+
+/// What importing a size is answered: decided from what was read, or the size imported with the movement the plan
+/// records (if it brings units).
+#[derive(Debug)]
+pub(crate) enum ImportPlanned {
+    AlreadyInLedger { stock: Quantity },
+    Imported,
+}
+
+impl ImportPlanned {
+    /// The answer, given the movements the plan's execution recorded.
+    pub(crate) fn answer(self, mut recorded: Vec<MovementRecord>) -> ImportOutcome {
+        match self {
+            ImportPlanned::AlreadyInLedger { stock } => ImportOutcome::AlreadyInLedger { stock },
+            ImportPlanned::Imported => ImportOutcome::Imported(recorded.pop()),
+        }
+    }
+}
+
+/// Brings a size Payload has into the ledger with `stock` units on hand, as an `adjustment` movement with `reason`
+/// (none for 0), unless the ledger has it: then nothing changes.
+pub(crate) fn import_size(
+    snapshot: &mut Snapshot,
+    (product, size): (&str, &str),
+    (stock, low_stock_threshold): (Quantity, Quantity),
+    reason: &str,
+    now: Timestamp,
+) -> Result<Plan<ImportPlanned>, StoreError> {
+    if let Some(record) = snapshot.sizes(product)?.iter().find(|record| record.size == size) {
+        return Ok(Plan::answer(ImportPlanned::AlreadyInLedger { stock: record.level.stock() }));
+    }
+    let mut writes =
+        vec![Write::InsertSize { product: product.to_owned(), size: size.to_owned(), low_stock_threshold }];
+    match decide::import(stock, low_stock_threshold, reason, now)? {
+        Some(movement) => {
+            let adjustment = NewMovement {
+                key: Some(import_key(product, size)),
+                product: product.to_owned(),
+                size: size.to_owned(),
+                movement,
+                origin: MovementOrigin::Sidecar,
+                low_stock_threshold: Some(low_stock_threshold),
+            };
+            snapshot.record_movement(&adjustment)?;
+            writes.push(Write::InsertMovement(adjustment));
+        }
+        None => {
+            snapshot
+                .products
+                .entry(product.to_owned())
+                .or_default()
+                .push(SizeRecord { size: size.to_owned(), level: level(0, 0, i64::from(low_stock_threshold))? });
+            writes.push(Write::Queue(Queued::product(product)));
+        }
+    }
+    Ok(Plan { writes, outcome: ImportPlanned::Imported })
 }
 
 #[cfg(test)]
@@ -445,5 +804,213 @@ mod tests {
         assert!(!again.outcome && again.writes.is_empty());
         snapshot.add_reservation("pi_none", None);
         assert!(!expire(&mut snapshot, "pi_none", at(800)).expect("planned").outcome);
+    }
+
+    fn event(id: &str) -> StripeEventRecord {
+        StripeEventRecord { id: id.to_owned(), kind: "payment_intent.succeeded".to_owned() }
+    }
+
+    fn commit(reference: &str, marked: bool) -> StripeAction {
+        StripeAction::Commit { reference: reference.to_owned(), order_reference: None, marked }
+    }
+
+    fn recorded_event(writes: &[Write]) -> Option<&'static str> {
+        match writes.first() {
+            Some(Write::RecordEvent { outcome, .. }) => Some(outcome),
+            _ => None,
+        }
+    }
+
+    fn conflict_kind(writes: &[Write]) -> Option<&'static str> {
+        writes.iter().find_map(|write| match write {
+            Write::RecordConflict { kind, .. } => Some(*kind),
+            _ => None,
+        })
+    }
+
+    fn movements(writes: &[Write]) -> Vec<&NewMovement> {
+        writes
+            .iter()
+            .filter_map(|write| match write {
+                Write::InsertMovement(planned) => Some(planned),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_payment_sells_the_held_units_once_and_records_its_event_with_the_outcome() {
+        let mut snapshot = shop();
+        snapshot.add_reservation("pi_1", None);
+        reserve(&mut snapshot, ("pi_1", &[line("runner", "42", 2.0)]), ttl(), at(100)).expect("planned");
+        snapshot.add_event("evt_1", false);
+        let plan = apply_stripe_event(&mut snapshot, &event("evt_1"), &commit("pi_1", true), at(200)).expect("planned");
+        assert_eq!(plan.outcome, EventOutcome::Committed { late: false });
+        assert_eq!(recorded_event(&plan.writes), Some("committed"));
+        let sales = movements(&plan.writes);
+        assert_eq!(sales.len(), 1);
+        assert_eq!(sales[0].key.as_deref(), Some(sale_key("pi_1", "runner", "42").as_str()));
+        assert_eq!((sales[0].movement.kind, sales[0].movement.quantity.get()), (MovementType::Sale, -2));
+        assert!(plan.writes.iter().any(|write| matches!(write, Write::SetStatus { record, .. }
+            if record.status == ReservationStatus::Committed)));
+        let level = snapshot.products["runner"][0].level;
+        assert_eq!((level.stock().get(), level.reserved().get()), (1, 1), "sold: stock and reserved down together");
+
+        let again =
+            apply_stripe_event(&mut snapshot, &event("evt_1"), &commit("pi_1", true), at(201)).expect("planned");
+        assert!(matches!(again.outcome, EventOutcome::Duplicate) && again.writes.is_empty());
+        snapshot.add_event("evt_2", false);
+        let other =
+            apply_stripe_event(&mut snapshot, &event("evt_2"), &commit("pi_1", true), at(202)).expect("planned");
+        assert_eq!(other.outcome, EventOutcome::Unchanged { status: ReservationStatus::Committed });
+        assert_eq!(other.writes.len(), 1, "only the event is recorded: {:?}", other.writes);
+    }
+
+    #[test]
+    fn a_late_payment_reserves_again_when_it_can_and_is_an_oversold_conflict_when_it_cannot() {
+        // Active but past its expiry: its units no longer count as reserved at 800.
+        let mut snapshot = shop();
+        let expired = ReservationRecord {
+            reference: "pi_late".to_owned(),
+            status: ReservationStatus::Active,
+            created_at: at(100),
+            expires_at: at(700),
+            items: vec![ReservedItem {
+                product: "runner".to_owned(),
+                size: "42".to_owned(),
+                quantity: Quantity::new(2).expect("units"),
+            }],
+        };
+        snapshot.add_reservation("pi_late", Some(expired.clone()));
+        snapshot.add_event("evt_late", false);
+        let late = apply_stripe_event(&mut snapshot, &event("evt_late"), &commit("pi_late", true), at(800));
+        let late = late.expect("planned");
+        assert_eq!(late.outcome, EventOutcome::Committed { late: true });
+        assert_eq!(snapshot.products["runner"][0].level.stock().get(), 1);
+
+        // Released, and its units sold to someone else meanwhile.
+        let mut snapshot = shop();
+        let gone = ReservationRecord {
+            reference: "pi_gone".to_owned(),
+            status: ReservationStatus::Released,
+            items: vec![ReservedItem { quantity: Quantity::new(3).expect("units"), ..expired.items[0].clone() }],
+            ..expired
+        };
+        snapshot.add_reservation("pi_gone", Some(gone));
+        snapshot.add_event("evt_gone", false);
+        let before = snapshot.clone();
+        let plan = apply_stripe_event(&mut snapshot, &event("evt_gone"), &commit("pi_gone", true), at(800));
+        let plan = plan.expect("planned");
+        assert_eq!(plan.outcome, EventOutcome::Conflict { kind: "oversold" });
+        assert_eq!(conflict_kind(&plan.writes), Some("oversold"));
+        assert!(movements(&plan.writes).is_empty(), "nothing sold");
+        assert_eq!(snapshot.products, before.products);
+    }
+
+    #[test]
+    fn a_payment_nobody_reserved_is_a_conflict_when_marked_and_someone_elses_otherwise() {
+        let mut snapshot = shop();
+        for (id, marked) in [("evt_marked", true), ("evt_foreign", false)] {
+            snapshot.add_reservation("pi_none", None);
+            snapshot.add_event(id, false);
+            let plan = apply_stripe_event(&mut snapshot, &event(id), &commit("pi_none", marked), at(100));
+            let plan = plan.expect("planned");
+            if marked {
+                assert_eq!(plan.outcome, EventOutcome::Conflict { kind: "unknown_reference" });
+                assert_eq!(conflict_kind(&plan.writes), Some("unknown_reference"));
+            } else {
+                assert_eq!(plan.outcome, EventOutcome::Ignored { reason: FOREIGN_PAYMENT });
+                assert_eq!(plan.writes.len(), 1, "only the event is recorded");
+            }
+        }
+        snapshot.add_event("evt_unreadable", false);
+        let unreadable = StripeAction::Unreadable { reference: None, problem: "no id".to_owned() };
+        let plan = apply_stripe_event(&mut snapshot, &event("evt_unreadable"), &unreadable, at(100)).expect("planned");
+        assert!(matches!(&plan.writes[1], Write::RecordConflict { kind: "unreadable_event", reference, .. }
+            if reference == "-"));
+        let unloaded = apply_stripe_event(&mut snapshot, &event("evt_unknown"), &commit("pi_none", true), at(100));
+        assert!(matches!(unloaded, Err(StoreError::Inconsistent(_))));
+    }
+
+    fn movement_request(size: &str, kind: MovementType, units: i64, reference: Option<&str>) -> MovementRequest {
+        MovementRequest {
+            product: "runner".into(),
+            size: size.into(),
+            kind,
+            quantity: stock_core::SignedQuantity::new(units).expect("units"),
+            reason: "Delivery note 7".into(),
+            reference: reference.map(str::to_owned),
+            expected_stock: None,
+            low_stock_threshold: None,
+            origin: MovementOrigin::Sidecar,
+        }
+    }
+
+    #[test]
+    fn a_restock_creates_its_size_and_a_reference_answers_its_first_movement_after() {
+        let mut snapshot = shop();
+        let request = movement_request("44", MovementType::Restock, 5, Some("DN-7"));
+        snapshot.add_movement(&movement_key("DN-7"), None);
+        let plan = record_movement(&mut snapshot, &request, at(100)).expect("planned");
+        assert!(matches!(&plan.writes[0], Write::InsertSize { size, .. } if size == "44"));
+        let planned = movements(&plan.writes)[0].clone();
+        assert_eq!(planned.movement.stock_after.get(), 5);
+        assert_eq!(snapshot.products["runner"][2].level.stock().get(), 5, "the next decision sees the new size");
+        let answer = plan.outcome.answer(vec![planned.recorded(9)]).expect("answered");
+        let MovementOutcome::Applied(record) = answer else { unreachable!("applied: {answer:?}") };
+        assert_eq!(record.id, 9);
+
+        let mut snapshot = shop();
+        snapshot.add_movement(&movement_key("DN-7"), Some(record.clone()));
+        let replay = record_movement(&mut snapshot, &request, at(101)).expect("planned");
+        assert!(replay.writes.is_empty());
+        assert!(matches!(replay.outcome.answer(Vec::new()), Ok(MovementOutcome::Replayed(_))));
+        let other = movement_request("44", MovementType::Restock, 6, Some("DN-7"));
+        let conflict = record_movement(&mut snapshot, &other, at(101)).expect("planned");
+        assert!(matches!(conflict.outcome.answer(Vec::new()), Ok(MovementOutcome::ReferenceConflict(_))));
+    }
+
+    #[test]
+    fn a_refused_movement_writes_nothing_not_even_the_size_it_would_have_made() {
+        let mut snapshot = shop();
+        let sale = movement_request("44", MovementType::Sale, -1, None);
+        let unknown = record_movement(&mut snapshot, &sale, at(100)).expect("planned");
+        assert!(unknown.writes.is_empty());
+        assert!(matches!(unknown.outcome.answer(Vec::new()), Ok(MovementOutcome::UnknownSize)));
+        let mut stale = movement_request("44", MovementType::Restock, 5, None);
+        stale.expected_stock = Some(Quantity::new(3).expect("units"));
+        let plan = record_movement(&mut snapshot, &stale, at(100)).expect("planned");
+        assert!(plan.writes.is_empty(), "{:?}", plan.writes);
+        assert!(matches!(plan.outcome.answer(Vec::new()), Ok(MovementOutcome::StaleStock { .. })));
+        let too_many = movement_request("42", MovementType::Sale, -3, None);
+        let plan = record_movement(&mut snapshot, &too_many, at(100)).expect("planned");
+        assert!(plan.writes.is_empty(), "1 of 3 units is reserved");
+        assert!(matches!(plan.outcome.answer(Vec::new()), Ok(MovementOutcome::Refused(_))));
+        assert_eq!(snapshot, shop());
+    }
+
+    #[test]
+    fn an_import_adds_a_new_size_once_with_its_units_as_an_adjustment() {
+        let mut snapshot = shop();
+        let units = |value| Quantity::new(value).expect("units");
+        let plan =
+            import_size(&mut snapshot, ("runner", "44"), (units(4), units(2)), "import", at(100)).expect("planned");
+        let planned = movements(&plan.writes)[0].clone();
+        assert_eq!(planned.key.as_deref(), Some(import_key("runner", "44").as_str()));
+        assert_eq!(planned.movement.kind, MovementType::Adjustment);
+        assert!(matches!(plan.outcome.answer(vec![planned.recorded(3)]), ImportOutcome::Imported(Some(_))));
+        let level = snapshot.products["runner"][2].level;
+        assert_eq!((level.stock().get(), level.low_stock_threshold().get()), (4, 2));
+        let again =
+            import_size(&mut snapshot, ("runner", "44"), (units(9), units(2)), "import", at(101)).expect("planned");
+        assert!(again.writes.is_empty());
+        assert!(
+            matches!(again.outcome.answer(Vec::new()), ImportOutcome::AlreadyInLedger { stock } if stock.get() == 4)
+        );
+        let empty =
+            import_size(&mut snapshot, ("runner", "45"), (units(0), units(2)), "import", at(101)).expect("planned");
+        assert!(movements(&empty.writes).is_empty());
+        assert!(matches!(empty.writes[1], Write::Queue(Queued { topic: OutboxTopic::Product, .. })));
+        assert!(matches!(empty.outcome.answer(Vec::new()), ImportOutcome::Imported(None)));
     }
 }

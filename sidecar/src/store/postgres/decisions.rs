@@ -5,11 +5,9 @@
 //! of a decision are gathered while it runs and written by one statement at its end.
 
 use sqlx::postgres::PgConnection;
-use stock_core::{
-    CartLine, MovementType, Quantity, ReservationStatus, ReservationTtl, StockLevel, StockMovement, Timestamp,
-};
+use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 
-use super::{load_reservation, load_reservations, reserved_units, select_movements_where, sizes_of};
+use super::{load_reservation, load_reservations, select_movements_where, sizes_of};
 
 /// `INSERT` of outbox rows from the arrays in the given parameters (topics, subjects, lanes, created_at,
 /// next_attempt_at), in array order, `$guard` a condition added to its `WHERE` (or nothing); a row already queued
@@ -35,19 +33,15 @@ macro_rules! queue_outbox {
         )
     };
 }
-use crate::store::columns::{
-    MovementColumns, holds_until, import_key, level, movement_columns, movement_from_columns, movement_key,
-    movement_lane, product_lane, reservation_lane, sale_key,
-};
-use crate::store::decide;
-use crate::store::plan::{self, Snapshot, Write};
+use crate::store::columns::{MovementColumns, holds_until, movement_columns, movement_from_columns};
+use crate::store::plan::{self, NewMovement, Queued, Snapshot, Write};
 use crate::store::{
-    EventOutcome, ImportOutcome, MovementOrigin, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome,
-    ReservationRecord, ReserveOutcome, ReservedItem, StoreError, StripeAction, StripeEventRecord,
+    EventOutcome, ImportOutcome, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome, ReserveOutcome,
+    ReservedItem, StoreError, StripeAction, StripeEventRecord,
 };
 
 /// What a decision writes in its last statement: the outbox rows it queued (if this store queues changes for
-/// Payload), the reservation's new status, and the Stripe event's outcome. One statement instead of three saves
+/// Payload), the reservation's new status, and the Stripe event it applied. One statement instead of three saves
 /// round trips while the decision holds its locks.
 #[derive(Debug, Clone)]
 pub(super) struct Outbox {
@@ -58,8 +52,8 @@ pub(super) struct Outbox {
     rows: Vec<(&'static str, String, String, i64, i64)>,
     /// A reservation moving to a new status: (reference, status, finished_at, holds_until of its items).
     status: Option<(String, &'static str, Option<i64>, i64)>,
-    /// The outcome of the Stripe event the decision applies: (event id, outcome).
-    event_outcome: Option<(String, &'static str)>,
+    /// The Stripe event the decision applies: (id, type, outcome, received_at).
+    event: Option<(String, String, &'static str, i64)>,
 }
 
 /// The columns of queued outbox rows, as the arrays `UNNEST` takes.
@@ -67,38 +61,16 @@ type OutboxColumns = (Vec<&'static str>, Vec<String>, Vec<String>, Vec<i64>, Vec
 
 impl Outbox {
     pub(super) fn new(enabled: bool, payload_save_grace_millis: i64) -> Self {
-        Outbox { enabled, payload_save_grace_millis, rows: Vec::new(), status: None, event_outcome: None }
+        Outbox { enabled, payload_save_grace_millis, rows: Vec::new(), status: None, event: None }
     }
 
-    fn queue(&mut self, (topic, subject, lane): (&'static str, &str, String), now: Timestamp, delay_millis: i64) {
-        if self.enabled && !self.rows.iter().any(|row| row.0 == topic && row.1 == subject) {
+    /// Queues what Payload must show about a subject, once per decision.
+    fn queue(&mut self, queued: &Queued, now: Timestamp) {
+        let topic = queued.topic.as_str();
+        if self.enabled && !self.rows.iter().any(|row| row.0 == topic && row.1 == queued.subject) {
             let now = now.unix_millis();
-            self.rows.push((topic, subject.to_owned(), lane, now, now.saturating_add(delay_millis)));
-        }
-    }
-
-    fn product(&mut self, product: &str, now: Timestamp) {
-        self.queue(("product", product, product_lane(product)), now, 0);
-    }
-
-    /// A reservation's document and the sizes of every product it holds units of.
-    fn reservation(&mut self, reference: &str, items: &[ReservedItem], now: Timestamp) {
-        for item in items {
-            self.product(&item.product, now);
-        }
-        self.queue(("reservation", reference, reservation_lane(reference)), now, 0);
-    }
-
-    /// A movement's document, and its product's sizes.
-    fn movement(&mut self, id: i64, product: &str, origin: MovementOrigin, now: Timestamp) {
-        self.product(product, now);
-        let subject = id.to_string();
-        match origin {
-            MovementOrigin::Sidecar => self.queue(("movement", &subject, product_lane(product)), now, 0),
-            MovementOrigin::Payload => {
-                let grace = self.payload_save_grace_millis;
-                self.queue(("movement", &subject, movement_lane(id)), now, grace);
-            }
+            let due = now.saturating_add(queued.delay_millis);
+            self.rows.push((topic, queued.subject.clone(), queued.lane.clone(), now, due));
         }
     }
 
@@ -114,23 +86,28 @@ impl Outbox {
         columns
     }
 
-    /// Writes what is pending in one statement: the status change, the event's outcome, and the queued outbox rows
+    /// Writes what is pending in one statement: the status change, the event's record, and the queued outbox rows
     /// in the order queued (a row already queued for the same subject has its revision bumped instead: the changes
-    /// coalesce). A part with nothing pending is bound NULL or empty and changes nothing.
+    /// coalesce). A part with nothing pending is bound NULL or empty and changes nothing. An event another sidecar
+    /// recorded since this one read it fails the statement on its unique id.
     async fn write(self, connection: &mut PgConnection) -> Result<(), StoreError> {
-        if self.rows.is_empty() && self.status.is_none() && self.event_outcome.is_none() {
+        if self.rows.is_empty() && self.status.is_none() && self.event.is_none() {
             return Ok(());
         }
         let (reference, status, finished_at, holds) = match self.status {
             Some((reference, status, finished_at, holds)) => (Some(reference), Some(status), finished_at, Some(holds)),
             None => (None, None, None, None),
         };
-        let (event_id, outcome) = self.event_outcome.unzip();
+        let (event_id, kind, outcome, received_at) = match self.event {
+            Some((id, kind, outcome, received_at)) => (Some(id), Some(kind), Some(outcome), Some(received_at)),
+            None => (None, None, None, None),
+        };
         let (topics, subjects, lanes, created, due) = Outbox::columns(self.rows);
         sqlx::query(concat!(
             "WITH items AS (UPDATE reservation_items SET holds_until = $3 WHERE reference = $1), \
              status AS (UPDATE reservations SET status = $2, finished_at = $4 WHERE reference = $1), \
-             event AS (UPDATE stripe_events SET outcome = $6 WHERE id = $5), \
+             event AS (INSERT INTO stripe_events (id, type, outcome, received_at) \
+               SELECT $5::TEXT, $12::TEXT, $6::TEXT, $13::BIGINT WHERE $5::TEXT IS NOT NULL), \
              queued AS (",
             queue_outbox!("$7", "$8", "$9", "$10", "$11", ""),
             ") SELECT 1"
@@ -146,6 +123,8 @@ impl Outbox {
         .bind(lanes)
         .bind(created)
         .bind(due)
+        .bind(kind)
+        .bind(received_at)
         .execute(&mut *connection)
         .await?;
         Ok(())
@@ -153,27 +132,14 @@ impl Outbox {
 }
 
 /// Locks the sizes `(product, size)` for the rest of the transaction, in product and size order (the order every
-/// decision locks sizes in, so two decisions never wait on each other in a cycle).
-async fn lock_sizes(connection: &mut PgConnection, sizes: &[(&str, &str)]) -> Result<(), StoreError> {
-    let (products, labels): (Vec<&str>, Vec<&str>) = sizes.iter().copied().unzip();
-    sqlx::query(
-        "SELECT 1 FROM sizes WHERE (product, size) IN (SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[])) \
-         ORDER BY product, size FOR UPDATE",
-    )
-    .bind(products)
-    .bind(labels)
-    .execute(&mut *connection)
-    .await?;
-    Ok(())
-}
-
-/// Locks the sizes `(product, size)` as [`lock_sizes`] does; the ones that exist (and are now locked), sorted.
-async fn lock_sizes_returning(
+/// decision locks sizes in, so two decisions never wait on each other in a cycle); the ones that exist (and are now
+/// locked), sorted.
+async fn lock_sizes(
     connection: &mut PgConnection,
     sizes: &[(&str, &str)],
 ) -> Result<Vec<(String, String)>, StoreError> {
     let (products, labels): (Vec<&str>, Vec<&str>) = sizes.iter().copied().unzip();
-    let locked: Vec<(String, String)> = sqlx::query_as(
+    let mut locked: Vec<(String, String)> = sqlx::query_as(
         "SELECT product, size FROM sizes WHERE (product, size) IN (SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[])) \
          ORDER BY product, size FOR UPDATE",
     )
@@ -181,7 +147,6 @@ async fn lock_sizes_returning(
     .bind(labels)
     .fetch_all(&mut *connection)
     .await?;
-    let mut locked = locked;
     locked.sort_unstable();
     Ok(locked)
 }
@@ -190,33 +155,22 @@ fn item_sizes(items: &[ReservedItem]) -> Vec<(&str, &str)> {
     items.iter().map(|item| (item.product.as_str(), item.size.as_str())).collect()
 }
 
-/// The stock levels of `sizes` at `now`, in the order asked; an absent size is an inconsistent ledger.
-async fn size_levels(
+/// Loads every size of `products` into the snapshot.
+async fn load_products(
     connection: &mut PgConnection,
-    sizes: &[(&str, &str)],
+    snapshot: &mut Snapshot,
+    products: &[&str],
     now: Timestamp,
-) -> Result<Vec<StockLevel>, StoreError> {
-    let (products, labels): (Vec<&str>, Vec<&str>) = sizes.iter().copied().unzip();
-    let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(concat!(
-        "SELECT s.product, s.size, s.stock, s.low_stock_threshold, ",
-        reserved_units!(),
-        " FROM sizes s WHERE (s.product, s.size) IN (SELECT * FROM UNNEST($1::TEXT[], $3::TEXT[]))"
-    ))
-    .bind(products)
-    .bind(now.unix_millis())
-    .bind(labels)
-    .fetch_all(&mut *connection)
-    .await?;
-    sizes
-        .iter()
-        .map(|(product, size)| {
-            let (_, _, stock, threshold, reserved) =
-                rows.iter().find(|row| row.0 == *product && row.1 == *size).ok_or_else(|| {
-                    StoreError::Inconsistent(format!("reserved size {product} {size} is missing from sizes"))
-                })?;
-            level(*stock, *reserved, *threshold)
-        })
-        .collect()
+) -> Result<(), StoreError> {
+    let mut sizes = sizes_of(connection, products, now).await?.into_iter().peekable();
+    for product in products {
+        let mut records = Vec::new();
+        while let Some((_, record)) = sizes.next_if(|(owner, _)| owner == product) {
+            records.push(record);
+        }
+        snapshot.add_product(product, records);
+    }
+    Ok(())
 }
 
 async fn load_movement(connection: &mut PgConnection, key: &str) -> Result<Option<MovementRecord>, StoreError> {
@@ -227,17 +181,10 @@ async fn load_movement(connection: &mut PgConnection, key: &str) -> Result<Optio
     row.map(movement_from_columns).transpose()
 }
 
-/// Records a movement and sets the size's units on hand to its `stock_after` (and the threshold, if given).
-/// The size must be locked. Returns the movement's id.
-async fn write_movement(
-    connection: &mut PgConnection,
-    outbox: &mut Outbox,
-    key: Option<&str>,
-    (product, size): (&str, &str),
-    (movement, origin): (&StockMovement, MovementOrigin),
-    low_stock_threshold: Option<Quantity>,
-) -> Result<i64, StoreError> {
-    let date = movement.details.date.unix_millis();
+/// Records a movement and sets its size's units on hand to its `stock_after` (and the threshold, if given), in one
+/// statement; the size must be locked. The id the database gave it.
+async fn insert_movement(connection: &mut PgConnection, planned: &NewMovement) -> Result<i64, StoreError> {
+    let NewMovement { key, product, size, movement, origin, low_stock_threshold } = planned;
     let (id,): (i64,) = sqlx::query_as(
         "WITH updated AS (UPDATE sizes SET stock = $3, low_stock_threshold = COALESCE($4, low_stock_threshold), \
            updated_at = $5 WHERE product = $1 AND size = $2) \
@@ -249,7 +196,7 @@ async fn write_movement(
     .bind(size)
     .bind(i64::from(movement.stock_after))
     .bind(low_stock_threshold.map(i64::from))
-    .bind(date)
+    .bind(movement.details.date.unix_millis())
     .bind(key)
     .bind(movement.kind.as_str())
     .bind(movement.quantity.get())
@@ -260,139 +207,41 @@ async fn write_movement(
     .bind(origin.as_str())
     .fetch_one(&mut *connection)
     .await?;
-    outbox.movement(id, product, origin, movement.details.date);
     Ok(id)
 }
 
-/// Moves a locked reservation to `status`, and its items' `holds_until` with it, in the decision's last statement
-/// (the triggers move the sizes' held units). The sizes are locked first, in order, unless the caller already holds
-/// them.
-async fn set_status(
-    connection: &mut PgConnection,
-    outbox: &mut Outbox,
-    record: &ReservationRecord,
-    (status, sizes_locked): (ReservationStatus, bool),
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    if !sizes_locked {
-        lock_sizes(connection, &item_sizes(&record.items)).await?;
-    }
-    let finished_at = status.is_terminal().then_some(now.unix_millis());
-    outbox.status =
-        Some((record.reference.clone(), status.as_str(), finished_at, holds_until(status, record.expires_at)));
-    outbox.reservation(&record.reference, &record.items, now);
-    Ok(())
-}
-
-async fn record_conflict(
-    connection: &mut PgConnection,
-    kind: &'static str,
-    (reference, event_id): (&str, &str),
-    details: &serde_json::Value,
-    now: Timestamp,
-) -> Result<EventOutcome, StoreError> {
-    sqlx::query("INSERT INTO conflicts (kind, reference, event_id, details, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(kind)
-        .bind(reference)
-        .bind(event_id)
-        .bind(details.to_string())
-        .bind(now.unix_millis())
-        .execute(&mut *connection)
-        .await?;
-    Ok(EventOutcome::Conflict { kind })
-}
-
-/// Sells a reservation's units (see [`crate::store::decide::sales`]): a reservation that still holds them sells
-/// them; one that no longer does is reserved again first if every size has the units, and is otherwise recorded as
-/// an `oversold` conflict.
-async fn commit_reservation(
-    connection: &mut PgConnection,
-    outbox: &mut Outbox,
-    (reference, order_reference, marked): (&str, Option<&str>, bool),
-    event_id: &str,
-    now: Timestamp,
-) -> Result<EventOutcome, StoreError> {
-    let Some(record) = load_reservation(connection, reference, true).await? else {
-        return match decide::unknown_payment(marked) {
-            Some(details) => {
-                record_conflict(connection, "unknown_reference", (reference, event_id), &details, now).await
-            }
-            None => Ok(EventOutcome::Ignored { reason: crate::store::FOREIGN_PAYMENT }),
-        };
-    };
-    let late = match decide::commit(&record, now)? {
-        decide::Commit::Unchanged(status) => return Ok(EventOutcome::Unchanged { status }),
-        decide::Commit::Sell { late } => late,
-    };
-    let sizes = item_sizes(&record.items);
-    lock_sizes(connection, &sizes).await?;
-    let levels = size_levels(connection, &sizes, now).await?;
-    let sales = match decide::sales(&record, levels, (late, order_reference), now)? {
-        Ok(sales) => sales,
-        Err(details) => return record_conflict(connection, "oversold", (reference, event_id), &details, now).await,
-    };
-    for (item, movement) in &sales {
-        let key = sale_key(reference, &item.product, &item.size);
-        let sale = (movement, MovementOrigin::Sidecar);
-        write_movement(connection, outbox, Some(&key), (&item.product, &item.size), sale, None).await?;
-    }
-    set_status(connection, outbox, &record, (ReservationStatus::Committed, true), now).await?;
-    Ok(EventOutcome::Committed { late })
-}
-
-/// Releases a reservation (see [`crate::store::Store::release`]).
+/// Releases a reservation (see [`plan::release`]), its row locked first.
 pub(super) async fn release(
     connection: &mut PgConnection,
     mut outbox: Outbox,
     reference: &str,
     now: Timestamp,
 ) -> Result<ReleaseOutcome, StoreError> {
-    let outcome = release_locked(connection, &mut outbox, reference, now).await?;
-    outbox.write(connection).await?;
-    Ok(outcome)
-}
-
-/// Releases a reservation (see [`plan::release`]), its row locked first.
-async fn release_locked(
-    connection: &mut PgConnection,
-    outbox: &mut Outbox,
-    reference: &str,
-    now: Timestamp,
-) -> Result<ReleaseOutcome, StoreError> {
     let mut snapshot = Snapshot::default();
     snapshot.add_reservation(reference, load_reservation(connection, reference, true).await?);
     let plan = plan::release(&mut snapshot, reference, now)?;
-    apply(connection, outbox, &plan.writes, now).await?;
+    apply(connection, &mut outbox, &plan.writes, (now, false)).await?;
+    outbox.write(connection).await?;
     Ok(plan.outcome)
 }
 
-/// Keeps a reservation whose payment is under way (see [`plan::start_processing`]), its row locked first.
-async fn start_processing(
-    connection: &mut PgConnection,
-    outbox: &mut Outbox,
-    reference: &str,
-    now: Timestamp,
-) -> Result<EventOutcome, StoreError> {
-    let mut snapshot = Snapshot::default();
-    snapshot.add_reservation(reference, load_reservation(connection, reference, true).await?);
-    let plan = plan::start_processing(&mut snapshot, reference, now)?;
-    apply(connection, outbox, &plan.writes, now).await?;
-    Ok(plan.outcome)
-}
-
-/// Gathers a decision's writes into what `Outbox::write` writes in one statement at the decision's end: the status
-/// change (its sizes locked now, after the reservation's row) and the outbox rows. A reservation's insert is
-/// written by [`reserve_all`] itself.
+/// Executes a plan's writes: a status change (its sizes locked now, after the reservation's row, unless
+/// `sizes_locked`), the event's record and the outbox rows are gathered for `Outbox::write`, which writes them in
+/// one statement at the decision's end; sizes, movements and conflicts are written at once. A reservation's
+/// insert is written by [`reserve_all`] itself. The movements recorded, with their ids.
 async fn apply(
     connection: &mut PgConnection,
     outbox: &mut Outbox,
     writes: &[Write],
-    now: Timestamp,
-) -> Result<(), StoreError> {
+    (now, sizes_locked): (Timestamp, bool),
+) -> Result<Vec<MovementRecord>, StoreError> {
+    let mut recorded = Vec::new();
     for write in writes {
         match write {
             Write::SetStatus { record, finished_at } => {
-                lock_sizes(connection, &item_sizes(&record.items)).await?;
+                if !sizes_locked {
+                    lock_sizes(connection, &item_sizes(&record.items)).await?;
+                }
                 outbox.status = Some((
                     record.reference.clone(),
                     record.status.as_str(),
@@ -400,8 +249,44 @@ async fn apply(
                     holds_until(record.status, record.expires_at),
                 ));
             }
-            Write::Queue(queued) => {
-                outbox.queue((queued.topic.as_str(), &queued.subject, queued.lane.clone()), now, queued.delay_millis);
+            Write::Queue(queued) => outbox.queue(queued, now),
+            Write::InsertSize { product, size, low_stock_threshold } => {
+                // No ON CONFLICT: a size another sidecar created since this one read fails the decision, which runs
+                // again and finds it.
+                sqlx::query(
+                    "INSERT INTO sizes (product, size, stock, low_stock_threshold, updated_at) \
+                     VALUES ($1, $2, 0, $3, $4)",
+                )
+                .bind(product)
+                .bind(size)
+                .bind(i64::from(*low_stock_threshold))
+                .bind(now.unix_millis())
+                .execute(&mut *connection)
+                .await?;
+            }
+            Write::InsertMovement(planned) => {
+                let id = insert_movement(connection, planned).await?;
+                let grace = outbox.payload_save_grace_millis;
+                for queued in plan::movement_entries(id, &planned.product, planned.origin, grace) {
+                    outbox.queue(&queued, planned.movement.details.date);
+                }
+                recorded.push(planned.recorded(id));
+            }
+            Write::RecordConflict { kind, reference, event_id, details } => {
+                sqlx::query(
+                    "INSERT INTO conflicts (kind, reference, event_id, details, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(kind)
+                .bind(reference)
+                .bind(event_id)
+                .bind(details)
+                .bind(now.unix_millis())
+                .execute(&mut *connection)
+                .await?;
+            }
+            Write::RecordEvent { id, kind, outcome, received_at } => {
+                outbox.event = Some((id.clone(), kind.clone(), outcome, received_at.unix_millis()));
             }
             Write::InsertReservation(record) => {
                 return Err(StoreError::Inconsistent(format!(
@@ -411,7 +296,7 @@ async fn apply(
             }
         }
     }
-    Ok(())
+    Ok(recorded)
 }
 
 /// A reservation request as a batch carries it.
@@ -428,7 +313,7 @@ pub(super) struct ReserveRequest {
 /// wait on each other in a cycle), loads what they read once the locks are held (two statements), plans each
 /// against what the ones before it planned, and writes every plan in one statement. If another sidecar reserved
 /// one of the references after this transaction read it, the write fails on the reference's unique key
-/// ([`is_reference_taken`]) and nothing is written: run it again, and that request is planned on what the other
+/// ([`is_key_taken`]) and nothing is written: run it again, and that request is planned on what the other
 /// one wrote.
 pub(super) async fn reserve_all(
     connection: &mut PgConnection,
@@ -439,7 +324,7 @@ pub(super) async fn reserve_all(
     let mut asked: Vec<(&str, &str)> = lines.map(|line| (line.product.as_str(), line.size.as_str())).collect();
     asked.sort_unstable();
     asked.dedup();
-    let locked = lock_sizes_returning(connection, &asked).await?;
+    let locked = lock_sizes(connection, &asked).await?;
     // The figures at the earliest instant of the batch: a hold that ends between its requests' instants still
     // counts for all of them (refusing too much, never selling a unit twice).
     let Some(now) = requests.iter().map(|request| request.now).min() else {
@@ -490,15 +375,9 @@ pub(super) async fn reserve_all(
                         items.4.push(holds);
                     }
                 }
-                Write::Queue(queued) => {
-                    let entry = (queued.topic.as_str(), queued.subject.as_str(), queued.lane.clone());
-                    outbox.queue(entry, request.now, queued.delay_millis);
-                }
-                Write::SetStatus { record, .. } => {
-                    return Err(StoreError::Inconsistent(format!(
-                        "a reservation batch planned a status change of {}",
-                        record.reference
-                    )));
+                Write::Queue(queued) => outbox.queue(queued, request.now),
+                other => {
+                    return Err(StoreError::Inconsistent(format!("a reservation batch planned {other:?}")));
                 }
             }
         }
@@ -551,9 +430,10 @@ type PlannedReservations = (Vec<String>, Vec<i64>, Vec<i64>);
 /// Their items: references, products, sizes, quantities, holds_until.
 type PlannedItems = (Vec<String>, Vec<String>, Vec<String>, Vec<i64>, Vec<i64>);
 
-/// Whether a failed reservation batch failed because another sidecar took one of its references meanwhile (the
-/// reservations' unique key): planned again, that request answers what the other one reserved.
-pub(super) fn is_reference_taken(error: &StoreError) -> bool {
+/// Whether a decision failed because another sidecar took one of the unique keys it planned on meanwhile (a
+/// reservation's reference, a Stripe event's id, a movement's idempotency key, a size): planned again, it answers
+/// what the other one wrote.
+pub(super) fn is_key_taken(error: &StoreError) -> bool {
     super::sqlstate(error).as_deref() == Some("23505")
 }
 
@@ -598,10 +478,10 @@ pub(super) async fn release_expired(
     .await?;
     expired.sort();
     for (_, product, _) in &items {
-        outbox.product(product, now);
+        outbox.queue(&Queued::product(product), now);
     }
     for (reference,) in &expired {
-        outbox.queue(("reservation", reference, reservation_lane(reference)), now, 0);
+        outbox.queue(&Queued::reservation(reference), now);
     }
     outbox.write(connection).await?;
     Ok(expired.into_iter().map(|(reference,)| reference).collect())
@@ -617,89 +497,36 @@ pub(super) async fn expire(
     let mut snapshot = Snapshot::default();
     snapshot.add_reservation(reference, load_reservation(connection, reference, true).await?);
     let plan = plan::expire(&mut snapshot, reference, now)?;
-    apply(connection, &mut outbox, &plan.writes, now).await?;
+    apply(connection, &mut outbox, &plan.writes, (now, false)).await?;
     outbox.write(connection).await?;
     Ok(plan.outcome)
 }
 
-/// Adds a size with no units, unless it exists; whether it was added.
-async fn insert_size(
-    connection: &mut PgConnection,
-    (product, size): (&str, &str),
-    threshold: Quantity,
-    now: Timestamp,
-) -> Result<bool, StoreError> {
-    let inserted = sqlx::query(
-        "INSERT INTO sizes (product, size, stock, low_stock_threshold, updated_at) VALUES ($1, $2, 0, $3, $4) \
-         ON CONFLICT (product, size) DO NOTHING",
-    )
-    .bind(product)
-    .bind(size)
-    .bind(i64::from(threshold))
-    .bind(now.unix_millis())
-    .execute(&mut *connection)
-    .await?;
-    Ok(inserted.rows_affected() == 1)
-}
-
-/// Applies one stock movement (see [`crate::store::Store::record_movement`]). The size is locked before its
-/// idempotency key is looked up, so the same request on two sidecars at once records one movement.
+/// Applies one stock movement (see [`plan::record_movement`]). The size is locked before its idempotency key is
+/// read, so the same request on two sidecars at once records one movement; a size or key another sidecar created
+/// meanwhile fails the write on its unique key ([`is_key_taken`]), and the decision runs again.
 pub(super) async fn record_movement(
     connection: &mut PgConnection,
     mut outbox: Outbox,
-    request: MovementRequest,
+    request: &MovementRequest,
     now: Timestamp,
 ) -> Result<MovementOutcome, StoreError> {
-    let key = request.reference.as_deref().map(movement_key);
-    // A reference already recorded decides the answer before anything is locked or created (a conflicting request
-    // must not leave an empty size behind).
-    if let Some(key) = &key
-        && let Some(previous) = load_movement(connection, key).await?
-    {
-        return Ok(decide::repeated_movement(previous, &request));
+    let mut snapshot = Snapshot::default();
+    lock_sizes(connection, &[(&request.product, &request.size)]).await?;
+    if let Some(key) = plan::movement_reads(request) {
+        snapshot.add_movement(&key, load_movement(connection, &key).await?);
     }
-    let target = (request.product.as_str(), request.size.as_str());
-    let (locked,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM (SELECT 1 FROM sizes WHERE product = $1 AND size = $2 FOR UPDATE) s")
-            .bind(target.0)
-            .bind(target.1)
-            .fetch_one(&mut *connection)
-            .await?;
-    if locked == 0 {
-        if request.kind != MovementType::Restock {
-            return Ok(MovementOutcome::UnknownSize);
-        }
-        // Another sidecar adding the same size meanwhile makes this insert wait for it, then do nothing.
-        let threshold = request.low_stock_threshold.unwrap_or(Quantity::ZERO);
-        insert_size(connection, target, threshold, now).await?;
-        lock_sizes(connection, &[target]).await?;
-    }
-    // Checked again under the size's lock: the same reference sent to two sidecars at once is decided once.
-    if let Some(key) = &key
-        && let Some(previous) = load_movement(connection, key).await?
-    {
-        return Ok(decide::repeated_movement(previous, &request));
-    }
-    let current = size_levels(connection, &[target], now).await?.remove(0);
-    let movement = match decide::movement(&current, &request, now) {
-        Ok(movement) => movement,
-        Err(refusal) => return Ok(*refusal),
-    };
-    let id = write_movement(
-        connection,
-        &mut outbox,
-        key.as_deref(),
-        target,
-        (&movement, request.origin),
-        request.low_stock_threshold,
-    )
-    .await?;
+    load_products(connection, &mut snapshot, &[&request.product], now).await?;
+    let plan = plan::record_movement(&mut snapshot, request, now)?;
+    let recorded = apply(connection, &mut outbox, &plan.writes, (now, true)).await?;
     outbox.write(connection).await?;
-    Ok(MovementOutcome::Applied(MovementRecord { id, product: request.product, size: request.size, movement }))
+    plan.outcome.answer(recorded)
 }
 
-/// Applies one Stripe event once (see [`crate::store::Store::apply_stripe_event`]). The claim of its id commits
-/// with its effect; the same event arriving at a second sidecar meanwhile waits on the claim, then finds it.
+/// Applies one Stripe event once (see [`plan::apply_stripe_event`]). An event already applied is answered at once;
+/// otherwise the reservation is locked, then its sizes for a sale, and the event is recorded in the decision's last
+/// statement: the same event applied by another sidecar meanwhile fails it on its unique id ([`is_key_taken`]), and
+/// the decision runs again and finds it.
 pub(super) async fn apply_stripe_event(
     connection: &mut PgConnection,
     mut outbox: Outbox,
@@ -707,66 +534,44 @@ pub(super) async fn apply_stripe_event(
     action: &StripeAction,
     now: Timestamp,
 ) -> Result<EventOutcome, StoreError> {
-    let claimed = sqlx::query(
-        "INSERT INTO stripe_events (id, type, outcome, received_at) VALUES ($1, $2, 'pending', $3) \
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&event.id)
-    .bind(&event.kind)
-    .bind(now.unix_millis())
-    .execute(&mut *connection)
-    .await?;
-    if claimed.rows_affected() == 0 {
-        return Ok(EventOutcome::Duplicate);
+    let mut snapshot = Snapshot::default();
+    let (applied,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM stripe_events WHERE id = $1)")
+        .bind(&event.id)
+        .fetch_one(&mut *connection)
+        .await?;
+    snapshot.add_event(&event.id, applied);
+    let mut sizes_locked = false;
+    if let Some(reference) = plan::event_reads(action).filter(|_| !applied) {
+        let record = load_reservation(connection, reference, true).await?;
+        if let (StripeAction::Commit { .. }, Some(record)) = (action, &record) {
+            lock_sizes(connection, &item_sizes(&record.items)).await?;
+            load_products(connection, &mut snapshot, &plan::item_products(&record.items), now).await?;
+            sizes_locked = true;
+        }
+        snapshot.add_reservation(reference, record);
     }
-    let outcome = match action {
-        StripeAction::Commit { reference, order_reference, marked } => {
-            let references = (reference.as_str(), order_reference.as_deref(), *marked);
-            commit_reservation(connection, &mut outbox, references, &event.id, now).await?
-        }
-        StripeAction::Release { reference } => {
-            decide::release_event_outcome(&release_locked(connection, &mut outbox, reference, now).await?)
-        }
-        StripeAction::StartProcessing { reference } => {
-            start_processing(connection, &mut outbox, reference, now).await?
-        }
-        StripeAction::Ignore { reason } => EventOutcome::Ignored { reason },
-        StripeAction::Unreadable { reference, problem } => {
-            let details = decide::unreadable_event_details(problem);
-            let reference = reference.as_deref().unwrap_or("-");
-            record_conflict(connection, "unreadable_event", (reference, &event.id), &details, now).await?
-        }
-    };
-    outbox.event_outcome = Some((event.id.clone(), outcome.as_str()));
+    let plan = plan::apply_stripe_event(&mut snapshot, event, action, now)?;
+    apply(connection, &mut outbox, &plan.writes, (now, sizes_locked)).await?;
     outbox.write(connection).await?;
-    Ok(outcome)
+    Ok(plan.outcome)
 }
 
-/// Brings one size Payload has into the ledger unless it is there already (see
-/// [`crate::store::Store::import_size`]).
+/// Brings one size Payload has into the ledger unless it is there already (see [`plan::import_size`]); the same
+/// size imported by another sidecar meanwhile fails the insert on its key, and the decision runs again.
 pub(super) async fn import_size(
     connection: &mut PgConnection,
     mut outbox: Outbox,
     (product, size): (&str, &str),
-    (stock, low_stock_threshold): (Quantity, Quantity),
+    figures: (Quantity, Quantity),
     reason: &str,
     now: Timestamp,
 ) -> Result<ImportOutcome, StoreError> {
-    if !insert_size(connection, (product, size), low_stock_threshold, now).await? {
-        let current = size_levels(connection, &[(product, size)], now).await?.remove(0);
-        return Ok(ImportOutcome::AlreadyInLedger { stock: current.stock() });
-    }
-    let record = if let Some(movement) = decide::import(stock, low_stock_threshold, reason, now)? {
-        let key = import_key(product, size);
-        let adjustment = (&movement, MovementOrigin::Sidecar);
-        let id = write_movement(connection, &mut outbox, Some(&key), (product, size), adjustment, None).await?;
-        Some(MovementRecord { id, product: product.to_owned(), size: size.to_owned(), movement })
-    } else {
-        outbox.product(product, now);
-        None
-    };
+    let mut snapshot = Snapshot::default();
+    load_products(connection, &mut snapshot, &[product], now).await?;
+    let plan = plan::import_size(&mut snapshot, (product, size), figures, reason, now)?;
+    let recorded = apply(connection, &mut outbox, &plan.writes, (now, true)).await?;
     outbox.write(connection).await?;
-    Ok(ImportOutcome::Imported(record))
+    Ok(plan.outcome.answer(recorded))
 }
 
 /// Records a failed delivery and holds the whole lane back until `retry_at`.

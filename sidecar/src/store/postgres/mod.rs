@@ -49,7 +49,6 @@ macro_rules! reserved_units {
           ::BIGINT"
     };
 }
-use reserved_units;
 
 /// `SELECT` of whole movements, `WHERE` the given condition.
 macro_rules! select_movements_where {
@@ -113,6 +112,12 @@ fn sqlstate(error: &StoreError) -> Option<String> {
 /// a serialization failure (40001).
 fn is_retryable(error: &StoreError) -> bool {
     matches!(sqlstate(error).as_deref(), Some("40P01" | "40001"))
+}
+
+/// Whether a decision that plans on unique keys runs again: [`is_retryable`], or another sidecar took one of its
+/// keys meanwhile ([`decisions::is_key_taken`]).
+fn retry_or_key_taken(error: &StoreError) -> bool {
+    is_retryable(error) || decisions::is_key_taken(error)
 }
 
 /// A lock that was not granted within [`LOCK_TIMEOUT`] (55P03) is [`StoreError::Busy`]: transient, answered 503
@@ -208,7 +213,7 @@ impl PostgresStore {
         request: &decisions::ReserveRequest,
         outbox: decisions::Outbox,
     ) -> Result<ReserveOutcome, StoreError> {
-        let retry = |error: &StoreError| is_retryable(error) || decisions::is_reference_taken(error);
+        let retry = retry_or_key_taken;
         let mut outcomes = in_transaction!(self, retry_if retry, |connection| decisions::reserve_all(
             connection,
             outbox.clone(),
@@ -460,10 +465,10 @@ impl Store for PostgresStore {
     }
 
     async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError> {
-        let outcome = in_transaction!(self, |connection| decisions::record_movement(
+        let outcome = in_transaction!(self, retry_if retry_or_key_taken, |connection| decisions::record_movement(
             connection,
             self.outbox(),
-            request.clone(),
+            &request,
             now
         ))?;
         if matches!(outcome, MovementOutcome::Applied(_)) {
@@ -546,7 +551,7 @@ impl Store for PostgresStore {
         action: &StripeAction,
         now: Timestamp,
     ) -> Result<EventOutcome, StoreError> {
-        let outcome = in_transaction!(self, |connection| decisions::apply_stripe_event(
+        let outcome = in_transaction!(self, retry_if retry_or_key_taken, |connection| decisions::apply_stripe_event(
             connection,
             self.outbox(),
             event,
@@ -620,7 +625,7 @@ impl Store for PostgresStore {
         reason: &str,
         now: Timestamp,
     ) -> Result<ImportOutcome, StoreError> {
-        let outcome = in_transaction!(self, |connection| decisions::import_size(
+        let outcome = in_transaction!(self, retry_if retry_or_key_taken, |connection| decisions::import_size(
             connection,
             self.outbox(),
             (product, size),

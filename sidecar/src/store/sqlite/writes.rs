@@ -3,24 +3,18 @@
 //! from stock-core; these functions read what the rules need and write what they decided.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use stock_core::{
-    CartLine, MovementType, Quantity, ReservationStatus, ReservationTtl, StockLevel, StockMovement, StockState,
-    Timestamp,
-};
+use stock_core::{CartLine, Quantity, ReservationTtl, StockState, Timestamp};
 
-use super::{RESERVATION_QUERY, ReservationColumns, size_query, sizes_query};
+use super::{RESERVATION_QUERY, ReservationColumns, sizes_query};
 use crate::store::columns::{
-    ALERT_COLUMNS, AlertColumns, MovementColumns, alerts_from_rows, holds_until, import_key, level, movement_columns,
-    movement_from_columns, movement_key, movement_lane, product_lane, reservation_from_rows, reservation_lane,
-    sale_key,
+    ALERT_COLUMNS, AlertColumns, CONFLICT_QUERY, MovementColumns, RESOLVE_CONFLICT, alerts_from_rows,
+    conflict_from_columns, holds_until, level, movement_columns, movement_from_columns, reservation_from_rows,
 };
-use crate::store::columns::{CONFLICT_QUERY, RESOLVE_CONFLICT, conflict_from_columns};
 use crate::store::decide;
-use crate::store::plan::{self, Snapshot, Write};
+use crate::store::plan::{self, NewMovement, Queued, Snapshot, Write};
 use crate::store::{
-    EventOutcome, ImportOutcome, MovementOrigin, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome,
-    ReservationRecord, ReserveOutcome, ReservedItem, ResolveOutcome, SizeRecord, StockAlert, StoreError, StripeAction,
-    StripeEventRecord,
+    EventOutcome, ImportOutcome, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome, ReservationRecord,
+    ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert, StoreError, StripeAction, StripeEventRecord,
 };
 
 /// Whether this store queues ledger changes for Payload; handed to every helper that changes the ledger, so that
@@ -34,15 +28,9 @@ pub(super) struct Outbox {
 }
 
 impl Outbox {
-    /// Queues what Payload must show about `subject`. A row already queued for the same subject has its revision
+    /// Queues what Payload must show about a subject. A row already queued for the same subject has its revision
     /// bumped instead (see migration 0003), so changes coalesce.
-    fn queue(
-        self,
-        connection: &Connection,
-        (topic, subject, lane): (&str, &str, &str),
-        now: Timestamp,
-        delay_millis: i64,
-    ) -> Result<(), StoreError> {
+    fn queue(self, connection: &Connection, queued: &Queued, now: Timestamp) -> Result<(), StoreError> {
         if !self.enabled {
             return Ok(());
         }
@@ -52,58 +40,13 @@ impl Outbox {
                  ON CONFLICT (topic, subject) DO UPDATE SET revision = revision + 1",
             )?
             .execute(params![
-                topic,
-                subject,
-                lane,
+                queued.topic.as_str(),
+                queued.subject,
+                queued.lane,
                 now.unix_millis(),
-                now.unix_millis().saturating_add(delay_millis)
+                now.unix_millis().saturating_add(queued.delay_millis)
             ])?;
         Ok(())
-    }
-
-    fn product(self, connection: &Connection, product: &str, now: Timestamp) -> Result<(), StoreError> {
-        self.queue(connection, ("product", product, &product_lane(product)), now, 0)
-    }
-
-    /// A reservation's document and the sizes of every product it holds units of.
-    fn reservation(
-        self,
-        connection: &Connection,
-        reference: &str,
-        items: &[ReservedItem],
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        if !self.enabled {
-            return Ok(());
-        }
-        let mut products: Vec<&str> = items.iter().map(|item| item.product.as_str()).collect();
-        products.sort_unstable();
-        products.dedup();
-        for product in products {
-            self.product(connection, product, now)?;
-        }
-        self.queue(connection, ("reservation", reference, &reservation_lane(reference)), now, 0)
-    }
-
-    /// A movement's document, and its product's sizes (one lane: they reach Payload in order).
-    fn movement(
-        self,
-        connection: &Connection,
-        id: i64,
-        product: &str,
-        origin: MovementOrigin,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.product(connection, product, now)?;
-        let subject = id.to_string();
-        match origin {
-            MovementOrigin::Sidecar => self.queue(connection, ("movement", &subject, &product_lane(product)), now, 0),
-            // In a lane of its own, so that its grace period holds up nothing else.
-            MovementOrigin::Payload => {
-                let lane = movement_lane(id);
-                self.queue(connection, ("movement", &subject, &lane), now, self.payload_save_grace_millis)
-            }
-        }
     }
 }
 
@@ -155,135 +98,6 @@ fn movement_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MovementColumns> {
     ))
 }
 
-/// Records a movement and sets the size's units on hand to its `stock_after` (and the threshold, if given).
-/// Returns the movement's id. The idempotency key, when given, is unique: a second insert fails the write.
-fn write_movement(
-    connection: &Connection,
-    outbox: Outbox,
-    key: Option<&str>,
-    (product, size): (&str, &str),
-    (movement, origin): (&StockMovement, MovementOrigin),
-    low_stock_threshold: Option<Quantity>,
-) -> Result<i64, StoreError> {
-    let date = movement.details.date.unix_millis();
-    connection
-        .prepare_cached(
-            "UPDATE sizes SET stock = ?3, low_stock_threshold = COALESCE(?4, low_stock_threshold), updated_at = ?5 \
-             WHERE product = ?1 AND size = ?2",
-        )?
-        .execute(params![product, size, i64::from(movement.stock_after), low_stock_threshold.map(i64::from), date])?;
-    let id: i64 = connection
-        .prepare_cached(
-            "INSERT INTO movements (idempotency_key, product, size, type, quantity, stock_before, stock_after, \
-             reason, reference, order_reference, date, origin) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
-        )?
-        .query_row(
-            params![
-                key,
-                product,
-                size,
-                movement.kind.as_str(),
-                movement.quantity.get(),
-                i64::from(movement.stock_before),
-                i64::from(movement.stock_after),
-                movement.details.reason,
-                movement.details.reference,
-                movement.details.order_reference,
-                date,
-                origin.as_str(),
-            ],
-            |row| row.get(0),
-        )?;
-    outbox.movement(connection, id, product, origin, movement.details.date)?;
-    Ok(id)
-}
-
-/// The stock level of one size at `now`.
-fn size_level(connection: &Connection, product: &str, size: &str, now: Timestamp) -> Result<StockLevel, StoreError> {
-    let figures = connection
-        .prepare_cached(size_query())?
-        .query_row(params![product, now.unix_millis(), size], |row| {
-            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?))
-        })
-        .optional()?;
-    let (stock, threshold, reserved) = figures
-        .ok_or_else(|| StoreError::Inconsistent(format!("reserved size {product} {size} is missing from sizes")))?;
-    level(stock, reserved, threshold)
-}
-
-/// Moves a reservation to `status`, and its items' `holds_until` with it (the triggers of migration 0004 move
-/// the sizes' held units).
-fn set_status(
-    connection: &Connection,
-    outbox: Outbox,
-    record: &ReservationRecord,
-    status: ReservationStatus,
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    let finished_at = status.is_terminal().then_some(now.unix_millis());
-    connection
-        .prepare_cached("UPDATE reservations SET status = ?2, finished_at = ?3 WHERE reference = ?1")?
-        .execute(params![record.reference, status.as_str(), finished_at])?;
-    connection
-        .prepare_cached("UPDATE reservation_items SET holds_until = ?2 WHERE reference = ?1")?
-        .execute(params![record.reference, holds_until(status, record.expires_at)])?;
-    outbox.reservation(connection, &record.reference, &record.items, now)
-}
-
-fn record_conflict(
-    connection: &Connection,
-    kind: &'static str,
-    (reference, event_id): (&str, &str),
-    details: &serde_json::Value,
-    now: Timestamp,
-) -> Result<EventOutcome, StoreError> {
-    connection
-        .prepare_cached(
-            "INSERT INTO conflicts (kind, reference, event_id, details, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![kind, reference, event_id, details.to_string(), now.unix_millis()])?;
-    Ok(EventOutcome::Conflict { kind })
-}
-
-/// Sells a reservation's units. A reservation that still holds them sells them (stock and reserved go down
-/// together); one that no longer does (late payment) is reserved again first if every size has the units, and
-/// is otherwise recorded as an `oversold` conflict, changing nothing else.
-fn commit_reservation(
-    connection: &Connection,
-    outbox: Outbox,
-    (reference, order_reference, marked): (&str, Option<&str>, bool),
-    event_id: &str,
-    now: Timestamp,
-) -> Result<EventOutcome, StoreError> {
-    let Some(record) = load_reservation(connection, reference)? else {
-        return match decide::unknown_payment(marked) {
-            Some(details) => record_conflict(connection, "unknown_reference", (reference, event_id), &details, now),
-            None => Ok(EventOutcome::Ignored { reason: crate::store::FOREIGN_PAYMENT }),
-        };
-    };
-    let late = match decide::commit(&record, now)? {
-        decide::Commit::Unchanged(status) => return Ok(EventOutcome::Unchanged { status }),
-        decide::Commit::Sell { late } => late,
-    };
-    let levels = record
-        .items
-        .iter()
-        .map(|item| size_level(connection, &item.product, &item.size, now))
-        .collect::<Result<Vec<_>, _>>()?;
-    let sales = match decide::sales(&record, levels, (late, order_reference), now)? {
-        Ok(sales) => sales,
-        Err(details) => return record_conflict(connection, "oversold", (reference, event_id), &details, now),
-    };
-    for (item, movement) in &sales {
-        let key = sale_key(reference, &item.product, &item.size);
-        let sale = (movement, MovementOrigin::Sidecar);
-        write_movement(connection, outbox, Some(&key), (&item.product, &item.size), sale, None)?;
-    }
-    set_status(connection, outbox, &record, ReservationStatus::Committed, now)?;
-    Ok(EventOutcome::Committed { late })
-}
-
 /// Releases a reservation (see [`plan::release`]).
 pub(super) fn release(
     connection: &Connection,
@@ -294,20 +108,6 @@ pub(super) fn release(
     let mut snapshot = Snapshot::default();
     snapshot.add_reservation(reference, load_reservation(connection, reference)?);
     let plan = plan::release(&mut snapshot, reference, now)?;
-    apply(connection, outbox, &plan.writes, now)?;
-    Ok(plan.outcome)
-}
-
-/// Keeps a reservation whose payment is under way (see [`plan::start_processing`]).
-fn start_processing(
-    connection: &Connection,
-    outbox: Outbox,
-    reference: &str,
-    now: Timestamp,
-) -> Result<EventOutcome, StoreError> {
-    let mut snapshot = Snapshot::default();
-    snapshot.add_reservation(reference, load_reservation(connection, reference)?);
-    let plan = plan::start_processing(&mut snapshot, reference, now)?;
     apply(connection, outbox, &plan.writes, now)?;
     Ok(plan.outcome)
 }
@@ -330,8 +130,74 @@ pub(super) fn reserve(
     Ok(plan.outcome)
 }
 
-/// Executes a plan's writes in order, on the writer's transaction.
-fn apply(connection: &Connection, outbox: Outbox, writes: &[Write], now: Timestamp) -> Result<(), StoreError> {
+/// Applies one stock movement (see [`plan::record_movement`]).
+pub(super) fn record_movement(
+    connection: &Connection,
+    outbox: Outbox,
+    request: &MovementRequest,
+    now: Timestamp,
+) -> Result<MovementOutcome, StoreError> {
+    let mut snapshot = Snapshot::default();
+    if let Some(key) = plan::movement_reads(request) {
+        snapshot.add_movement(&key, load_movement(connection, &key)?);
+    }
+    snapshot.add_product(&request.product, sizes_of(connection, &request.product, now)?);
+    let plan = plan::record_movement(&mut snapshot, request, now)?;
+    let recorded = apply(connection, outbox, &plan.writes, now)?;
+    plan.outcome.answer(recorded)
+}
+
+/// Applies one Stripe event once (see [`plan::apply_stripe_event`]): its record commits with its effect.
+pub(super) fn apply_stripe_event(
+    connection: &Connection,
+    outbox: Outbox,
+    event: &StripeEventRecord,
+    action: &StripeAction,
+    now: Timestamp,
+) -> Result<EventOutcome, StoreError> {
+    let mut snapshot = Snapshot::default();
+    let applied: bool = connection
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM stripe_events WHERE id = ?1)")?
+        .query_row([&event.id], |row| row.get(0))?;
+    snapshot.add_event(&event.id, applied);
+    if let Some(reference) = plan::event_reads(action).filter(|_| !applied) {
+        let record = load_reservation(connection, reference)?;
+        if let (StripeAction::Commit { .. }, Some(record)) = (action, &record) {
+            for product in plan::item_products(&record.items) {
+                snapshot.add_product(product, sizes_of(connection, product, now)?);
+            }
+        }
+        snapshot.add_reservation(reference, record);
+    }
+    let plan = plan::apply_stripe_event(&mut snapshot, event, action, now)?;
+    apply(connection, outbox, &plan.writes, now)?;
+    Ok(plan.outcome)
+}
+
+/// Brings one size Payload has into the ledger unless it is there already (see [`plan::import_size`]).
+pub(super) fn import_size(
+    connection: &Connection,
+    outbox: Outbox,
+    (product, size): (&str, &str),
+    figures: (Quantity, Quantity),
+    reason: &str,
+    now: Timestamp,
+) -> Result<ImportOutcome, StoreError> {
+    let mut snapshot = Snapshot::default();
+    snapshot.add_product(product, sizes_of(connection, product, now)?);
+    let plan = plan::import_size(&mut snapshot, (product, size), figures, reason, now)?;
+    let recorded = apply(connection, outbox, &plan.writes, now)?;
+    Ok(plan.outcome.answer(recorded))
+}
+
+/// Executes a plan's writes in order, on the writer's transaction; the movements it recorded, with their ids.
+fn apply(
+    connection: &Connection,
+    outbox: Outbox,
+    writes: &[Write],
+    now: Timestamp,
+) -> Result<Vec<MovementRecord>, StoreError> {
+    let mut recorded = Vec::new();
     for write in writes {
         match write {
             Write::InsertReservation(record) => {
@@ -369,19 +235,84 @@ fn apply(connection: &Connection, outbox: Outbox, writes: &[Write], now: Timesta
                         record.status.as_str(),
                         finished_at.map(Timestamp::unix_millis)
                     ])?;
+                // The triggers of migration 0004 move the sizes' held units with the items.
                 connection
                     .prepare_cached("UPDATE reservation_items SET holds_until = ?2 WHERE reference = ?1")?
                     .execute(params![record.reference, holds_until(record.status, record.expires_at)])?;
             }
-            Write::Queue(queued) => outbox.queue(
-                connection,
-                (queued.topic.as_str(), &queued.subject, &queued.lane),
-                now,
-                queued.delay_millis,
-            )?,
+            Write::Queue(queued) => outbox.queue(connection, queued, now)?,
+            Write::InsertSize { product, size, low_stock_threshold } => {
+                connection
+                    .prepare_cached(
+                        "INSERT INTO sizes (product, size, stock, low_stock_threshold, updated_at) \
+                         VALUES (?1, ?2, 0, ?3, ?4)",
+                    )?
+                    .execute(params![product, size, i64::from(*low_stock_threshold), now.unix_millis()])?;
+            }
+            Write::InsertMovement(planned) => {
+                let id = insert_movement(connection, planned)?;
+                for queued in
+                    plan::movement_entries(id, &planned.product, planned.origin, outbox.payload_save_grace_millis)
+                {
+                    outbox.queue(connection, &queued, planned.movement.details.date)?;
+                }
+                recorded.push(planned.recorded(id));
+            }
+            Write::RecordConflict { kind, reference, event_id, details } => {
+                connection
+                    .prepare_cached(
+                        "INSERT INTO conflicts (kind, reference, event_id, details, created_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![kind, reference, event_id, details, now.unix_millis()])?;
+            }
+            Write::RecordEvent { id, kind, outcome, received_at } => {
+                connection
+                    .prepare_cached(
+                        "INSERT INTO stripe_events (id, type, outcome, received_at) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![id, kind, outcome, received_at.unix_millis()])?;
+            }
         }
     }
-    Ok(())
+    Ok(recorded)
+}
+
+/// Records a movement and sets its size's units on hand to its `stock_after` (and the threshold, if given); the id
+/// the database gave it.
+fn insert_movement(connection: &Connection, planned: &NewMovement) -> Result<i64, StoreError> {
+    let NewMovement { key, product, size, movement, origin, low_stock_threshold } = planned;
+    let date = movement.details.date.unix_millis();
+    connection
+        .prepare_cached(
+            "UPDATE sizes SET stock = ?3, low_stock_threshold = COALESCE(?4, low_stock_threshold), updated_at = ?5 \
+             WHERE product = ?1 AND size = ?2",
+        )?
+        .execute(params![product, size, i64::from(movement.stock_after), low_stock_threshold.map(i64::from), date])?;
+    let id = connection
+        .prepare_cached(
+            "INSERT INTO movements (idempotency_key, product, size, type, quantity, stock_before, stock_after, \
+             reason, reference, order_reference, date, origin) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+        )?
+        .query_row(
+            params![
+                key,
+                product,
+                size,
+                movement.kind.as_str(),
+                movement.quantity.get(),
+                i64::from(movement.stock_before),
+                i64::from(movement.stock_after),
+                movement.details.reason,
+                movement.details.reference,
+                movement.details.order_reference,
+                date,
+                origin.as_str(),
+            ],
+            |row| row.get(0),
+        )?;
+    Ok(id)
 }
 
 /// Expires every active reservation due at `now` (see [`crate::store::Store::release_expired`]); returns their
@@ -438,132 +369,6 @@ pub(super) fn expire(
     let plan = plan::expire(&mut snapshot, reference, now)?;
     apply(connection, outbox, &plan.writes, now)?;
     Ok(plan.outcome)
-}
-
-fn insert_size(
-    connection: &Connection,
-    (product, size): (&str, &str),
-    threshold: Quantity,
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    connection
-        .prepare_cached(
-            "INSERT INTO sizes (product, size, stock, low_stock_threshold, updated_at) VALUES (?1, ?2, 0, ?3, ?4)",
-        )?
-        .execute(params![product, size, i64::from(threshold), now.unix_millis()])?;
-    Ok(())
-}
-
-/// Applies one stock movement (see [`crate::store::Store::record_movement`]).
-pub(super) fn record_movement(
-    connection: &Connection,
-    outbox: Outbox,
-    request: MovementRequest,
-    now: Timestamp,
-) -> Result<MovementOutcome, StoreError> {
-    let key = request.reference.as_deref().map(movement_key);
-    if let Some(key) = &key
-        && let Some(previous) = load_movement(connection, key)?
-    {
-        return Ok(decide::repeated_movement(previous, &request));
-    }
-
-    let sizes = sizes_of(connection, &request.product, now)?;
-    let current = match sizes.into_iter().find(|record| record.size == request.size) {
-        Some(record) => record.level,
-        None if request.kind == MovementType::Restock => {
-            let threshold = request.low_stock_threshold.unwrap_or(Quantity::ZERO);
-            insert_size(connection, (&request.product, &request.size), threshold, now)?;
-            level(0, 0, i64::from(threshold))?
-        }
-        None => return Ok(MovementOutcome::UnknownSize),
-    };
-    let movement = match decide::movement(&current, &request, now) {
-        Ok(movement) => movement,
-        Err(refusal) => return Ok(*refusal),
-    };
-    let id = write_movement(
-        connection,
-        outbox,
-        key.as_deref(),
-        (&request.product, &request.size),
-        (&movement, request.origin),
-        request.low_stock_threshold,
-    )?;
-    Ok(MovementOutcome::Applied(MovementRecord { id, product: request.product, size: request.size, movement }))
-}
-
-/// Applies one Stripe event once (see [`crate::store::Store::apply_stripe_event`]): the claim of its id commits
-/// with its effect.
-pub(super) fn apply_stripe_event(
-    connection: &Connection,
-    outbox: Outbox,
-    event: &StripeEventRecord,
-    action: &StripeAction,
-    now: Timestamp,
-) -> Result<EventOutcome, StoreError> {
-    let claimed = connection
-        .prepare_cached(
-            "INSERT INTO stripe_events (id, type, outcome, received_at) VALUES (?1, ?2, 'pending', ?3) \
-             ON CONFLICT (id) DO NOTHING",
-        )?
-        .execute(params![event.id, event.kind, now.unix_millis()])?;
-    if claimed == 0 {
-        return Ok(EventOutcome::Duplicate);
-    }
-    let outcome = match action {
-        StripeAction::Commit { reference, order_reference, marked } => {
-            let references = (reference.as_str(), order_reference.as_deref(), *marked);
-            commit_reservation(connection, outbox, references, &event.id, now)?
-        }
-        StripeAction::Release { reference } => {
-            decide::release_event_outcome(&release(connection, outbox, reference, now)?)
-        }
-        StripeAction::StartProcessing { reference } => start_processing(connection, outbox, reference, now)?,
-        StripeAction::Ignore { reason } => EventOutcome::Ignored { reason },
-        StripeAction::Unreadable { reference, problem } => {
-            let details = decide::unreadable_event_details(problem);
-            let reference = reference.as_deref().unwrap_or("-");
-            record_conflict(connection, "unreadable_event", (reference, &event.id), &details, now)?
-        }
-    };
-    connection
-        .prepare_cached("UPDATE stripe_events SET outcome = ?2 WHERE id = ?1")?
-        .execute(params![event.id, outcome.as_str()])?;
-    Ok(outcome)
-}
-
-/// Brings one size Payload has into the ledger unless it is there already (see
-/// [`crate::store::Store::import_size`]).
-pub(super) fn import_size(
-    connection: &Connection,
-    outbox: Outbox,
-    (product, size): (&str, &str),
-    (stock, low_stock_threshold): (Quantity, Quantity),
-    reason: &str,
-    now: Timestamp,
-) -> Result<ImportOutcome, StoreError> {
-    let existing = sizes_of(connection, product, now)?.into_iter().find(|record| record.size == size);
-    if let Some(record) = existing {
-        return Ok(ImportOutcome::AlreadyInLedger { stock: record.level.stock() });
-    }
-    insert_size(connection, (product, size), low_stock_threshold, now)?;
-    let record = if let Some(movement) = decide::import(stock, low_stock_threshold, reason, now)? {
-        let key = import_key(product, size);
-        let id = write_movement(
-            connection,
-            outbox,
-            Some(&key),
-            (product, size),
-            (&movement, MovementOrigin::Sidecar),
-            None,
-        )?;
-        Some(MovementRecord { id, product: product.to_owned(), size: size.to_owned(), movement })
-    } else {
-        outbox.product(connection, product, now)?;
-        None
-    };
-    Ok(ImportOutcome::Imported(record))
 }
 
 /// Removes a delivered outbox row, unless a change came in since it was read (its revision moved on).
