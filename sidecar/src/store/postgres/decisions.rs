@@ -40,31 +40,32 @@ use crate::store::{
     ReservedItem, StoreError, StripeAction, StripeEventRecord,
 };
 
-/// What a decision writes in its last statement: the outbox rows it queued (if this store queues changes for
-/// Payload), the reservation's new status, and the Stripe event it applied. One statement instead of three saves
-/// round trips while the decision holds its locks.
+/// What a transaction writes in its last statement: the outbox rows its decisions queued (if this store queues
+/// changes for Payload), the reservations' new statuses, and the Stripe events they applied. One statement instead of
+/// one per row saves round trips while the transaction holds its locks.
 #[derive(Debug, Clone)]
 pub(super) struct Outbox {
     enabled: bool,
     /// How long a movement recorded for Payload's stock-movements hook waits before the outbox creates its document.
     payload_save_grace_millis: i64,
-    /// (topic, subject, lane, created_at, next_attempt_at), in the order queued.
+    /// (topic, subject, lane, created_at, next_attempt_at), each subject once.
     rows: Vec<(&'static str, String, String, i64, i64)>,
-    /// A reservation moving to a new status: (reference, status, finished_at, holds_until of its items).
-    status: Option<(String, &'static str, Option<i64>, i64)>,
-    /// The Stripe event the decision applies: (id, type, outcome, received_at).
-    event: Option<(String, String, &'static str, i64)>,
+    /// Reservations moving to a new status: (reference, status, finished_at, holds_until of its items), each
+    /// reference once, with the last status its decisions planned.
+    statuses: Vec<(String, &'static str, Option<i64>, i64)>,
+    /// The Stripe events applied: (id, type, outcome, received_at).
+    events: Vec<(String, String, &'static str, i64)>,
 }
 
-/// The columns of queued outbox rows, as the arrays `UNNEST` takes.
+/// The columns of queued outbox rows: topics, subjects, lanes, created_at, next_attempt_at.
 type OutboxColumns = (Vec<&'static str>, Vec<String>, Vec<String>, Vec<i64>, Vec<i64>);
 
 impl Outbox {
     pub(super) fn new(enabled: bool, payload_save_grace_millis: i64) -> Self {
-        Outbox { enabled, payload_save_grace_millis, rows: Vec::new(), status: None, event: None }
+        Outbox { enabled, payload_save_grace_millis, rows: Vec::new(), statuses: Vec::new(), events: Vec::new() }
     }
 
-    /// Queues what Payload must show about a subject, once per decision.
+    /// Queues what Payload must show about a subject, once per transaction.
     fn queue(&mut self, queued: &Queued, now: Timestamp) {
         let topic = queued.topic.as_str();
         if self.enabled && !self.rows.iter().any(|row| row.0 == topic && row.1 == queued.subject) {
@@ -74,7 +75,22 @@ impl Outbox {
         }
     }
 
-    fn columns(rows: Vec<(&'static str, String, String, i64, i64)>) -> OutboxColumns {
+    fn set_status(&mut self, (reference, status, finished_at, holds): (String, &'static str, Option<i64>, i64)) {
+        self.statuses.retain(|planned| planned.0 != reference);
+        self.statuses.push((reference, status, finished_at, holds));
+    }
+
+    /// The queued rows as the arrays `UNNEST` takes, products first, then reservations, each in key order, then
+    /// movements in id order: the upsert locks the rows it finds, and two transactions taking them in different
+    /// orders could deadlock (a movement's row is its own). A lane's rows keep their order: a product's lane has
+    /// its sizes' row before its movements', as they were queued.
+    fn take_rows(&mut self) -> OutboxColumns {
+        let mut rows = std::mem::take(&mut self.rows);
+        rows.sort_by_cached_key(|row| match row.0 {
+            "product" => (0, row.1.clone(), 0),
+            "reservation" => (1, row.1.clone(), 0),
+            _ => (2, String::new(), row.1.parse::<i64>().unwrap_or(i64::MAX)),
+        });
         let mut columns: OutboxColumns = Default::default();
         for (topic, subject, lane, created_at, next_attempt_at) in rows {
             columns.0.push(topic);
@@ -86,45 +102,41 @@ impl Outbox {
         columns
     }
 
-    /// Writes what is pending in one statement: the status change, the event's record, and the queued outbox rows
-    /// in the order queued (a row already queued for the same subject has its revision bumped instead: the changes
-    /// coalesce). A part with nothing pending is bound NULL or empty and changes nothing. An event another sidecar
-    /// recorded since this one read it fails the statement on its unique id.
-    async fn write(self, connection: &mut PgConnection) -> Result<(), StoreError> {
-        if self.rows.is_empty() && self.status.is_none() && self.event.is_none() {
+    /// Writes what is pending in one statement: the status changes, the events' records, and the queued outbox
+    /// rows (a row already queued for the same subject has its revision bumped instead: the changes coalesce). An
+    /// event another sidecar recorded since this one read it fails the statement on its unique id.
+    async fn write(mut self, connection: &mut PgConnection) -> Result<(), StoreError> {
+        if self.rows.is_empty() && self.statuses.is_empty() && self.events.is_empty() {
             return Ok(());
         }
-        let (reference, status, finished_at, holds) = match self.status {
-            Some((reference, status, finished_at, holds)) => (Some(reference), Some(status), finished_at, Some(holds)),
-            None => (None, None, None, None),
-        };
-        let (event_id, kind, outcome, received_at) = match self.event {
-            Some((id, kind, outcome, received_at)) => (Some(id), Some(kind), Some(outcome), Some(received_at)),
-            None => (None, None, None, None),
-        };
-        let (topics, subjects, lanes, created, due) = Outbox::columns(self.rows);
+        let queued = self.take_rows();
+        let (statuses, events) = (&self.statuses, &self.events);
         sqlx::query(concat!(
-            "WITH items AS (UPDATE reservation_items SET holds_until = $3 WHERE reference = $1), \
-             status AS (UPDATE reservations SET status = $2, finished_at = $4 WHERE reference = $1), \
+            "WITH planned AS (SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[]) \
+               AS planned (reference, status, finished_at, holds_until)), \
+             items AS (UPDATE reservation_items ri SET holds_until = planned.holds_until FROM planned \
+               WHERE ri.reference = planned.reference), \
+             status AS (UPDATE reservations r SET status = planned.status, finished_at = planned.finished_at \
+               FROM planned WHERE r.reference = planned.reference), \
              event AS (INSERT INTO stripe_events (id, type, outcome, received_at) \
-               SELECT $5::TEXT, $12::TEXT, $6::TEXT, $13::BIGINT WHERE $5::TEXT IS NOT NULL), \
+               SELECT * FROM UNNEST($5::TEXT[], $6::TEXT[], $7::TEXT[], $8::BIGINT[])), \
              queued AS (",
-            queue_outbox!("$7", "$8", "$9", "$10", "$11", ""),
+            queue_outbox!("$9", "$10", "$11", "$12", "$13", ""),
             ") SELECT 1"
         ))
-        .bind(reference)
-        .bind(status)
-        .bind(holds)
-        .bind(finished_at)
-        .bind(event_id)
-        .bind(outcome)
-        .bind(topics)
-        .bind(subjects)
-        .bind(lanes)
-        .bind(created)
-        .bind(due)
-        .bind(kind)
-        .bind(received_at)
+        .bind(statuses.iter().map(|status| status.0.as_str()).collect::<Vec<_>>())
+        .bind(statuses.iter().map(|status| status.1).collect::<Vec<_>>())
+        .bind(statuses.iter().map(|status| status.2).collect::<Vec<_>>())
+        .bind(statuses.iter().map(|status| status.3).collect::<Vec<_>>())
+        .bind(events.iter().map(|event| event.0.as_str()).collect::<Vec<_>>())
+        .bind(events.iter().map(|event| event.1.as_str()).collect::<Vec<_>>())
+        .bind(events.iter().map(|event| event.2).collect::<Vec<_>>())
+        .bind(events.iter().map(|event| event.3).collect::<Vec<_>>())
+        .bind(queued.0)
+        .bind(queued.1)
+        .bind(queued.2)
+        .bind(queued.3)
+        .bind(queued.4)
         .execute(&mut *connection)
         .await?;
         Ok(())
@@ -155,18 +167,28 @@ fn item_sizes(items: &[ReservedItem]) -> Vec<(&str, &str)> {
     items.iter().map(|item| (item.product.as_str(), item.size.as_str())).collect()
 }
 
-/// Loads every size of `products` into the snapshot.
+/// A size by product and label.
+type SizeKey<'a> = (&'a str, &'a str);
+
+/// Loads every size of `products` into the snapshot, but a size asked for that did not exist when the sizes were
+/// locked (another sidecar created it since): planning on its unlocked figures could count its units twice, so the
+/// decision sees it absent and its write of the size fails on the size's key. `asked` and `locked` are sorted.
 async fn load_products(
     connection: &mut PgConnection,
     snapshot: &mut Snapshot,
     products: &[&str],
+    (asked, locked): (&[SizeKey<'_>], &[(String, String)]),
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let mut sizes = sizes_of(connection, products, now).await?.into_iter().peekable();
     for product in products {
         let mut records = Vec::new();
         while let Some((_, record)) = sizes.next_if(|(owner, _)| owner == product) {
-            records.push(record);
+            let asked_but_unlocked = asked.binary_search(&(product, record.size.as_str())).is_ok()
+                && locked.binary_search(&(product.to_string(), record.size.clone())).is_err();
+            if !asked_but_unlocked {
+                records.push(record);
+            }
         }
         snapshot.add_product(product, records);
     }
@@ -181,33 +203,63 @@ async fn load_movement(connection: &mut PgConnection, key: &str) -> Result<Optio
     row.map(movement_from_columns).transpose()
 }
 
-/// Records a movement and sets its size's units on hand to its `stock_after` (and the threshold, if given), in one
-/// statement; the size must be locked. The id the database gave it.
-async fn insert_movement(connection: &mut PgConnection, planned: &NewMovement) -> Result<i64, StoreError> {
-    let NewMovement { key, product, size, movement, origin, low_stock_threshold } = planned;
-    let (id,): (i64,) = sqlx::query_as(
-        "WITH updated AS (UPDATE sizes SET stock = $3, low_stock_threshold = COALESCE($4, low_stock_threshold), \
-           updated_at = $5 WHERE product = $1 AND size = $2) \
-         INSERT INTO movements (idempotency_key, product, size, type, quantity, stock_before, stock_after, reason, \
-           reference, order_reference, date, origin) \
-         VALUES ($6, $1, $2, $7, $8, $9, $3, $10, $11, $12, $5, $13) RETURNING id",
+/// One column of `rows`, as the array `UNNEST` takes.
+fn column<'a, Row, Value>(rows: &'a [Row], value: impl Fn(&'a Row) -> Value) -> Vec<Value> {
+    rows.iter().map(value).collect()
+}
+
+/// Records movements with ids taken from the table's identity in their order, and sets each size's units on hand
+/// (and threshold) to what its last movement leaves, in two statements; the sizes must be locked. The ids given.
+async fn insert_movements(connection: &mut PgConnection, planned: &[&NewMovement]) -> Result<Vec<i64>, StoreError> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT nextval(pg_get_serial_sequence('movements', 'id')) FROM generate_series(1, $1) ORDER BY 1",
     )
-    .bind(product)
-    .bind(size)
-    .bind(i64::from(movement.stock_after))
-    .bind(low_stock_threshold.map(i64::from))
-    .bind(movement.details.date.unix_millis())
-    .bind(key)
-    .bind(movement.kind.as_str())
-    .bind(movement.quantity.get())
-    .bind(i64::from(movement.stock_before))
-    .bind(&movement.details.reason)
-    .bind(&movement.details.reference)
-    .bind(&movement.details.order_reference)
-    .bind(origin.as_str())
-    .fetch_one(&mut *connection)
+    .bind(i64::try_from(planned.len()).unwrap_or(i64::MAX))
+    .fetch_all(&mut *connection)
     .await?;
-    Ok(id)
+    // Each size once, with what its last movement leaves (the threshold: the last one a movement set).
+    let mut sizes: Vec<(&str, &str, i64, Option<i64>, i64)> = Vec::new();
+    for planned in planned {
+        let threshold = planned.low_stock_threshold.map(i64::from);
+        let after = i64::from(planned.movement.stock_after);
+        let date = planned.movement.details.date.unix_millis();
+        match sizes.iter_mut().find(|size| size.0 == planned.product && size.1 == planned.size) {
+            Some(size) => *size = (size.0, size.1, after, threshold.or(size.3), date),
+            None => sizes.push((&planned.product, &planned.size, after, threshold, date)),
+        }
+    }
+    sqlx::query(
+        "WITH updated AS (UPDATE sizes s SET stock = u.stock, \
+           low_stock_threshold = COALESCE(u.threshold, s.low_stock_threshold), updated_at = u.at \
+           FROM UNNEST($14::TEXT[], $15::TEXT[], $16::BIGINT[], $17::BIGINT[], $18::BIGINT[]) \
+             AS u (product, size, stock, threshold, at) \
+           WHERE s.product = u.product AND s.size = u.size) \
+         INSERT INTO movements (id, idempotency_key, product, size, type, quantity, stock_before, stock_after, reason, \
+           reference, order_reference, date, origin) OVERRIDING SYSTEM VALUE \
+         SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], \
+           $7::BIGINT[], $8::BIGINT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::BIGINT[], $13::TEXT[])",
+    )
+    .bind(&ids)
+    .bind(column(planned, |planned| planned.key.as_deref()))
+    .bind(column(planned, |planned| planned.product.as_str()))
+    .bind(column(planned, |planned| planned.size.as_str()))
+    .bind(column(planned, |planned| planned.movement.kind.as_str()))
+    .bind(column(planned, |planned| planned.movement.quantity.get()))
+    .bind(column(planned, |planned| i64::from(planned.movement.stock_before)))
+    .bind(column(planned, |planned| i64::from(planned.movement.stock_after)))
+    .bind(column(planned, |planned| planned.movement.details.reason.as_str()))
+    .bind(column(planned, |planned| planned.movement.details.reference.as_deref()))
+    .bind(column(planned, |planned| planned.movement.details.order_reference.as_deref()))
+    .bind(column(planned, |planned| planned.movement.details.date.unix_millis()))
+    .bind(column(planned, |planned| planned.origin.as_str()))
+    .bind(column(&sizes, |size| size.0))
+    .bind(column(&sizes, |size| size.1))
+    .bind(column(&sizes, |size| size.2))
+    .bind(column(&sizes, |size| size.3))
+    .bind(column(&sizes, |size| size.4))
+    .execute(&mut *connection)
+    .await?;
+    Ok(ids)
 }
 
 /// Releases a reservation (see [`plan::release`]), its row locked first.
@@ -225,24 +277,27 @@ pub(super) async fn release(
     Ok(plan.outcome)
 }
 
-/// Executes a plan's writes: a status change (its sizes locked now, after the reservation's row, unless
-/// `sizes_locked`), the event's record and the outbox rows are gathered for `Outbox::write`, which writes them in
-/// one statement at the decision's end; sizes, movements and conflicts are written at once. A reservation's
-/// insert is written by [`reserve_all`] itself. The movements recorded, with their ids.
+/// Executes the writes of a transaction's plans, in few statements: new sizes in one, movements in two (their ids,
+/// then the rows and their sizes' figures), conflicts in one; status changes (their sizes locked now, after the
+/// reservations' rows, unless `sizes_locked`), the events' records and the outbox rows are gathered for
+/// `Outbox::write`, which writes them in one statement at the transaction's end. A reservation's insert is written
+/// by [`reserve_all`] itself. The movements recorded, with their ids, in plan order.
 async fn apply(
     connection: &mut PgConnection,
     outbox: &mut Outbox,
     writes: &[Write],
     (now, sizes_locked): (Timestamp, bool),
 ) -> Result<Vec<MovementRecord>, StoreError> {
-    let mut recorded = Vec::new();
+    let mut new_sizes: (Vec<&str>, Vec<&str>, Vec<i64>) = Default::default();
+    let mut movements: Vec<&NewMovement> = Vec::new();
+    let mut conflicts: (Vec<&str>, Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
     for write in writes {
         match write {
             Write::SetStatus { record, finished_at } => {
                 if !sizes_locked {
                     lock_sizes(connection, &item_sizes(&record.items)).await?;
                 }
-                outbox.status = Some((
+                outbox.set_status((
                     record.reference.clone(),
                     record.status.as_str(),
                     finished_at.map(Timestamp::unix_millis),
@@ -251,42 +306,19 @@ async fn apply(
             }
             Write::Queue(queued) => outbox.queue(queued, now),
             Write::InsertSize { product, size, low_stock_threshold } => {
-                // No ON CONFLICT: a size another sidecar created since this one read fails the decision, which runs
-                // again and finds it.
-                sqlx::query(
-                    "INSERT INTO sizes (product, size, stock, low_stock_threshold, updated_at) \
-                     VALUES ($1, $2, 0, $3, $4)",
-                )
-                .bind(product)
-                .bind(size)
-                .bind(i64::from(*low_stock_threshold))
-                .bind(now.unix_millis())
-                .execute(&mut *connection)
-                .await?;
+                new_sizes.0.push(product);
+                new_sizes.1.push(size);
+                new_sizes.2.push(i64::from(*low_stock_threshold));
             }
-            Write::InsertMovement(planned) => {
-                let id = insert_movement(connection, planned).await?;
-                let grace = outbox.payload_save_grace_millis;
-                for queued in plan::movement_entries(id, &planned.product, planned.origin, grace) {
-                    outbox.queue(&queued, planned.movement.details.date);
-                }
-                recorded.push(planned.recorded(id));
-            }
+            Write::InsertMovement(planned) => movements.push(planned),
             Write::RecordConflict { kind, reference, event_id, details } => {
-                sqlx::query(
-                    "INSERT INTO conflicts (kind, reference, event_id, details, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(kind)
-                .bind(reference)
-                .bind(event_id)
-                .bind(details)
-                .bind(now.unix_millis())
-                .execute(&mut *connection)
-                .await?;
+                conflicts.0.push(kind);
+                conflicts.1.push(reference);
+                conflicts.2.push(event_id);
+                conflicts.3.push(details);
             }
             Write::RecordEvent { id, kind, outcome, received_at } => {
-                outbox.event = Some((id.clone(), kind.clone(), outcome, received_at.unix_millis()));
+                outbox.events.push((id.clone(), kind.clone(), outcome, received_at.unix_millis()));
             }
             Write::InsertReservation(record) => {
                 return Err(StoreError::Inconsistent(format!(
@@ -295,6 +327,47 @@ async fn apply(
                 )));
             }
         }
+    }
+    if !new_sizes.0.is_empty() {
+        // No ON CONFLICT: a size another sidecar created since this one read fails the transaction, which runs
+        // again and finds it.
+        sqlx::query(
+            "INSERT INTO sizes (product, size, stock, low_stock_threshold, updated_at) \
+             SELECT product, size, 0, threshold, $4 FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[]) \
+               AS planned (product, size, threshold)",
+        )
+        .bind(new_sizes.0)
+        .bind(new_sizes.1)
+        .bind(new_sizes.2)
+        .bind(now.unix_millis())
+        .execute(&mut *connection)
+        .await?;
+    }
+    if !conflicts.0.is_empty() {
+        sqlx::query(
+            "INSERT INTO conflicts (kind, reference, event_id, details, created_at) \
+             SELECT kind, reference, event_id, details, $5 FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[]) \
+               AS planned (kind, reference, event_id, details)",
+        )
+        .bind(conflicts.0)
+        .bind(conflicts.1)
+        .bind(conflicts.2)
+        .bind(conflicts.3)
+        .bind(now.unix_millis())
+        .execute(&mut *connection)
+        .await?;
+    }
+    if movements.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = insert_movements(connection, &movements).await?;
+    let grace = outbox.payload_save_grace_millis;
+    let mut recorded = Vec::with_capacity(movements.len());
+    for (id, planned) in ids.into_iter().zip(movements) {
+        for queued in plan::movement_entries(id, &planned.product, planned.origin, grace) {
+            outbox.queue(&queued, planned.movement.details.date);
+        }
+        recorded.push(planned.recorded(id));
     }
     Ok(recorded)
 }
@@ -334,20 +407,7 @@ pub(super) async fn reserve_all(
     products.sort_unstable();
     products.dedup();
     let mut snapshot = Snapshot::default();
-    let mut sizes = sizes_of(connection, &products, now).await?.into_iter().peekable();
-    for product in products {
-        let mut records = Vec::new();
-        while let Some((_, record)) = sizes.next_if(|(owner, _)| owner == product) {
-            // A size asked for that did not exist when the sizes were locked (another sidecar created it since) is
-            // not known to this batch: planning on its unlocked figures could sell its units twice.
-            let asked_but_unlocked = asked.binary_search(&(product, record.size.as_str())).is_ok()
-                && locked.binary_search(&(product.to_owned(), record.size.clone())).is_err();
-            if !asked_but_unlocked {
-                records.push(record);
-            }
-        }
-        snapshot.add_product(product, records);
-    }
+    load_products(connection, &mut snapshot, &products, (&asked, &locked), now).await?;
     let mut references: Vec<&str> = requests.iter().map(|request| request.reference.as_str()).collect();
     references.sort_unstable();
     references.dedup();
@@ -386,12 +446,8 @@ pub(super) async fn reserve_all(
     if reservations.0.is_empty() {
         return Ok(outcomes);
     }
-    // The outbox rows in (topic, subject) order, whatever the order of the requests: the upsert locks the rows it
-    // finds, and two batches (or a batch and a release) taking them in different orders could deadlock. A lane has
-    // at most one row per batch, so no lane's delivery order changes.
-    let mut rows = std::mem::take(&mut outbox.rows);
-    rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    let (topics, subjects, lanes, created, due) = Outbox::columns(rows);
+    // The outbox rows in lock order (see `Outbox::take_rows`), whatever the order of the requests.
+    let (topics, subjects, lanes, created, due) = outbox.take_rows();
     // Every reservation, its items and the outbox rows in one statement.
     sqlx::query(concat!(
         "WITH reservation AS (INSERT INTO reservations (reference, status, created_at, expires_at) \
@@ -512,11 +568,12 @@ pub(super) async fn record_movement(
     now: Timestamp,
 ) -> Result<MovementOutcome, StoreError> {
     let mut snapshot = Snapshot::default();
-    lock_sizes(connection, &[(&request.product, &request.size)]).await?;
+    let asked = [(request.product.as_str(), request.size.as_str())];
+    let locked = lock_sizes(connection, &asked).await?;
     if let Some(key) = plan::movement_reads(request) {
         snapshot.add_movement(&key, load_movement(connection, &key).await?);
     }
-    load_products(connection, &mut snapshot, &[&request.product], now).await?;
+    load_products(connection, &mut snapshot, &[&request.product], (&asked, &locked), now).await?;
     let plan = plan::record_movement(&mut snapshot, request, now)?;
     let recorded = apply(connection, &mut outbox, &plan.writes, (now, true)).await?;
     outbox.write(connection).await?;
@@ -544,8 +601,11 @@ pub(super) async fn apply_stripe_event(
     if let Some(reference) = plan::event_reads(action).filter(|_| !applied) {
         let record = load_reservation(connection, reference, true).await?;
         if let (StripeAction::Commit { .. }, Some(record)) = (action, &record) {
-            lock_sizes(connection, &item_sizes(&record.items)).await?;
-            load_products(connection, &mut snapshot, &plan::item_products(&record.items), now).await?;
+            let mut asked = item_sizes(&record.items);
+            asked.sort_unstable();
+            let locked = lock_sizes(connection, &asked).await?;
+            load_products(connection, &mut snapshot, &plan::item_products(&record.items), (&asked, &locked), now)
+                .await?;
             sizes_locked = true;
         }
         snapshot.add_reservation(reference, record);
@@ -567,7 +627,7 @@ pub(super) async fn import_size(
     now: Timestamp,
 ) -> Result<ImportOutcome, StoreError> {
     let mut snapshot = Snapshot::default();
-    load_products(connection, &mut snapshot, &[product], now).await?;
+    load_products(connection, &mut snapshot, &[product], (&[], &[]), now).await?;
     let plan = plan::import_size(&mut snapshot, (product, size), figures, reason, now)?;
     let recorded = apply(connection, &mut outbox, &plan.writes, (now, true)).await?;
     outbox.write(connection).await?;
