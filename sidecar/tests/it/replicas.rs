@@ -209,6 +209,79 @@ async fn a_postgresql_batch_with_one_failing_reservation_commits_the_others_and_
     assert_eq!(stock_of(&*store, "boot", at(2)).await, (10, 5), "the five others hold their units");
 }
 
+/// PostgreSQL's Stripe event batches, as the reservation batches above: six payments queued while the batcher waits
+/// on a lock form one batch, in which one (`evt_poison`) fails at the database. The batch is rolled back and its
+/// events run again one by one: the five others sell their reservations once, the poisoned one is answered its
+/// error and leaves no trace (its event unrecorded, its reservation still active, nothing sold).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgresql_batch_with_one_failing_stripe_event_applies_the_others_and_leaves_no_trace_of_it() {
+    use sqlx::Connection;
+    let database = TestDatabase::new().await;
+    if !database.is_postgres() {
+        return;
+    }
+    let store = open_store(&database, None).await;
+    let ttl = ReservationTtl::from_seconds(600).expect("ttl");
+    for size in ["42", "43"] {
+        let mut restock = movement("boot", 10, None);
+        restock.size = size.to_owned();
+        store.record_movement(restock, at(0)).await.expect("restock");
+    }
+    let buyers = ["pi_1", "pi_2", "pi_poison", "pi_3", "pi_4", "pi_5"];
+    for (reference, size) in buyers.iter().map(|reference| (*reference, "42")).chain([("pi_first", "43")]) {
+        let lines = [CartLine { product: "boot".to_owned(), size: size.to_owned(), quantity: 1.0 }];
+        let outcome = store.reserve(reference, &lines, ttl, at(1)).await.expect("reserve");
+        assert!(matches!(outcome, ReserveOutcome::Created(_)), "{reference}: {outcome:?}");
+    }
+    let mut admin = sqlx::PgConnection::connect(&database.url).await.expect("connect");
+    for statement in [
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.id = 'evt_poison' THEN RAISE EXCEPTION 'poisoned event'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON stripe_events FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+    ] {
+        sqlx::query(statement).execute(&mut admin).await.expect("trigger");
+    }
+    let mut holder = sqlx::PgConnection::connect(&database.url).await.expect("connect");
+    sqlx::query("BEGIN").execute(&mut holder).await.expect("begin");
+    sqlx::query("SELECT 1 FROM sizes WHERE size = '43' FOR UPDATE").execute(&mut holder).await.expect("lock");
+    let pay = |reference: &str| {
+        let (store, reference) = (store.clone(), reference.to_owned());
+        tokio::spawn(async move {
+            let id = format!("evt_{}", reference.trim_start_matches("pi_"));
+            let event = StripeEventRecord { id, kind: "payment_intent.succeeded".into() };
+            let action = StripeAction::Commit { reference, order_reference: None, marked: true };
+            store.apply_stripe_event(&event, &action, at(2)).await
+        })
+    };
+    let waiting = pay("pi_first");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let queued: Vec<_> = buyers.into_iter().map(|reference| (reference, pay(reference))).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sqlx::query("COMMIT").execute(&mut holder).await.expect("commit");
+
+    assert_eq!(waiting.await.expect("task").expect("applied"), EventOutcome::Committed { late: false });
+    for (reference, answer) in queued {
+        let outcome = answer.await.expect("task");
+        if reference == "pi_poison" {
+            let error = outcome.expect_err("the poisoned event fails");
+            assert!(error.to_string().contains("poisoned event"), "{error}");
+        } else {
+            assert_eq!(outcome.expect("applied"), EventOutcome::Committed { late: false }, "{reference}");
+        }
+    }
+    let poisoned = store.reservation("pi_poison").await.expect("read").expect("still there");
+    assert_eq!(poisoned.status, stock_core::ReservationStatus::Active, "no trace of the failed one");
+    let (events, sales): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM stripe_events WHERE id = 'evt_poison'), \
+           (SELECT COUNT(*) FROM movements WHERE reference = 'pi_poison')",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("count");
+    assert_eq!((events, sales), (0, 0));
+    assert_eq!(stock_of(&*store, "boot", at(3)).await, (5, 1), "five sold, the poisoned one still held");
+}
+
 /// A PostgreSQL batch that asks twice for a reference reserved before (a double submit) answers both with that
 /// reservation, its items as they are, and reserves the batch's new reference beside them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,38 +1,80 @@
-//! PostgreSQL decides reservations in batches, as SQLite's writer does: the reservations that queue in this
-//! sidecar while one transaction is in flight go into the next one, which locks every size they ask for in one
-//! statement, plans them in arrival order against what it read, writes them all in one statement and commits
-//! once; each caller is answered after that commit. On a hot size this turns one transaction per reservation,
-//! each holding the size's row lock across its round trips, into one per batch. A batch that fails (another
-//! sidecar took one of its references, a deadlock, anything) is rolled back whole and its reservations run again
+//! PostgreSQL decides reservations and Stripe events in batches, as SQLite's writer does: the decisions of one kind
+//! that queue in this sidecar while one transaction is in flight go into the next one, which locks every row they
+//! need in few statements (in one order), plans them in arrival order against what it read, writes them set-based
+//! and commits once; each caller is answered after that commit. On a hot size this turns one transaction per
+//! decision, each holding the size's row lock across its round trips, into one per batch. A batch that fails
+//! (another sidecar took one of its keys, a deadlock, anything) is rolled back whole and its decisions run again
 //! one transaction each, in the same order, so a failure stays its own request's.
 
+use std::future::Future;
+
+use sqlx::postgres::PgConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::PostgresStore;
-use super::decisions::{self, Outbox, ReserveRequest};
-use crate::store::{ReserveOutcome, StoreError};
+use super::decisions::{self, EventRequest, Outbox, ReserveRequest};
+use crate::store::{EventOutcome, ReserveOutcome, StoreError};
 
-/// At most this many reservations share one transaction: bounds how long the first waits for the last.
+/// At most this many decisions share one transaction: bounds how long the first waits for the last.
 const MAX_BATCH: usize = 128;
-/// Reservations waiting for the next batch; the HTTP layer's concurrency limit keeps the queue well below this.
+/// Decisions waiting for the next batch; the HTTP layer's concurrency limit keeps the queue well below this.
 const QUEUE: usize = 4096;
 
-/// A reservation waiting for its batch, and where its answer goes.
+/// A kind of decision PostgreSQL takes in batches.
+pub(super) trait Batched: Clone + std::fmt::Debug + Send + Sync + 'static {
+    type Outcome: std::fmt::Debug + Send + 'static;
+    /// What logs call a batch of them.
+    const NAME: &'static str;
+    /// Decides every one of `batch`, in order, in the transaction `connection` is in.
+    fn decide_all<'a>(
+        connection: &'a mut PgConnection,
+        outbox: Outbox,
+        batch: &'a [Self],
+    ) -> impl Future<Output = Result<Vec<Self::Outcome>, StoreError>> + Send + 'a
+    where
+        Self: Sized;
+}
+
+impl Batched for ReserveRequest {
+    type Outcome = ReserveOutcome;
+    const NAME: &'static str = "reservation";
+    fn decide_all<'a>(
+        connection: &'a mut PgConnection,
+        outbox: Outbox,
+        batch: &'a [Self],
+    ) -> impl Future<Output = Result<Vec<ReserveOutcome>, StoreError>> + Send + 'a {
+        decisions::reserve_all(connection, outbox, batch)
+    }
+}
+
+impl Batched for EventRequest {
+    type Outcome = EventOutcome;
+    const NAME: &'static str = "Stripe event";
+    fn decide_all<'a>(
+        connection: &'a mut PgConnection,
+        outbox: Outbox,
+        batch: &'a [Self],
+    ) -> impl Future<Output = Result<Vec<EventOutcome>, StoreError>> + Send + 'a {
+        decisions::apply_events(connection, outbox, batch)
+    }
+}
+
+/// A decision waiting for its batch, and where its answer goes.
 #[derive(Debug)]
-pub(super) struct QueuedReservation {
-    request: ReserveRequest,
+pub(super) struct Queued<Decision: Batched> {
+    decision: Decision,
     outbox: Outbox,
-    answer: oneshot::Sender<Result<ReserveOutcome, StoreError>>,
+    answer: oneshot::Sender<Result<Decision::Outcome, StoreError>>,
 }
 
 fn batching_stopped() -> StoreError {
-    StoreError::Inconsistent("the ledger's reservation batching has stopped (the store was closed)".to_owned())
+    StoreError::Inconsistent("the ledger's batching has stopped (the store was closed)".to_owned())
 }
 
-/// Starts the task that decides reservations in batches with `store` (a store without a queue of its own); it
-/// stops once every sender of the returned queue is dropped.
-pub(super) fn start(store: PostgresStore) -> mpsc::Sender<QueuedReservation> {
-    let (queue, mut queued) = mpsc::channel::<QueuedReservation>(QUEUE);
+/// Starts the task that decides one kind of decision in batches with `store` (a store without queues of its own);
+/// it stops once every sender of the returned queue is dropped.
+pub(super) fn start<Decision: Batched>(store: PostgresStore) -> mpsc::Sender<Queued<Decision>> {
+    let (queue, mut queued) = mpsc::channel::<Queued<Decision>>(QUEUE);
     tokio::spawn(async move {
         while let Some(first) = queued.recv().await {
             let mut batch = vec![first];
@@ -53,21 +95,21 @@ pub(super) fn start(store: PostgresStore) -> mpsc::Sender<QueuedReservation> {
     queue
 }
 
-/// Queues a reservation for the next batch and waits for its answer.
-pub(super) async fn reserve_in_next_batch(
-    queue: &mpsc::Sender<QueuedReservation>,
-    request: ReserveRequest,
+/// Queues a decision for the next batch of its kind and waits for its answer.
+pub(super) async fn decide_in_next_batch<Decision: Batched>(
+    queue: &mpsc::Sender<Queued<Decision>>,
+    decision: Decision,
     outbox: Outbox,
-) -> Result<ReserveOutcome, StoreError> {
+) -> Result<Decision::Outcome, StoreError> {
     let (answer, answered) = oneshot::channel();
-    queue.send(QueuedReservation { request, outbox, answer }).await.map_err(|_| batching_stopped())?;
+    queue.send(Queued { decision, outbox, answer }).await.map_err(|_| batching_stopped())?;
     answered.await.map_err(|_| batching_stopped())?
 }
 
-/// Decides a batch in one transaction, or, if that fails, each of its reservations alone.
-async fn decide_batch(store: &PostgresStore, batch: Vec<QueuedReservation>) {
+/// Decides a batch in one transaction, or, if that fails, each of its decisions alone.
+async fn decide_batch<Decision: Batched>(store: &PostgresStore, batch: Vec<Queued<Decision>>) {
     if batch.len() > 1 {
-        match reserve_together(store, &batch).await {
+        match decide_together(store, &batch).await {
             Ok(outcomes) => {
                 for (queued, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = queued.answer.send(Ok(outcome));
@@ -76,15 +118,16 @@ async fn decide_batch(store: &PostgresStore, batch: Vec<QueuedReservation>) {
             }
             Err(error) => {
                 if let Some(cause) = unreachable_database(&error) {
-                    // Nothing any one reservation did: running each again alone would wait as long again, each.
-                    tracing::warn!(error = %error, reservations = batch.len(), "a reservation batch could not reach the database");
+                    // Nothing any one decision did: running each again alone would wait as long again, each.
+                    tracing::warn!(error = %error, decisions = batch.len(), kind = Decision::NAME,
+                        "a batch could not reach the database");
                     for queued in batch {
                         let _ = queued.answer.send(Err(StoreError::Busy(cause.clone())));
                     }
                     return;
                 }
-                tracing::debug!(error = %error, reservations = batch.len(),
-                    "a reservation batch failed as a whole; its reservations run again one by one");
+                tracing::debug!(error = %error, decisions = batch.len(), kind = Decision::NAME,
+                    "a batch failed as a whole; its decisions run again one by one");
             }
         }
     }
@@ -92,13 +135,13 @@ async fn decide_batch(store: &PostgresStore, batch: Vec<QueuedReservation>) {
         if queued.answer.is_closed() {
             continue;
         }
-        let outcome = store.reserve_alone(&queued.request, queued.outbox).await;
+        let outcome = store.decide_alone(&queued.decision, queued.outbox).await;
         let _ = queued.answer.send(outcome);
     }
 }
 
 /// The cause of a failure to reach the database at all (no connection free within the pool's timeout, the pool
-/// closed, the connection lost): transient, and the same for every reservation of the batch.
+/// closed, the connection lost): transient, and the same for every decision of the batch.
 fn unreachable_database(error: &StoreError) -> Option<std::sync::Arc<dyn std::error::Error + Send + Sync>> {
     let StoreError::Database(cause) = error else {
         return None;
@@ -110,16 +153,16 @@ fn unreachable_database(error: &StoreError) -> Option<std::sync::Arc<dyn std::er
     unreachable.then(|| cause.clone())
 }
 
-/// Every reservation of the batch in one transaction, committed; nothing if it fails.
-async fn reserve_together(
+/// Every decision of the batch in one transaction, committed; nothing if it fails.
+async fn decide_together<Decision: Batched>(
     store: &PostgresStore,
-    batch: &[QueuedReservation],
-) -> Result<Vec<ReserveOutcome>, StoreError> {
-    let requests: Vec<ReserveRequest> = batch.iter().map(|queued| queued.request.clone()).collect();
+    batch: &[Queued<Decision>],
+) -> Result<Vec<Decision::Outcome>, StoreError> {
+    let decisions: Vec<Decision> = batch.iter().map(|queued| queued.decision.clone()).collect();
     let outbox = batch.first().map(|queued| queued.outbox.clone()).ok_or_else(batching_stopped)?;
-    store.counters.writes.fetch_add(requests.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    store.counters.writes.fetch_add(decisions.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let mut transaction = store.pool.begin().await?;
-    let outcomes = decisions::reserve_all(&mut transaction, outbox, &requests).await?;
+    let outcomes = Decision::decide_all(&mut transaction, outbox, &decisions).await?;
     transaction.commit().await?;
     store.counters.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(outcomes)

@@ -411,7 +411,7 @@ pub(super) async fn reserve_all(
     let mut references: Vec<&str> = requests.iter().map(|request| request.reference.as_str()).collect();
     references.sort_unstable();
     references.dedup();
-    let existing = load_reservations(connection, &references).await?;
+    let existing = load_reservations(connection, &references, false).await?;
     for reference in references {
         snapshot.add_reservation(reference, existing.get(reference).cloned());
     }
@@ -580,40 +580,66 @@ pub(super) async fn record_movement(
     plan.outcome.answer(recorded)
 }
 
-/// Applies one Stripe event once (see [`plan::apply_stripe_event`]). An event already applied is answered at once;
-/// otherwise the reservation is locked, then its sizes for a sale, and the event is recorded in the decision's last
-/// statement: the same event applied by another sidecar meanwhile fails it on its unique id ([`is_key_taken`]), and
-/// the decision runs again and finds it.
-pub(super) async fn apply_stripe_event(
+/// A verified Stripe event as a batch carries it.
+#[derive(Debug, Clone)]
+pub(super) struct EventRequest {
+    pub(super) event: StripeEventRecord,
+    pub(super) action: StripeAction,
+    pub(super) now: Timestamp,
+}
+
+/// Applies Stripe events once each, in one transaction, in their order (see [`plan::apply_stripe_event`]). Events
+/// already applied are answered without a lock; the reservations the others name are locked in one statement (in
+/// reference order), then every size those reservations hold (in product and size order: a sale or a status change
+/// moves their figures), then read. The events are recorded in the transaction's last statement: an event another
+/// sidecar applied meanwhile fails it on its unique id ([`is_key_taken`]), and the events run again and find it.
+pub(super) async fn apply_events(
     connection: &mut PgConnection,
     mut outbox: Outbox,
-    event: &StripeEventRecord,
-    action: &StripeAction,
-    now: Timestamp,
-) -> Result<EventOutcome, StoreError> {
+    requests: &[EventRequest],
+) -> Result<Vec<EventOutcome>, StoreError> {
+    let Some(now) = requests.iter().map(|request| request.now).min() else {
+        return Ok(Vec::new());
+    };
+    let ids: Vec<&str> = requests.iter().map(|request| request.event.id.as_str()).collect();
+    let applied: Vec<String> =
+        sqlx::query_scalar("SELECT e.id FROM UNNEST($1::TEXT[]) AS asked (id) JOIN stripe_events e ON e.id = asked.id")
+            .bind(&ids)
+            .fetch_all(&mut *connection)
+            .await?;
     let mut snapshot = Snapshot::default();
-    let (applied,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM stripe_events WHERE id = $1)")
-        .bind(&event.id)
-        .fetch_one(&mut *connection)
-        .await?;
-    snapshot.add_event(&event.id, applied);
-    let mut sizes_locked = false;
-    if let Some(reference) = plan::event_reads(action).filter(|_| !applied) {
-        let record = load_reservation(connection, reference, true).await?;
-        if let (StripeAction::Commit { .. }, Some(record)) = (action, &record) {
-            let mut asked = item_sizes(&record.items);
-            asked.sort_unstable();
-            let locked = lock_sizes(connection, &asked).await?;
-            load_products(connection, &mut snapshot, &plan::item_products(&record.items), (&asked, &locked), now)
-                .await?;
-            sizes_locked = true;
-        }
-        snapshot.add_reservation(reference, record);
+    for id in &ids {
+        snapshot.add_event(id, applied.iter().any(|known| known == id));
     }
-    let plan = plan::apply_stripe_event(&mut snapshot, event, action, now)?;
-    apply(connection, &mut outbox, &plan.writes, (now, sizes_locked)).await?;
+    let unapplied = requests.iter().filter(|request| !applied.contains(&request.event.id));
+    let mut references: Vec<&str> = unapplied.filter_map(|request| plan::event_reads(&request.action)).collect();
+    references.sort_unstable();
+    references.dedup();
+    let mut sizes_locked = true;
+    if !references.is_empty() {
+        let records = load_reservations(connection, &references, true).await?;
+        let mut asked: Vec<SizeKey<'_>> = records.values().flat_map(|record| item_sizes(&record.items)).collect();
+        asked.sort_unstable();
+        asked.dedup();
+        let locked = lock_sizes(connection, &asked).await?;
+        let mut products: Vec<&str> = asked.iter().map(|(product, _)| *product).collect();
+        products.dedup();
+        load_products(connection, &mut snapshot, &products, (&asked, &locked), now).await?;
+        for reference in references {
+            snapshot.add_reservation(reference, records.get(reference).cloned());
+        }
+        sizes_locked = locked.len() == asked.len();
+    }
+    let mut writes = Vec::new();
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for request in requests {
+        let plan = plan::apply_stripe_event(&mut snapshot, &request.event, &request.action, request.now)?;
+        writes.extend(plan.writes);
+        outcomes.push(plan.outcome);
+    }
+    apply(connection, &mut outbox, &writes, (now, sizes_locked)).await?;
     outbox.write(connection).await?;
-    Ok(plan.outcome)
+    Ok(outcomes)
 }
 
 /// Brings one size Payload has into the ledger unless it is there already (see [`plan::import_size`]); the same
