@@ -4,7 +4,7 @@
 //! so the next decision of the same transaction plans against what this one wrote. A backend only loads snapshots
 //! and executes plans; the rules themselves stay in stock-core.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use stock_core::{
     CartLine, MovementType, ProductSnapshot, Quantity, ReservationError, ReservationStatus, ReservationTtl, SizeStock,
@@ -25,8 +25,11 @@ use super::{
 /// reservations by reference. A decision may only plan on what it was loaded with.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Snapshot {
-    /// Every size of each loaded product, in the order they were added (a product the ledger lacks has none).
+    /// The loaded sizes of each product, in the order they were added (a product the ledger lacks has none).
     products: BTreeMap<String, Vec<SizeRecord>>,
+    /// Products of which only some sizes were read (a sale, a movement, an import reads the sizes it names), with
+    /// the labels read; a product absent here had every size read (a cart's check needs them all).
+    partial: BTreeMap<String, BTreeSet<String>>,
     /// Each loaded reference's reservation, `None` when there is none.
     reservations: BTreeMap<String, Option<ReservationRecord>>,
     /// Each loaded Stripe event id: whether the ledger applied it before.
@@ -40,6 +43,18 @@ impl Snapshot {
     /// Records what the transaction read of `product`: all its sizes, with their figures now.
     pub(crate) fn add_product(&mut self, product: &str, sizes: Vec<SizeRecord>) {
         self.products.insert(product.to_owned(), sizes);
+        self.partial.remove(product);
+    }
+
+    /// Records what the transaction read of one size of `product`: its figures now, `None` if the ledger lacks it.
+    pub(crate) fn add_size(&mut self, product: &str, label: &str, record: Option<SizeRecord>) {
+        let complete = self.products.contains_key(product) && !self.partial.contains_key(product);
+        let sizes = self.products.entry(product.to_owned()).or_default();
+        sizes.retain(|loaded| loaded.size != label);
+        sizes.extend(record);
+        if !complete {
+            self.partial.entry(product.to_owned()).or_default().insert(label.to_owned());
+        }
     }
 
     /// Records what the transaction read under `reference`.
@@ -64,13 +79,34 @@ impl Snapshot {
         }
     }
 
+    /// Every size of `product`.
     fn sizes(&self, product: &str) -> Result<&Vec<SizeRecord>, StoreError> {
-        self.products.get(product).ok_or_else(|| not_loaded(format!("product {product}")))
+        match self.products.get(product) {
+            Some(sizes) if !self.partial.contains_key(product) => Ok(sizes),
+            _ => Err(not_loaded(format!("every size of product {product}"))),
+        }
+    }
+
+    /// One size of `product`, `None` if the ledger lacks it.
+    fn size(&self, product: &str, label: &str) -> Result<Option<&SizeRecord>, StoreError> {
+        let read = self.partial.get(product).is_none_or(|labels| labels.contains(label));
+        match self.products.get(product) {
+            Some(sizes) if read => Ok(sizes.iter().find(|record| record.size == label)),
+            _ => Err(not_loaded(format!("size {product} {label}"))),
+        }
+    }
+
+    /// A size the transaction adds, with no units yet.
+    fn add_new_size(&mut self, product: &str, record: SizeRecord) {
+        if let Some(labels) = self.partial.get_mut(product) {
+            labels.insert(record.size.clone());
+        }
+        self.products.entry(product.to_owned()).or_default().push(record);
     }
 
     /// The level of a size a reservation holds units of: a loaded product that lacks it is an inconsistent ledger.
     fn reserved_size(&self, product: &str, size: &str) -> Result<StockLevel, StoreError> {
-        let found = self.sizes(product)?.iter().find(|record| record.size == size);
+        let found = self.size(product, size)?;
         found
             .map(|record| record.level)
             .ok_or_else(|| StoreError::Inconsistent(format!("reserved size {product} {size} is missing from sizes")))
@@ -79,14 +115,14 @@ impl Snapshot {
     /// Brings a size's units on hand (and threshold) to what a planned movement leaves, adding the size if new;
     /// what its reservations hold is left to their status changes.
     fn record_movement(&mut self, movement: &NewMovement) -> Result<(), StoreError> {
+        if self.size(&movement.product, &movement.size)?.is_none() {
+            self.add_new_size(&movement.product, SizeRecord { size: movement.size.clone(), level: level(0, 0, 0)? });
+        }
         let sizes = self.products.entry(movement.product.clone()).or_default();
-        let position = match sizes.iter().position(|record| record.size == movement.size) {
-            Some(position) => position,
-            None => {
-                sizes.push(SizeRecord { size: movement.size.clone(), level: level(0, 0, 0)? });
-                sizes.len() - 1
-            }
-        };
+        let position = sizes
+            .iter()
+            .position(|record| record.size == movement.size)
+            .ok_or_else(|| not_loaded(format!("size {} {}", movement.product, movement.size)))?;
         let record = &mut sizes[position];
         let threshold = movement.low_stock_threshold.unwrap_or(record.level.low_stock_threshold());
         let reserved = i64::from(record.level.reserved());
@@ -161,7 +197,7 @@ pub(crate) fn reserve_reads(lines: &[CartLine]) -> Vec<&str> {
 }
 
 /// The products a reservation holds units of, which selling it reads (every size of each).
-pub(crate) fn item_products(items: &[ReservedItem]) -> Vec<&str> {
+fn item_products(items: &[ReservedItem]) -> Vec<&str> {
     distinct(items.iter().map(|item| item.product.as_str()))
 }
 
@@ -558,7 +594,7 @@ pub(crate) fn record_movement(
             None => return Err(not_loaded(format!("movement {key}"))),
         }
     }
-    let existing = snapshot.sizes(&request.product)?.iter().find(|record| record.size == request.size);
+    let existing = snapshot.size(&request.product, &request.size)?;
     let mut writes = Vec::with_capacity(2);
     let current = match existing {
         Some(record) => record.level,
@@ -617,7 +653,7 @@ pub(crate) fn import_size(
     reason: &str,
     now: Timestamp,
 ) -> Result<Plan<ImportPlanned>, StoreError> {
-    if let Some(record) = snapshot.sizes(product)?.iter().find(|record| record.size == size) {
+    if let Some(record) = snapshot.size(product, size)? {
         return Ok(Plan::answer(ImportPlanned::AlreadyInLedger { stock: record.level.stock() }));
     }
     let mut writes =
@@ -745,6 +781,14 @@ mod tests {
         snapshot.add_reservation("pi_4", None);
         let unloaded = reserve(&mut snapshot, ("pi_4", &[line("boot", "42", 1.0)]), ttl(), at(100));
         assert!(matches!(unloaded, Err(StoreError::Inconsistent(_))));
+        // A product of which one size was read (for a sale) cannot be checked as a cart: its other sizes are unknown.
+        snapshot.add_size("boot", "42", Some(size("42", 5, 0)));
+        let partial = reserve(&mut snapshot, ("pi_4", &[line("boot", "42", 1.0)]), ttl(), at(100));
+        assert!(matches!(partial, Err(StoreError::Inconsistent(_))));
+        let mut restock = movement_request("43", MovementType::Restock, 1, None);
+        restock.product = "boot".into();
+        let other_size = record_movement(&mut snapshot, &restock, at(100));
+        assert!(matches!(other_size, Err(StoreError::Inconsistent(_))), "size 43 was not read");
     }
 
     #[test]

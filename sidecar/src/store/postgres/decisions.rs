@@ -7,7 +7,8 @@
 use sqlx::postgres::PgConnection;
 use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 
-use super::{load_reservation, load_reservations, select_movements_where, sizes_of};
+use super::{SIZE_PAIRS_QUERY, load_reservation, load_reservations, select_movements_where, sizes_of};
+use crate::store::columns::{SizeColumns, sizes_from_rows};
 
 /// `INSERT` of outbox rows from the arrays in the given parameters (topics, subjects, lanes, created_at,
 /// next_attempt_at), in array order, `$guard` a condition added to its `WHERE` (or nothing); a row already queued
@@ -191,6 +192,32 @@ async fn load_products(
             }
         }
         snapshot.add_product(product, records);
+    }
+    Ok(())
+}
+
+/// Loads the sizes `asked` names into the snapshot; with `locked`, a size asked for that was not locked is absent
+/// to the decision, as in [`load_products`].
+async fn load_sizes(
+    connection: &mut PgConnection,
+    snapshot: &mut Snapshot,
+    asked: &[SizeKey<'_>],
+    locked: Option<&[(String, String)]>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let (products, labels): (Vec<&str>, Vec<&str>) = asked.iter().copied().unzip();
+    let rows: Vec<SizeColumns> = sqlx::query_as(SIZE_PAIRS_QUERY)
+        .bind(products)
+        .bind(now.unix_millis())
+        .bind(labels)
+        .fetch_all(&mut *connection)
+        .await?;
+    let rows = sizes_from_rows(rows)?;
+    for &(product, label) in asked {
+        let unlocked =
+            locked.is_some_and(|locked| !locked.iter().any(|(owner, size)| owner == product && size == label));
+        let found = rows.iter().find(|(owner, record)| owner == product && record.size == label);
+        snapshot.add_size(product, label, found.filter(|_| !unlocked).map(|(_, record)| record.clone()));
     }
     Ok(())
 }
@@ -573,7 +600,7 @@ pub(super) async fn record_movement(
     if let Some(key) = plan::movement_reads(request) {
         snapshot.add_movement(&key, load_movement(connection, &key).await?);
     }
-    load_products(connection, &mut snapshot, &[&request.product], (&asked, &locked), now).await?;
+    load_sizes(connection, &mut snapshot, &asked, Some(&locked), now).await?;
     let plan = plan::record_movement(&mut snapshot, request, now)?;
     let recorded = apply(connection, &mut outbox, &plan.writes, (now, true)).await?;
     outbox.write(connection).await?;
@@ -622,9 +649,7 @@ pub(super) async fn apply_events(
         asked.sort_unstable();
         asked.dedup();
         let locked = lock_sizes(connection, &asked).await?;
-        let mut products: Vec<&str> = asked.iter().map(|(product, _)| *product).collect();
-        products.dedup();
-        load_products(connection, &mut snapshot, &products, (&asked, &locked), now).await?;
+        load_sizes(connection, &mut snapshot, &asked, Some(&locked), now).await?;
         for reference in references {
             snapshot.add_reservation(reference, records.get(reference).cloned());
         }
@@ -653,7 +678,7 @@ pub(super) async fn import_size(
     now: Timestamp,
 ) -> Result<ImportOutcome, StoreError> {
     let mut snapshot = Snapshot::default();
-    load_products(connection, &mut snapshot, &[product], (&[], &[]), now).await?;
+    load_sizes(connection, &mut snapshot, &[(product, size)], None, now).await?;
     let plan = plan::import_size(&mut snapshot, (product, size), figures, reason, now)?;
     let recorded = apply(connection, &mut outbox, &plan.writes, (now, true)).await?;
     outbox.write(connection).await?;

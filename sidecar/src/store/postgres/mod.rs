@@ -244,6 +244,14 @@ const SIZES_QUERY: &str = concat!(
     " AS reserved FROM sizes s WHERE s.product = ANY($1) ORDER BY s.product, s.seq"
 );
 
+/// `SELECT` of the sizes named by the pairs of `$1` (products) and `$3` (labels), with their reserved units at `$2`.
+const SIZE_PAIRS_QUERY: &str = concat!(
+    "SELECT s.product, s.size, s.stock, s.low_stock_threshold, ",
+    reserved_units!(),
+    " AS reserved FROM UNNEST($1::TEXT[], $3::TEXT[]) AS asked (product, size) \
+     JOIN sizes s ON s.product = asked.product AND s.size = asked.size"
+);
+
 /// The sizes of `products` at `now`, each product's in the order they were added.
 async fn sizes_of(
     connection: &mut PgConnection,

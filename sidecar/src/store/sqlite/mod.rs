@@ -162,6 +162,17 @@ fn sizes_query() -> &'static str {
     })
 }
 
+/// `SELECT` of one size (`?1` product, `?3` size) with its reserved units.
+fn size_query() -> &'static str {
+    static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    QUERY.get_or_init(|| {
+        format!(
+            "SELECT s.size, s.stock, s.low_stock_threshold, {RESERVED_UNITS} AS reserved \
+             FROM sizes s WHERE s.product = ?1 AND s.size = ?3"
+        )
+    })
+}
+
 /// `SELECT` of a reservation joined with its items, in item order (`?1` the reference).
 const RESERVATION_QUERY: &str = "SELECT r.status, r.created_at, r.expires_at, ri.product, ri.size, ri.quantity \
      FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \

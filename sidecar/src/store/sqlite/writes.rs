@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use stock_core::{CartLine, Quantity, ReservationTtl, StockState, Timestamp};
 
-use super::{RESERVATION_QUERY, ReservationColumns, sizes_query};
+use super::{RESERVATION_QUERY, ReservationColumns, size_query, sizes_query};
 use crate::store::columns::{
     ALERT_COLUMNS, AlertColumns, CONFLICT_QUERY, MovementColumns, RESOLVE_CONFLICT, alerts_from_rows,
     conflict_from_columns, holds_until, level, movement_columns, movement_from_columns, reservation_from_rows,
@@ -62,6 +62,29 @@ pub(super) fn sizes_of(connection: &Connection, product: &str, now: Timestamp) -
         sizes.push(SizeRecord { size, level: level(stock, reserved, threshold)? });
     }
     Ok(sizes)
+}
+
+/// Reads one size of `product` into the snapshot, with its figures at `now` (absent if the ledger lacks it).
+fn load_size(
+    connection: &Connection,
+    snapshot: &mut Snapshot,
+    (product, size): (&str, &str),
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let figures = connection
+        .prepare_cached(size_query())?
+        .query_row(params![product, now.unix_millis(), size], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?))
+        })
+        .optional()?;
+    let record = match figures {
+        Some((stock, threshold, reserved)) => {
+            Some(SizeRecord { size: size.to_owned(), level: level(stock, reserved, threshold)? })
+        }
+        None => None,
+    };
+    snapshot.add_size(product, size, record);
+    Ok(())
 }
 
 /// A reservation with its items, in one statement.
@@ -141,7 +164,7 @@ pub(super) fn record_movement(
     if let Some(key) = plan::movement_reads(request) {
         snapshot.add_movement(&key, load_movement(connection, &key)?);
     }
-    snapshot.add_product(&request.product, sizes_of(connection, &request.product, now)?);
+    load_size(connection, &mut snapshot, (&request.product, &request.size), now)?;
     let plan = plan::record_movement(&mut snapshot, request, now)?;
     let recorded = apply(connection, outbox, &plan.writes, now)?;
     plan.outcome.answer(recorded)
@@ -163,8 +186,8 @@ pub(super) fn apply_stripe_event(
     if let Some(reference) = plan::event_reads(action).filter(|_| !applied) {
         let record = load_reservation(connection, reference)?;
         if let (StripeAction::Commit { .. }, Some(record)) = (action, &record) {
-            for product in plan::item_products(&record.items) {
-                snapshot.add_product(product, sizes_of(connection, product, now)?);
+            for item in &record.items {
+                load_size(connection, &mut snapshot, (&item.product, &item.size), now)?;
             }
         }
         snapshot.add_reservation(reference, record);
@@ -184,7 +207,7 @@ pub(super) fn import_size(
     now: Timestamp,
 ) -> Result<ImportOutcome, StoreError> {
     let mut snapshot = Snapshot::default();
-    snapshot.add_product(product, sizes_of(connection, product, now)?);
+    load_size(connection, &mut snapshot, (product, size), now)?;
     let plan = plan::import_size(&mut snapshot, (product, size), figures, reason, now)?;
     let recorded = apply(connection, outbox, &plan.writes, now)?;
     Ok(plan.outcome.answer(recorded))
