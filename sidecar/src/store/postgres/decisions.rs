@@ -1,9 +1,9 @@
-//! Every decision that changes the PostgreSQL ledger, as an async function on a connection inside the
-//! transaction `in_transaction!` opened. Each one locks the rows it decides on before it reads them (the
-//! reservation first, then its sizes in product and size order), reads the figures in a statement of its own after
-//! the locks are held (so it sees what the previous holder committed), asks stock-core, and writes. The outbox rows
-//! of a decision are gathered while it runs and written by one statement at its end.
-
+//! Every decision that changes the PostgreSQL ledger, as an async function on a connection inside a transaction
+//! (`in_transaction!`, or a batch's). Each one locks the rows it decides on before it reads them (reservations
+//! first, in reference order, then their sizes in product and size order), reads what its plan needs in a statement
+//! of its own after the locks are held (so it sees what the previous holder committed), plans with `store/plan.rs`
+//! and executes the plan set-based (`apply`): a statement per kind of row, whatever the number of decisions, and
+//! the status changes, event records and outbox rows in one last statement.
 use sqlx::postgres::PgConnection;
 use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 

@@ -1,12 +1,12 @@
 //! The ledger in PostgreSQL, for shops that run several sidecars (several app servers, high availability,
 //! blue-green deploys) on one database. Every decision runs in a READ COMMITTED transaction that locks what it
-//! decides on before reading it, in one order (the reservation, then its sizes sorted by product and size; see
-//! migrations/postgres), so two sidecars can never both take the last unit; reservations are decided in batches,
-//! many in one transaction (see `batch`), other decisions one transaction each; Stripe events are claimed by their
-//! unique id in the transaction of their effect; cleanup claims expired reservations with `FOR UPDATE SKIP
-//! LOCKED`, and the projection claims outbox lanes with a lease, so each change is applied and delivered once
-//! however many sidecars run. A deadlock or serialization failure PostgreSQL reports rolls the decision back and
-//! runs it again.
+//! decides on before reading it, in one order (reservations, then their sizes sorted by product and size; see
+//! migrations/postgres), so two sidecars can never both take the last unit; reservations and Stripe events are
+//! decided in batches, many in one transaction (see `batch`), other decisions one transaction each; Stripe events
+//! are recorded under their unique id in the transaction of their effect; cleanup claims expired reservations with
+//! `FOR UPDATE SKIP LOCKED`, and the projection claims outbox lanes with a lease, so each change is applied and
+//! delivered once however many sidecars run. A deadlock or serialization failure PostgreSQL reports, or a unique
+//! key another sidecar took meanwhile, rolls the decision back and runs it again.
 
 mod batch;
 mod decisions;
