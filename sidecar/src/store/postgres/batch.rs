@@ -25,6 +25,10 @@ pub(super) trait Batched: Clone + std::fmt::Debug + Send + Sync + 'static {
     type Outcome: std::fmt::Debug + Send + 'static;
     /// What logs call a batch of them.
     const NAME: &'static str;
+    /// Whether a failed batch's decisions run again one after another in arrival order (reservations: the first to
+    /// ask gets the last unit), or all at once, each in its own transaction (events: one whose rows another
+    /// transaction holds must not hold up the others, as it did not before events were batched).
+    const AGAIN_IN_ORDER: bool;
     /// Decides every one of `batch`, in order, in the transaction `connection` is in.
     fn decide_all<'a>(
         connection: &'a mut PgConnection,
@@ -38,6 +42,7 @@ pub(super) trait Batched: Clone + std::fmt::Debug + Send + Sync + 'static {
 impl Batched for ReserveRequest {
     type Outcome = ReserveOutcome;
     const NAME: &'static str = "reservation";
+    const AGAIN_IN_ORDER: bool = true;
     fn decide_all<'a>(
         connection: &'a mut PgConnection,
         outbox: Outbox,
@@ -50,6 +55,7 @@ impl Batched for ReserveRequest {
 impl Batched for EventRequest {
     type Outcome = EventOutcome;
     const NAME: &'static str = "Stripe event";
+    const AGAIN_IN_ORDER: bool = false;
     fn decide_all<'a>(
         connection: &'a mut PgConnection,
         outbox: Outbox,
@@ -106,7 +112,8 @@ pub(super) async fn decide_in_next_batch<Decision: Batched>(
     answered.await.map_err(|_| batching_stopped())?
 }
 
-/// Decides a batch in one transaction, or, if that fails, each of its decisions alone.
+/// Decides a batch in one transaction, or, if that fails, each of its decisions alone (see
+/// [`Batched::AGAIN_IN_ORDER`]).
 async fn decide_batch<Decision: Batched>(store: &PostgresStore, batch: Vec<Queued<Decision>>) {
     if batch.len() > 1 {
         match decide_together(store, &batch).await {
@@ -135,8 +142,17 @@ async fn decide_batch<Decision: Batched>(store: &PostgresStore, batch: Vec<Queue
         if queued.answer.is_closed() {
             continue;
         }
-        let outcome = store.decide_alone(&queued.decision, queued.outbox).await;
-        let _ = queued.answer.send(outcome);
+        if Decision::AGAIN_IN_ORDER {
+            let outcome = store.decide_alone(&queued.decision, queued.outbox).await;
+            let _ = queued.answer.send(outcome);
+        } else {
+            let store = store.clone();
+            // Not waited for: the next batch need not wait on a row another transaction holds either.
+            tokio::spawn(async move {
+                let outcome = store.decide_alone(&queued.decision, queued.outbox).await;
+                let _ = queued.answer.send(outcome);
+            });
+        }
     }
 }
 

@@ -111,6 +111,8 @@ impl Outbox {
             return Ok(());
         }
         let queued = self.take_rows();
+        // The events' records in id order: two sidecars inserting the same ids in opposite orders would deadlock.
+        self.events.sort_by(|a, b| a.0.cmp(&b.0));
         let (statuses, events) = (&self.statuses, &self.events);
         sqlx::query(concat!(
             "WITH planned AS (SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[]) \
@@ -625,7 +627,10 @@ pub(super) async fn apply_events(
     mut outbox: Outbox,
     requests: &[EventRequest],
 ) -> Result<Vec<EventOutcome>, StoreError> {
-    let Some(now) = requests.iter().map(|request| request.now).min() else {
+    // One instant for the whole batch, its latest: the figures are read and every event planned at it, so a hold
+    // that ends between two events' instants counts the same for both (read at the earliest and judged at its own,
+    // a payment just past its reservation's expiry found its own units still held, and no units to take again).
+    let Some(now) = requests.iter().map(|request| request.now).max() else {
         return Ok(Vec::new());
     };
     let ids: Vec<&str> = requests.iter().map(|request| request.event.id.as_str()).collect();
@@ -658,7 +663,7 @@ pub(super) async fn apply_events(
     let mut writes = Vec::new();
     let mut outcomes = Vec::with_capacity(requests.len());
     for request in requests {
-        let plan = plan::apply_stripe_event(&mut snapshot, &request.event, &request.action, request.now)?;
+        let plan = plan::apply_stripe_event(&mut snapshot, &request.event, &request.action, now)?;
         writes.extend(plan.writes);
         outcomes.push(plan.outcome);
     }
