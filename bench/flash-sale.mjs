@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { POSTGRES, psql, schemaUrl } from '../scripts/postgres.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 process.env.STOCK_SIDECAR_BIN = process.argv[2] ?? process.env.STOCK_SIDECAR_BIN ?? join(here, '..', 'target', 'release', 'stock-sidecar');
@@ -24,7 +25,6 @@ process.env.STOCK_SIDECAR_BIN = process.argv[2] ?? process.env.STOCK_SIDECAR_BIN
 const burstBinary = join(dirname(process.env.STOCK_SIDECAR_BIN), 'reserve-burst');
 const { WEBHOOK_SECRET, freePort, sendStripeEvent, sidecarBinary, startShop, stripeEvent, waitFor } = await import('../tests/e2e/harness.mjs');
 const { startSidecar } = await import('../scripts/sidecar-process.mjs');
-const POSTGRES = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 const STOCK = Number(process.env.BENCH_STOCK ?? 50);
 const BUYERS = (process.env.BENCH_BUYERS ?? '100,500,1000').split(',').map(Number);
@@ -43,16 +43,6 @@ function usage(pid) {
 
 const shop = await startShop();
 
-/** Runs one SQL statement on the PostgreSQL server with psql; false if there is none. */
-function psql(sql) {
-  try {
-    execFileSync('psql', [POSTGRES, '--quiet', '--no-psqlrc', '-v', 'ON_ERROR_STOP=1', '-c', sql], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Where a run's buyers and webhooks go: the sidecars (sharing one ledger), their tokens and processes. */
 function sqliteTarget() {
   return {
@@ -68,9 +58,8 @@ function sqliteTarget() {
 async function postgresTarget(count) {
   const schema = `bench_flash_${randomBytes(6).toString('hex')}`;
   if (!psql(`CREATE SCHEMA ${schema}`)) return null;
-  const separator = POSTGRES.includes('?') ? '&' : '?';
   const shared = {
-    DATABASE_URL: `${POSTGRES}${separator}options[search_path]=${schema}`,
+    DATABASE_URL: schemaUrl(schema),
     SIDECAR_API_TOKEN: randomBytes(16).toString('hex'),
     ADMIN_API_TOKEN: randomBytes(16).toString('hex'),
     PAYLOAD_URL: shop.payload.url,

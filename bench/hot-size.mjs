@@ -11,10 +11,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startSidecar } from '../scripts/sidecar-process.mjs';
+import { POSTGRES, psql, schemaUrl } from '../scripts/postgres.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const binaries = [process.argv[2] ?? join(here, '..', 'target', 'release', 'stock-sidecar'), process.argv[3]].filter(Boolean);
-const POSTGRES = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const run = promisify(execFile);
@@ -29,15 +29,6 @@ try {
   }
 }
 
-function psql(sql) {
-  try {
-    execFileSync('psql', [POSTGRES, '--quiet', '--no-psqlrc', '-v', 'ON_ERROR_STOP=1', '-c', sql], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** `count` sidecars of `binary` on one ledger: SQLite (count 1) or a fresh PostgreSQL schema; null without one. */
 async function startLedger(binary, store, count) {
   const tokens = { SIDECAR_API_TOKEN: randomBytes(16).toString('hex'), ADMIN_API_TOKEN: randomBytes(16).toString('hex') };
@@ -48,7 +39,7 @@ async function startLedger(binary, store, count) {
     if (!psql(`CREATE SCHEMA ${schema}`)) return null;
     // A checkpoint now rather than during the run: the runs before wrote a lot of WAL.
     psql('CHECKPOINT');
-    settings.DATABASE_URL = `${POSTGRES}${POSTGRES.includes('?') ? '&' : '?'}options[search_path]=${schema}`;
+    settings.DATABASE_URL = schemaUrl(schema);
   }
   const sidecars = [];
   for (let index = 0; index < count; index++) sidecars.push(await startSidecar(binary, settings, { stdio: 'ignore' }));
