@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::config::AlertWebhookConfig;
 use crate::http::AppState;
 use crate::projection::retry_delay;
-use crate::store::{StockAlert, StoreError};
+use crate::store::{StockAlert, StoreError, alert_crossings};
 
 /// The header carrying the signature of an alert POST.
 pub const SIGNATURE_HEADER: &str = "x-payload-stock-signature";
@@ -42,26 +42,16 @@ pub fn event_name(state: StockState) -> &'static str {
     }
 }
 
-/// Records and logs every crossing since the last check; returns the alerts this call recorded.
+/// Records and logs every crossing since the last check; returns the alerts this call recorded (a crossing
+/// another sidecar recorded first is not among them).
 pub async fn check_stock_alerts(state: &AppState) -> Result<Vec<StockAlert>, StoreError> {
     let now = state.clock.now();
-    let deliver = state.config.low_stock_webhook.is_some();
-    let mut recorded = Vec::new();
-    for ledger_size in state.store.every_size(now).await? {
-        if ledger_size.size.level.state() == ledger_size.alerted_state {
-            continue;
-        }
-        let alert = state
-            .store
-            .record_stock_alert(&ledger_size.product, &ledger_size.size, ledger_size.alerted_state, deliver, now)
-            .await?;
-        // None: another sidecar recorded this crossing first.
-        if let Some(alert) = alert {
-            log_alert(&alert);
-            state.metrics.stock_alert(alert.state());
-            recorded.push(alert);
-        }
+    let crossings = alert_crossings(state.store.every_size(now).await?, state.config.low_stock_webhook.is_some());
+    if crossings.is_empty() {
+        return Ok(Vec::new());
     }
+    let recorded = state.store.record_stock_alerts(crossings, now).await?;
+    recorded.iter().for_each(log_alert);
     Ok(recorded)
 }
 

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use stock_core::{CartLine, Quantity, ReservationTtl, StockState, Timestamp};
+use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 
 use super::{
-    ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome, MovementRecord,
-    MovementRequest, MovementTotal, OutboxEntry, ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome,
-    SizeRecord, StockAlert, Store, StoreError, StripeAction, StripeEventRecord,
+    AlertCrossing, ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome,
+    MovementRecord, MovementRequest, MovementTotal, OutboxEntry, ReleaseOutcome, ReservationRecord, ReserveOutcome,
+    ResolveOutcome, SizeRecord, StockAlert, Store, StoreError, StripeAction, StripeEventRecord,
 };
 use crate::metrics::Metrics;
 
@@ -88,15 +88,16 @@ impl Store for MeteredStore {
         self.timed("every_size", self.inner.every_size(now)).await
     }
 
-    async fn record_stock_alert(
+    async fn record_stock_alerts(
         &self,
-        product: &str,
-        size: &SizeRecord,
-        previous: StockState,
-        deliver: bool,
+        crossings: Vec<AlertCrossing>,
         now: Timestamp,
-    ) -> Result<Option<StockAlert>, StoreError> {
-        self.timed("record_stock_alert", self.inner.record_stock_alert(product, size, previous, deliver, now)).await
+    ) -> Result<Vec<StockAlert>, StoreError> {
+        let alerts = self.timed("record_stock_alerts", self.inner.record_stock_alerts(crossings, now)).await?;
+        for alert in &alerts {
+            self.metrics.stock_alert(alert.state());
+        }
+        Ok(alerts)
     }
 
     async fn claim_stock_alerts(

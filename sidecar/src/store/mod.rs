@@ -10,6 +10,7 @@ mod postgres;
 mod sqlite;
 
 pub use metered::MeteredStore;
+pub use plan::{AlertCrossing, alert_crossings};
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteDurability, SqliteStore, WriterCounts};
 pub use stock_wire::{MovementOrigin, MovementRequest, StripeAction};
@@ -387,18 +388,13 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// check), products in id order.
     async fn every_size(&self, now: Timestamp) -> Result<Vec<LedgerSize>, StoreError>;
 
-    /// Records that `size` of `product` went from `previous` to the state of its `level`, if its last recorded
-    /// state is still `previous` (compare-and-set: of several sidecars that see the same crossing, one records
-    /// it); the alert when this call recorded it. With `deliver` false (no alert webhook) it is recorded as
-    /// delivered.
-    async fn record_stock_alert(
+    /// Records each crossing whose size's last recorded state is still its `previous` (compare-and-set: of
+    /// several sidecars that see the same crossing, one records it); the alerts this call recorded.
+    async fn record_stock_alerts(
         &self,
-        product: &str,
-        size: &SizeRecord,
-        previous: StockState,
-        deliver: bool,
+        crossings: Vec<AlertCrossing>,
         now: Timestamp,
-    ) -> Result<Option<StockAlert>, StoreError>;
+    ) -> Result<Vec<StockAlert>, StoreError>;
 
     /// Claims until `until` up to `limit` undelivered alerts due at `now` that nobody else has claimed past
     /// `now`, oldest first.

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use stock_core::{
     CartLine, MovementType, ProductSnapshot, Quantity, ReservationError, ReservationStatus, ReservationTtl, SizeStock,
-    StockLevel, StockMovement, Timestamp, reservation_expires_at, validate_cart,
+    StockLevel, StockMovement, StockState, Timestamp, reservation_expires_at, validate_cart,
 };
 
 use super::columns::{
@@ -16,9 +16,9 @@ use super::columns::{
 };
 use super::decide;
 use super::{
-    EventOutcome, FOREIGN_PAYMENT, ImportOutcome, MovementOrigin, MovementOutcome, MovementRecord, MovementRequest,
-    OutboxTopic, ReleaseOutcome, ReservationRecord, ReserveOutcome, ReservedItem, SizeRecord, StoreError, StripeAction,
-    StripeEventRecord,
+    EventOutcome, FOREIGN_PAYMENT, ImportOutcome, LedgerSize, MovementOrigin, MovementOutcome, MovementRecord,
+    MovementRequest, OutboxTopic, ReleaseOutcome, ReservationRecord, ReserveOutcome, ReservedItem, SizeRecord,
+    StoreError, StripeAction, StripeEventRecord,
 };
 
 /// What a transaction has read of the ledger: the sizes of some products with their figures, and some
@@ -683,6 +683,39 @@ pub(crate) fn import_size(
     Ok(Plan { writes, outcome: ImportPlanned::Imported })
 }
 
+/// A size's crossing from the stock state its last alert recorded into another, to record once: the alert row
+/// and the size's new alerted state are written together, on condition that the size's alerted state is still
+/// `previous` (of several sidecars that see the same crossing, one records it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertCrossing {
+    pub product: String,
+    /// The size with the figures the crossing is recorded with; its state is the state crossed into.
+    pub size: SizeRecord,
+    pub previous: StockState,
+    /// Whether the alert waits for the alert webhook; without one it is recorded as delivered.
+    pub deliver: bool,
+}
+
+impl AlertCrossing {
+    pub fn state(&self) -> StockState {
+        self.size.level.state()
+    }
+}
+
+/// The sizes whose state differs from the state their last alert recorded: each is one crossing to record.
+pub fn alert_crossings(sizes: Vec<LedgerSize>, deliver: bool) -> Vec<AlertCrossing> {
+    sizes
+        .into_iter()
+        .filter(|ledger_size| ledger_size.size.level.state() != ledger_size.alerted_state)
+        .map(|ledger_size| AlertCrossing {
+            product: ledger_size.product,
+            size: ledger_size.size,
+            previous: ledger_size.alerted_state,
+            deliver,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use stock_core::{CartError, Quantity, StockLevel};
@@ -1056,5 +1089,36 @@ mod tests {
         assert!(movements(&empty.writes).is_empty());
         assert!(matches!(empty.writes[1], Write::Queue(Queued { topic: OutboxTopic::Product, .. })));
         assert!(matches!(empty.outcome.answer(Vec::new()), ImportOutcome::Imported(None)));
+    }
+
+    #[test]
+    fn a_size_whose_state_left_its_last_alerted_state_is_one_crossing_and_others_none() {
+        let ledger_size = |label: &str, stock, alerted_state| LedgerSize {
+            product: "runner".to_owned(),
+            size: size(label, stock, 0),
+            alerted_state,
+        };
+        let sizes = vec![
+            ledger_size("40", 5, StockState::InStock),
+            ledger_size("41", 1, StockState::InStock),
+            ledger_size("42", 0, StockState::Low),
+            ledger_size("43", 5, StockState::OutOfStock),
+            ledger_size("44", 0, StockState::OutOfStock),
+        ];
+        let crossings = alert_crossings(sizes, true);
+        let seen: Vec<_> = crossings
+            .iter()
+            .map(|crossing| (crossing.size.size.as_str(), crossing.previous, crossing.state()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("41", StockState::InStock, StockState::Low),
+                ("42", StockState::Low, StockState::OutOfStock),
+                ("43", StockState::OutOfStock, StockState::InStock),
+            ]
+        );
+        assert!(crossings.iter().all(|crossing| crossing.deliver));
+        assert!(!alert_crossings(vec![ledger_size("41", 1, StockState::InStock)], false)[0].deliver);
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use stock_core::{CartLine, Quantity, ReservationTtl, StockState, Timestamp};
+use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 use tokio::sync::Notify;
 
 use super::columns::{
@@ -29,10 +29,10 @@ use super::columns::{
 };
 use super::decide;
 use super::{
-    ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome, MovementRecord,
-    MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, OutboxTopic, ProjectionSettings,
-    ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert, Store, StoreError,
-    StripeAction, StripeEventRecord, WriterCounts,
+    AlertCrossing, ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome,
+    MovementRecord, MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, OutboxTopic,
+    ProjectionSettings, ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert,
+    Store, StoreError, StripeAction, StripeEventRecord, WriterCounts,
 };
 
 /// How many times a decision PostgreSQL aborted as a deadlock or a serialization failure runs again.
@@ -402,16 +402,14 @@ impl Store for PostgresStore {
         ledger_sizes_from_rows(rows)
     }
 
-    async fn record_stock_alert(
+    async fn record_stock_alerts(
         &self,
-        product: &str,
-        size: &SizeRecord,
-        previous: StockState,
-        deliver: bool,
+        crossings: Vec<AlertCrossing>,
         now: Timestamp,
-    ) -> Result<Option<StockAlert>, StoreError> {
+    ) -> Result<Vec<StockAlert>, StoreError> {
         static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        // One statement: the compare-and-set on the size's alert state and the alert's insert commit together.
+        // One statement a crossing, each committed alone: the compare-and-set on the size's alert state and the
+        // alert's insert commit together, and no transaction holds more than one size's row lock.
         let query = QUERY.get_or_init(|| {
             format!(
                 "WITH crossed AS (UPDATE sizes SET alert_state = $3 \
@@ -421,20 +419,25 @@ impl Store for PostgresStore {
                  SELECT product, size, $4, $3, $5, $6, $7, $8, $9, $8 FROM crossed RETURNING {ALERT_COLUMNS}"
             )
         });
-        let (level, now) = (&size.level, now.unix_millis());
-        let row: Option<AlertColumns> = sqlx::query_as(query.as_str())
-            .bind(product)
-            .bind(&size.size)
-            .bind(level.state().as_str())
-            .bind(previous.as_str())
-            .bind(i64::from(level.stock().get()))
-            .bind(i64::from(level.reserved().get()))
-            .bind(i64::from(level.low_stock_threshold().get()))
-            .bind(now)
-            .bind(if deliver { None } else { Some(now) })
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(alerts_from_rows(row.into_iter().collect())?.pop())
+        let now = now.unix_millis();
+        let mut rows: Vec<AlertColumns> = Vec::new();
+        for crossing in &crossings {
+            let level = &crossing.size.level;
+            let row = sqlx::query_as(query.as_str())
+                .bind(&crossing.product)
+                .bind(&crossing.size.size)
+                .bind(crossing.state().as_str())
+                .bind(crossing.previous.as_str())
+                .bind(i64::from(level.stock().get()))
+                .bind(i64::from(level.reserved().get()))
+                .bind(i64::from(level.low_stock_threshold().get()))
+                .bind(now)
+                .bind(if crossing.deliver { None } else { Some(now) })
+                .fetch_optional(&self.pool)
+                .await?;
+            rows.extend(row);
+        }
+        alerts_from_rows(rows)
     }
 
     async fn claim_stock_alerts(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection};
-use stock_core::{CartLine, Quantity, ReservationTtl, StockState, Timestamp};
+use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 use tokio::sync::Notify;
 
 use super::columns::{
@@ -19,10 +19,10 @@ use super::columns::{
     movement_from_columns, reservation_from_rows, summaries_from_rows, timestamp, totals_from_rows,
 };
 use super::{
-    ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome, MovementRecord,
-    MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, OutboxTopic, ProjectionSettings,
-    ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert, Store, StoreError,
-    StripeAction, StripeEventRecord,
+    AlertCrossing, ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome,
+    MovementRecord, MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, OutboxTopic,
+    ProjectionSettings, ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert,
+    Store, StoreError, StripeAction, StripeEventRecord,
 };
 
 /// SQLite's `synchronous` setting for the ledger (WAL mode either way).
@@ -288,18 +288,12 @@ impl Store for SqliteStore {
         ledger_sizes_from_rows(rows)
     }
 
-    async fn record_stock_alert(
+    async fn record_stock_alerts(
         &self,
-        product: &str,
-        size: &SizeRecord,
-        previous: StockState,
-        deliver: bool,
+        crossings: Vec<AlertCrossing>,
         now: Timestamp,
-    ) -> Result<Option<StockAlert>, StoreError> {
-        let (product, size) = (product.to_owned(), size.clone());
-        self.writer
-            .write(move |connection| writes::record_stock_alert(connection, &product, &size, previous, deliver, now))
-            .await
+    ) -> Result<Vec<StockAlert>, StoreError> {
+        self.writer.write(move |connection| writes::record_stock_alerts(connection, &crossings, now)).await
     }
 
     async fn claim_stock_alerts(

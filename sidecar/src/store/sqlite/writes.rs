@@ -3,7 +3,7 @@
 //! from stock-core; these functions read what the rules need and write what they decided.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use stock_core::{CartLine, Quantity, ReservationTtl, StockState, Timestamp};
+use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 
 use super::{RESERVATION_QUERY, ReservationColumns, size_query, sizes_query};
 use crate::store::columns::{
@@ -13,8 +13,9 @@ use crate::store::columns::{
 use crate::store::decide;
 use crate::store::plan::{self, NewMovement, Queued, Snapshot, Write};
 use crate::store::{
-    EventOutcome, ImportOutcome, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome, ReservationRecord,
-    ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert, StoreError, StripeAction, StripeEventRecord,
+    AlertCrossing, EventOutcome, ImportOutcome, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome,
+    ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert, StoreError, StripeAction,
+    StripeEventRecord,
 };
 
 /// Whether this store queues ledger changes for Payload; handed to every helper that changes the ledger, so that
@@ -467,45 +468,45 @@ pub(super) fn release_lane(connection: &Connection, lane: &str, owner: &str) -> 
     Ok(())
 }
 
-/// Records a size's crossing into the state of its level if its last recorded state is still `previous` (see
-/// [`crate::store::Store::record_stock_alert`]).
-pub(super) fn record_stock_alert(
+/// Records each crossing whose size is still in its `previous` alerted state (see
+/// [`crate::store::Store::record_stock_alerts`]).
+pub(super) fn record_stock_alerts(
     connection: &Connection,
-    product: &str,
-    size: &SizeRecord,
-    previous: StockState,
-    deliver: bool,
+    crossings: &[AlertCrossing],
     now: Timestamp,
-) -> Result<Option<StockAlert>, StoreError> {
-    let state = size.level.state();
-    let crossed = connection
-        .prepare_cached("UPDATE sizes SET alert_state = ?3 WHERE product = ?1 AND size = ?2 AND alert_state = ?4")?
-        .execute(params![product, size.size, state.as_str(), previous.as_str()])?;
-    if crossed == 0 {
-        return Ok(None);
-    }
+) -> Result<Vec<StockAlert>, StoreError> {
     let now = now.unix_millis();
-    let level = &size.level;
-    let mut statement = connection.prepare_cached(&format!(
-        "INSERT INTO stock_alerts (product, size, previous_state, state, stock, reserved, low_stock_threshold, \
-           created_at, delivered_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?8) \
-         RETURNING {ALERT_COLUMNS}"
-    ))?;
-    let row = statement.query_row(
-        params![
-            product,
-            size.size,
-            previous.as_str(),
-            state.as_str(),
-            level.stock().get(),
-            level.reserved().get(),
-            level.low_stock_threshold().get(),
-            now,
-            if deliver { None } else { Some(now) },
-        ],
-        alert_row,
-    )?;
-    Ok(alerts_from_rows(vec![row])?.pop())
+    let mut rows = Vec::new();
+    for crossing in crossings {
+        let (product, size, state) = (&crossing.product, &crossing.size, crossing.state());
+        let crossed = connection
+            .prepare_cached("UPDATE sizes SET alert_state = ?3 WHERE product = ?1 AND size = ?2 AND alert_state = ?4")?
+            .execute(params![product, size.size, state.as_str(), crossing.previous.as_str()])?;
+        if crossed == 0 {
+            continue;
+        }
+        let level = &size.level;
+        let mut statement = connection.prepare_cached(&format!(
+            "INSERT INTO stock_alerts (product, size, previous_state, state, stock, reserved, low_stock_threshold, \
+               created_at, delivered_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?8) \
+             RETURNING {ALERT_COLUMNS}"
+        ))?;
+        rows.push(statement.query_row(
+            params![
+                product,
+                size.size,
+                crossing.previous.as_str(),
+                state.as_str(),
+                level.stock().get(),
+                level.reserved().get(),
+                level.low_stock_threshold().get(),
+                now,
+                if crossing.deliver { None } else { Some(now) },
+            ],
+            alert_row,
+        )?);
+    }
+    alerts_from_rows(rows)
 }
 
 fn alert_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AlertColumns> {
