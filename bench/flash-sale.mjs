@@ -23,7 +23,7 @@ process.env.STOCK_SIDECAR_BIN = process.argv[2] ?? process.env.STOCK_SIDECAR_BIN
 // The buyers of payload-stock's side: a Rust program (bench/ledger), because Node's fetch tops out near 2,700
 // requests/s on this machine, below the sidecar; the baseline's buyers stay in Node, far below that limit.
 const burstBinary = join(dirname(process.env.STOCK_SIDECAR_BIN), 'reserve-burst');
-const { WEBHOOK_SECRET, freePort, sendStripeEvent, sidecarBinary, startShop, stripeEvent, waitFor } = await import('../tests/e2e/harness.mjs');
+const { WEBHOOK_SECRET, freePort, sendStripeEvent, sidecarBinary, startShop, stripeEvent, waitFor } = await import('../scripts/shop/harness.mjs');
 const { startSidecar } = await import('../scripts/sidecar-process.mjs');
 
 const STOCK = Number(process.env.BENCH_STOCK ?? 50);

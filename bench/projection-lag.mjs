@@ -8,7 +8,7 @@ import { createStockClient } from '../js-shim/index.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 process.env.STOCK_SIDECAR_BIN = process.argv[2] ?? process.env.STOCK_SIDECAR_BIN ?? join(here, '..', 'target', 'release', 'stock-sidecar');
-const { sendStripeEvent, startShop, stripeEvent } = await import('../tests/e2e/harness.mjs');
+const { sendStripeEvent, startShop, stripeEvent } = await import('../scripts/shop/harness.mjs');
 
 const SEQUENTIAL = Number(process.env.BENCH_PURCHASES ?? 200);
 const BURST = Number(process.env.BENCH_BURST ?? 300);

@@ -69,15 +69,20 @@ ensure_wasm_bindgen_cli() {
 }
 
 # js-shim's devDependencies: binaryen (wasm-opt, which wasm-pack finds on PATH) and TypeScript; tests/ needs the
-# official stripe package (the sidecar's tests check its signatures against it) and Payload for the end-to-end tests.
+# official stripe package (the sidecar's tests check its signatures against it); scripts/shop holds Payload, the
+# shop the end-to-end tests and the benchmarks run against.
 ensure_npm_packages() {
   if [ ! -x "$REPO_ROOT/js-shim/node_modules/.bin/wasm-opt" ] || [ ! -x "$REPO_ROOT/js-shim/node_modules/.bin/tsc" ]; then
     step "Installing js-shim's npm packages"
     (cd "$REPO_ROOT/js-shim" && npm ci --no-audit --no-fund)
   fi
-  if [ ! -d "$REPO_ROOT/tests/node_modules/stripe" ] || [ ! -d "$REPO_ROOT/tests/node_modules/payload" ]; then
+  if [ ! -d "$REPO_ROOT/tests/node_modules/stripe" ] || [ ! -d "$REPO_ROOT/tests/node_modules/payload-stock" ]; then
     step "Installing the test tools' npm packages (tests/)"
     (cd "$REPO_ROOT/tests" && npm ci --no-audit --no-fund)
+  fi
+  if [ ! -d "$REPO_ROOT/scripts/shop/node_modules/payload" ]; then
+    step "Installing the test shop's npm packages (scripts/shop: Payload)"
+    (cd "$REPO_ROOT/scripts/shop" && npm ci --no-audit --no-fund)
   fi
 }
 

@@ -1,5 +1,6 @@
 // Starting a stock-sidecar process for the demo and the benchmarks: a free-ish port, a temporary database,
-// generated tokens, and a stop that cleans up. Used by scripts/demo.mjs and the end-to-end harness.
+// generated tokens, and a stop that cleans up. Used by scripts/demo.mjs, scripts/shop (the shop the end-to-end
+// tests and the benchmarks run) and bench/hot-size.mjs.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';

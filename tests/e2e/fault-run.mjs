@@ -1,11 +1,12 @@
 // The fault run: thousands of reservations and their Stripe events against the real sidecar and a real Payload,
 // with redeliveries, shuffled order, concurrent clients, the sidecar killed with SIGKILL and restarted, and Payload
 // stopped and restarted. At the end every figure is checked against what the scripted events must give, computed
-// here without asking the sidecar. Run by tests/e2e/fault.e2e.test.mjs; by hand, longer:
+// here without asking the sidecar. Run by tests/e2e/fault.e2e.test.mjs (on SQLite, and on PostgreSQL when the
+// test command has a server); by hand, longer, with FAULT_DATABASE_URL=postgres://... for PostgreSQL:
 //   FAULT_RESERVATIONS=20000 node tests/e2e/fault-run.mjs
 import { pathToFileURL } from 'node:url';
 import { createStockClient, StockApiError } from 'payload-stock';
-import { sendStripeEvent, sidecarCommand, startShop, stripeEvent } from './harness.mjs';
+import { sendStripeEvent, sidecarCommand, startShop, stripeEvent } from '../../scripts/shop/harness.mjs';
 
 /** A small seeded generator (mulberry32), so that a failing run can be replayed with its seed. */
 function random(seed) {
@@ -79,13 +80,13 @@ async function untilAnswered(attempt, counters) {
   }
 }
 
-export async function runFaultRun({ reservations = 2000, products = 4, sizesPerProduct = 8, unitsPerSize, concurrency = 8, redeliveryRate = 0.35, seed = 20261124, log = () => {} } = {}) {
+export async function runFaultRun({ reservations = 2000, products = 4, sizesPerProduct = 8, unitsPerSize, concurrency = 8, redeliveryRate = 0.35, seed = 20261124, databaseUrl, log = () => {} } = {}) {
   // About 2.1 units per sizes' share of the reservations: most are accepted, the last ones run short of stock.
   unitsPerSize ??= Math.ceil((reservations * 2.1) / (products * sizesPerProduct));
   const next = random(seed);
   const counters = { retriedRequests: 0, kills: 0, payloadOutageMs: 0, deliveries: 0, redeliveries: 0, refused: 0 };
   const started = performance.now();
-  const shop = await startShop();
+  const shop = await startShop({ databaseUrl });
   try {
     const client = createStockClient({ url: shop.sidecar.base, token: shop.sidecar.apiToken, timeoutMs: 5_000 });
 
@@ -308,6 +309,7 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const report = await runFaultRun({
     reservations: Number(process.env.FAULT_RESERVATIONS ?? 2000),
     seed: Number(process.env.FAULT_SEED ?? 20261124),
+    databaseUrl: process.env.FAULT_DATABASE_URL,
     log: (line) => console.error(line),
   });
   console.log(reportTables(report));

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createStockClient, projectionProof } from 'payload-stock';
-import { sendStripeEvent, sidecarCommand, sleep, startShop, stripeEvent, waitFor } from './harness.mjs';
+import { sendStripeEvent, sidecarCommand, sleep, startShop, stripeEvent, waitFor } from '../../scripts/shop/harness.mjs';
 
 let shop;
 let client;

@@ -4,26 +4,20 @@
 // applied once, each reservation released once, and nothing the killed sidecar was doing lost.
 // Runs when STOCK_TEST_DATABASE names a PostgreSQL server (scripts/test.sh sets it when one is reachable).
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { promisify } from 'node:util';
 import { startSidecar } from '../../scripts/sidecar-process.mjs';
-import { WEBHOOK_SECRET, freePort, payloadApi, sidecarBinary, sleep, startPayload, stripeEvent, stripeSignature, waitFor } from './harness.mjs';
+import { psql, schemaUrl } from '../../scripts/postgres.mjs';
+import { WEBHOOK_SECRET, freePort, payloadApi, sidecarBinary, sleep, startPayload, stripeEvent, stripeSignature, waitFor } from '../../scripts/shop/harness.mjs';
 
 const server = process.env.STOCK_TEST_DATABASE;
-const run = promisify(execFile);
 const STOCK = 50;
 const BUYERS = 300;
 const TTL_SECONDS = 8;
 
-/** Runs one SQL statement on the test server with psql. */
-async function psql(sql) {
-  await run('psql', [server, '--quiet', '--no-psqlrc', '-v', 'ON_ERROR_STOP=1', '-c', sql]);
-}
 
 async function call(base, method, path, token, body) {
   const response = await fetch(`${base}${path}`, {
@@ -36,13 +30,12 @@ async function call(base, method, path, token, body) {
 
 test('three sidecars on one PostgreSQL: exactly the stock sold, each event applied once, each reservation released once, nothing lost with a replica killed', { skip: server ? false : 'STOCK_TEST_DATABASE is not set: no PostgreSQL server to share (scripts/test.sh sets it when one is reachable)', timeout: 180_000 }, async () => {
   const schema = `stock_replicas_${randomBytes(6).toString('hex')}`;
-  await psql(`CREATE SCHEMA ${schema}`);
+  assert.ok(psql(`CREATE SCHEMA ${schema}`, server), `creating the schema ${schema}`);
   const directory = mkdtempSync(join(tmpdir(), 'payload-stock-replicas-'));
-  const separator = server.includes('?') ? '&' : '?';
   const apiKey = randomBytes(16).toString('hex');
   const payloadPort = await freePort();
   const shared = {
-    DATABASE_URL: `${server}${separator}options[search_path]=${schema}`,
+    DATABASE_URL: schemaUrl(schema, server),
     SIDECAR_API_TOKEN: randomBytes(16).toString('hex'),
     ADMIN_API_TOKEN: randomBytes(16).toString('hex'),
     PAYLOAD_URL: `http://127.0.0.1:${payloadPort}`,
@@ -144,6 +137,6 @@ test('three sidecars on one PostgreSQL: exactly the stock sold, each event appli
   } finally {
     await Promise.allSettled([payload?.stop(), ...replicas.map((replica) => replica.stop())]);
     rmSync(directory, { recursive: true, force: true });
-    await psql(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    psql(`DROP SCHEMA IF EXISTS ${schema} CASCADE`, server);
   }
 });

@@ -1,6 +1,7 @@
-// The end-to-end harness: a real Payload (tests/e2e/payload-server.mjs) and the real stock-sidecar binary, wired
-// to each other, plus what the tests do to them: Payload REST calls, Stripe events signed as Stripe signs them,
-// and waiting until Payload shows what the ledger holds. Used by the e2e tests and bench/projection-lag.mjs.
+// A real shop to run the sidecar against: a real Payload (scripts/shop/payload-server.mjs) and the real
+// stock-sidecar binary, wired to each other, plus what is done to them: Payload REST calls, Stripe events signed as
+// Stripe signs them, and waiting until Payload shows what the ledger holds. Used by the end-to-end tests
+// (tests/e2e) and the benchmarks (bench/); its npm packages (Payload) are this folder's own.
 import { spawn, execFile } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { projectionProof } from 'payload-stock';
-import { startSidecar } from '../../scripts/sidecar-process.mjs';
+import { startSidecar } from '../sidecar-process.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const repoRoot = join(here, '..', '..');
@@ -57,7 +58,7 @@ export async function waitFor(what, check, { timeoutMs = 20_000, intervalMs = 20
   }
 }
 
-/** Starts tests/e2e/payload-server.mjs on `port` with the database file `database`; resolves once it serves. */
+/** Starts scripts/shop/payload-server.mjs on `port` with the database file `database`; resolves once it serves. */
 export async function startPayload({ database, port, sidecarUrl, sidecarAdminToken, apiKey }) {
   const child = spawn(process.execPath, ['--preserve-symlinks', join(here, 'payload-server.mjs')], {
     cwd: join(repoRoot, 'tests'),
@@ -184,9 +185,10 @@ export async function sidecarCommand(shop, args) {
 
 /**
  * A whole shop: Payload with the plugin and a sidecar projecting into it, each on a free port with a fresh
- * database. `stopPayload()` / `startPayload()` take Payload down and up again on the same port and database.
+ * database (the sidecar's ledger in `databaseUrl` when given, a PostgreSQL schema say, a fresh SQLite file otherwise).
+ * `stopPayload()` / `startPayload()` take Payload down and up again on the same port and database.
  */
-export async function startShop({ sidecarLogs = 'ignore' } = {}) {
+export async function startShop({ sidecarLogs = 'ignore', databaseUrl } = {}) {
   const directory = mkdtempSync(join(tmpdir(), 'payload-stock-e2e-'));
   const apiKey = randomBytes(16).toString('hex');
   const payloadPort = await freePort();
@@ -201,6 +203,7 @@ export async function startShop({ sidecarLogs = 'ignore' } = {}) {
       STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
       CLEANUP_INTERVAL_SECONDS: '0',
       RUST_LOG: process.env.RUST_LOG ?? 'warn',
+      ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     },
     { stdio: sidecarLogs, port: sidecarPort },
   );
