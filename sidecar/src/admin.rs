@@ -19,9 +19,10 @@ use crate::cleanup::release_expired_now;
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::json::ApiJson;
+use crate::ledger::Ledger;
 use crate::openapi::ErrorBody;
 use crate::store::{
-    CONFLICTS_LISTED, ConflictRecord, Monitoring, MovementTotal, OutboxStatus, ResolveOutcome, Store, StoreError,
+    CONFLICTS_LISTED, ConflictRecord, Monitoring, MovementTotal, OutboxStatus, ResolveOutcome, StoreError,
 };
 
 /// The window the movements are summed over when the request names none: the last 24 hours.
@@ -255,18 +256,18 @@ pub struct MonitoringReport {
 }
 
 impl MonitoringReport {
-    /// Reads the figures and the movements of the last `window_seconds` from `store`.
+    /// Reads the figures and the movements of the last `window_seconds` from `ledger`.
     pub async fn read(
-        store: &dyn Store,
+        ledger: &Ledger,
         now: Timestamp,
         window_seconds: u32,
         payload_enabled: bool,
     ) -> Result<Self, StoreError> {
-        let figures = store.monitoring(now).await?;
+        let figures = ledger.monitoring(now).await?;
         let since = Timestamp::from_unix_millis(now.unix_millis() - i64::from(window_seconds) * 1000)
             .map_err(|error| StoreError::Inconsistent(format!("the window's start: {error}")))?;
-        let movements = store.movement_totals(since).await?;
-        let conflicts = store.open_conflicts(CONFLICTS_LISTED).await?;
+        let movements = ledger.movement_totals(since).await?;
+        let conflicts = ledger.open_conflicts(CONFLICTS_LISTED).await?;
         Ok(MonitoringReport { now, figures, window_seconds, movements, conflicts, payload_enabled })
     }
 
@@ -384,7 +385,7 @@ async fn show_monitoring(
 ) -> Result<Json<MonitoringAnswer>, ApiError> {
     let window = window_from_query(query.as_deref())?;
     let report =
-        MonitoringReport::read(&*state.store, state.clock.now(), window, state.config.payload.is_some()).await?;
+        MonitoringReport::read(&state.ledger, state.clock.now(), window, state.config.payload.is_some()).await?;
     Ok(Json(report.answer()))
 }
 
@@ -410,7 +411,7 @@ async fn clean_expired(State(state): State<AppState>, _caller: AdminCaller) -> R
         (status = 503, description = "admin_disabled, overloaded or ledger_busy", body = ErrorBody),
     ))]
 async fn list_conflicts(State(state): State<AppState>, _caller: AdminCaller) -> Result<Json<ConflictList>, ApiError> {
-    let conflicts = state.store.open_conflicts(CONFLICTS_LISTED).await?;
+    let conflicts = state.ledger.open_conflicts(CONFLICTS_LISTED).await?;
     Ok(Json(ConflictList { conflicts: conflicts.iter().map(ConflictAnswer::from).collect() }))
 }
 
@@ -442,7 +443,7 @@ async fn resolve_conflict(
         return Err(ApiError::invalid("resolution: say what was done about the conflict (1 to 500 characters)"));
     }
     stock_core::check_reason(resolution).map_err(|error| ApiError::invalid(format!("resolution: {error}")))?;
-    match state.store.resolve_conflict(id, resolution, state.clock.now()).await? {
+    match state.ledger.resolve_conflict(id, resolution, state.clock.now()).await? {
         ResolveOutcome::Resolved(record) => {
             tracing::info!(conflict = id, kind = %record.kind, reference = %record.reference, "conflict resolved");
             Ok(Json(ResolvedConflict { already_resolved: false, conflict: (&record).into() }))

@@ -46,11 +46,11 @@ pub fn event_name(state: StockState) -> &'static str {
 /// another sidecar recorded first is not among them).
 pub async fn check_stock_alerts(state: &AppState) -> Result<Vec<StockAlert>, StoreError> {
     let now = state.clock.now();
-    let crossings = alert_crossings(state.store.every_size(now).await?, state.config.low_stock_webhook.is_some());
+    let crossings = alert_crossings(state.ledger.every_size(now).await?, state.config.low_stock_webhook.is_some());
     if crossings.is_empty() {
         return Ok(Vec::new());
     }
-    let recorded = state.store.record_stock_alerts(crossings, now).await?;
+    let recorded = state.ledger.record_stock_alerts(crossings, now).await?;
     recorded.iter().for_each(log_alert);
     Ok(recorded)
 }
@@ -122,10 +122,10 @@ pub async fn deliver_stock_alerts(
     let now = state.clock.now();
     let until = now.checked_add_millis(DELIVERY_LEASE_MILLIS).unwrap_or(now);
     let mut delivered = 0;
-    for alert in state.store.claim_stock_alerts(now, until, DELIVERY_BATCH).await? {
+    for alert in state.ledger.claim_stock_alerts(now, until, DELIVERY_BATCH).await? {
         match post_alert(webhook, http, &alert, now).await {
             Ok(()) => {
-                state.store.stock_alert_delivered(alert.id, state.clock.now()).await?;
+                state.ledger.stock_alert_delivered(alert.id, state.clock.now()).await?;
                 delivered += 1;
             }
             Err(error) => {
@@ -135,7 +135,7 @@ pub async fn deliver_stock_alerts(
                 let retry_at = state.clock.now().checked_add_millis(millis).unwrap_or(until);
                 tracing::warn!(alert_id = alert.id, attempts, error = %error, retry_in_ms = millis,
                     "posting the stock alert failed; it will be retried");
-                state.store.stock_alert_failed(alert.id, &error, retry_at).await?;
+                state.ledger.stock_alert_failed(alert.id, &error, retry_at).await?;
             }
         }
     }

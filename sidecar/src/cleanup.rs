@@ -27,14 +27,14 @@ const STRIPE_EVENT_RETENTION_MILLIS: i64 = 30 * 24 * 60 * 60 * 1000;
 pub async fn release_expired_now(state: &AppState) -> Result<Vec<String>, StoreError> {
     let now = state.clock.now();
     let references = match &state.checkouts {
-        None => state.store.release_expired(now).await?,
+        None => state.ledger.release_expired(now).await?,
         Some(checkouts) => release_after_ending_checkouts(state, checkouts.as_ref(), now).await?,
     };
     for reference in &references {
         tracing::info!(reference = %reference, "reservation expired and released");
     }
     if let Some(cutoff) = now.checked_add_millis(-STRIPE_EVENT_RETENTION_MILLIS) {
-        let pruned = state.store.prune_stripe_events(cutoff).await?;
+        let pruned = state.ledger.prune_stripe_events(cutoff).await?;
         if pruned > 0 {
             tracing::info!(pruned, "forgot Stripe event ids older than 30 days");
         }
@@ -49,10 +49,10 @@ async fn release_after_ending_checkouts(
     now: Timestamp,
 ) -> Result<Vec<String>, StoreError> {
     let mut released = Vec::new();
-    for reference in state.store.expired_candidates(now, STRIPE_BATCH).await? {
+    for reference in state.ledger.expired_candidates(now, STRIPE_BATCH).await? {
         match checkouts.end_checkout(&reference).await {
             Ok(CheckoutEnd::Ended | CheckoutEnd::NotStripe) => {
-                if state.store.expire_one(&reference, now).await? {
+                if state.ledger.expire_one(&reference, now).await? {
                     released.push(reference);
                 }
             }

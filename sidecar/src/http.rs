@@ -18,17 +18,17 @@ use crate::auth::{Realm, authorize};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::ledger::Ledger;
 use crate::limits::{self, Limits};
 use crate::metrics::{self, Metrics};
 use crate::openapi::{ApiDoc, ErrorBody};
-use crate::store::Store;
 use crate::stripe_api::CheckoutCanceller;
 use crate::{admin, requests, v1, webhooks};
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn Store>,
+    pub ledger: Arc<Ledger>,
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     /// Ends abandoned checkouts at Stripe before cleanup releases them; `None` without STRIPE_SECRET_KEY.
@@ -124,7 +124,7 @@ async fn healthz() -> Json<Health> {
 ))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     let now = state.clock.now();
-    let figures = state.store.monitoring(now).await?;
+    let figures = state.ledger.monitoring(now).await?;
     let payload_projection = admin::ProjectionStatus::new(state.config.payload.is_some(), &figures.outbox, now).into();
     Ok(Json(Readiness { status: "ready", payload_projection }))
 }
@@ -156,8 +156,8 @@ async fn scrape_metrics(State(state): State<AppState>, headers: HeaderMap) -> Re
     let token = state.config.metrics_token.as_ref().or(state.config.admin_token.as_ref());
     authorize(&headers, token, Realm::Metrics)?;
     let now = state.clock.now();
-    let monitoring = state.store.monitoring(now).await?;
-    let sizes = state.store.every_size(now).await?;
+    let monitoring = state.ledger.monitoring(now).await?;
+    let sizes = state.ledger.every_size(now).await?;
     let text = state
         .metrics
         .render(&metrics::LedgerFigures { now, monitoring: &monitoring, sizes: &sizes })

@@ -1,6 +1,6 @@
 //! stock-sidecar: the service that owns payload-stock's ledger. It reserves stock for checkouts, releases expired
 //! reservations on a schedule and on demand, records stock movements, and answers stock queries. Every decision is
-//! one atomic store operation; the rules come from stock-core.
+//! one atomic ledger operation; the rules come from stock-core.
 //!
 //! `run(listener, config, shutdown)` serves on a listener the caller bound, so tests run the real server on
 //! `127.0.0.1:0` with a fresh database each.
@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 mod json;
+pub mod ledger;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -34,9 +35,10 @@ use tokio::sync::Notify;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::{AppState, router};
+use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::projection::Projector;
-use crate::store::{MeteredStore, PostgresStore, ProjectionSettings, SqliteStore, Store, StoreError};
+use crate::store::{PostgresStore, ProjectionSettings, SqliteStore, StoreError};
 use crate::stripe_api::{CheckoutCanceller, StripeCanceller};
 
 /// Why the sidecar could not start or stopped.
@@ -58,43 +60,30 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Opens the store named by the configuration (PostgreSQL for a `postgres://` URL, SQLite otherwise); with
-/// Payload configured, ledger changes are also queued for the projection, which the returned `Notify` wakes.
-pub async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Option<Arc<Notify>>), StoreError> {
-    let wakeup = config.payload.as_ref().map(|_| Arc::new(Notify::new()));
-    let settings = config
-        .payload
-        .as_ref()
-        .zip(wakeup.clone())
-        .map(|(payload, wakeup)| ProjectionSettings { wakeup, payload_save_grace: payload.payload_save_grace });
+/// Opens the ledger named by the configuration (PostgreSQL for a `postgres://` URL, SQLite otherwise), measured
+/// into `metrics`; with Payload configured, ledger changes are also queued for the projection.
+pub async fn open_ledger(config: &Config, metrics: Arc<Metrics>) -> Result<Ledger, StoreError> {
+    let projection =
+        config.payload.as_ref().map(|payload| ProjectionSettings { payload_save_grace: payload.payload_save_grace });
     let url = config.database_url.expose();
-    let store: Arc<dyn Store> = if config.database_url.is_postgres() {
+    Ok(if config.database_url.is_postgres() {
         let store = PostgresStore::connect(url, config.database_max_connections).await?;
-        Arc::new(match settings {
-            Some(settings) => store.with_projection(settings),
-            None => store,
-        })
+        Ledger::new(store.with_projection(projection), metrics)
     } else {
         let store = SqliteStore::open(url, config.sqlite_synchronous).await?;
-        Arc::new(match settings {
-            Some(settings) => store.with_projection(settings),
-            None => store,
-        })
-    };
-    Ok((store, wakeup))
+        Ledger::new(store.with_projection(projection), metrics)
+    })
 }
 
 /// Everything `serve` and the commands run on, opened from the configuration.
 #[derive(Debug)]
 pub struct Opened {
     pub state: AppState,
-    /// Kept to close the database at the end.
-    pub store: Arc<dyn Store>,
     /// The projection into Payload and what wakes it; `None` without PAYLOAD_URL.
     pub projection: Option<(Projector, Arc<Notify>)>,
 }
 
-/// Opens the store, the Stripe client and the Payload projection the configuration names.
+/// Opens the ledger, the Stripe client and the Payload projection the configuration names.
 pub async fn open_state(config: Config, clock: Arc<dyn Clock>) -> Result<Opened, RunError> {
     let checkouts: Option<Arc<dyn CheckoutCanceller>> = match &config.stripe_secret_key {
         Some(key) => {
@@ -103,19 +92,18 @@ pub async fn open_state(config: Config, clock: Arc<dyn Clock>) -> Result<Opened,
         }
         None => None,
     };
-    let (store, wakeup) = open_store(&config).await?;
     let metrics = Arc::new(Metrics::new());
-    let shared: Arc<dyn Store> = Arc::new(MeteredStore::new(store.clone(), metrics.clone()));
-    let projection = match (&config.payload, wakeup) {
-        (Some(payload), Some(wakeup)) => {
+    let ledger = Arc::new(open_ledger(&config, metrics.clone()).await?);
+    let projection = match &config.payload {
+        Some(payload) => {
             let projector =
-                Projector::new(payload.clone(), shared.clone(), clock.clone()).map_err(RunError::Payload)?;
-            Some((projector, wakeup))
+                Projector::new(payload.clone(), ledger.clone(), clock.clone()).map_err(RunError::Payload)?;
+            Some((projector, ledger.projection_wakeup()))
         }
-        _ => None,
+        None => None,
     };
-    let state = AppState { store: shared, config: Arc::new(config), clock, checkouts, metrics };
-    Ok(Opened { state, store, projection })
+    let state = AppState { ledger, config: Arc::new(config), clock, checkouts, metrics };
+    Ok(Opened { state, projection })
 }
 
 /// Serves the API on `listener` with the system clock until `shutdown` completes.
@@ -136,7 +124,7 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     install_crypto_provider();
-    let Opened { state, store, projection } = open_state(config, clock).await?;
+    let Opened { state, projection } = open_state(config, clock).await?;
     if state.checkouts.is_none() {
         tracing::info!(
             "STRIPE_SECRET_KEY is not set: cleanup releases expired reservations without canceling at Stripe"
@@ -183,13 +171,14 @@ pub async fn run_with_clock(
         max_connections: state.config.max_connections,
         header_read_timeout: state.config.header_read_timeout,
     };
+    let ledger = state.ledger.clone();
     server::serve(listener, router(state), bounds, shutdown).await;
 
     let _ = stop_background.send(true);
     for task in [schedule, alerts, worker].into_iter().flatten() {
         let _ = task.await;
     }
-    store.close().await;
+    ledger.close().await;
     tracing::info!("stock-sidecar stopped");
     Ok(())
 }

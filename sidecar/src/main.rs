@@ -11,9 +11,11 @@ use stock_sidecar::admin::MonitoringReport;
 use stock_sidecar::cleanup::release_expired_now;
 use stock_sidecar::clock::{Clock, SystemClock};
 use stock_sidecar::config::{Config, LogFormat};
+use stock_sidecar::ledger::Ledger;
+use stock_sidecar::metrics::Metrics;
 use stock_sidecar::projection::Projector;
-use stock_sidecar::store::{ResolveOutcome, Store};
-use stock_sidecar::{Opened, install_crypto_provider, open_state, open_store, run};
+use stock_sidecar::store::ResolveOutcome;
+use stock_sidecar::{Opened, install_crypto_provider, open_ledger, open_state, run};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
@@ -116,21 +118,21 @@ async fn serve(config: Config) -> Result<(), String> {
 }
 
 async fn cleanup(config: Config) -> Result<(), String> {
-    let Opened { state, store, .. } =
-        open_state(config, Arc::new(SystemClock)).await.map_err(|error| error.to_string())?;
-    let references = release_expired_now(&state).await.map_err(|error| error.to_string())?;
+    let Opened { state, .. } = open_state(config, Arc::new(SystemClock)).await.map_err(|error| error.to_string())?;
+    let released = release_expired_now(&state).await.map_err(|error| error.to_string());
+    state.ledger.close().await;
+    let references = released?;
     println!("released {} expired reservation(s)", references.len());
     for reference in &references {
         println!("  {reference}");
     }
-    store.close().await;
     Ok(())
 }
 
 async fn stats(config: Config, json: bool, window_seconds: u32) -> Result<(), String> {
-    let (store, _) = open_store(&config).await.map_err(|error| error.to_string())?;
-    let report = MonitoringReport::read(&*store, SystemClock.now(), window_seconds, config.payload.is_some()).await;
-    store.close().await;
+    let ledger = open_ledger(&config, Arc::new(Metrics::new())).await.map_err(|error| error.to_string())?;
+    let report = MonitoringReport::read(&ledger, SystemClock.now(), window_seconds, config.payload.is_some()).await;
+    ledger.close().await;
     let report = report.map_err(|error| error.to_string())?;
     if json {
         let text = serde_json::to_string_pretty(&report.to_json()).map_err(|error| error.to_string())?;
@@ -250,9 +252,9 @@ async fn resolve_conflict(config: Config, id: i64, note: &str) -> Result<(), Str
         return Err("say what was done about the conflict (1 to 500 characters)".to_owned());
     }
     stock_core::check_reason(note).map_err(|error| format!("the note: {error}"))?;
-    let (store, _) = open_store(&config).await.map_err(|error| error.to_string())?;
-    let outcome = store.resolve_conflict(id, note, SystemClock.now()).await;
-    store.close().await;
+    let ledger = open_ledger(&config, Arc::new(Metrics::new())).await.map_err(|error| error.to_string())?;
+    let outcome = ledger.resolve_conflict(id, note, SystemClock.now()).await;
+    ledger.close().await;
     match outcome.map_err(|error| error.to_string())? {
         ResolveOutcome::Resolved(conflict) => {
             println!("conflict {id} ({} of {}) resolved: {note}", conflict.kind, conflict.reference);
@@ -278,21 +280,21 @@ fn duration(millis: i64) -> String {
 }
 
 /// The projector of a command that talks to Payload, or why there is none.
-async fn open_projector(config: Config) -> Result<(Projector, Arc<dyn Store>), String> {
+async fn open_projector(config: Config) -> Result<(Projector, Arc<Ledger>), String> {
     if config.payload.is_none() {
         return Err("PAYLOAD_URL (and PAYLOAD_API_KEY) must be set: this command talks to Payload".to_owned());
     }
     install_crypto_provider();
-    let Opened { store, projection, .. } =
+    let Opened { state, projection } =
         open_state(config, Arc::new(SystemClock)).await.map_err(|error| error.to_string())?;
     let (projector, _) = projection.ok_or("the projection did not start")?;
-    Ok((projector, store))
+    Ok((projector, state.ledger))
 }
 
 async fn import(config: Config) -> Result<(), String> {
-    let (projector, store) = open_projector(config).await?;
+    let (projector, ledger) = open_projector(config).await?;
     let report = projector.import_from_payload().await.map_err(|error| error.to_string());
-    store.close().await;
+    ledger.close().await;
     let report = report?;
     for (product, size, units) in &report.imported {
         println!("imported        product {product} size {size}: {units} unit(s)");
@@ -313,9 +315,9 @@ async fn import(config: Config) -> Result<(), String> {
 }
 
 async fn reconcile(config: Config, fix: bool) -> Result<(), String> {
-    let (projector, store) = open_projector(config).await?;
+    let (projector, ledger) = open_projector(config).await?;
     let report = projector.reconcile(fix).await.map_err(|error| error.to_string());
-    store.close().await;
+    ledger.close().await;
     let report = report?;
     if !report.differences.is_empty() {
         println!("{:<12} {:<8} {:<18} {:<24} ledger", "product", "size", "figure", "Payload");

@@ -18,7 +18,8 @@ use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
 use crate::config::PayloadConfig;
-use crate::store::{LaneClaim, OutboxEntry, OutboxTopic, SizeRecord, Store, StoreError};
+use crate::ledger::Ledger;
+use crate::store::{LaneClaim, OutboxEntry, OutboxTopic, SizeRecord, StoreError};
 use payload::{Created, PayloadClient, PayloadError};
 
 /// Lanes delivered at the same time.
@@ -47,7 +48,7 @@ pub enum DeliveryError {
 pub struct Projector {
     pub client: PayloadClient,
     pub config: PayloadConfig,
-    pub store: Arc<dyn Store>,
+    pub ledger: Arc<Ledger>,
     pub clock: Arc<dyn Clock>,
     /// Names this process in its claims on outbox lanes: several sidecars on one ledger each deliver only the lanes
     /// they claimed.
@@ -164,8 +165,8 @@ pub fn figures(record: &SizeRecord) -> [(&'static str, Value); 5] {
 }
 
 impl Projector {
-    pub fn new(config: PayloadConfig, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Self, String> {
-        Ok(Projector { client: PayloadClient::new(&config)?, config, store, clock, owner: claim_owner().into() })
+    pub fn new(config: PayloadConfig, ledger: Arc<Ledger>, clock: Arc<dyn Clock>) -> Result<Self, String> {
+        Ok(Projector { client: PayloadClient::new(&config)?, config, ledger, clock, owner: claim_owner().into() })
     }
 
     /// Delivers one outbox row.
@@ -183,7 +184,7 @@ impl Projector {
     /// Writes the ledger's figures into the product's sizes; whether Payload needed the write.
     pub async fn project_product(&self, product: &str) -> Result<bool, DeliveryError> {
         let collection = &self.config.products_slug;
-        let ledger = self.store.product_stock(product, self.clock.now()).await?;
+        let ledger = self.ledger.product_stock(product, self.clock.now()).await?;
         let Some(document) = self.client.document(collection, product).await? else {
             return Err(DeliveryError::NotInPayload(format!(
                 "product {product:?} is in the ledger but not in Payload's {collection:?} collection"
@@ -228,7 +229,7 @@ impl Projector {
     /// The stock-movements document of a ledger movement (the fields the payloadStock plugin declares), with
     /// Payload's relationship id and the ledger id as idempotencyKey.
     async fn movement_document(&self, id: i64) -> Result<Value, DeliveryError> {
-        let Some(record) = self.store.movement(id).await? else {
+        let Some(record) = self.ledger.movement(id).await? else {
             return Err(StoreError::Inconsistent(format!("movement {id} is queued but not in the ledger")).into());
         };
         let movement = &record.movement;
@@ -249,7 +250,7 @@ impl Projector {
 
     /// Creates or updates the stock-reservations document of a reservation.
     pub async fn project_reservation(&self, reference: &str) -> Result<(), DeliveryError> {
-        let Some(record) = self.store.reservation(reference).await? else {
+        let Some(record) = self.ledger.reservation(reference).await? else {
             return Err(StoreError::Inconsistent(format!("reservation {reference} is queued but not stored")).into());
         };
         let collection = &self.config.reservations_slug;
@@ -307,17 +308,17 @@ impl Projector {
         let now = self.clock.now();
         let lease = millis(self.config.delivery_lease);
         let claim = LaneClaim { owner: self.owner.to_string(), until: now.checked_add_millis(lease).unwrap_or(now) };
-        if !self.store.claim_lane(lane, &claim, now).await? {
+        if !self.ledger.claim_lane(lane, &claim, now).await? {
             tracing::debug!(lane = %lane, "lane claimed by another sidecar; skipped");
             return Ok(());
         }
         let delivered = self.deliver_claimed_lane(lane, now.checked_add_millis(lease / 2).unwrap_or(now)).await;
-        let released = self.store.release_lane(lane, &self.owner).await;
+        let released = self.ledger.release_lane(lane, &self.owner).await;
         delivered.and(released)
     }
 
     async fn deliver_claimed_lane(&self, lane: &str, stop_at: Timestamp) -> Result<(), StoreError> {
-        for entry in self.store.lane_entries(lane, LANE_BATCH).await? {
+        for entry in self.ledger.lane_entries(lane, LANE_BATCH).await? {
             if self.clock.now() >= stop_at {
                 tracing::info!(lane = %lane, "half the lane's lease has passed; the rest goes in the next pass");
                 return Ok(());
@@ -328,7 +329,7 @@ impl Projector {
                         tracing::info!(lane = %lane, subject = %entry.subject, attempts = entry.attempts + 1,
                             "delivered to Payload after retries");
                     }
-                    self.store.outbox_delivered(&entry).await?;
+                    self.ledger.outbox_delivered(&entry).await?;
                 }
                 Err(error) => {
                     let attempts = entry.attempts.saturating_add(1);
@@ -336,7 +337,7 @@ impl Projector {
                     let retry_at = self.clock.now().checked_add_millis(millis(wait)).unwrap_or(self.clock.now());
                     tracing::warn!(lane = %lane, subject = %entry.subject, attempts, retry_in_ms = millis(wait),
                         error = %error, "delivery to Payload failed; will retry");
-                    self.store.outbox_failed(&entry, &error.to_string(), retry_at).await?;
+                    self.ledger.outbox_failed(&entry, &error.to_string(), retry_at).await?;
                     return Ok(());
                 }
             }
@@ -346,7 +347,7 @@ impl Projector {
 
     /// Delivers every due lane once, a few at a time; how many lanes there were.
     pub async fn deliver_due(&self) -> Result<usize, StoreError> {
-        let lanes = self.store.due_lanes(self.clock.now(), (PARALLEL_LANES * 8) as u32).await?;
+        let lanes = self.ledger.due_lanes(self.clock.now(), (PARALLEL_LANES * 8) as u32).await?;
         let count = lanes.len();
         let mut lanes = lanes.into_iter();
         let mut running = tokio::task::JoinSet::new();

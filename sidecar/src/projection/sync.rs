@@ -136,7 +136,7 @@ impl Projector {
                     }
                 };
                 let now = self.clock.now();
-                match self.store.import_size((&product, size), stock, threshold, IMPORT_REASON, now).await? {
+                match self.ledger.import_size((&product, size), stock, threshold, IMPORT_REASON, now).await? {
                     ImportOutcome::Imported(_) => report.imported.push((product.clone(), size.to_owned(), stock.get())),
                     ImportOutcome::AlreadyInLedger { stock } => {
                         report.already_in_ledger.push((product.clone(), size.to_owned(), stock.get()))
@@ -159,7 +159,7 @@ impl Projector {
             let Some(product) = document_id(&document) else { return Ok(()) };
             report.products_checked += 1;
             in_payload.insert(product.clone());
-            let ledger = self.store.product_stock(&product, self.clock.now()).await?;
+            let ledger = self.ledger.product_stock(&product, self.clock.now()).await?;
             let rows = document.get("sizes").and_then(Value::as_array).cloned().unwrap_or_default();
             let mut rows_by_size: BTreeMap<String, Value> = BTreeMap::new();
             for row in rows {
@@ -212,7 +212,7 @@ impl Projector {
             Ok(())
         })
         .await?;
-        for product in self.store.ledger_products().await? {
+        for product in self.ledger.ledger_products().await? {
             if !in_payload.contains(&product) {
                 report.differences.push(Difference {
                     product,
@@ -227,7 +227,7 @@ impl Projector {
         let mut documented = self.movement_documents().await?;
         let mut after = 0;
         loop {
-            let ids = self.store.movement_ids(after, 1000).await?;
+            let ids = self.ledger.movement_ids(after, 1000).await?;
             let Some(&last) = ids.last() else { break };
             for id in ids {
                 match documented.remove(&id.to_string()) {

@@ -1,15 +1,14 @@
-//! The ledger's storage: a narrow trait whose every method is one atomic decision, and the records it returns.
-//! The rules themselves (availability, cart checks, movement arithmetic, the reservation state machine) come from
-//! stock-core; a store only makes each decision atomic.
+//! The ledger's storage: the two stores (embedded SQLite, PostgreSQL), the decisions they both execute as
+//! planned once in `plan.rs`, and the records they return. The rules themselves (availability, cart checks,
+//! movement arithmetic, the reservation state machine) come from stock-core. Handlers and workers reach a store
+//! through [`crate::ledger::Ledger`], which documents each operation.
 
 mod columns;
 mod decide;
-mod metered;
 mod plan;
 mod postgres;
 mod sqlite;
 
-pub use metered::MeteredStore;
 pub use plan::{AlertCrossing, alert_crossings};
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteDurability, SqliteStore, WriterCounts};
@@ -18,17 +17,14 @@ pub use stock_wire::{MovementOrigin, MovementRequest, StripeAction};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use stock_core::{
-    CartLine, CartValidation, MovementError, MovementType, Quantity, ReservationStatus, ReservationTtl, StockLevel,
-    StockMovement, StockState, Timestamp,
+    CartValidation, MovementError, MovementType, Quantity, ReservationStatus, StockLevel, StockMovement, StockState,
+    Timestamp,
 };
 
-/// How a store queues ledger changes for Payload.
+/// How a store queues ledger changes for Payload (the outbox); without them (no PAYLOAD_URL) nothing is queued.
 #[derive(Debug, Clone)]
 pub struct ProjectionSettings {
-    /// Woken whenever a transaction that queued changes commits.
-    pub wakeup: Arc<tokio::sync::Notify>,
     /// How long the outbox waits before creating the Payload document of a movement that Payload's
     /// stock-movements hook asked for: the hook saves that document itself right after the sidecar answers, so
     /// the outbox only fills in for a save that failed, and otherwise finds the document there (unique
@@ -352,136 +348,6 @@ pub struct MovementTotal {
     pub movements: u64,
     /// The sum of their signed quantities (negative for sales).
     pub units: i64,
-}
-
-/// The ledger. Every method is atomic: it is applied whole or not at all.
-#[async_trait]
-pub trait Store: std::fmt::Debug + Send + Sync + 'static {
-    /// Reserves every line of the cart for `ttl`, or nothing.
-    async fn reserve(
-        &self,
-        reference: &str,
-        lines: &[CartLine],
-        ttl: ReservationTtl,
-        now: Timestamp,
-    ) -> Result<ReserveOutcome, StoreError>;
-
-    async fn reservation(&self, reference: &str) -> Result<Option<ReservationRecord>, StoreError>;
-
-    /// Releases an active reservation; idempotent.
-    async fn release(&self, reference: &str, now: Timestamp) -> Result<ReleaseOutcome, StoreError>;
-
-    /// Marks every active reservation past its expiry as expired; returns their references.
-    async fn release_expired(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
-
-    /// Up to `limit` active reservations past their expiry, oldest expiry first (for cleanup that asks Stripe
-    /// about each before releasing it).
-    async fn expired_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError>;
-
-    /// Marks one reservation expired if it is active and past its expiry; whether it changed.
-    async fn expire_one(&self, reference: &str, now: Timestamp) -> Result<bool, StoreError>;
-
-    /// The sizes of a product as they stand at `now`; empty if the product has none.
-    async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError>;
-
-    /// Every size of every product as it stands at `now` (for the low- and out-of-stock figures and the alert
-    /// check), products in id order.
-    async fn every_size(&self, now: Timestamp) -> Result<Vec<LedgerSize>, StoreError>;
-
-    /// Records each crossing whose size's last recorded state is still its `previous` (compare-and-set: of
-    /// several sidecars that see the same crossing, one records it); the alerts this call recorded.
-    async fn record_stock_alerts(
-        &self,
-        crossings: Vec<AlertCrossing>,
-        now: Timestamp,
-    ) -> Result<Vec<StockAlert>, StoreError>;
-
-    /// Claims until `until` up to `limit` undelivered alerts due at `now` that nobody else has claimed past
-    /// `now`, oldest first.
-    async fn claim_stock_alerts(
-        &self,
-        now: Timestamp,
-        until: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<StockAlert>, StoreError>;
-
-    /// Marks an alert delivered (the webhook accepted it).
-    async fn stock_alert_delivered(&self, id: i64, now: Timestamp) -> Result<(), StoreError>;
-
-    /// Records a failed delivery; the alert is due again at `retry_at`.
-    async fn stock_alert_failed(&self, id: i64, error: &str, retry_at: Timestamp) -> Result<(), StoreError>;
-
-    async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError>;
-
-    async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError>;
-
-    /// Each product's movements dated at or after `since`, by type, products in id order.
-    async fn movement_totals(&self, since: Timestamp) -> Result<Vec<MovementTotal>, StoreError>;
-
-    /// Applies a verified Stripe event once: the event id is claimed in the same transaction as the change.
-    async fn apply_stripe_event(
-        &self,
-        event: &StripeEventRecord,
-        action: &StripeAction,
-        now: Timestamp,
-    ) -> Result<EventOutcome, StoreError>;
-
-    /// The open conflicts, oldest first, at most `limit`.
-    async fn open_conflicts(&self, limit: u32) -> Result<Vec<ConflictRecord>, StoreError>;
-
-    /// Marks a conflict resolved with the operator's note (what they did about it); resolving it again changes
-    /// nothing and answers the first resolution.
-    async fn resolve_conflict(&self, id: i64, resolution: &str, now: Timestamp) -> Result<ResolveOutcome, StoreError>;
-
-    /// Forgets processed Stripe event ids received before `before` (Stripe retries for 3 days; they are kept 30).
-    async fn prune_stripe_events(&self, before: Timestamp) -> Result<u64, StoreError>;
-
-    /// Whether the store answers.
-    async fn ping(&self) -> Result<(), StoreError>;
-
-    /// One movement by its ledger id.
-    async fn movement(&self, id: i64) -> Result<Option<MovementRecord>, StoreError>;
-
-    /// Up to `limit` ledger movement ids above `after`, in order (for reconciling with Payload page by page).
-    async fn movement_ids(&self, after: i64, limit: u32) -> Result<Vec<i64>, StoreError>;
-
-    /// Every product the ledger has sizes of.
-    async fn ledger_products(&self) -> Result<Vec<String>, StoreError>;
-
-    /// Adds a size the ledger does not have yet with `stock` units on hand, recorded as an `adjustment` movement
-    /// with `reason`; a size the ledger has is left alone. Idempotent.
-    async fn import_size(
-        &self,
-        (product, size): (&str, &str),
-        stock: Quantity,
-        low_stock_threshold: Quantity,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<ImportOutcome, StoreError>;
-
-    /// Up to `limit` lanes whose rows are all due at `now` and that nobody has claimed past `now`, the lane with
-    /// the oldest row first.
-    async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError>;
-
-    /// Up to `limit` rows of a lane, in delivery order.
-    async fn lane_entries(&self, lane: &str, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
-
-    /// Removes a delivered row, unless a change coalesced into it meanwhile (then it stays for another delivery).
-    async fn outbox_delivered(&self, entry: &OutboxEntry) -> Result<bool, StoreError>;
-
-    /// Records a failed delivery; the entry's whole lane waits until `retry_at`.
-    async fn outbox_failed(&self, entry: &OutboxEntry, error: &str, retry_at: Timestamp) -> Result<(), StoreError>;
-
-    /// Claims `lane` for `claim.owner` until `claim.until`, unless another owner's claim runs past `now`;
-    /// whether the owner holds the lane now. Each lane is delivered by one process at a time, however many
-    /// sidecars share the ledger; a claim that lapses (its process died) is taken over.
-    async fn claim_lane(&self, lane: &str, claim: &LaneClaim, now: Timestamp) -> Result<bool, StoreError>;
-
-    /// Gives up `owner`'s claim on `lane`.
-    async fn release_lane(&self, lane: &str, owner: &str) -> Result<(), StoreError>;
-
-    /// Finishes what is queued and closes every connection.
-    async fn close(&self);
 }
 
 /// A failure of the store itself (not a refused request).

@@ -65,7 +65,7 @@ async fn create_movement(
     let request = movement_request(body)?;
     let (product, size) = (request.product.clone(), request.size.clone());
 
-    match state.store.record_movement(request, state.clock.now()).await? {
+    match state.ledger.record_movement(request, state.clock.now()).await? {
         MovementOutcome::Applied(record) => {
             let movement = &record.movement;
             tracing::info!(product = %record.product, size = %record.size, kind = %movement.kind,

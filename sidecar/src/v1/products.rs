@@ -50,7 +50,7 @@ async fn get_product_stock(
     _caller: ApiCaller,
     Path(product): Path<String>,
 ) -> Result<Json<ProductStockAnswer>, ApiError> {
-    let sizes = state.store.product_stock(&product, state.clock.now()).await?;
+    let sizes = state.ledger.product_stock(&product, state.clock.now()).await?;
     if sizes.is_empty() {
         return Err(ApiError::NotFound {
             code: "unknown_product",

@@ -62,7 +62,7 @@ async fn create_reservation(
     ApiJson(body): ApiJson<ReservationBody>,
 ) -> Result<(StatusCode, Json<ReservationAnswer>), ApiError> {
     let ReservationRequest { reference, lines, ttl } = reservation_request(body, state.config.default_ttl)?;
-    let outcome = state.store.reserve(&reference, &lines, ttl, state.clock.now()).await?;
+    let outcome = state.ledger.reserve(&reference, &lines, ttl, state.clock.now()).await?;
     match outcome {
         ReserveOutcome::Created(record) => {
             tracing::info!(reference = %record.reference, items = record.items.len(), expires_at = %record.expires_at, "reserved");
@@ -128,7 +128,7 @@ async fn get_reservation(
     _caller: ApiCaller,
     Path(reference): Path<String>,
 ) -> Result<Json<ReservationAnswer>, ApiError> {
-    match state.store.reservation(&reference).await? {
+    match state.ledger.reservation(&reference).await? {
         Some(record) => Ok(Json(reservation_json(&record))),
         None => Err(not_found(&reference)),
     }
@@ -149,7 +149,7 @@ async fn release_reservation(
     _caller: ApiCaller,
     Path(reference): Path<String>,
 ) -> Result<Json<ReservationAnswer>, ApiError> {
-    match state.store.release(&reference, state.clock.now()).await? {
+    match state.ledger.release(&reference, state.clock.now()).await? {
         ReleaseOutcome::Released(record) => {
             tracing::info!(reference = %record.reference, "reservation released");
             Ok(Json(reservation_json(&record)))

@@ -111,7 +111,7 @@ async fn apply_event(
     action: &StripeAction,
     now: Timestamp,
 ) -> Result<Json<WebhookAnswer>, ApiError> {
-    let outcome = state.store.apply_stripe_event(record, action, now).await?;
+    let outcome = state.ledger.apply_stripe_event(record, action, now).await?;
     let counted = match &outcome {
         EventOutcome::Conflict { kind } => {
             match action {

@@ -9,8 +9,9 @@ use stock_sidecar::alerts::{ALERT_ID_HEADER, SIGNATURE_HEADER, check_stock_alert
 use stock_sidecar::clock::ManualClock;
 use stock_sidecar::config::{AlertWebhookConfig, Config, Secret};
 use stock_sidecar::http::AppState;
+use stock_sidecar::ledger::Ledger;
 use stock_sidecar::open_state;
-use stock_sidecar::store::{MovementOrigin, MovementRequest, Store};
+use stock_sidecar::store::{MovementOrigin, MovementRequest};
 
 use crate::helpers::{START, TestDatabase};
 
@@ -43,7 +44,7 @@ fn restock(units: i64, threshold: u32) -> MovementRequest {
     }
 }
 
-async fn reserve(store: &dyn Store, reference: &str, units: u32, ttl_seconds: u32, now: Timestamp) {
+async fn reserve(store: &Ledger, reference: &str, units: u32, ttl_seconds: u32, now: Timestamp) {
     let line = CartLine { product: "runner".into(), size: "42".into(), quantity: f64::from(units) };
     let ttl = ReservationTtl::from_seconds(ttl_seconds).expect("ttl");
     store.reserve(reference, &[line], ttl, now).await.expect("reserve");
@@ -79,7 +80,7 @@ async fn each_crossing_is_alerted_once_and_posted_signed_until_the_webhook_accep
     let clock = ManualClock::new(Timestamp::parse_rfc3339(START).expect("start"));
     let (url, received) = webhook_receiver(1).await;
     let state = state_on(&database, &clock, Some(&url)).await;
-    let store = &*state.store;
+    let store = &*state.ledger;
     let now = || stock_sidecar::clock::Clock::now(&clock);
 
     store.record_movement(restock(5, 2), now()).await.expect("restock");
@@ -144,9 +145,9 @@ async fn two_sidecars_checking_at_once_record_each_crossing_once() {
     for product in 0..20 {
         let mut request = restock(1, 0);
         request.product = format!("boot-{product}");
-        first.store.record_movement(request, now).await.expect("restock");
+        first.ledger.record_movement(request, now).await.expect("restock");
         let line = CartLine { product: format!("boot-{product}"), size: "42".into(), quantity: 1.0 };
-        first.store.reserve(&format!("pi_{product}"), &[line], ReservationTtl::DEFAULT, now).await.expect("reserve");
+        first.ledger.reserve(&format!("pi_{product}"), &[line], ReservationTtl::DEFAULT, now).await.expect("reserve");
     }
     let (from_first, from_second) = tokio::join!(check_stock_alerts(&first), check_stock_alerts(&second));
     let (from_first, from_second) = (from_first.expect("check"), from_second.expect("check"));
@@ -155,7 +156,7 @@ async fn two_sidecars_checking_at_once_record_each_crossing_once() {
 
     // Without a webhook the alerts are recorded as delivered: nothing waits to be posted.
     let later = Timestamp::from_unix_millis(now.unix_millis() + 1000).expect("later");
-    assert!(first.store.claim_stock_alerts(later, later, 100).await.expect("claim").is_empty());
+    assert!(first.ledger.claim_stock_alerts(later, later, 100).await.expect("claim").is_empty());
 }
 
 #[tokio::test]
@@ -175,7 +176,7 @@ async fn a_webhook_that_redirects_is_a_failed_delivery_and_its_url_is_shown_nowh
     let url = format!("http://{}/alerts?token=slack-like-credential", listener.local_addr().expect("address"));
     tokio::spawn(async move { axum::serve(listener, redirecting).await });
     let state = state_on(&database, &clock, Some(&url)).await;
-    let store = &*state.store;
+    let store = &*state.ledger;
     let now = || stock_sidecar::clock::Clock::now(&clock);
 
     store.record_movement(restock(1, 2), now()).await.expect("restock");

@@ -272,23 +272,20 @@ impl TestApp {
     }
 }
 
-/// The store on `database` itself, without a server; queuing changes for Payload when `projection` is given.
+/// The ledger on `database` itself, without a server; queuing changes for Payload when `projection` is given.
 pub(crate) async fn open_store(
     database: &TestDatabase,
     projection: Option<stock_sidecar::store::ProjectionSettings>,
-) -> Arc<dyn stock_sidecar::store::Store> {
+) -> Arc<stock_sidecar::ledger::Ledger> {
+    use stock_sidecar::ledger::Ledger;
+    use stock_sidecar::metrics::Metrics;
     use stock_sidecar::store::{PostgresStore, SqliteStore};
-    if database.is_postgres() {
+    let metrics = Arc::new(Metrics::new());
+    Arc::new(if database.is_postgres() {
         let store = PostgresStore::connect(&database.url, 4).await.expect("store opens");
-        Arc::new(match projection {
-            Some(settings) => store.with_projection(settings),
-            None => store,
-        })
+        Ledger::new(store.with_projection(projection), metrics)
     } else {
         let store = SqliteStore::connect(&database.url).await.expect("store opens");
-        Arc::new(match projection {
-            Some(settings) => store.with_projection(settings),
-            None => store,
-        })
-    }
+        Ledger::new(store.with_projection(projection), metrics)
+    })
 }

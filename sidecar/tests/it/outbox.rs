@@ -5,17 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stock_core::{CartLine, MovementType, ReservationTtl, SignedQuantity, Timestamp};
-use stock_sidecar::store::{MovementOrigin, MovementOutcome, MovementRequest, OutboxTopic, ProjectionSettings, Store};
-use tokio::sync::Notify;
+use stock_sidecar::ledger::Ledger;
+use stock_sidecar::store::{MovementOrigin, MovementOutcome, MovementRequest, OutboxTopic, ProjectionSettings};
 
 use crate::helpers::{TestDatabase, open_store};
 
 const GRACE: Duration = Duration::from_secs(30);
 
-async fn store(projection: bool) -> (Arc<dyn Store>, TestDatabase) {
+async fn store(projection: bool) -> (Arc<Ledger>, TestDatabase) {
     let database = TestDatabase::new().await;
-    let settings =
-        projection.then(|| ProjectionSettings { wakeup: Arc::new(Notify::new()), payload_save_grace: GRACE });
+    let settings = projection.then_some(ProjectionSettings { payload_save_grace: GRACE });
     (open_store(&database, settings).await, database)
 }
 
@@ -23,14 +22,7 @@ fn at(seconds: i64) -> Timestamp {
     Timestamp::from_unix_millis(1_795_000_000_000 + seconds * 1000).expect("instant")
 }
 
-async fn restock(
-    store: &dyn Store,
-    product: &str,
-    size: &str,
-    units: i64,
-    origin: MovementOrigin,
-    now: Timestamp,
-) -> i64 {
+async fn restock(store: &Ledger, product: &str, size: &str, units: i64, origin: MovementOrigin, now: Timestamp) -> i64 {
     let request = MovementRequest {
         product: product.to_owned(),
         size: size.to_owned(),
@@ -48,7 +40,7 @@ async fn restock(
     }
 }
 
-async fn reserve(store: &dyn Store, reference: &str, product: &str, size: &str, now: Timestamp) {
+async fn reserve(store: &Ledger, reference: &str, product: &str, size: &str, now: Timestamp) {
     let lines = [CartLine { product: product.to_owned(), size: size.to_owned(), quantity: 1.0 }];
     store.reserve(reference, &lines, ReservationTtl::DEFAULT, now).await.expect("reserved");
 }
@@ -56,8 +48,8 @@ async fn reserve(store: &dyn Store, reference: &str, product: &str, size: &str, 
 #[tokio::test]
 async fn without_payload_nothing_is_queued() {
     let (store, _directory) = store(false).await;
-    restock(&*store, "1", "42", 3, MovementOrigin::Sidecar, at(0)).await;
-    reserve(&*store, "pi_1", "1", "42", at(1)).await;
+    restock(&store, "1", "42", 3, MovementOrigin::Sidecar, at(0)).await;
+    reserve(&store, "pi_1", "1", "42", at(1)).await;
     assert!(store.due_lanes(at(2), 10).await.expect("lanes").is_empty());
     assert_eq!(store.monitoring(at(2)).await.expect("figures").outbox.backlog, 0);
 }
@@ -65,9 +57,9 @@ async fn without_payload_nothing_is_queued() {
 #[tokio::test]
 async fn changes_to_one_product_coalesce_into_one_row_and_keep_their_order() {
     let (store, _directory) = store(true).await;
-    let first = restock(&*store, "1", "42", 3, MovementOrigin::Sidecar, at(0)).await;
-    let second = restock(&*store, "1", "43", 2, MovementOrigin::Sidecar, at(1)).await;
-    reserve(&*store, "pi_1", "1", "42", at(2)).await;
+    let first = restock(&store, "1", "42", 3, MovementOrigin::Sidecar, at(0)).await;
+    let second = restock(&store, "1", "43", 2, MovementOrigin::Sidecar, at(1)).await;
+    reserve(&store, "pi_1", "1", "42", at(2)).await;
 
     let lanes = store.due_lanes(at(3), 10).await.expect("lanes");
     assert_eq!(lanes, ["product:1", "reservation:pi_1"]);
@@ -89,10 +81,10 @@ async fn changes_to_one_product_coalesce_into_one_row_and_keep_their_order() {
 #[tokio::test]
 async fn a_delivery_that_raced_a_change_stays_for_another_delivery() {
     let (store, _directory) = store(true).await;
-    restock(&*store, "1", "42", 3, MovementOrigin::Sidecar, at(0)).await;
+    restock(&store, "1", "42", 3, MovementOrigin::Sidecar, at(0)).await;
     let product = store.lane_entries("product:1", 1).await.expect("entries").remove(0);
     // While Payload is being written, a reservation changes the product again.
-    reserve(&*store, "pi_1", "1", "42", at(1)).await;
+    reserve(&store, "pi_1", "1", "42", at(1)).await;
     assert!(!store.outbox_delivered(&product).await.expect("delivered"), "the newer change must still be delivered");
     let again = store.lane_entries("product:1", 1).await.expect("entries").remove(0);
     assert_eq!((again.id, again.revision), (product.id, product.revision + 1));
@@ -105,12 +97,12 @@ async fn a_delivery_that_raced_a_change_stays_for_another_delivery() {
 #[tokio::test]
 async fn a_failing_lane_waits_for_its_retry_without_holding_up_the_others() {
     let (store, _directory) = store(true).await;
-    restock(&*store, "1", "42", 3, MovementOrigin::Sidecar, at(0)).await;
-    restock(&*store, "2", "42", 3, MovementOrigin::Sidecar, at(0)).await;
+    restock(&store, "1", "42", 3, MovementOrigin::Sidecar, at(0)).await;
+    restock(&store, "2", "42", 3, MovementOrigin::Sidecar, at(0)).await;
     let head = store.lane_entries("product:1", 1).await.expect("entries").remove(0);
     store.outbox_failed(&head, "Payload is unreachable", at(10)).await.expect("recorded");
     // A later change to the failing product waits with it, so its writes stay in order.
-    restock(&*store, "1", "43", 1, MovementOrigin::Sidecar, at(1)).await;
+    restock(&store, "1", "43", 1, MovementOrigin::Sidecar, at(1)).await;
 
     assert_eq!(store.due_lanes(at(2), 10).await.expect("lanes"), ["product:2"]);
     assert_eq!(store.due_lanes(at(10), 10).await.expect("lanes"), ["product:1", "product:2"]);
@@ -124,7 +116,7 @@ async fn a_failing_lane_waits_for_its_retry_without_holding_up_the_others() {
 #[tokio::test]
 async fn a_movement_entered_in_payload_waits_for_payload_to_save_its_document() {
     let (store, _directory) = store(true).await;
-    let id = restock(&*store, "1", "42", 3, MovementOrigin::Payload, at(0)).await;
+    let id = restock(&store, "1", "42", 3, MovementOrigin::Payload, at(0)).await;
     let lane = format!("movement:{id}");
     assert_eq!(store.due_lanes(at(1), 10).await.expect("lanes"), ["product:1"], "the sizes go at once");
     let figures = store.monitoring(at(1)).await.expect("figures");
@@ -138,7 +130,7 @@ async fn a_lane_is_delivered_by_one_claimant_at_a_time_and_taken_over_when_its_c
     use stock_sidecar::store::LaneClaim;
 
     let (store, _directory) = store(true).await;
-    restock(&*store, "1", "42", 3, MovementOrigin::Sidecar, at(0)).await;
+    restock(&store, "1", "42", 3, MovementOrigin::Sidecar, at(0)).await;
     let first = LaneClaim { owner: "sidecar-a".to_owned(), until: at(30) };
     let second = LaneClaim { owner: "sidecar-b".to_owned(), until: at(31) };
 

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use stock_core::{CartLine, MovementType, ReservationTtl, SignedQuantity, Timestamp};
+use stock_sidecar::ledger::Ledger;
 use stock_sidecar::store::{
-    EventOutcome, MovementOrigin, MovementOutcome, MovementRequest, ReserveOutcome, Store, StripeAction,
-    StripeEventRecord,
+    EventOutcome, MovementOrigin, MovementOutcome, MovementRequest, ReserveOutcome, StripeAction, StripeEventRecord,
 };
 
 use crate::helpers::{TestDatabase, open_store};
@@ -17,7 +17,7 @@ fn at(seconds: i64) -> Timestamp {
 }
 
 /// Two stores on a fresh ledger.
-async fn two_stores() -> ([Arc<dyn Store>; 2], TestDatabase) {
+async fn two_stores() -> ([Arc<Ledger>; 2], TestDatabase) {
     let database = TestDatabase::new().await;
     let first = open_store(&database, None).await;
     let second = open_store(&database, None).await;
@@ -42,7 +42,7 @@ fn line(product: &str) -> CartLine {
     CartLine { product: product.to_owned(), size: "42".to_owned(), quantity: 1.0 }
 }
 
-async fn stock_of(store: &dyn Store, product: &str, now: Timestamp) -> (u32, u32) {
+async fn stock_of(store: &Ledger, product: &str, now: Timestamp) -> (u32, u32) {
     let sizes = store.product_stock(product, now).await.expect("stock");
     (sizes[0].level.stock().get(), sizes[0].level.reserved().get())
 }
@@ -74,7 +74,7 @@ async fn buyers_on_two_stores_get_exactly_the_stock_and_cleanup_on_both_releases
     }
     assert_eq!(reserved, 20);
     for product in ["boot", "sock"] {
-        assert_eq!(stock_of(&*second, product, at(2)).await, (20, 20));
+        assert_eq!(stock_of(&second, product, at(2)).await, (20, 20));
     }
 
     // Cleanup runs on both stores at once, after every reservation expired.
@@ -88,7 +88,7 @@ async fn buyers_on_two_stores_get_exactly_the_stock_and_cleanup_on_both_releases
     released.dedup();
     assert_eq!((before, released.len()), (20, 20), "each reservation released once");
     assert!(first.release_expired(after_expiry).await.expect("cleanup").is_empty());
-    assert_eq!(stock_of(&*first, "boot", after_expiry).await, (20, 0));
+    assert_eq!(stock_of(&first, "boot", after_expiry).await, (20, 0));
 }
 
 /// Every reference asked of both stores at once: first with the same cart (a retry that went to the other
@@ -206,7 +206,7 @@ async fn a_postgresql_batch_with_one_failing_reservation_commits_the_others_and_
         .await
         .expect("count");
     assert_eq!(items, 0);
-    assert_eq!(stock_of(&*store, "boot", at(2)).await, (10, 5), "the five others hold their units");
+    assert_eq!(stock_of(&store, "boot", at(2)).await, (10, 5), "the five others hold their units");
 }
 
 /// PostgreSQL's Stripe event batches, as the reservation batches above: six payments queued while the batcher waits
@@ -279,7 +279,7 @@ async fn a_postgresql_batch_with_one_failing_stripe_event_applies_the_others_and
     .await
     .expect("count");
     assert_eq!((events, sales), (0, 0));
-    assert_eq!(stock_of(&*store, "boot", at(3)).await, (5, 1), "five sold, the poisoned one still held");
+    assert_eq!(stock_of(&store, "boot", at(3)).await, (5, 1), "five sold, the poisoned one still held");
 }
 
 /// A PostgreSQL batch that asks twice for a reference reserved before (a double submit) answers both with that
@@ -325,7 +325,7 @@ async fn a_postgresql_batch_asking_twice_for_an_existing_reference_answers_it_tw
         }
     }
     assert!(matches!(new.await.expect("task"), Ok(ReserveOutcome::Created(_))));
-    assert_eq!(stock_of(&*store, "boot", at(2)).await, (10, 2));
+    assert_eq!(stock_of(&store, "boot", at(2)).await, (10, 2));
     let commits = store.monitoring(at(2)).await.expect("figures").ledger_writes.commits - commits_before;
     assert_eq!(commits, 2, "the first alone, then the three in one batch: none ran again one by one");
 }
@@ -360,7 +360,7 @@ async fn the_same_stripe_event_delivered_to_two_stores_at_once_is_applied_once()
         }
     }
     assert_eq!(applied, vec![1; 30], "every event applied exactly once");
-    assert_eq!(stock_of(&*first, "boot", at(3)).await, (0, 0), "30 sold, once each");
+    assert_eq!(stock_of(&first, "boot", at(3)).await, (0, 0), "30 sold, once each");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -383,7 +383,7 @@ async fn the_same_movement_asked_of_two_stores_at_once_is_recorded_once() {
         }
     }
     assert_eq!((applied, replayed), (10, 10));
-    assert_eq!(stock_of(&*second, "boot", at(20)).await, (50, 0));
+    assert_eq!(stock_of(&second, "boot", at(20)).await, (50, 0));
 }
 
 /// Operators tell replicas apart in `pg_stat_activity` by the `application_name` of each one's DATABASE_URL (the

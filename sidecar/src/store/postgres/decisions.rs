@@ -523,7 +523,7 @@ pub(super) fn is_key_taken(error: &StoreError) -> bool {
 }
 
 /// Expires every active reservation due at `now` that no other transaction holds (see
-/// [`crate::store::Store::release_expired`]); returns their references, sorted. Several sidecars running
+/// [`crate::ledger::Ledger::release_expired`]); returns their references, sorted. Several sidecars running
 /// cleanup at once each take the reservations the others have not locked (`SKIP LOCKED`), so each reservation
 /// is released once.
 pub(super) async fn release_expired(

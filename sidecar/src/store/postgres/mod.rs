@@ -16,10 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
-use tokio::sync::Notify;
 
 use super::columns::{
     ALERT_COLUMNS, ALERT_STATUS_QUERY, AlertColumns, CONFLICT_QUERY, ConflictColumns, LedgerSizeColumns,
@@ -32,7 +30,7 @@ use super::{
     AlertCrossing, ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome,
     MovementRecord, MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, OutboxTopic,
     ProjectionSettings, ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert,
-    Store, StoreError, StripeAction, StripeEventRecord, WriterCounts,
+    StoreError, StripeAction, StripeEventRecord, WriterCounts,
 };
 
 /// How many times a decision PostgreSQL aborted as a deadlock or a serialization failure runs again.
@@ -89,7 +87,6 @@ struct Queues {
 
 #[derive(Debug, Clone)]
 struct Projection {
-    wakeup: Arc<Notify>,
     grace_millis: i64,
 }
 
@@ -198,11 +195,12 @@ impl PostgresStore {
         Ok(PostgresStore { queues: Some(queues), ..deciding })
     }
 
-    /// From now on every ledger change also queues, in its own transaction, what Payload must show (the outbox),
-    /// and wakes the projection when it commits.
-    pub fn with_projection(mut self, settings: ProjectionSettings) -> Self {
-        let grace_millis = i64::try_from(settings.payload_save_grace.as_millis()).unwrap_or(i64::MAX);
-        self.projection = Some(Projection { wakeup: settings.wakeup, grace_millis });
+    /// With settings, every ledger change from now on also queues, in its own transaction, what Payload must show
+    /// (the outbox); without (no PAYLOAD_URL) nothing is queued.
+    pub fn with_projection(mut self, settings: Option<ProjectionSettings>) -> Self {
+        self.projection = settings.map(|settings| Projection {
+            grace_millis: i64::try_from(settings.payload_save_grace.as_millis()).unwrap_or(i64::MAX),
+        });
         self
     }
 
@@ -228,12 +226,6 @@ impl PostgresStore {
         outcomes
             .pop()
             .ok_or_else(|| StoreError::Inconsistent(format!("a {} was decided without an outcome", Decision::NAME)))
-    }
-
-    fn changes_committed(&self) {
-        if let Some(projection) = &self.projection {
-            projection.wakeup.notify_one();
-        }
     }
 }
 
@@ -318,9 +310,9 @@ fn count(value: i64, name: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Inconsistent(format!("{name} is negative")))
 }
 
-#[async_trait]
-impl Store for PostgresStore {
-    async fn reserve(
+/// The ledger's operations on this store, as [`crate::ledger::Ledger`] documents them.
+impl PostgresStore {
+    pub async fn reserve(
         &self,
         reference: &str,
         lines: &[CartLine],
@@ -328,40 +320,26 @@ impl Store for PostgresStore {
         now: Timestamp,
     ) -> Result<ReserveOutcome, StoreError> {
         let request = decisions::ReserveRequest { reference: reference.to_owned(), lines: lines.to_vec(), ttl, now };
-        let outcome = match &self.queues {
-            Some(queues) => batch::decide_in_next_batch(&queues.reservations, request, self.outbox()).await?,
-            None => self.decide_alone(&request, self.outbox()).await?,
-        };
-        if matches!(outcome, ReserveOutcome::Created(_)) {
-            self.changes_committed();
+        match &self.queues {
+            Some(queues) => batch::decide_in_next_batch(&queues.reservations, request, self.outbox()).await,
+            None => self.decide_alone(&request, self.outbox()).await,
         }
-        Ok(outcome)
     }
 
-    async fn reservation(&self, reference: &str) -> Result<Option<ReservationRecord>, StoreError> {
+    pub async fn reservation(&self, reference: &str) -> Result<Option<ReservationRecord>, StoreError> {
         let mut connection = self.pool.acquire().await?;
         load_reservation(&mut connection, reference, false).await
     }
 
-    async fn release(&self, reference: &str, now: Timestamp) -> Result<ReleaseOutcome, StoreError> {
-        let outcome =
-            in_transaction!(self, |connection| decisions::release(connection, self.outbox(), reference, now))?;
-        if matches!(outcome, ReleaseOutcome::Released(_)) {
-            self.changes_committed();
-        }
-        Ok(outcome)
+    pub async fn release(&self, reference: &str, now: Timestamp) -> Result<ReleaseOutcome, StoreError> {
+        in_transaction!(self, |connection| decisions::release(connection, self.outbox(), reference, now))
     }
 
-    async fn release_expired(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
-        let references =
-            in_transaction!(self, |connection| decisions::release_expired(connection, self.outbox(), now))?;
-        if !references.is_empty() {
-            self.changes_committed();
-        }
-        Ok(references)
+    pub async fn release_expired(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        in_transaction!(self, |connection| decisions::release_expired(connection, self.outbox(), now))
     }
 
-    async fn expired_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
+    pub async fn expired_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT reference FROM reservations WHERE status = 'active' AND expires_at <= $1 \
              ORDER BY expires_at, reference LIMIT $2",
@@ -373,21 +351,17 @@ impl Store for PostgresStore {
         Ok(rows.into_iter().map(|(reference,)| reference).collect())
     }
 
-    async fn expire_one(&self, reference: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let expired = in_transaction!(self, |connection| decisions::expire(connection, self.outbox(), reference, now))?;
-        if expired {
-            self.changes_committed();
-        }
-        Ok(expired)
+    pub async fn expire_one(&self, reference: &str, now: Timestamp) -> Result<bool, StoreError> {
+        in_transaction!(self, |connection| decisions::expire(connection, self.outbox(), reference, now))
     }
 
-    async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError> {
+    pub async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError> {
         let mut connection = self.pool.acquire().await?;
         let sizes = sizes_of(&mut connection, &[product], now).await?;
         Ok(sizes.into_iter().map(|(_, record)| record).collect())
     }
 
-    async fn every_size(&self, now: Timestamp) -> Result<Vec<LedgerSize>, StoreError> {
+    pub async fn every_size(&self, now: Timestamp) -> Result<Vec<LedgerSize>, StoreError> {
         static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let query = QUERY.get_or_init(|| {
             format!(
@@ -402,7 +376,7 @@ impl Store for PostgresStore {
         ledger_sizes_from_rows(rows)
     }
 
-    async fn record_stock_alerts(
+    pub async fn record_stock_alerts(
         &self,
         crossings: Vec<AlertCrossing>,
         now: Timestamp,
@@ -440,7 +414,7 @@ impl Store for PostgresStore {
         alerts_from_rows(rows)
     }
 
-    async fn claim_stock_alerts(
+    pub async fn claim_stock_alerts(
         &self,
         now: Timestamp,
         until: Timestamp,
@@ -465,7 +439,7 @@ impl Store for PostgresStore {
         alerts_from_rows(rows)
     }
 
-    async fn stock_alert_delivered(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+    pub async fn stock_alert_delivered(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
         sqlx::query("UPDATE stock_alerts SET delivered_at = $2, claimed_until = 0, last_error = NULL WHERE id = $1")
             .bind(id)
             .bind(now.unix_millis())
@@ -474,7 +448,7 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn stock_alert_failed(&self, id: i64, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
+    pub async fn stock_alert_failed(&self, id: i64, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE stock_alerts SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, claimed_until = 0 \
              WHERE id = $1",
@@ -487,20 +461,20 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError> {
-        let outcome = in_transaction!(self, retry_if retry_or_key_taken, |connection| decisions::record_movement(
+    pub async fn record_movement(
+        &self,
+        request: MovementRequest,
+        now: Timestamp,
+    ) -> Result<MovementOutcome, StoreError> {
+        in_transaction!(self, retry_if retry_or_key_taken, |connection| decisions::record_movement(
             connection,
             self.outbox(),
             &request,
             now
-        ))?;
-        if matches!(outcome, MovementOutcome::Applied(_)) {
-            self.changes_committed();
-        }
-        Ok(outcome)
+        ))
     }
 
-    async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError> {
+    pub async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError> {
         type Counts = (i64, i64, i64, i64, i64, Option<i64>, i64, i64, Option<String>);
         let mut connection = self.pool.acquire().await?;
         let now = now.unix_millis();
@@ -556,7 +530,7 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn movement_totals(&self, since: Timestamp) -> Result<Vec<MovementTotal>, StoreError> {
+    pub async fn movement_totals(&self, since: Timestamp) -> Result<Vec<MovementTotal>, StoreError> {
         let mut connection = self.pool.acquire().await?;
         let rows: Vec<TotalColumns> = sqlx::query_as(
             "SELECT product, type, COUNT(*), SUM(quantity)::BIGINT FROM movements WHERE date >= $1 \
@@ -568,30 +542,31 @@ impl Store for PostgresStore {
         totals_from_rows(rows)
     }
 
-    async fn apply_stripe_event(
+    pub async fn apply_stripe_event(
         &self,
         event: &StripeEventRecord,
         action: &StripeAction,
         now: Timestamp,
     ) -> Result<EventOutcome, StoreError> {
         let request = decisions::EventRequest { event: event.clone(), action: action.clone(), now };
-        let outcome = match &self.queues {
-            Some(queues) => batch::decide_in_next_batch(&queues.events, request, self.outbox()).await?,
-            None => self.decide_alone(&request, self.outbox()).await?,
-        };
-        if !matches!(outcome, EventOutcome::Duplicate) {
-            self.changes_committed();
+        match &self.queues {
+            Some(queues) => batch::decide_in_next_batch(&queues.events, request, self.outbox()).await,
+            None => self.decide_alone(&request, self.outbox()).await,
         }
-        Ok(outcome)
     }
 
-    async fn open_conflicts(&self, limit: u32) -> Result<Vec<ConflictRecord>, StoreError> {
+    pub async fn open_conflicts(&self, limit: u32) -> Result<Vec<ConflictRecord>, StoreError> {
         let rows: Vec<ConflictColumns> =
             sqlx::query_as(OPEN_CONFLICTS_QUERY).bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.into_iter().map(conflict_from_columns).collect()
     }
 
-    async fn resolve_conflict(&self, id: i64, resolution: &str, now: Timestamp) -> Result<ResolveOutcome, StoreError> {
+    pub async fn resolve_conflict(
+        &self,
+        id: i64,
+        resolution: &str,
+        now: Timestamp,
+    ) -> Result<ResolveOutcome, StoreError> {
         // One statement each: the conditional update decides which resolution stands, whichever sidecar runs first.
         let updated = sqlx::query(RESOLVE_CONFLICT)
             .bind(now.unix_millis())
@@ -604,7 +579,7 @@ impl Store for PostgresStore {
         Ok(decide::resolution(updated > 0, row.map(conflict_from_columns).transpose()?))
     }
 
-    async fn prune_stripe_events(&self, before: Timestamp) -> Result<u64, StoreError> {
+    pub async fn prune_stripe_events(&self, before: Timestamp) -> Result<u64, StoreError> {
         let deleted = sqlx::query("DELETE FROM stripe_events WHERE received_at < $1")
             .bind(before.unix_millis())
             .execute(&self.pool)
@@ -612,18 +587,18 @@ impl Store for PostgresStore {
         Ok(deleted.rows_affected())
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
-    async fn movement(&self, id: i64) -> Result<Option<MovementRecord>, StoreError> {
+    pub async fn movement(&self, id: i64) -> Result<Option<MovementRecord>, StoreError> {
         let row: Option<MovementColumns> =
             sqlx::query_as(select_movements_where!("id = $1")).bind(id).fetch_optional(&self.pool).await?;
         row.map(movement_from_columns).transpose()
     }
 
-    async fn movement_ids(&self, after: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
+    pub async fn movement_ids(&self, after: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
         let rows: Vec<(i64,)> = sqlx::query_as("SELECT id FROM movements WHERE id > $1 ORDER BY id LIMIT $2")
             .bind(after)
             .bind(i64::from(limit))
@@ -632,13 +607,13 @@ impl Store for PostgresStore {
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
-    async fn ledger_products(&self) -> Result<Vec<String>, StoreError> {
+    pub async fn ledger_products(&self) -> Result<Vec<String>, StoreError> {
         let rows: Vec<(String,)> =
             sqlx::query_as("SELECT DISTINCT product FROM sizes ORDER BY product").fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(|(product,)| product).collect())
     }
 
-    async fn import_size(
+    pub async fn import_size(
         &self,
         (product, size): (&str, &str),
         stock: Quantity,
@@ -646,21 +621,17 @@ impl Store for PostgresStore {
         reason: &str,
         now: Timestamp,
     ) -> Result<ImportOutcome, StoreError> {
-        let outcome = in_transaction!(self, retry_if retry_or_key_taken, |connection| decisions::import_size(
+        in_transaction!(self, retry_if retry_or_key_taken, |connection| decisions::import_size(
             connection,
             self.outbox(),
             (product, size),
             (stock, low_stock_threshold),
             reason,
             now
-        ))?;
-        if matches!(outcome, ImportOutcome::Imported(_)) {
-            self.changes_committed();
-        }
-        Ok(outcome)
+        ))
     }
 
-    async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
+    pub async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT lane FROM outbox o GROUP BY lane HAVING MAX(next_attempt_at) <= $1 \
              AND NOT EXISTS (SELECT 1 FROM outbox_claims c WHERE c.lane = o.lane AND c.claimed_until > $1) \
@@ -673,7 +644,7 @@ impl Store for PostgresStore {
         Ok(rows.into_iter().map(|(lane,)| lane).collect())
     }
 
-    async fn lane_entries(&self, lane: &str, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+    pub async fn lane_entries(&self, lane: &str, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
         let rows: Vec<(i64, String, String, String, i64, i64, i64)> = sqlx::query_as(
             "SELECT id, topic, subject, lane, revision, attempts, created_at FROM outbox \
              WHERE lane = $1 ORDER BY id LIMIT $2",
@@ -698,7 +669,7 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    async fn outbox_delivered(&self, entry: &OutboxEntry) -> Result<bool, StoreError> {
+    pub async fn outbox_delivered(&self, entry: &OutboxEntry) -> Result<bool, StoreError> {
         let deleted = sqlx::query("DELETE FROM outbox WHERE id = $1 AND revision = $2")
             .bind(entry.id)
             .bind(entry.revision)
@@ -707,7 +678,7 @@ impl Store for PostgresStore {
         Ok(deleted.rows_affected() == 1)
     }
 
-    async fn outbox_failed(&self, entry: &OutboxEntry, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
+    pub async fn outbox_failed(&self, entry: &OutboxEntry, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
         in_transaction!(self, |connection| decisions::outbox_failed(
             connection,
             (entry.id, &entry.lane),
@@ -716,7 +687,7 @@ impl Store for PostgresStore {
         ))
     }
 
-    async fn claim_lane(&self, lane: &str, claim: &LaneClaim, now: Timestamp) -> Result<bool, StoreError> {
+    pub async fn claim_lane(&self, lane: &str, claim: &LaneClaim, now: Timestamp) -> Result<bool, StoreError> {
         // A conditional upsert: a second sidecar claiming the same lane at the same moment waits for the first
         // one's insert, then finds the claim running and changes nothing.
         let claimed = sqlx::query(
@@ -733,7 +704,7 @@ impl Store for PostgresStore {
         Ok(claimed.rows_affected() == 1)
     }
 
-    async fn release_lane(&self, lane: &str, owner: &str) -> Result<(), StoreError> {
+    pub async fn release_lane(&self, lane: &str, owner: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM outbox_claims WHERE lane = $1 AND owner = $2")
             .bind(lane)
             .bind(owner)
@@ -742,7 +713,7 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn close(&self) {
+    pub async fn close(&self) {
         self.pool.close().await;
     }
 }

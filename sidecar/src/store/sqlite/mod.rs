@@ -4,14 +4,11 @@
 //! see [`group_commit`]). Reads use a pool of read-only connections.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection};
 use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
-use tokio::sync::Notify;
 
 use super::columns::{
     ALERT_STATUS_QUERY, ConflictColumns, LedgerSizeColumns, MovementColumns, OPEN_CONFLICTS_QUERY, SummaryColumns,
@@ -22,7 +19,7 @@ use super::{
     AlertCrossing, ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome,
     MovementRecord, MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, OutboxTopic,
     ProjectionSettings, ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert,
-    Store, StoreError, StripeAction, StripeEventRecord,
+    StoreError, StripeAction, StripeEventRecord,
 };
 
 /// SQLite's `synchronous` setting for the ledger (WAL mode either way).
@@ -67,8 +64,6 @@ pub struct SqliteStore {
 
 #[derive(Debug, Clone)]
 struct Projection {
-    /// Woken when a transaction that queued changes commits.
-    wakeup: Arc<Notify>,
     grace_millis: i64,
 }
 
@@ -99,11 +94,12 @@ impl SqliteStore {
         Ok(SqliteStore { writer, readers, projection: None })
     }
 
-    /// From now on every ledger change also writes, in its own transaction, what Payload must show (the outbox),
-    /// and wakes the projection when it commits. Without this (no PAYLOAD_URL) nothing is queued.
-    pub fn with_projection(mut self, settings: ProjectionSettings) -> Self {
-        let grace_millis = i64::try_from(settings.payload_save_grace.as_millis()).unwrap_or(i64::MAX);
-        self.projection = Some(Projection { wakeup: settings.wakeup, grace_millis });
+    /// With settings, every ledger change from now on also queues, in its own transaction, what Payload must show
+    /// (the outbox); without (no PAYLOAD_URL) nothing is queued.
+    pub fn with_projection(mut self, settings: Option<ProjectionSettings>) -> Self {
+        self.projection = settings.map(|settings| Projection {
+            grace_millis: i64::try_from(settings.payload_save_grace.as_millis()).unwrap_or(i64::MAX),
+        });
         self
     }
 
@@ -111,13 +107,6 @@ impl SqliteStore {
         match &self.projection {
             Some(projection) => writes::Outbox { enabled: true, payload_save_grace_millis: projection.grace_millis },
             None => writes::Outbox { enabled: false, payload_save_grace_millis: 0 },
-        }
-    }
-
-    /// Tells the projection worker that a transaction queued changes.
-    fn changes_committed(&self) {
-        if let Some(projection) = &self.projection {
-            projection.wakeup.notify_one();
         }
     }
 }
@@ -203,9 +192,9 @@ mod writes;
 use group_commit::Writer;
 pub use group_commit::WriterCounts;
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn reserve(
+/// The ledger's operations on this store, as [`crate::ledger::Ledger`] documents them.
+impl SqliteStore {
+    pub async fn reserve(
         &self,
         reference: &str,
         lines: &[CartLine],
@@ -213,41 +202,25 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<ReserveOutcome, StoreError> {
         let (reference, lines, outbox) = (reference.to_owned(), lines.to_vec(), self.outbox());
-        let outcome = self
-            .writer
-            .write(move |connection| writes::reserve(connection, outbox, (&reference, &lines), ttl, now))
-            .await?;
-        if matches!(outcome, ReserveOutcome::Created(_)) {
-            self.changes_committed();
-        }
-        Ok(outcome)
+        self.writer.write(move |connection| writes::reserve(connection, outbox, (&reference, &lines), ttl, now)).await
     }
 
-    async fn reservation(&self, reference: &str) -> Result<Option<ReservationRecord>, StoreError> {
+    pub async fn reservation(&self, reference: &str) -> Result<Option<ReservationRecord>, StoreError> {
         let mut connection = self.readers.acquire().await?;
         load_reservation(&mut connection, reference).await
     }
 
-    async fn release(&self, reference: &str, now: Timestamp) -> Result<ReleaseOutcome, StoreError> {
+    pub async fn release(&self, reference: &str, now: Timestamp) -> Result<ReleaseOutcome, StoreError> {
         let (reference, outbox) = (reference.to_owned(), self.outbox());
-        let outcome = self.writer.write(move |connection| writes::release(connection, outbox, &reference, now)).await?;
-        if matches!(outcome, ReleaseOutcome::Released(_)) {
-            self.changes_committed();
-        }
-        Ok(outcome)
+        self.writer.write(move |connection| writes::release(connection, outbox, &reference, now)).await
     }
 
-    async fn release_expired(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+    pub async fn release_expired(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
         let queue_for_payload = self.projection.is_some();
-        let references =
-            self.writer.write(move |connection| writes::release_expired(connection, queue_for_payload, now)).await?;
-        if !references.is_empty() {
-            self.changes_committed();
-        }
-        Ok(references)
+        self.writer.write(move |connection| writes::release_expired(connection, queue_for_payload, now)).await
     }
 
-    async fn expired_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
+    pub async fn expired_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT reference FROM reservations WHERE status = 'active' AND expires_at <= ?1 \
              ORDER BY expires_at, reference LIMIT ?2",
@@ -259,21 +232,17 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(|row| row.try_get("reference")).collect::<Result<Vec<String>, _>>()?)
     }
 
-    async fn expire_one(&self, reference: &str, now: Timestamp) -> Result<bool, StoreError> {
+    pub async fn expire_one(&self, reference: &str, now: Timestamp) -> Result<bool, StoreError> {
         let (reference, outbox) = (reference.to_owned(), self.outbox());
-        let expired = self.writer.write(move |connection| writes::expire(connection, outbox, &reference, now)).await?;
-        if expired {
-            self.changes_committed();
-        }
-        Ok(expired)
+        self.writer.write(move |connection| writes::expire(connection, outbox, &reference, now)).await
     }
 
-    async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError> {
+    pub async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError> {
         let mut connection = self.readers.acquire().await?;
         sizes_of(&mut connection, product, now).await
     }
 
-    async fn every_size(&self, now: Timestamp) -> Result<Vec<LedgerSize>, StoreError> {
+    pub async fn every_size(&self, now: Timestamp) -> Result<Vec<LedgerSize>, StoreError> {
         static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let query = QUERY.get_or_init(|| {
             format!(
@@ -288,7 +257,7 @@ impl Store for SqliteStore {
         ledger_sizes_from_rows(rows)
     }
 
-    async fn record_stock_alerts(
+    pub async fn record_stock_alerts(
         &self,
         crossings: Vec<AlertCrossing>,
         now: Timestamp,
@@ -296,7 +265,7 @@ impl Store for SqliteStore {
         self.writer.write(move |connection| writes::record_stock_alerts(connection, &crossings, now)).await
     }
 
-    async fn claim_stock_alerts(
+    pub async fn claim_stock_alerts(
         &self,
         now: Timestamp,
         until: Timestamp,
@@ -305,26 +274,25 @@ impl Store for SqliteStore {
         self.writer.write(move |connection| writes::claim_stock_alerts(connection, now, until, limit)).await
     }
 
-    async fn stock_alert_delivered(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+    pub async fn stock_alert_delivered(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
         self.writer.write(move |connection| writes::stock_alert_delivered(connection, id, now)).await
     }
 
-    async fn stock_alert_failed(&self, id: i64, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
+    pub async fn stock_alert_failed(&self, id: i64, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
         let error = error.to_owned();
         self.writer.write(move |connection| writes::stock_alert_failed(connection, id, &error, retry_at)).await
     }
 
-    async fn record_movement(&self, request: MovementRequest, now: Timestamp) -> Result<MovementOutcome, StoreError> {
+    pub async fn record_movement(
+        &self,
+        request: MovementRequest,
+        now: Timestamp,
+    ) -> Result<MovementOutcome, StoreError> {
         let outbox = self.outbox();
-        let outcome =
-            self.writer.write(move |connection| writes::record_movement(connection, outbox, &request, now)).await?;
-        if matches!(outcome, MovementOutcome::Applied(_)) {
-            self.changes_committed();
-        }
-        Ok(outcome)
+        self.writer.write(move |connection| writes::record_movement(connection, outbox, &request, now)).await
     }
 
-    async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError> {
+    pub async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError> {
         let mut connection = self.readers.acquire().await?;
         let now = now.unix_millis();
         let counts = sqlx::query(concat!(
@@ -381,7 +349,7 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn movement_totals(&self, since: Timestamp) -> Result<Vec<MovementTotal>, StoreError> {
+    pub async fn movement_totals(&self, since: Timestamp) -> Result<Vec<MovementTotal>, StoreError> {
         let mut connection = self.readers.acquire().await?;
         let rows: Vec<TotalColumns> = sqlx::query_as(
             "SELECT product, type, COUNT(*), SUM(quantity) FROM movements WHERE date >= ?1 \
@@ -393,50 +361,48 @@ impl Store for SqliteStore {
         totals_from_rows(rows)
     }
 
-    async fn apply_stripe_event(
+    pub async fn apply_stripe_event(
         &self,
         event: &StripeEventRecord,
         action: &StripeAction,
         now: Timestamp,
     ) -> Result<EventOutcome, StoreError> {
         let (event, action, outbox) = (event.clone(), action.clone(), self.outbox());
-        let outcome = self
-            .writer
-            .write(move |connection| writes::apply_stripe_event(connection, outbox, &event, &action, now))
-            .await?;
-        if !matches!(outcome, EventOutcome::Duplicate) {
-            self.changes_committed();
-        }
-        Ok(outcome)
+        self.writer.write(move |connection| writes::apply_stripe_event(connection, outbox, &event, &action, now)).await
     }
 
-    async fn open_conflicts(&self, limit: u32) -> Result<Vec<ConflictRecord>, StoreError> {
+    pub async fn open_conflicts(&self, limit: u32) -> Result<Vec<ConflictRecord>, StoreError> {
         let rows: Vec<ConflictColumns> =
             sqlx::query_as(OPEN_CONFLICTS_QUERY).bind(i64::from(limit)).fetch_all(&self.readers).await?;
         rows.into_iter().map(conflict_from_columns).collect()
     }
 
-    async fn resolve_conflict(&self, id: i64, resolution: &str, now: Timestamp) -> Result<ResolveOutcome, StoreError> {
+    pub async fn resolve_conflict(
+        &self,
+        id: i64,
+        resolution: &str,
+        now: Timestamp,
+    ) -> Result<ResolveOutcome, StoreError> {
         let resolution = resolution.to_owned();
         self.writer.write(move |connection| writes::resolve_conflict(connection, id, &resolution, now)).await
     }
 
-    async fn prune_stripe_events(&self, before: Timestamp) -> Result<u64, StoreError> {
+    pub async fn prune_stripe_events(&self, before: Timestamp) -> Result<u64, StoreError> {
         let before = before.unix_millis();
         self.writer.write(move |connection| writes::prune_stripe_events(connection, before)).await
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
     }
-    async fn movement(&self, id: i64) -> Result<Option<MovementRecord>, StoreError> {
+    pub async fn movement(&self, id: i64) -> Result<Option<MovementRecord>, StoreError> {
         let row: Option<MovementColumns> =
             sqlx::query_as(select_movements_where!("id = ?1")).bind(id).fetch_optional(&self.readers).await?;
         row.map(movement_from_columns).transpose()
     }
 
-    async fn movement_ids(&self, after: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
+    pub async fn movement_ids(&self, after: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
         let rows = sqlx::query("SELECT id FROM movements WHERE id > ?1 ORDER BY id LIMIT ?2")
             .bind(after)
             .bind(i64::from(limit))
@@ -445,12 +411,12 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(|row| row.try_get("id")).collect::<Result<Vec<i64>, _>>()?)
     }
 
-    async fn ledger_products(&self) -> Result<Vec<String>, StoreError> {
+    pub async fn ledger_products(&self) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query("SELECT DISTINCT product FROM sizes ORDER BY product").fetch_all(&self.readers).await?;
         Ok(rows.iter().map(|row| row.try_get("product")).collect::<Result<Vec<String>, _>>()?)
     }
 
-    async fn import_size(
+    pub async fn import_size(
         &self,
         (product, size): (&str, &str),
         stock: Quantity,
@@ -459,20 +425,15 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<ImportOutcome, StoreError> {
         let (product, size, reason, outbox) = (product.to_owned(), size.to_owned(), reason.to_owned(), self.outbox());
-        let outcome = self
-            .writer
+        self.writer
             .write(move |connection| {
                 let figures = (stock, low_stock_threshold);
                 writes::import_size(connection, outbox, (&product, &size), figures, &reason, now)
             })
-            .await?;
-        if matches!(outcome, ImportOutcome::Imported(_)) {
-            self.changes_committed();
-        }
-        Ok(outcome)
+            .await
     }
 
-    async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
+    pub async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT lane FROM outbox o GROUP BY lane HAVING MAX(next_attempt_at) <= ?1 \
              AND NOT EXISTS (SELECT 1 FROM outbox_claims c WHERE c.lane = o.lane AND c.claimed_until > ?1) \
@@ -485,7 +446,7 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(|row| row.try_get("lane")).collect::<Result<Vec<String>, _>>()?)
     }
 
-    async fn lane_entries(&self, lane: &str, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+    pub async fn lane_entries(&self, lane: &str, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, topic, subject, lane, revision, attempts, created_at FROM outbox \
              WHERE lane = ?1 ORDER BY id LIMIT ?2",
@@ -512,30 +473,30 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn outbox_delivered(&self, entry: &OutboxEntry) -> Result<bool, StoreError> {
+    pub async fn outbox_delivered(&self, entry: &OutboxEntry) -> Result<bool, StoreError> {
         let (id, revision) = (entry.id, entry.revision);
         self.writer.write(move |connection| writes::outbox_delivered(connection, id, revision)).await
     }
 
-    async fn outbox_failed(&self, entry: &OutboxEntry, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
+    pub async fn outbox_failed(&self, entry: &OutboxEntry, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
         let (id, lane, error, retry_at) = (entry.id, entry.lane.clone(), error.to_owned(), retry_at.unix_millis());
         self.writer.write(move |connection| writes::outbox_failed(connection, (id, &lane), &error, retry_at)).await
     }
 
-    async fn claim_lane(&self, lane: &str, claim: &LaneClaim, now: Timestamp) -> Result<bool, StoreError> {
+    pub async fn claim_lane(&self, lane: &str, claim: &LaneClaim, now: Timestamp) -> Result<bool, StoreError> {
         let (lane, owner, until) = (lane.to_owned(), claim.owner.clone(), claim.until.unix_millis());
         self.writer
             .write(move |connection| writes::claim_lane(connection, &lane, &owner, (now.unix_millis(), until)))
             .await
     }
 
-    async fn release_lane(&self, lane: &str, owner: &str) -> Result<(), StoreError> {
+    pub async fn release_lane(&self, lane: &str, owner: &str) -> Result<(), StoreError> {
         let (lane, owner) = (lane.to_owned(), owner.to_owned());
         self.writer.write(move |connection| writes::release_lane(connection, &lane, &owner)).await
     }
 
     /// Closes every connection (the WAL is checkpointed when the last one closes).
-    async fn close(&self) {
+    pub async fn close(&self) {
         self.writer.close().await;
         self.readers.close().await;
     }

@@ -339,7 +339,7 @@ fn insert_movement(connection: &Connection, planned: &NewMovement) -> Result<i64
     Ok(id)
 }
 
-/// Expires every active reservation due at `now` (see [`crate::store::Store::release_expired`]); returns their
+/// Expires every active reservation due at `now` (see [`crate::ledger::Ledger::release_expired`]); returns their
 /// references, sorted.
 pub(super) fn release_expired(
     connection: &Connection,
@@ -420,7 +420,7 @@ pub(super) fn outbox_failed(
 }
 
 /// Forgets Stripe events received before `before` (their redeliveries are long over).
-/// Resolves a conflict (see [`crate::store::Store::resolve_conflict`]): only an open one takes the note.
+/// Resolves a conflict (see [`crate::ledger::Ledger::resolve_conflict`]): only an open one takes the note.
 pub(super) fn resolve_conflict(
     connection: &Connection,
     id: i64,
@@ -443,7 +443,7 @@ pub(super) fn prune_stripe_events(connection: &Connection, before: i64) -> Resul
 }
 
 /// Claims `lane` for `owner` until `until` unless another owner's claim runs past `now` (see
-/// [`crate::store::Store::claim_lane`]).
+/// [`crate::ledger::Ledger::claim_lane`]).
 pub(super) fn claim_lane(
     connection: &Connection,
     lane: &str,
@@ -469,7 +469,7 @@ pub(super) fn release_lane(connection: &Connection, lane: &str, owner: &str) -> 
 }
 
 /// Records each crossing whose size is still in its `previous` alerted state (see
-/// [`crate::store::Store::record_stock_alerts`]).
+/// [`crate::ledger::Ledger::record_stock_alerts`]).
 pub(super) fn record_stock_alerts(
     connection: &Connection,
     crossings: &[AlertCrossing],
@@ -523,7 +523,7 @@ fn alert_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AlertColumns> {
     ))
 }
 
-/// Claims undelivered alerts due at `now` (see [`crate::store::Store::claim_stock_alerts`]).
+/// Claims undelivered alerts due at `now` (see [`crate::ledger::Ledger::claim_stock_alerts`]).
 pub(super) fn claim_stock_alerts(
     connection: &Connection,
     now: Timestamp,
