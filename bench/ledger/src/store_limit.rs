@@ -1,15 +1,16 @@
 //! This machine's limit for a SQLite ledger, measured the way the sidecar's writer talks to SQLite (rusqlite, one
 //! connection on its own thread, WAL, prepared statements): a bare loop of single-row commits, durable
 //! (synchronous=FULL) and not (NORMAL, OFF), rows per second when many rows share one durable commit, and the
-//! cost of one indexed SELECT on the same thread next to the same SELECT through sqlx (a round trip to sqlx's
-//! SQLite thread, what every statement cost before the writer moved to its own thread).
+//! cost of one indexed SELECT on the same thread next to the same SELECT handed to tokio's blocking threads and
+//! awaited (what one read of the sidecar costs: its reads run that way, a whole read per hand-off). sqlx's SQLite
+//! driver, which the sidecar used before (a round trip to its SQLite thread per statement), measured 17.5 us a
+//! SELECT here (docs/BENCHMARKS.md).
 
 use std::path::Path;
-use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 
 /// One measured loop: how many operations ran, how long they took, and how many rows each wrote.
 #[derive(Debug)]
@@ -77,25 +78,26 @@ fn select_loop(connection: &Connection, duration: Duration) -> Result<Measured, 
     })
 }
 
-async fn sqlx_select_loop(path: &Path, duration: Duration) -> Result<Measured, LimitError> {
-    use sqlx::Connection as _;
-    let url = format!("sqlite://{}", path.display());
-    let options = SqliteConnectOptions::from_str(&url)?.journal_mode(SqliteJournalMode::Wal);
-    let mut connection = sqlx::SqliteConnection::connect_with(&options).await?;
+async fn blocking_select_loop(path: &Path, duration: Duration) -> Result<Measured, LimitError> {
+    let connection = Arc::new(Mutex::new(Connection::open(path)?));
     let start = Instant::now();
     let mut operations = 0u64;
     while start.elapsed() < duration {
-        sqlx::query("SELECT quantity FROM ledger WHERE id = ?1").bind(1i64).fetch_optional(&mut connection).await?;
+        let connection = Arc::clone(&connection);
+        tokio::task::spawn_blocking(move || -> Result<Option<i64>, rusqlite::Error> {
+            let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut statement = connection.prepare_cached("SELECT quantity FROM ledger WHERE id = ?1")?;
+            rusqlite::OptionalExtension::optional(statement.query_row([1i64], |row| row.get(0)))
+        })
+        .await??;
         operations += 1;
     }
-    let measured = Measured {
-        label: "one indexed SELECT through sqlx (a round trip to its SQLite thread)".to_owned(),
+    Ok(Measured {
+        label: "one indexed SELECT handed to a blocking thread and awaited (a sidecar read)".to_owned(),
         operations,
         rows_per_operation: 0,
         elapsed: start.elapsed(),
-    };
-    connection.close().await?;
-    Ok(measured)
+    })
 }
 
 /// Every loop, `duration` each, on databases in a temporary directory under `parent` (the disk being measured).
@@ -107,7 +109,7 @@ pub async fn measure_all(parent: &Path, duration: Duration) -> Result<Vec<Measur
     rows.push(commit_loop(&full, "1-row commit, WAL synchronous=FULL (durable)", 1, duration)?);
     rows.push(commit_loop(&full, "100-row commit, WAL synchronous=FULL (durable)", 100, duration)?);
     rows.push(select_loop(&full, duration)?);
-    rows.push(sqlx_select_loop(&full_path, duration).await?);
+    rows.push(blocking_select_loop(&full_path, duration).await?);
     drop(full);
     let normal = open(&directory.path().join("normal.db"), "NORMAL")?;
     rows.push(commit_loop(&normal, "1-row commit, WAL synchronous=NORMAL (not durable)", 1, duration)?);

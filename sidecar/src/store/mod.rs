@@ -361,7 +361,7 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Database(Arc<dyn std::error::Error + Send + Sync>),
     #[error("database migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    Migration(String),
     #[error("the ledger is inconsistent: {0}")]
     Inconsistent(String),
 }
@@ -373,15 +373,13 @@ fn is_busy(code: i32) -> bool {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        let code = error
-            .as_database_error()
-            .and_then(|database| database.try_downcast_ref::<sqlx::sqlite::SqliteError>())
-            .and_then(sqlx::error::DatabaseError::code)
-            .and_then(|code| code.parse::<i32>().ok());
-        match code {
-            Some(code) if is_busy(code) => StoreError::Busy(Arc::new(error)),
-            _ => StoreError::Database(Arc::new(error)),
-        }
+        StoreError::Database(Arc::new(error))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migration(error.to_string())
     }
 }
 
@@ -400,7 +398,7 @@ impl StoreError {
         match self {
             StoreError::Busy(error) => StoreError::Busy(Arc::clone(error)),
             StoreError::Database(error) => StoreError::Database(Arc::clone(error)),
-            StoreError::Migration(error) => StoreError::Inconsistent(format!("database migration failed: {error}")),
+            StoreError::Migration(message) => StoreError::Migration(message.clone()),
             StoreError::Inconsistent(message) => StoreError::Inconsistent(message.clone()),
         }
     }

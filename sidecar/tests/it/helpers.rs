@@ -289,3 +289,11 @@ pub(crate) async fn open_store(
         Ledger::new(store.with_projection(projection), metrics)
     })
 }
+
+/// A connection of the test's own to a SQLite ledger at `url` (`sqlite://path`), beside the server's.
+pub(crate) fn sqlite_connection(url: &str) -> rusqlite::Connection {
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    let connection = rusqlite::Connection::open(path).expect("a second connection");
+    connection.busy_timeout(std::time::Duration::from_secs(10)).expect("busy timeout");
+    connection
+}

@@ -80,10 +80,10 @@ async fn beyond_the_bound_on_requests_in_progress_the_answer_is_503_with_retry_a
         sqlx::query("ROLLBACK").execute(&mut blocker).await.expect("lock released");
         refused
     } else {
-        let mut blocker = sqlx::SqliteConnection::connect(&app.database_url).await.expect("second connection");
-        sqlx::query("BEGIN EXCLUSIVE").execute(&mut blocker).await.expect("lock taken");
+        let blocker = crate::helpers::sqlite_connection(&app.database_url);
+        blocker.execute_batch("BEGIN EXCLUSIVE").expect("lock taken");
         let refused = refused_while_held(&app).await;
-        sqlx::query("ROLLBACK").execute(&mut blocker).await.expect("lock released");
+        blocker.execute_batch("ROLLBACK").expect("lock released");
         refused
     };
     assert_eq!(refused.headers().get("retry-after").and_then(|value| value.to_str().ok()), Some("1"));

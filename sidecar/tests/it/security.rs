@@ -293,18 +293,21 @@ async fn keys_stored_in_the_old_form_are_rewritten_in_the_new_one() {
             .await
             .expect("keys")
     } else {
-        let mut connection = sqlx::SqliteConnection::connect(&app.database_url).await.expect("connect");
+        let connection = crate::helpers::sqlite_connection(&app.database_url);
         for (key, kind, reference, size, _) in rows {
             let sql = insert(|index| format!("?{index}"));
             let reference = (!reference.is_empty()).then_some(reference);
-            let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key).bind(size).bind(kind).bind(reference);
-            query.execute(&mut connection).await.expect("insert");
+            connection.execute(&sql, rusqlite::params![key, size, kind, reference]).expect("insert");
         }
         let migration = include_str!("../../migrations/sqlite/0009_unambiguous_keys.sql");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(migration)).execute(&mut connection).await.expect("migrate");
-        sqlx::query_scalar("SELECT idempotency_key FROM movements WHERE reason = 'old' ORDER BY id")
-            .fetch_all(&mut connection)
-            .await
+        connection.execute_batch(migration).expect("migrate");
+        let mut statement = connection
+            .prepare("SELECT idempotency_key FROM movements WHERE reason = 'old' ORDER BY id")
+            .expect("statement");
+        statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .expect("keys")
+            .collect::<Result<Vec<String>, _>>()
             .expect("keys")
     };
     let expected: Vec<&str> = rows.iter().map(|row| row.4).collect();

@@ -303,10 +303,10 @@ async fn a_ledger_locked_by_another_process_answers_503_so_that_stripe_retries_a
         sqlx::query("ROLLBACK").execute(&mut blocker).await.expect("lock released");
         answer
     } else {
-        let mut blocker = sqlx::SqliteConnection::connect(&app.database_url).await.expect("second connection");
-        sqlx::query("BEGIN EXCLUSIVE").execute(&mut blocker).await.expect("lock taken");
+        let blocker = crate::helpers::sqlite_connection(&app.database_url);
+        blocker.execute_batch("BEGIN EXCLUSIVE").expect("lock taken");
         let answer = answer_of(app.send_event(&payload).await).await;
-        sqlx::query("ROLLBACK").execute(&mut blocker).await.expect("lock released");
+        blocker.execute_batch("ROLLBACK").expect("lock released");
         answer
     };
     assert_eq!(status, 503);

@@ -1,19 +1,25 @@
 //! The ledger in an embedded SQLite database (WAL, synchronous=FULL by default). All writes go through one
 //! connection, each decision run whole before the next begins, so a check and the write it allows can never
 //! interleave with another decision; decisions that queue up meanwhile share one durable commit (group commit,
-//! see [`group_commit`]). Reads use a pool of read-only connections.
+//! see [`group_commit`]). Reads use a few read-only connections, each read run whole on a blocking thread.
+//!
+//! One driver, rusqlite, for all of it: a statement on the connection's own thread costs 2.9 us where a round trip
+//! to sqlx's SQLite thread cost 17.5 us (`bench/ledger` `store-limit`, docs/BENCHMARKS.md), a decision runs ten or
+//! so, and a read or a whole batch of decisions is then one hand-off between tokio and a thread of SQLite's.
+//! The schema is brought up to date by [`migrate`], which records migrations as sqlx's migrator did.
 
-use std::str::FromStr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqliteConnection};
+use rusqlite::{Connection, OpenFlags};
 use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
+use tokio::sync::Semaphore;
 
 use super::columns::{
     ALERT_STATUS_QUERY, ConflictColumns, LedgerSizeColumns, MovementColumns, OPEN_CONFLICTS_QUERY, SummaryColumns,
-    TotalColumns, alert_status, conflict_from_columns, ledger_sizes_from_rows, level, movement_columns,
-    movement_from_columns, reservation_from_rows, summaries_from_rows, timestamp, totals_from_rows,
+    TotalColumns, alert_status, conflict_from_columns, ledger_sizes_from_rows, movement_columns, movement_from_columns,
+    summaries_from_rows, timestamp, totals_from_rows,
 };
 use super::{
     AlertCrossing, ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome,
@@ -33,8 +39,8 @@ pub enum SqliteDurability {
 
 /// How long a statement waits for another process's write lock (the `cleanup` command, say) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Read-only connections for GET requests.
-const READERS: u32 = 4;
+/// Read-only connections for GET requests and the workers' reads.
+const READERS: usize = 4;
 
 /// Units held by the reservations of one size at `?2` (now): `held_units` (kept by triggers equal to the items
 /// with `holds_until > 0`, see migration 0004) less the items of active reservations already past their expiry
@@ -57,7 +63,7 @@ pub struct SqliteStore {
     /// Every write goes through here: one connection on a thread of its own, writes serialized in arrival order
     /// and group-committed (see [`group_commit`]) instead of failing on SQLite's single write lock.
     writer: Writer,
-    readers: SqlitePool,
+    readers: Readers,
     /// Whether ledger changes are queued for Payload, and how.
     projection: Option<Projection>,
 }
@@ -76,22 +82,21 @@ impl SqliteStore {
 
     /// Opens (creating if needed) the database at `url` with the given durability and runs the migrations.
     pub async fn open(url: &str, durability: SqliteDurability) -> Result<Self, StoreError> {
-        let (synchronous, synchronous_pragma) = match durability {
-            SqliteDurability::Full => (SqliteSynchronous::Full, "FULL"),
-            SqliteDurability::Normal => (SqliteSynchronous::Normal, "NORMAL"),
+        let path = database_path(url)?;
+        let synchronous = match durability {
+            SqliteDurability::Full => "FULL",
+            SqliteDurability::Normal => "NORMAL",
         };
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(synchronous)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
-        let migrator = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&migrator).await?;
-        migrator.close().await;
-        let writer = Writer::start(open_writer(options.get_filename(), synchronous_pragma)?)?;
-        let readers = SqlitePoolOptions::new().max_connections(READERS).connect_with(options.read_only(true)).await?;
-        Ok(SqliteStore { writer, readers, projection: None })
+        let opened = path.clone();
+        let connection = tokio::task::spawn_blocking(move || {
+            let mut connection = open_writer(&opened, synchronous)?;
+            migrate::run(&mut connection)?;
+            Ok::<_, StoreError>(connection)
+        })
+        .await
+        .map_err(|error| StoreError::Database(Arc::new(error)))??;
+        let writer = Writer::start(connection)?;
+        Ok(SqliteStore { writer, readers: Readers::new(path, READERS), projection: None })
     }
 
     /// With settings, every ledger change from now on also queues, in its own transaction, what Payload must show
@@ -111,9 +116,28 @@ impl SqliteStore {
     }
 }
 
-/// The writer connection: the same file, pragmas set as the readers' are (WAL was set by the migrations' pool).
-fn open_writer(path: &std::path::Path, synchronous: &str) -> Result<rusqlite::Connection, StoreError> {
-    let connection = rusqlite::Connection::open(path)?;
+/// The path of the database file a `sqlite://path` (or `sqlite:path`) URL names; `?mode=rwc` is accepted (the file
+/// is created if missing either way), any other parameter refused rather than ignored.
+fn database_path(url: &str) -> Result<PathBuf, StoreError> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let unsupported = query.split('&').find(|parameter| !parameter.is_empty() && *parameter != "mode=rwc");
+    if let Some(parameter) = unsupported {
+        return Err(StoreError::Database(Arc::new(std::io::Error::other(format!(
+            "DATABASE_URL: the SQLite parameter {parameter:?} is not supported (only a file path)"
+        )))));
+    }
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Database(Arc::new(std::io::Error::other(
+            "DATABASE_URL: the SQLite ledger needs a file (sqlite://path/to/file.db)",
+        ))));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// The writer connection: creates the file if missing, WAL, and the durability asked for.
+fn open_writer(path: &Path, synchronous: &str) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path)?;
     connection.busy_timeout(BUSY_TIMEOUT)?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", synchronous)?;
@@ -127,17 +151,80 @@ fn open_writer(path: &std::path::Path, synchronous: &str) -> Result<rusqlite::Co
     Ok(connection)
 }
 
-/// A product's sizes with their figures at `now`, in one statement.
-async fn sizes_of(
-    connection: &mut SqliteConnection,
-    product: &str,
-    now: Timestamp,
-) -> Result<Vec<SizeRecord>, StoreError> {
-    let rows: Vec<(String, i64, i64, i64)> =
-        sqlx::query_as(sizes_query()).bind(product).bind(now.unix_millis()).fetch_all(&mut *connection).await?;
-    rows.into_iter()
-        .map(|(size, stock, threshold, reserved)| Ok(SizeRecord { size, level: level(stock, reserved, threshold)? }))
-        .collect()
+/// A few read-only connections, opened as reads need them; each read runs whole on a blocking thread, with no
+/// await inside it.
+#[derive(Debug, Clone)]
+struct Readers(Arc<ReaderPool>);
+
+#[derive(Debug)]
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    /// One permit a connection; closed when the store closes.
+    permits: Semaphore,
+}
+
+impl Readers {
+    fn new(path: PathBuf, connections: usize) -> Self {
+        Readers(Arc::new(ReaderPool { path, idle: Mutex::new(Vec::new()), permits: Semaphore::new(connections) }))
+    }
+
+    /// Runs `read` on a free reader connection.
+    async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = Arc::clone(&self.0);
+        let _permit = pool.permits.acquire().await.map_err(|_| {
+            StoreError::Database(Arc::new(std::io::Error::other("the ledger is closed: no more reads")))
+        })?;
+        let idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let returned_to = Arc::clone(&pool);
+        tokio::task::spawn_blocking(move || {
+            let connection = match idle {
+                Some(connection) => connection,
+                None => open_reader(&returned_to.path)?,
+            };
+            let result = read(&connection);
+            returned_to.idle.lock().unwrap_or_else(PoisonError::into_inner).push(connection);
+            result
+        })
+        .await
+        .map_err(|error| StoreError::Database(Arc::new(error)))?
+    }
+
+    fn close(&self) {
+        self.0.permits.close();
+        self.0.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let connection =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.set_prepared_statement_cache_capacity(32);
+    Ok(connection)
+}
+
+/// Every row `sql` gives for `parameters`, each read as the tuple `Row`.
+fn rows<Row>(connection: &Connection, sql: &str, parameters: impl rusqlite::Params) -> Result<Vec<Row>, StoreError>
+where
+    Row: for<'a> TryFrom<&'a rusqlite::Row<'a>, Error = rusqlite::Error>,
+{
+    let mut statement = connection.prepare_cached(sql)?;
+    let rows = statement.query_map(parameters, |row| Row::try_from(row))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The first column of every row `sql` gives.
+fn column<Value: rusqlite::types::FromSql>(
+    connection: &Connection,
+    sql: &str,
+    parameters: impl rusqlite::Params,
+) -> Result<Vec<Value>, StoreError> {
+    Ok(rows::<(Value,)>(connection, sql, parameters)?.into_iter().map(|(value,)| value).collect())
 }
 
 /// `SELECT` of a product's sizes with their reserved units, in one statement (one consistent snapshot).
@@ -170,15 +257,6 @@ const RESERVATION_QUERY: &str = "SELECT r.status, r.created_at, r.expires_at, ri
 /// The columns of a reservation joined with one of its items.
 type ReservationColumns = (String, i64, i64, String, String, i64);
 
-async fn load_reservation(
-    connection: &mut SqliteConnection,
-    reference: &str,
-) -> Result<Option<ReservationRecord>, StoreError> {
-    let rows: Vec<ReservationColumns> =
-        sqlx::query_as(RESERVATION_QUERY).bind(reference).fetch_all(&mut *connection).await?;
-    reservation_from_rows(reference, rows)
-}
-
 /// `SELECT` of whole movements, `WHERE` the given condition.
 macro_rules! select_movements_where {
     ($condition:literal) => {
@@ -187,6 +265,7 @@ macro_rules! select_movements_where {
 }
 
 mod group_commit;
+mod migrate;
 mod writes;
 
 use group_commit::Writer;
@@ -206,8 +285,8 @@ impl SqliteStore {
     }
 
     pub async fn reservation(&self, reference: &str) -> Result<Option<ReservationRecord>, StoreError> {
-        let mut connection = self.readers.acquire().await?;
-        load_reservation(&mut connection, reference).await
+        let reference = reference.to_owned();
+        self.readers.read(move |connection| writes::load_reservation(connection, &reference)).await
     }
 
     pub async fn release(&self, reference: &str, now: Timestamp) -> Result<ReleaseOutcome, StoreError> {
@@ -221,15 +300,9 @@ impl SqliteStore {
     }
 
     pub async fn expired_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT reference FROM reservations WHERE status = 'active' AND expires_at <= ?1 \
-             ORDER BY expires_at, reference LIMIT ?2",
-        )
-        .bind(now.unix_millis())
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(rows.iter().map(|row| row.try_get("reference")).collect::<Result<Vec<String>, _>>()?)
+        let query = "SELECT reference FROM reservations WHERE status = 'active' AND expires_at <= ?1 \
+                     ORDER BY expires_at, reference LIMIT ?2";
+        self.readers.read(move |connection| column(connection, query, (now.unix_millis(), limit))).await
     }
 
     pub async fn expire_one(&self, reference: &str, now: Timestamp) -> Result<bool, StoreError> {
@@ -238,23 +311,21 @@ impl SqliteStore {
     }
 
     pub async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError> {
-        let mut connection = self.readers.acquire().await?;
-        sizes_of(&mut connection, product, now).await
+        let product = product.to_owned();
+        self.readers.read(move |connection| writes::sizes_of(connection, &product, now)).await
     }
 
     pub async fn every_size(&self, now: Timestamp) -> Result<Vec<LedgerSize>, StoreError> {
-        static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        let query = QUERY.get_or_init(|| {
-            format!(
-                "SELECT s.product, s.size, s.stock, s.low_stock_threshold, {} AS reserved, s.alert_state \
-                 FROM sizes s ORDER BY s.product, s.rowid",
-                RESERVED_UNITS.replace("?2", "?1")
-            )
-        });
-        let mut connection = self.readers.acquire().await?;
-        let rows: Vec<LedgerSizeColumns> =
-            sqlx::query_as(query.as_str()).bind(now.unix_millis()).fetch_all(&mut *connection).await?;
-        ledger_sizes_from_rows(rows)
+        self.readers
+            .read(move |connection| {
+                let query = format!(
+                    "SELECT s.product, s.size, s.stock, s.low_stock_threshold, {RESERVED_UNITS} AS reserved, \
+                       s.alert_state FROM sizes s ORDER BY s.product, s.rowid"
+                );
+                // ?1 is unused: RESERVED_UNITS reads now from ?2.
+                ledger_sizes_from_rows(rows::<LedgerSizeColumns>(connection, &query, (0, now.unix_millis()))?)
+            })
+            .await
     }
 
     pub async fn record_stock_alerts(
@@ -293,72 +364,16 @@ impl SqliteStore {
     }
 
     pub async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError> {
-        let mut connection = self.readers.acquire().await?;
-        let now = now.unix_millis();
-        let counts = sqlx::query(concat!(
-            "SELECT \
-               (SELECT COUNT(*) FROM reservations \
-                  WHERE (status = 'active' AND expires_at > ?1) OR status = 'processing') AS active, \
-               (SELECT COALESCE(SUM(quantity), 0) FROM reservation_items WHERE holds_until > ?1) AS reserved_units, \
-               (SELECT COUNT(*) FROM reservations WHERE status = 'active' AND expires_at <= ?1) AS expired, \
-               (SELECT COUNT(*) FROM conflicts WHERE resolved_at IS NULL) AS open_conflicts, \
-               (SELECT COUNT(*) FROM outbox WHERE NOT ",
-            awaiting_payload_save!(),
-            ") AS outbox_backlog, (SELECT MIN(created_at) FROM outbox WHERE NOT ",
-            awaiting_payload_save!(),
-            ") AS outbox_oldest, (SELECT COUNT(*) FROM outbox WHERE ",
-            awaiting_payload_save!(),
-            ") AS outbox_awaiting, \
-               (SELECT COUNT(*) FROM outbox WHERE attempts > 0) AS outbox_failing, \
-               (SELECT last_error FROM outbox WHERE last_error IS NOT NULL ORDER BY next_attempt_at DESC LIMIT 1) \
-                 AS outbox_last_error",
-        ))
-        .bind(now)
-        .fetch_one(&mut *connection)
-        .await?;
-        let oldest: Vec<SummaryColumns> = sqlx::query_as(
-            "SELECT r.reference, r.status, r.created_at, r.expires_at, \
-               (SELECT COALESCE(SUM(ri.quantity), 0) FROM reservation_items ri WHERE ri.reference = r.reference) \
-             FROM reservations r WHERE (r.status = 'active' AND r.expires_at > ?1) OR r.status = 'processing' \
-             ORDER BY r.created_at, r.reference LIMIT ?2",
-        )
-        .bind(now)
-        .bind(OLDEST_LISTED)
-        .fetch_all(&mut *connection)
-        .await?;
-        let count = |name: &str| -> Result<u64, StoreError> {
-            let value: i64 = counts.try_get(name)?;
-            u64::try_from(value).map_err(|_| StoreError::Inconsistent(format!("{name} is negative")))
-        };
-        let alerts = alert_status(sqlx::query_as(ALERT_STATUS_QUERY).fetch_one(&mut *connection).await?);
-        Ok(Monitoring {
-            active_reservations: count("active")?,
-            reserved_units: count("reserved_units")?,
-            oldest_active: summaries_from_rows(oldest)?,
-            expired_not_released: count("expired")?,
-            open_conflicts: count("open_conflicts")?,
-            outbox: OutboxStatus {
-                backlog: count("outbox_backlog")?,
-                awaiting_payload_save: count("outbox_awaiting")?,
-                oldest_change_at: counts.try_get::<Option<i64>, _>("outbox_oldest")?.map(timestamp).transpose()?,
-                failing: count("outbox_failing")?,
-                last_error: counts.try_get("outbox_last_error")?,
-            },
-            alerts,
-            ledger_writes: self.writer.counts(),
-        })
+        let ledger_writes = self.writer.counts();
+        self.readers.read(move |connection| monitoring(connection, now.unix_millis(), ledger_writes)).await
     }
 
     pub async fn movement_totals(&self, since: Timestamp) -> Result<Vec<MovementTotal>, StoreError> {
-        let mut connection = self.readers.acquire().await?;
-        let rows: Vec<TotalColumns> = sqlx::query_as(
-            "SELECT product, type, COUNT(*), SUM(quantity) FROM movements WHERE date >= ?1 \
-             GROUP BY product, type ORDER BY product, type",
-        )
-        .bind(since.unix_millis())
-        .fetch_all(&mut *connection)
-        .await?;
-        totals_from_rows(rows)
+        let query = "SELECT product, type, COUNT(*), SUM(quantity) FROM movements WHERE date >= ?1 \
+                     GROUP BY product, type ORDER BY product, type";
+        self.readers
+            .read(move |connection| totals_from_rows(rows::<TotalColumns>(connection, query, [since.unix_millis()])?))
+            .await
     }
 
     pub async fn apply_stripe_event(
@@ -372,9 +387,14 @@ impl SqliteStore {
     }
 
     pub async fn open_conflicts(&self, limit: u32) -> Result<Vec<ConflictRecord>, StoreError> {
-        let rows: Vec<ConflictColumns> =
-            sqlx::query_as(OPEN_CONFLICTS_QUERY).bind(i64::from(limit)).fetch_all(&self.readers).await?;
-        rows.into_iter().map(conflict_from_columns).collect()
+        self.readers
+            .read(move |connection| {
+                rows::<ConflictColumns>(connection, OPEN_CONFLICTS_QUERY, [limit])?
+                    .into_iter()
+                    .map(conflict_from_columns)
+                    .collect()
+            })
+            .await
     }
 
     pub async fn resolve_conflict(
@@ -393,27 +413,26 @@ impl SqliteStore {
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.readers).await?;
-        Ok(())
+        self.readers.read(|connection| column::<i64>(connection, "SELECT 1", []).map(drop)).await
     }
+
     pub async fn movement(&self, id: i64) -> Result<Option<MovementRecord>, StoreError> {
-        let row: Option<MovementColumns> =
-            sqlx::query_as(select_movements_where!("id = ?1")).bind(id).fetch_optional(&self.readers).await?;
-        row.map(movement_from_columns).transpose()
+        self.readers
+            .read(move |connection| {
+                let query = select_movements_where!("id = ?1");
+                rows::<MovementColumns>(connection, query, [id])?.pop().map(movement_from_columns).transpose()
+            })
+            .await
     }
 
     pub async fn movement_ids(&self, after: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
-        let rows = sqlx::query("SELECT id FROM movements WHERE id > ?1 ORDER BY id LIMIT ?2")
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.readers)
-            .await?;
-        Ok(rows.iter().map(|row| row.try_get("id")).collect::<Result<Vec<i64>, _>>()?)
+        let query = "SELECT id FROM movements WHERE id > ?1 ORDER BY id LIMIT ?2";
+        self.readers.read(move |connection| column(connection, query, (after, limit))).await
     }
 
     pub async fn ledger_products(&self) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT DISTINCT product FROM sizes ORDER BY product").fetch_all(&self.readers).await?;
-        Ok(rows.iter().map(|row| row.try_get("product")).collect::<Result<Vec<String>, _>>()?)
+        let query = "SELECT DISTINCT product FROM sizes ORDER BY product";
+        self.readers.read(move |connection| column(connection, query, [])).await
     }
 
     pub async fn import_size(
@@ -434,43 +453,37 @@ impl SqliteStore {
     }
 
     pub async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT lane FROM outbox o GROUP BY lane HAVING MAX(next_attempt_at) <= ?1 \
+        let query = "SELECT lane FROM outbox o GROUP BY lane HAVING MAX(next_attempt_at) <= ?1 \
              AND NOT EXISTS (SELECT 1 FROM outbox_claims c WHERE c.lane = o.lane AND c.claimed_until > ?1) \
-             ORDER BY MIN(id) LIMIT ?2",
-        )
-        .bind(now.unix_millis())
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(rows.iter().map(|row| row.try_get("lane")).collect::<Result<Vec<String>, _>>()?)
+             ORDER BY MIN(id) LIMIT ?2";
+        self.readers.read(move |connection| column(connection, query, (now.unix_millis(), limit))).await
     }
 
     pub async fn lane_entries(&self, lane: &str, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, topic, subject, lane, revision, attempts, created_at FROM outbox \
-             WHERE lane = ?1 ORDER BY id LIMIT ?2",
-        )
-        .bind(lane)
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let topic: String = row.try_get("topic")?;
-                let attempts: i64 = row.try_get("attempts")?;
-                Ok(OutboxEntry {
-                    id: row.try_get("id")?,
-                    topic: OutboxTopic::parse(&topic)
-                        .ok_or_else(|| StoreError::Inconsistent(format!("outbox topic {topic:?}")))?,
-                    subject: row.try_get("subject")?,
-                    lane: row.try_get("lane")?,
-                    revision: row.try_get("revision")?,
-                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                    created_at: timestamp(row.try_get("created_at")?)?,
-                })
+        let query = "SELECT id, topic, subject, lane, revision, attempts, created_at FROM outbox \
+                     WHERE lane = ?1 ORDER BY id LIMIT ?2";
+        let lane = lane.to_owned();
+        self.readers
+            .read(move |connection| {
+                let entries: Vec<(i64, String, String, String, i64, i64, i64)> =
+                    rows(connection, query, (&lane, limit))?;
+                entries
+                    .into_iter()
+                    .map(|(id, topic, subject, lane, revision, attempts, created_at)| {
+                        Ok(OutboxEntry {
+                            id,
+                            topic: OutboxTopic::parse(&topic)
+                                .ok_or_else(|| StoreError::Inconsistent(format!("outbox topic {topic:?}")))?,
+                            subject,
+                            lane,
+                            revision,
+                            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                            created_at: timestamp(created_at)?,
+                        })
+                    })
+                    .collect()
             })
-            .collect()
+            .await
     }
 
     pub async fn outbox_delivered(&self, entry: &OutboxEntry) -> Result<bool, StoreError> {
@@ -498,6 +511,57 @@ impl SqliteStore {
     /// Closes every connection (the WAL is checkpointed when the last one closes).
     pub async fn close(&self) {
         self.writer.close().await;
-        self.readers.close().await;
+        self.readers.close();
     }
+}
+
+/// The figures an operator watches, read in one transaction of a reader connection (one snapshot).
+fn monitoring(connection: &Connection, now: i64, ledger_writes: WriterCounts) -> Result<Monitoring, StoreError> {
+    type Counts = (i64, i64, i64, i64, i64, Option<i64>, i64, i64, Option<String>);
+    let counts = concat!(
+        "SELECT \
+           (SELECT COUNT(*) FROM reservations \
+              WHERE (status = 'active' AND expires_at > ?1) OR status = 'processing'), \
+           (SELECT COALESCE(SUM(quantity), 0) FROM reservation_items WHERE holds_until > ?1), \
+           (SELECT COUNT(*) FROM reservations WHERE status = 'active' AND expires_at <= ?1), \
+           (SELECT COUNT(*) FROM conflicts WHERE resolved_at IS NULL), \
+           (SELECT COUNT(*) FROM outbox WHERE NOT ",
+        awaiting_payload_save!(),
+        "), (SELECT MIN(created_at) FROM outbox WHERE NOT ",
+        awaiting_payload_save!(),
+        "), (SELECT COUNT(*) FROM outbox WHERE ",
+        awaiting_payload_save!(),
+        "), (SELECT COUNT(*) FROM outbox WHERE attempts > 0), \
+           (SELECT last_error FROM outbox WHERE last_error IS NOT NULL ORDER BY next_attempt_at DESC LIMIT 1)",
+    );
+    let oldest = "SELECT r.reference, r.status, r.created_at, r.expires_at, \
+           (SELECT COALESCE(SUM(ri.quantity), 0) FROM reservation_items ri WHERE ri.reference = r.reference) \
+         FROM reservations r WHERE (r.status = 'active' AND r.expires_at > ?1) OR r.status = 'processing' \
+         ORDER BY r.created_at, r.reference LIMIT ?2";
+    let snapshot = connection.unchecked_transaction()?;
+    let (active, reserved, expired, conflicts, backlog, oldest_change, awaiting, failing, last_error): Counts =
+        rows::<Counts>(&snapshot, counts, [now])?
+            .pop()
+            .ok_or_else(|| StoreError::Inconsistent("the monitoring counts gave no row".to_owned()))?;
+    let oldest_active = summaries_from_rows(rows::<SummaryColumns>(&snapshot, oldest, (now, OLDEST_LISTED))?)?;
+    let alerts = rows::<(i64, Option<String>)>(&snapshot, ALERT_STATUS_QUERY, [])?.pop().map(alert_status);
+    let count = |name: &str, value: i64| -> Result<u64, StoreError> {
+        u64::try_from(value).map_err(|_| StoreError::Inconsistent(format!("{name} is negative")))
+    };
+    Ok(Monitoring {
+        active_reservations: count("active reservations", active)?,
+        reserved_units: count("reserved units", reserved)?,
+        oldest_active,
+        expired_not_released: count("expired reservations", expired)?,
+        open_conflicts: count("open conflicts", conflicts)?,
+        outbox: OutboxStatus {
+            backlog: count("outbox backlog", backlog)?,
+            awaiting_payload_save: count("outbox rows awaiting Payload's save", awaiting)?,
+            oldest_change_at: oldest_change.map(timestamp).transpose()?,
+            failing: count("failing outbox rows", failing)?,
+            last_error,
+        },
+        alerts: alerts.unwrap_or_default(),
+        ledger_writes,
+    })
 }
