@@ -2,8 +2,8 @@
 # Runs every test of payload-stock: formatting and lints, stock-core's unit and property tests, the wasm exports
 # inside Node, the JavaScript package (ESM, CommonJS, TypeScript types), the installed-package tests and the
 # end-to-end tests on a real Payload. The sidecar's suite runs twice, on SQLite and on PostgreSQL (started here if it
-# is installed but stopped; skipped with a message if there is none), and three sidecars share one PostgreSQL in
-# the multi-replica end-to-end test. The demo shop (examples/next-shop) is built and tested in Chromium.
+# is installed but stopped; skipped with a message if there is none), three sidecars share one PostgreSQL in the
+# multi-replica end-to-end test, and the fault run (sidecar killed, Payload stopped) runs on SQLite and PostgreSQL. The demo shop (examples/next-shop) is built and tested in Chromium.
 # Installs what it needs on a fresh machine first (see scripts/setup.sh).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$REPO_ROOT"
@@ -46,7 +46,7 @@ step "node --test: the payload-stock package (ESM, CommonJS, TypeScript types)"
 step "node --test: the packed package installed into an empty project, and every relative link in the Markdown files"
 within 10 node --test tests/package.test.mjs tests/links.test.mjs
 
-step "node --test: end to end on a real Payload 3 with the payloadStock plugin and the sidecar projecting into it (three sidecars on one PostgreSQL in replicas.e2e.test.mjs)"
+step "node --test: end to end on a real Payload 3 with the payloadStock plugin and the sidecar projecting into it (three sidecars on one PostgreSQL in replicas.e2e.test.mjs; the fault run on SQLite and PostgreSQL)"
 within 20 node --test tests/e2e/
 
 step "The demo shop in a real browser (examples/next-shop: Next.js with Payload's admin panel, Debian's Chromium)"

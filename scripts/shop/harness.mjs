@@ -61,7 +61,7 @@ export async function waitFor(what, check, { timeoutMs = 20_000, intervalMs = 20
 /** Starts scripts/shop/payload-server.mjs on `port` with the database file `database`; resolves once it serves. */
 export async function startPayload({ database, port, sidecarUrl, sidecarAdminToken, apiKey }) {
   const child = spawn(process.execPath, ['--preserve-symlinks', join(here, 'payload-server.mjs')], {
-    cwd: join(repoRoot, 'tests'),
+    cwd: here,
     env: { ...process.env, PAYLOAD_DB: database, PORT: String(port), SIDECAR_URL: sidecarUrl, SIDECAR_ADMIN_TOKEN: sidecarAdminToken, PAYLOAD_API_KEY: apiKey, NODE_ENV: 'test' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

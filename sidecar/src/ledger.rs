@@ -70,11 +70,6 @@ impl Ledger {
         self.wakeup.clone()
     }
 
-    /// The measurements the ledger records into.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
     fn queued_changes(&self, queued: bool) {
         if queued {
             self.wakeup.notify_one();

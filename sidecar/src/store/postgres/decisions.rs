@@ -5,7 +5,7 @@
 //! and executes the plan set-based (`apply`): a statement per kind of row, whatever the number of decisions, and
 //! the status changes, event records and outbox rows in one last statement.
 use sqlx::postgres::PgConnection;
-use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
+use stock_core::{CartLine, Quantity, ReservationStatus, ReservationTtl, Timestamp};
 
 use super::{SIZE_PAIRS_QUERY, load_reservation, load_reservations, select_movements_where, sizes_of};
 use crate::store::columns::{SizeColumns, sizes_from_rows};
@@ -650,7 +650,10 @@ pub(super) async fn apply_events(
     let mut sizes_locked = true;
     if !references.is_empty() {
         let records = load_reservations(connection, &references, true).await?;
-        let mut asked: Vec<SizeKey<'_>> = records.values().flat_map(|record| item_sizes(&record.items)).collect();
+        // A paid reservation is final: no event changes it or reads its sizes' figures, so a late or repeated event
+        // about it takes no lock on them (a hot size stays free for the reservations and sales that need it).
+        let changeable = records.values().filter(|record| record.status != ReservationStatus::Committed);
+        let mut asked: Vec<SizeKey<'_>> = changeable.flat_map(|record| item_sizes(&record.items)).collect();
         asked.sort_unstable();
         asked.dedup();
         let locked = lock_sizes(connection, &asked).await?;

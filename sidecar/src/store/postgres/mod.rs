@@ -397,7 +397,7 @@ impl PostgresStore {
         let mut rows: Vec<AlertColumns> = Vec::new();
         for crossing in &crossings {
             let level = &crossing.size.level;
-            let row = sqlx::query_as(query.as_str())
+            let row: Result<Option<AlertColumns>, sqlx::Error> = sqlx::query_as(query.as_str())
                 .bind(&crossing.product)
                 .bind(&crossing.size.size)
                 .bind(crossing.state().as_str())
@@ -408,8 +408,17 @@ impl PostgresStore {
                 .bind(now)
                 .bind(if crossing.deliver { None } else { Some(now) })
                 .fetch_optional(&self.pool)
-                .await?;
-            rows.extend(row);
+                .await;
+            match row {
+                Ok(row) => rows.extend(row),
+                // Each crossing commits alone: the ones recorded before a failure stay recorded and are answered (to
+                // be logged and counted); the failed one is not, and the next check sees it again.
+                Err(error) if !rows.is_empty() => {
+                    tracing::warn!(error = %error, product = %crossing.product, size = %crossing.size.size,
+                        "recording a stock alert failed; the next check tries again");
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
         alerts_from_rows(rows)
     }

@@ -66,14 +66,26 @@ pub(super) fn run(connection: &mut Connection) -> Result<(), StoreError> {
     if let Some(version) = dirty {
         return Err(refused(format!("migration {version} was left half applied; restore the ledger from a backup")));
     }
+    let known = |version: i64| MIGRATIONS.iter().any(|migration| migration.version == version);
+    let mut statement = connection.prepare("SELECT version FROM _sqlx_migrations ORDER BY version")?;
+    let applied = statement.query_map([], |row| row.get::<_, i64>(0))?.collect::<Result<Vec<i64>, _>>()?;
+    drop(statement);
+    if let Some(version) = applied.into_iter().find(|version| !known(*version)) {
+        return Err(refused(format!(
+            "the ledger has migration {version}, which this sidecar does not know: it was written by another version"
+        )));
+    }
     for migration in MIGRATIONS {
         let checksum = Sha384::digest(migration.sql.as_bytes()).to_vec();
-        let applied: Option<Vec<u8>> = connection
+        // Checked again inside the write transaction: of two processes starting on one ledger (`serve` and a
+        // command), the second waits for the first's migration and then finds it applied.
+        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let recorded: Option<Vec<u8>> = transaction
             .query_row("SELECT checksum FROM _sqlx_migrations WHERE version = ?1", [migration.version], |row| {
                 row.get(0)
             })
             .optional()?;
-        match applied {
+        match recorded {
             Some(recorded) if recorded == checksum => continue,
             Some(_) => {
                 return Err(refused(format!(
@@ -84,7 +96,6 @@ pub(super) fn run(connection: &mut Connection) -> Result<(), StoreError> {
             None => {}
         }
         let started = std::time::Instant::now();
-        let transaction = connection.transaction()?;
         transaction
             .execute_batch(migration.sql)
             .map_err(|error| refused(format!("migration {} failed: {error}", migration.file)))?;
@@ -96,16 +107,7 @@ pub(super) fn run(connection: &mut Connection) -> Result<(), StoreError> {
         )?;
         transaction.commit()?;
     }
-    let newest = MIGRATIONS.last().map_or(0, |migration| migration.version);
-    let unknown: Option<i64> =
-        connection
-            .query_row("SELECT MAX(version) FROM _sqlx_migrations WHERE version > ?1", [newest], |row| row.get(0))?;
-    match unknown {
-        Some(version) => Err(refused(format!(
-            "the ledger has migration {version}, which this sidecar does not know: it was written by a newer one"
-        ))),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -216,7 +218,9 @@ mod tests {
                 [],
             )
             .expect("a newer sidecar's migration");
-        assert!(matches!(run(&mut connection), Err(StoreError::Migration(message)) if message.contains("newer")));
+        assert!(
+            matches!(run(&mut connection), Err(StoreError::Migration(message)) if message.contains("migration 99"))
+        );
         let (mut connection, _directory) = fresh();
         run(&mut connection).expect("migrated");
         connection.execute("UPDATE _sqlx_migrations SET success = false WHERE version = 9", []).expect("half done");

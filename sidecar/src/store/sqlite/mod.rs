@@ -41,6 +41,8 @@ pub enum SqliteDurability {
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read-only connections for GET requests and the workers' reads.
 const READERS: usize = 4;
+/// How long a read waits for a free reader connection before it fails as busy (503, retried by the caller).
+const READ_WAIT: Duration = Duration::from_secs(10);
 
 /// Units held by the reservations of one size at `?2` (now): `held_units` (kept by triggers equal to the items
 /// with `holds_until > 0`, see migration 0004) less the items of active reservations already past their expiry
@@ -116,28 +118,36 @@ impl SqliteStore {
     }
 }
 
-/// The path of the database file a `sqlite://path` (or `sqlite:path`) URL names; `?mode=rwc` is accepted (the file
-/// is created if missing either way), any other parameter refused rather than ignored.
+/// The path of the database file a `sqlite://path` (or `sqlite:path`) URL names, percent-decoded as sqlx decoded
+/// it. `mode=rw`, `mode=rwc` and `cache=...` are accepted and change nothing (the file is created if missing, each
+/// connection has its own cache); any other parameter is refused rather than silently ignored.
 fn database_path(url: &str) -> Result<PathBuf, StoreError> {
+    let refused = |message: String| StoreError::Database(Arc::new(std::io::Error::other(message)));
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let unsupported = query.split('&').find(|parameter| !parameter.is_empty() && *parameter != "mode=rwc");
-    if let Some(parameter) = unsupported {
-        return Err(StoreError::Database(Arc::new(std::io::Error::other(format!(
-            "DATABASE_URL: the SQLite parameter {parameter:?} is not supported (only a file path)"
-        )))));
+    let harmless = |parameter: &&str| {
+        parameter.is_empty() || *parameter == "mode=rw" || *parameter == "mode=rwc" || parameter.starts_with("cache=")
+    };
+    if let Some(parameter) = query.split('&').find(|parameter| !harmless(parameter)) {
+        return Err(refused(format!(
+            "DATABASE_URL: the SQLite parameter {parameter:?} is not supported (the ledger is a file the sidecar \
+             writes: sqlite://path/to/file.db)"
+        )));
     }
+    let path = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| refused("DATABASE_URL: the SQLite path is not valid UTF-8 once decoded".to_owned()))?;
     if path.is_empty() || path == ":memory:" {
-        return Err(StoreError::Database(Arc::new(std::io::Error::other(
-            "DATABASE_URL: the SQLite ledger needs a file (sqlite://path/to/file.db)",
-        ))));
+        return Err(refused("DATABASE_URL: the SQLite ledger needs a file (sqlite://path/to/file.db)".to_owned()));
     }
-    Ok(PathBuf::from(path))
+    Ok(PathBuf::from(path.as_ref()))
 }
 
 /// The writer connection: creates the file if missing, WAL, and the durability asked for.
 fn open_writer(path: &Path, synchronous: &str) -> Result<Connection, StoreError> {
-    let connection = Connection::open(path)?;
+    // A path, never a `file:` URI: the readers open the very same file.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags)?;
     connection.busy_timeout(BUSY_TIMEOUT)?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", synchronous)?;
@@ -161,39 +171,59 @@ struct ReaderPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     /// One permit a connection; closed when the store closes.
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
 }
 
 impl Readers {
     fn new(path: PathBuf, connections: usize) -> Self {
-        Readers(Arc::new(ReaderPool { path, idle: Mutex::new(Vec::new()), permits: Semaphore::new(connections) }))
+        Readers(Arc::new(ReaderPool {
+            path,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(connections)),
+        }))
     }
 
-    /// Runs `read` on a free reader connection.
+    /// Runs `read` on a free reader connection; waits for one at most [`READ_WAIT`].
     async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let pool = Arc::clone(&self.0);
-        let _permit = pool.permits.acquire().await.map_err(|_| {
-            StoreError::Database(Arc::new(std::io::Error::other("the ledger is closed: no more reads")))
-        })?;
-        let idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let returned_to = Arc::clone(&pool);
+        let permit = match tokio::time::timeout(READ_WAIT, Arc::clone(&pool.permits).acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => {
+                return Err(StoreError::Database(Arc::new(std::io::Error::other(
+                    "the ledger is closed: no more reads",
+                ))));
+            }
+            Err(_) => {
+                return Err(StoreError::Busy(Arc::new(std::io::Error::other(format!(
+                    "no reader connection of the ledger was free within {} s",
+                    READ_WAIT.as_secs()
+                )))));
+            }
+        };
+        // The permit goes with the connection: a read whose caller gave up still holds both until it ends, so the
+        // pool never opens more than its connections.
         tokio::task::spawn_blocking(move || {
+            let idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
             let connection = match idle {
                 Some(connection) => connection,
-                None => open_reader(&returned_to.path)?,
+                None => open_reader(&pool.path)?,
             };
             let result = read(&connection);
-            returned_to.idle.lock().unwrap_or_else(PoisonError::into_inner).push(connection);
+            if !pool.permits.is_closed() {
+                pool.idle.lock().unwrap_or_else(PoisonError::into_inner).push(connection);
+            }
+            drop(permit);
             result
         })
         .await
         .map_err(|error| StoreError::Database(Arc::new(error)))?
     }
 
+    /// Refuses reads from now on and closes the idle connections (one in use closes when its read ends).
     fn close(&self) {
         self.0.permits.close();
         self.0.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
@@ -564,4 +594,23 @@ fn monitoring(connection: &Connection, now: i64, ledger_writes: WriterCounts) ->
         alerts: alerts.unwrap_or_default(),
         ledger_writes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_name_the_file_as_sqlx_read_them_and_refuse_what_would_change_its_meaning() {
+        let path =
+            |url: &str| database_path(url).map(|path| path.display().to_string()).map_err(|error| error.to_string());
+        assert_eq!(path("sqlite://payload-stock.db"), Ok("payload-stock.db".to_owned()));
+        assert_eq!(path("sqlite:relative.db"), Ok("relative.db".to_owned()));
+        assert_eq!(path("sqlite://./x.db"), Ok("./x.db".to_owned()));
+        assert_eq!(path("sqlite:///srv/my%20shop/ledger%231.db"), Ok("/srv/my shop/ledger#1.db".to_owned()));
+        assert_eq!(path("sqlite:///srv/ledger.db?mode=rwc&cache=shared"), Ok("/srv/ledger.db".to_owned()));
+        for refused in ["sqlite::memory:", "sqlite://", "sqlite:///srv/ledger.db?mode=ro", "sqlite:x.db?immutable=1"] {
+            assert!(path(refused).is_err(), "{refused} must be refused");
+        }
+    }
 }
