@@ -9,8 +9,8 @@ use stock_core::{
 };
 
 use super::{
-    AlertStatus, ConflictRecord, LedgerSize, MovementRecord, MovementTotal, ReservationRecord, ReservationSummary,
-    ReservedItem, SizeRecord, StockAlert, StoreError,
+    AlertStatus, ConflictRecord, LedgerSize, MovementRecord, MovementTotal, OutboxEntry, OutboxTopic,
+    ReservationRecord, ReservationSummary, ReservedItem, SizeRecord, StockAlert, StoreError,
 };
 
 /// Until when a reservation in `status`, expiring at `expires_at`, holds its units: what
@@ -204,7 +204,6 @@ macro_rules! movement_columns {
         "id, product, size, type, quantity, stock_before, stock_after, reason, reference, order_reference, date"
     };
 }
-pub(crate) use movement_columns;
 
 /// A movement row's columns, in [`movement_columns!`]' order.
 pub(crate) type MovementColumns =
@@ -287,6 +286,52 @@ pub(crate) fn conflict_from_columns(
         resolved_at: resolved_at.map(timestamp).transpose()?,
         resolution,
     })
+}
+
+/// The reads whose SQL is the same in both dialects (SQLite takes `$1` too, numbered by first appearance, so each
+/// text names `$1` before `$2`).
+pub(crate) mod reads {
+    /// Active reservations past their expiry at `$1`, `$2` at most, oldest expiry first.
+    pub(crate) const EXPIRED_CANDIDATES: &str = "SELECT reference FROM reservations \
+        WHERE status = 'active' AND expires_at <= $1 ORDER BY expires_at, reference LIMIT $2";
+    /// Each product's movements dated at or after `$1`, by type.
+    pub(crate) const MOVEMENT_TOTALS: &str = "SELECT product, type, COUNT(*), CAST(SUM(quantity) AS BIGINT) \
+        FROM movements WHERE date >= $1 GROUP BY product, type ORDER BY product, type";
+    /// One whole movement by its id, `$1`.
+    pub(crate) const MOVEMENT: &str = concat!("SELECT ", movement_columns!(), " FROM movements WHERE id = $1");
+    /// One whole movement by its idempotency key, `$1`.
+    pub(crate) const MOVEMENT_BY_KEY: &str =
+        concat!("SELECT ", movement_columns!(), " FROM movements WHERE idempotency_key = $1");
+    /// Up to `$2` movement ids above `$1`.
+    pub(crate) const MOVEMENT_IDS: &str = "SELECT id FROM movements WHERE id > $1 ORDER BY id LIMIT $2";
+    pub(crate) const LEDGER_PRODUCTS: &str = "SELECT DISTINCT product FROM sizes ORDER BY product";
+    /// Up to `$2` lanes whose rows are all due at `$1` and that nobody claims past `$1`, the oldest row's first.
+    pub(crate) const DUE_LANES: &str = "SELECT lane FROM outbox o GROUP BY lane HAVING MAX(next_attempt_at) <= $1 \
+        AND NOT EXISTS (SELECT 1 FROM outbox_claims c WHERE c.lane = o.lane AND c.claimed_until > $1) \
+        ORDER BY MIN(id) LIMIT $2";
+    /// Up to `$2` rows of the lane `$1`, in delivery order, as [`super::OutboxColumns`].
+    pub(crate) const LANE_ENTRIES: &str = "SELECT id, topic, subject, lane, revision, attempts, created_at \
+        FROM outbox WHERE lane = $1 ORDER BY id LIMIT $2";
+}
+
+/// The columns of an outbox row: id, topic, subject, lane, revision, attempts, created_at.
+pub(crate) type OutboxColumns = (i64, String, String, String, i64, i64, i64);
+
+pub(crate) fn outbox_entries_from_rows(rows: Vec<OutboxColumns>) -> Result<Vec<OutboxEntry>, StoreError> {
+    rows.into_iter()
+        .map(|(id, topic, subject, lane, revision, attempts, created_at)| {
+            Ok(OutboxEntry {
+                id,
+                topic: OutboxTopic::parse(&topic)
+                    .ok_or_else(|| StoreError::Inconsistent(format!("outbox topic {topic:?}")))?,
+                subject,
+                lane,
+                revision,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                created_at: timestamp(created_at)?,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use sqlx::postgres::PgConnection;
 use stock_core::{CartLine, Quantity, ReservationStatus, ReservationTtl, Timestamp};
 
-use super::{SIZE_PAIRS_QUERY, load_reservation, load_reservations, select_movements_where, sizes_of};
+use super::{SIZE_PAIRS_QUERY, load_reservation, load_reservations, sizes_of};
 use crate::store::columns::{SizeColumns, sizes_from_rows};
 
 /// `INSERT` of outbox rows from the arrays in the given parameters (topics, subjects, lanes, created_at,
@@ -34,7 +34,7 @@ macro_rules! queue_outbox {
         )
     };
 }
-use crate::store::columns::{MovementColumns, holds_until, movement_columns, movement_from_columns};
+use crate::store::columns::{MovementColumns, holds_until, movement_from_columns, reads};
 use crate::store::plan::{self, NewMovement, Queued, Snapshot, Write};
 use crate::store::{
     EventOutcome, ImportOutcome, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome, ReserveOutcome,
@@ -225,10 +225,8 @@ async fn load_sizes(
 }
 
 async fn load_movement(connection: &mut PgConnection, key: &str) -> Result<Option<MovementRecord>, StoreError> {
-    let row: Option<MovementColumns> = sqlx::query_as(select_movements_where!("idempotency_key = $1"))
-        .bind(key)
-        .fetch_optional(&mut *connection)
-        .await?;
+    let row: Option<MovementColumns> =
+        sqlx::query_as(reads::MOVEMENT_BY_KEY).bind(key).fetch_optional(&mut *connection).await?;
     row.map(movement_from_columns).transpose()
 }
 

@@ -21,16 +21,16 @@ use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 
 use super::columns::{
     ALERT_COLUMNS, ALERT_STATUS_QUERY, AlertColumns, CONFLICT_QUERY, ConflictColumns, LedgerSizeColumns,
-    MovementColumns, OPEN_CONFLICTS_QUERY, RESOLVE_CONFLICT, SizeColumns, SummaryColumns, TotalColumns, alert_status,
-    alerts_from_rows, conflict_from_columns, ledger_sizes_from_rows, movement_columns, movement_from_columns,
-    reservation_from_rows, sizes_from_rows, summaries_from_rows, timestamp, totals_from_rows,
+    MovementColumns, OPEN_CONFLICTS_QUERY, RESOLVE_CONFLICT, SizeColumns, SummaryColumns, alert_status,
+    alerts_from_rows, conflict_from_columns, ledger_sizes_from_rows, movement_from_columns, outbox_entries_from_rows,
+    reads, reservation_from_rows, sizes_from_rows, summaries_from_rows, timestamp, totals_from_rows,
 };
 use super::decide;
 use super::{
     AlertCrossing, ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome,
-    MovementRecord, MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, OutboxTopic,
-    ProjectionSettings, ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert,
-    StoreError, StripeAction, StripeEventRecord, WriterCounts,
+    MovementRecord, MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, ProjectionSettings,
+    ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert, StoreError,
+    StripeAction, StripeEventRecord, WriterCounts,
 };
 
 /// How many times a decision PostgreSQL aborted as a deadlock or a serialization failure runs again.
@@ -47,14 +47,6 @@ macro_rules! reserved_units {
           ::BIGINT"
     };
 }
-
-/// `SELECT` of whole movements, `WHERE` the given condition.
-macro_rules! select_movements_where {
-    ($condition:literal) => {
-        concat!("SELECT ", movement_columns!(), " FROM movements WHERE ", $condition)
-    };
-}
-use select_movements_where;
 
 /// Outbox rows of movements whose Payload document the stock-movements hook is saving itself, still in their
 /// grace period: expected, not a backlog. `$1` is now.
@@ -340,15 +332,8 @@ impl PostgresStore {
     }
 
     pub async fn expired_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT reference FROM reservations WHERE status = 'active' AND expires_at <= $1 \
-             ORDER BY expires_at, reference LIMIT $2",
-        )
-        .bind(now.unix_millis())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(reference,)| reference).collect())
+        let query = sqlx::query_scalar(reads::EXPIRED_CANDIDATES).bind(now.unix_millis()).bind(i64::from(limit));
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     pub async fn expire_one(&self, reference: &str, now: Timestamp) -> Result<bool, StoreError> {
@@ -540,15 +525,8 @@ impl PostgresStore {
     }
 
     pub async fn movement_totals(&self, since: Timestamp) -> Result<Vec<MovementTotal>, StoreError> {
-        let mut connection = self.pool.acquire().await?;
-        let rows: Vec<TotalColumns> = sqlx::query_as(
-            "SELECT product, type, COUNT(*), SUM(quantity)::BIGINT FROM movements WHERE date >= $1 \
-             GROUP BY product, type ORDER BY product, type",
-        )
-        .bind(since.unix_millis())
-        .fetch_all(&mut *connection)
-        .await?;
-        totals_from_rows(rows)
+        let query = sqlx::query_as(reads::MOVEMENT_TOTALS).bind(since.unix_millis());
+        totals_from_rows(query.fetch_all(&self.pool).await?)
     }
 
     pub async fn apply_stripe_event(
@@ -602,24 +580,17 @@ impl PostgresStore {
     }
 
     pub async fn movement(&self, id: i64) -> Result<Option<MovementRecord>, StoreError> {
-        let row: Option<MovementColumns> =
-            sqlx::query_as(select_movements_where!("id = $1")).bind(id).fetch_optional(&self.pool).await?;
+        let row: Option<MovementColumns> = sqlx::query_as(reads::MOVEMENT).bind(id).fetch_optional(&self.pool).await?;
         row.map(movement_from_columns).transpose()
     }
 
     pub async fn movement_ids(&self, after: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
-        let rows: Vec<(i64,)> = sqlx::query_as("SELECT id FROM movements WHERE id > $1 ORDER BY id LIMIT $2")
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        let query = sqlx::query_scalar(reads::MOVEMENT_IDS).bind(after).bind(i64::from(limit));
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     pub async fn ledger_products(&self) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT DISTINCT product FROM sizes ORDER BY product").fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(|(product,)| product).collect())
+        Ok(sqlx::query_scalar(reads::LEDGER_PRODUCTS).fetch_all(&self.pool).await?)
     }
 
     pub async fn import_size(
@@ -641,41 +612,13 @@ impl PostgresStore {
     }
 
     pub async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT lane FROM outbox o GROUP BY lane HAVING MAX(next_attempt_at) <= $1 \
-             AND NOT EXISTS (SELECT 1 FROM outbox_claims c WHERE c.lane = o.lane AND c.claimed_until > $1) \
-             ORDER BY MIN(id) LIMIT $2",
-        )
-        .bind(now.unix_millis())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(lane,)| lane).collect())
+        let query = sqlx::query_scalar(reads::DUE_LANES).bind(now.unix_millis()).bind(i64::from(limit));
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     pub async fn lane_entries(&self, lane: &str, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
-        let rows: Vec<(i64, String, String, String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT id, topic, subject, lane, revision, attempts, created_at FROM outbox \
-             WHERE lane = $1 ORDER BY id LIMIT $2",
-        )
-        .bind(lane)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(id, topic, subject, lane, revision, attempts, created_at)| {
-                Ok(OutboxEntry {
-                    id,
-                    topic: OutboxTopic::parse(&topic)
-                        .ok_or_else(|| StoreError::Inconsistent(format!("outbox topic {topic:?}")))?,
-                    subject,
-                    lane,
-                    revision,
-                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                    created_at: timestamp(created_at)?,
-                })
-            })
-            .collect()
+        let query = sqlx::query_as(reads::LANE_ENTRIES).bind(lane).bind(i64::from(limit));
+        outbox_entries_from_rows(query.fetch_all(&self.pool).await?)
     }
 
     pub async fn outbox_delivered(&self, entry: &OutboxEntry) -> Result<bool, StoreError> {

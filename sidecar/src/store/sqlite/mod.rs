@@ -17,15 +17,15 @@ use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 use tokio::sync::Semaphore;
 
 use super::columns::{
-    ALERT_STATUS_QUERY, ConflictColumns, LedgerSizeColumns, MovementColumns, OPEN_CONFLICTS_QUERY, SummaryColumns,
-    TotalColumns, alert_status, conflict_from_columns, ledger_sizes_from_rows, movement_columns, movement_from_columns,
-    summaries_from_rows, timestamp, totals_from_rows,
+    ALERT_STATUS_QUERY, ConflictColumns, LedgerSizeColumns, MovementColumns, OPEN_CONFLICTS_QUERY, OutboxColumns,
+    SummaryColumns, alert_status, conflict_from_columns, ledger_sizes_from_rows, movement_from_columns,
+    outbox_entries_from_rows, reads, summaries_from_rows, timestamp, totals_from_rows,
 };
 use super::{
     AlertCrossing, ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome,
-    MovementRecord, MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, OutboxTopic,
-    ProjectionSettings, ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert,
-    StoreError, StripeAction, StripeEventRecord,
+    MovementRecord, MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, ProjectionSettings,
+    ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert, StoreError,
+    StripeAction, StripeEventRecord,
 };
 
 /// SQLite's `synchronous` setting for the ledger (WAL mode either way).
@@ -287,13 +287,6 @@ const RESERVATION_QUERY: &str = "SELECT r.status, r.created_at, r.expires_at, ri
 /// The columns of a reservation joined with one of its items.
 type ReservationColumns = (String, i64, i64, String, String, i64);
 
-/// `SELECT` of whole movements, `WHERE` the given condition.
-macro_rules! select_movements_where {
-    ($condition:literal) => {
-        concat!("SELECT ", movement_columns!(), " FROM movements WHERE ", $condition)
-    };
-}
-
 mod group_commit;
 mod migrate;
 mod writes;
@@ -330,9 +323,9 @@ impl SqliteStore {
     }
 
     pub async fn expired_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
-        let query = "SELECT reference FROM reservations WHERE status = 'active' AND expires_at <= ?1 \
-                     ORDER BY expires_at, reference LIMIT ?2";
-        self.readers.read(move |connection| column(connection, query, (now.unix_millis(), limit))).await
+        self.readers
+            .read(move |connection| column(connection, reads::EXPIRED_CANDIDATES, (now.unix_millis(), limit)))
+            .await
     }
 
     pub async fn expire_one(&self, reference: &str, now: Timestamp) -> Result<bool, StoreError> {
@@ -399,11 +392,8 @@ impl SqliteStore {
     }
 
     pub async fn movement_totals(&self, since: Timestamp) -> Result<Vec<MovementTotal>, StoreError> {
-        let query = "SELECT product, type, COUNT(*), SUM(quantity) FROM movements WHERE date >= ?1 \
-                     GROUP BY product, type ORDER BY product, type";
-        self.readers
-            .read(move |connection| totals_from_rows(rows::<TotalColumns>(connection, query, [since.unix_millis()])?))
-            .await
+        let since = since.unix_millis();
+        self.readers.read(move |connection| totals_from_rows(rows(connection, reads::MOVEMENT_TOTALS, [since])?)).await
     }
 
     pub async fn apply_stripe_event(
@@ -449,20 +439,17 @@ impl SqliteStore {
     pub async fn movement(&self, id: i64) -> Result<Option<MovementRecord>, StoreError> {
         self.readers
             .read(move |connection| {
-                let query = select_movements_where!("id = ?1");
-                rows::<MovementColumns>(connection, query, [id])?.pop().map(movement_from_columns).transpose()
+                rows::<MovementColumns>(connection, reads::MOVEMENT, [id])?.pop().map(movement_from_columns).transpose()
             })
             .await
     }
 
     pub async fn movement_ids(&self, after: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
-        let query = "SELECT id FROM movements WHERE id > ?1 ORDER BY id LIMIT ?2";
-        self.readers.read(move |connection| column(connection, query, (after, limit))).await
+        self.readers.read(move |connection| column(connection, reads::MOVEMENT_IDS, (after, limit))).await
     }
 
     pub async fn ledger_products(&self) -> Result<Vec<String>, StoreError> {
-        let query = "SELECT DISTINCT product FROM sizes ORDER BY product";
-        self.readers.read(move |connection| column(connection, query, [])).await
+        self.readers.read(move |connection| column(connection, reads::LEDGER_PRODUCTS, [])).await
     }
 
     pub async fn import_size(
@@ -483,35 +470,14 @@ impl SqliteStore {
     }
 
     pub async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
-        let query = "SELECT lane FROM outbox o GROUP BY lane HAVING MAX(next_attempt_at) <= ?1 \
-             AND NOT EXISTS (SELECT 1 FROM outbox_claims c WHERE c.lane = o.lane AND c.claimed_until > ?1) \
-             ORDER BY MIN(id) LIMIT ?2";
-        self.readers.read(move |connection| column(connection, query, (now.unix_millis(), limit))).await
+        self.readers.read(move |connection| column(connection, reads::DUE_LANES, (now.unix_millis(), limit))).await
     }
 
     pub async fn lane_entries(&self, lane: &str, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
-        let query = "SELECT id, topic, subject, lane, revision, attempts, created_at FROM outbox \
-                     WHERE lane = ?1 ORDER BY id LIMIT ?2";
         let lane = lane.to_owned();
         self.readers
             .read(move |connection| {
-                let entries: Vec<(i64, String, String, String, i64, i64, i64)> =
-                    rows(connection, query, (&lane, limit))?;
-                entries
-                    .into_iter()
-                    .map(|(id, topic, subject, lane, revision, attempts, created_at)| {
-                        Ok(OutboxEntry {
-                            id,
-                            topic: OutboxTopic::parse(&topic)
-                                .ok_or_else(|| StoreError::Inconsistent(format!("outbox topic {topic:?}")))?,
-                            subject,
-                            lane,
-                            revision,
-                            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                            created_at: timestamp(created_at)?,
-                        })
-                    })
-                    .collect()
+                outbox_entries_from_rows(rows::<OutboxColumns>(connection, reads::LANE_ENTRIES, (&lane, limit))?)
             })
             .await
     }

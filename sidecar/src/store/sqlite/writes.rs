@@ -8,7 +8,7 @@ use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 use super::{RESERVATION_QUERY, ReservationColumns, size_query, sizes_query};
 use crate::store::columns::{
     ALERT_COLUMNS, AlertColumns, CONFLICT_QUERY, MovementColumns, RESOLVE_CONFLICT, alerts_from_rows,
-    conflict_from_columns, holds_until, level, movement_columns, movement_from_columns, reservation_from_rows,
+    conflict_from_columns, holds_until, level, movement_from_columns, reads, reservation_from_rows,
 };
 use crate::store::decide;
 use crate::store::plan::{self, NewMovement, Queued, Snapshot, Write};
@@ -101,7 +101,7 @@ pub(super) fn load_reservation(
 }
 
 fn load_movement(connection: &Connection, key: &str) -> Result<Option<MovementRecord>, StoreError> {
-    let mut statement = connection.prepare_cached(select_movements_where!("idempotency_key = ?1"))?;
+    let mut statement = connection.prepare_cached(reads::MOVEMENT_BY_KEY)?;
     let row = statement.query_row([key], movement_row).optional()?;
     row.map(movement_from_columns).transpose()
 }
