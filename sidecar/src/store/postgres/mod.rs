@@ -21,16 +21,16 @@ use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 
 use super::columns::{
     ALERT_COLUMNS, ALERT_STATUS_QUERY, AlertColumns, CONFLICT_QUERY, ConflictColumns, LedgerSizeColumns,
-    MovementColumns, OPEN_CONFLICTS_QUERY, RESOLVE_CONFLICT, SizeColumns, SummaryColumns, alert_status,
-    alerts_from_rows, conflict_from_columns, ledger_sizes_from_rows, movement_from_columns, outbox_entries_from_rows,
-    reads, reservation_from_rows, sizes_from_rows, summaries_from_rows, timestamp, totals_from_rows,
+    MovementColumns, OPEN_CONFLICTS_QUERY, RESOLVE_CONFLICT, SizeColumns, alert_status, alerts_from_rows,
+    conflict_from_columns, ledger_sizes_from_rows, monitoring_from_rows, movement_from_columns,
+    outbox_entries_from_rows, reads, reservation_from_rows, sizes_from_rows, totals_from_rows,
 };
 use super::decide;
 use super::{
     AlertCrossing, ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome,
-    MovementRecord, MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, ProjectionSettings,
-    ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert, StoreError,
-    StripeAction, StripeEventRecord, WriterCounts,
+    MovementRecord, MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, ProjectionSettings, ReleaseOutcome,
+    ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert, StoreError, StripeAction,
+    StripeEventRecord, WriterCounts,
 };
 
 /// How many times a decision PostgreSQL aborted as a deadlock or a serialization failure runs again.
@@ -45,14 +45,6 @@ macro_rules! reserved_units {
         "(s.held_units - COALESCE((SELECT SUM(ri.quantity) FROM reservation_items ri \
           WHERE ri.product = s.product AND ri.size = s.size AND ri.holds_until > 0 AND ri.holds_until <= $2), 0))\
           ::BIGINT"
-    };
-}
-
-/// Outbox rows of movements whose Payload document the stock-movements hook is saving itself, still in their
-/// grace period: expected, not a backlog. `$1` is now.
-macro_rules! awaiting_payload_save {
-    () => {
-        "(lane LIKE 'movement:%' AND attempts = 0 AND next_attempt_at > $1)"
     };
 }
 
@@ -298,10 +290,6 @@ async fn load_reservations(
     Ok(records)
 }
 
-fn count(value: i64, name: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Inconsistent(format!("{name} is negative")))
-}
-
 /// The ledger's operations on this store, as [`crate::ledger::Ledger`] documents them.
 impl PostgresStore {
     pub async fn reserve(
@@ -469,59 +457,17 @@ impl PostgresStore {
     }
 
     pub async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError> {
-        type Counts = (i64, i64, i64, i64, i64, Option<i64>, i64, i64, Option<String>);
         let mut connection = self.pool.acquire().await?;
         let now = now.unix_millis();
-        let (active, reserved_units, expired, open_conflicts, backlog, oldest_change, awaiting, failing, last_error): Counts =
-            sqlx::query_as(concat!(
-                "SELECT \
-                   (SELECT COUNT(*) FROM reservations \
-                      WHERE (status = 'active' AND expires_at > $1) OR status = 'processing'), \
-                   (SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM reservation_items WHERE holds_until > $1), \
-                   (SELECT COUNT(*) FROM reservations WHERE status = 'active' AND expires_at <= $1), \
-                   (SELECT COUNT(*) FROM conflicts WHERE resolved_at IS NULL), \
-                   (SELECT COUNT(*) FROM outbox WHERE NOT ",
-                awaiting_payload_save!(),
-                "), (SELECT MIN(created_at) FROM outbox WHERE NOT ",
-                awaiting_payload_save!(),
-                "), (SELECT COUNT(*) FROM outbox WHERE ",
-                awaiting_payload_save!(),
-                "), (SELECT COUNT(*) FROM outbox WHERE attempts > 0), \
-                   (SELECT last_error FROM outbox WHERE last_error IS NOT NULL ORDER BY next_attempt_at DESC LIMIT 1)",
-            ))
-            .bind(now)
-            .fetch_one(&mut *connection)
-            .await?;
-        let oldest: Vec<SummaryColumns> = sqlx::query_as(
-            "SELECT r.reference, r.status, r.created_at, r.expires_at, \
-               (SELECT COALESCE(SUM(ri.quantity), 0)::BIGINT FROM reservation_items ri WHERE ri.reference = r.reference) \
-             FROM reservations r WHERE (r.status = 'active' AND r.expires_at > $1) OR r.status = 'processing' \
-             ORDER BY r.created_at, r.reference LIMIT $2",
-        )
-        .bind(now)
-        .bind(i64::from(OLDEST_LISTED))
-        .fetch_all(&mut *connection)
-        .await?;
+        let counts = sqlx::query_as(reads::MONITORING_COUNTS).bind(now).fetch_one(&mut *connection).await?;
+        let oldest_query = sqlx::query_as(reads::OLDEST_ACTIVE).bind(now).bind(i64::from(OLDEST_LISTED));
+        let oldest = oldest_query.fetch_all(&mut *connection).await?;
         let alerts = alert_status(sqlx::query_as(ALERT_STATUS_QUERY).fetch_one(&mut *connection).await?);
-        Ok(Monitoring {
-            active_reservations: count(active, "active reservations")?,
-            reserved_units: count(reserved_units, "reserved units")?,
-            oldest_active: summaries_from_rows(oldest)?,
-            expired_not_released: count(expired, "expired reservations")?,
-            open_conflicts: count(open_conflicts, "open conflicts")?,
-            outbox: OutboxStatus {
-                backlog: count(backlog, "outbox backlog")?,
-                awaiting_payload_save: count(awaiting, "outbox rows awaiting Payload")?,
-                oldest_change_at: oldest_change.map(timestamp).transpose()?,
-                failing: count(failing, "failing outbox rows")?,
-                last_error,
-            },
-            alerts,
-            ledger_writes: WriterCounts {
-                writes: self.counters.writes.load(Ordering::Relaxed),
-                commits: self.counters.commits.load(Ordering::Relaxed),
-            },
-        })
+        let ledger_writes = WriterCounts {
+            writes: self.counters.writes.load(Ordering::Relaxed),
+            commits: self.counters.commits.load(Ordering::Relaxed),
+        };
+        monitoring_from_rows(counts, oldest, alerts, ledger_writes)
     }
 
     pub async fn movement_totals(&self, since: Timestamp) -> Result<Vec<MovementTotal>, StoreError> {

@@ -17,15 +17,15 @@ use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 use tokio::sync::Semaphore;
 
 use super::columns::{
-    ALERT_STATUS_QUERY, ConflictColumns, LedgerSizeColumns, MovementColumns, OPEN_CONFLICTS_QUERY, OutboxColumns,
-    SummaryColumns, alert_status, conflict_from_columns, ledger_sizes_from_rows, movement_from_columns,
-    outbox_entries_from_rows, reads, summaries_from_rows, timestamp, totals_from_rows,
+    ALERT_STATUS_QUERY, ConflictColumns, LedgerSizeColumns, MonitoringCounts, MovementColumns, OPEN_CONFLICTS_QUERY,
+    OutboxColumns, SummaryColumns, alert_status, conflict_from_columns, ledger_sizes_from_rows, monitoring_from_rows,
+    movement_from_columns, outbox_entries_from_rows, reads, totals_from_rows,
 };
 use super::{
     AlertCrossing, ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome,
-    MovementRecord, MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, OutboxStatus, ProjectionSettings,
-    ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert, StoreError,
-    StripeAction, StripeEventRecord,
+    MovementRecord, MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, ProjectionSettings, ReleaseOutcome,
+    ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert, StoreError, StripeAction,
+    StripeEventRecord,
 };
 
 /// SQLite's `synchronous` setting for the ledger (WAL mode either way).
@@ -50,14 +50,6 @@ const READ_WAIT: Duration = Duration::from_secs(10);
 /// [`holds_until`]); the lapsed items are read through a covering index and are few (cleanup marks them).
 const RESERVED_UNITS: &str = "s.held_units - COALESCE((SELECT SUM(ri.quantity) FROM reservation_items ri \
     WHERE ri.product = s.product AND ri.size = s.size AND ri.holds_until > 0 AND ri.holds_until <= ?2), 0)";
-
-/// Outbox rows of movements whose Payload document the stock-movements hook is saving itself, still in their grace
-/// period (never attempted, not yet due): expected to be there, not a backlog. `?1` is now.
-macro_rules! awaiting_payload_save {
-    () => {
-        "(lane LIKE 'movement:%' AND attempts = 0 AND next_attempt_at > ?1)"
-    };
-}
 
 /// The embedded SQLite ledger.
 #[derive(Debug, Clone)]
@@ -513,53 +505,13 @@ impl SqliteStore {
 
 /// The figures an operator watches, read in one transaction of a reader connection (one snapshot).
 fn monitoring(connection: &Connection, now: i64, ledger_writes: WriterCounts) -> Result<Monitoring, StoreError> {
-    type Counts = (i64, i64, i64, i64, i64, Option<i64>, i64, i64, Option<String>);
-    let counts = concat!(
-        "SELECT \
-           (SELECT COUNT(*) FROM reservations \
-              WHERE (status = 'active' AND expires_at > ?1) OR status = 'processing'), \
-           (SELECT COALESCE(SUM(quantity), 0) FROM reservation_items WHERE holds_until > ?1), \
-           (SELECT COUNT(*) FROM reservations WHERE status = 'active' AND expires_at <= ?1), \
-           (SELECT COUNT(*) FROM conflicts WHERE resolved_at IS NULL), \
-           (SELECT COUNT(*) FROM outbox WHERE NOT ",
-        awaiting_payload_save!(),
-        "), (SELECT MIN(created_at) FROM outbox WHERE NOT ",
-        awaiting_payload_save!(),
-        "), (SELECT COUNT(*) FROM outbox WHERE ",
-        awaiting_payload_save!(),
-        "), (SELECT COUNT(*) FROM outbox WHERE attempts > 0), \
-           (SELECT last_error FROM outbox WHERE last_error IS NOT NULL ORDER BY next_attempt_at DESC LIMIT 1)",
-    );
-    let oldest = "SELECT r.reference, r.status, r.created_at, r.expires_at, \
-           (SELECT COALESCE(SUM(ri.quantity), 0) FROM reservation_items ri WHERE ri.reference = r.reference) \
-         FROM reservations r WHERE (r.status = 'active' AND r.expires_at > ?1) OR r.status = 'processing' \
-         ORDER BY r.created_at, r.reference LIMIT ?2";
     let snapshot = connection.unchecked_transaction()?;
-    let (active, reserved, expired, conflicts, backlog, oldest_change, awaiting, failing, last_error): Counts =
-        rows::<Counts>(&snapshot, counts, [now])?
-            .pop()
-            .ok_or_else(|| StoreError::Inconsistent("the monitoring counts gave no row".to_owned()))?;
-    let oldest_active = summaries_from_rows(rows::<SummaryColumns>(&snapshot, oldest, (now, OLDEST_LISTED))?)?;
+    let counts = rows::<MonitoringCounts>(&snapshot, reads::MONITORING_COUNTS, [now])?
+        .pop()
+        .ok_or_else(|| StoreError::Inconsistent("the monitoring counts gave no row".to_owned()))?;
+    let oldest = rows::<SummaryColumns>(&snapshot, reads::OLDEST_ACTIVE, (now, OLDEST_LISTED))?;
     let alerts = rows::<(i64, Option<String>)>(&snapshot, ALERT_STATUS_QUERY, [])?.pop().map(alert_status);
-    let count = |name: &str, value: i64| -> Result<u64, StoreError> {
-        u64::try_from(value).map_err(|_| StoreError::Inconsistent(format!("{name} is negative")))
-    };
-    Ok(Monitoring {
-        active_reservations: count("active reservations", active)?,
-        reserved_units: count("reserved units", reserved)?,
-        oldest_active,
-        expired_not_released: count("expired reservations", expired)?,
-        open_conflicts: count("open conflicts", conflicts)?,
-        outbox: OutboxStatus {
-            backlog: count("outbox backlog", backlog)?,
-            awaiting_payload_save: count("outbox rows awaiting Payload's save", awaiting)?,
-            oldest_change_at: oldest_change.map(timestamp).transpose()?,
-            failing: count("failing outbox rows", failing)?,
-            last_error,
-        },
-        alerts: alerts.unwrap_or_default(),
-        ledger_writes,
-    })
+    monitoring_from_rows(counts, oldest, alerts.unwrap_or_default(), ledger_writes)
 }
 
 #[cfg(test)]
