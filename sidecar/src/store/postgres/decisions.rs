@@ -424,6 +424,13 @@ pub(super) async fn reserve_all(
     let mut asked: Vec<(&str, &str)> = lines.map(|line| (line.product.as_str(), line.size.as_str())).collect();
     asked.sort_unstable();
     asked.dedup();
+    // The references first, before any size is locked: what a reference holds cannot change under a reservation
+    // (another sidecar taking it meanwhile fails this batch's insert on its key, and the batch is planned again),
+    // so the hot sizes' locks are held for one round trip less.
+    let mut references: Vec<&str> = requests.iter().map(|request| request.reference.as_str()).collect();
+    references.sort_unstable();
+    references.dedup();
+    let existing = load_reservations(connection, &references, false).await?;
     let locked = lock_sizes(connection, &asked).await?;
     // The figures at the earliest instant of the batch: a hold that ends between its requests' instants still
     // counts for all of them (refusing too much, never selling a unit twice).
@@ -435,10 +442,6 @@ pub(super) async fn reserve_all(
     products.dedup();
     let mut snapshot = Snapshot::default();
     load_products(connection, &mut snapshot, &products, (&asked, &locked), now).await?;
-    let mut references: Vec<&str> = requests.iter().map(|request| request.reference.as_str()).collect();
-    references.sort_unstable();
-    references.dedup();
-    let existing = load_reservations(connection, &references, false).await?;
     for reference in references {
         snapshot.add_reservation(reference, existing.get(reference).cloned());
     }
