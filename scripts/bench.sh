@@ -23,5 +23,7 @@ if ! command -v wrk >/dev/null; then
 fi
 step "bench/hot-size.mjs (reservations of one hot size with wrk: SQLite, PostgreSQL, two sidecars on PostgreSQL)"
 node bench/hot-size.mjs "$REPO_ROOT/target/release/stock-sidecar"
+step "bench/product-reads.mjs (GET of one product's stock with wrk, SQLite)"
+node bench/product-reads.mjs "$REPO_ROOT/target/release/stock-sidecar"
 step "bench/flash-sale.mjs (payload-stock on SQLite and PostgreSQL against the seed's read-check-write, a real Payload)"
 node bench/flash-sale.mjs "$REPO_ROOT/target/release/stock-sidecar"
