@@ -398,7 +398,7 @@ async fn show_monitoring(
         (status = 503, description = "admin_disabled, overloaded or ledger_busy", body = ErrorBody),
     ))]
 async fn clean_expired(State(state): State<AppState>, _caller: AdminCaller) -> Result<Json<CleanupAnswer>, ApiError> {
-    let references = release_expired_now(&state).await?;
+    let references = release_expired_now(&state.ledger, state.clock.now(), state.checkouts.as_deref()).await?;
     Ok(Json(CleanupAnswer { released: references.len(), references }))
 }
 

@@ -7,6 +7,7 @@
 //! A check sees the ledger as it stands, so availability that dips and recovers between two checks is not a
 //! crossing; and a reservation that lapses counts at its expiry instant, written or not.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{KeyInit, Mac};
@@ -14,8 +15,9 @@ use serde_json::{Value, json};
 use stock_core::{StockState, Timestamp};
 use tokio::sync::watch;
 
+use crate::clock::Clock;
 use crate::config::AlertWebhookConfig;
-use crate::http::AppState;
+use crate::ledger::Ledger;
 use crate::projection::retry_delay;
 use crate::store::{StockAlert, StoreError, alert_crossings};
 
@@ -44,13 +46,13 @@ pub fn event_name(state: StockState) -> &'static str {
 
 /// Records and logs every crossing since the last check; returns the alerts this call recorded (a crossing
 /// another sidecar recorded first is not among them).
-pub async fn check_stock_alerts(state: &AppState) -> Result<Vec<StockAlert>, StoreError> {
-    let now = state.clock.now();
-    let crossings = alert_crossings(state.ledger.every_size(now).await?, state.config.low_stock_webhook.is_some());
+/// `deliver`: whether the alerts wait for the alert webhook (LOW_STOCK_WEBHOOK_URL is set).
+pub async fn check_stock_alerts(ledger: &Ledger, now: Timestamp, deliver: bool) -> Result<Vec<StockAlert>, StoreError> {
+    let crossings = alert_crossings(ledger.every_size(now).await?, deliver);
     if crossings.is_empty() {
         return Ok(Vec::new());
     }
-    let recorded = state.ledger.record_stock_alerts(crossings, now).await?;
+    let recorded = ledger.record_stock_alerts(crossings, now).await?;
     recorded.iter().for_each(log_alert);
     Ok(recorded)
 }
@@ -115,27 +117,28 @@ pub fn signature(secret: &str, unix_seconds: i64, body: &[u8]) -> String {
 
 /// Posts the alerts that are due to the webhook; returns how many it accepted.
 pub async fn deliver_stock_alerts(
-    state: &AppState,
+    ledger: &Ledger,
+    clock: &dyn Clock,
     webhook: &AlertWebhookConfig,
     http: &reqwest::Client,
 ) -> Result<usize, StoreError> {
-    let now = state.clock.now();
+    let now = clock.now();
     let until = now.checked_add_millis(DELIVERY_LEASE_MILLIS).unwrap_or(now);
     let mut delivered = 0;
-    for alert in state.ledger.claim_stock_alerts(now, until, DELIVERY_BATCH).await? {
+    for alert in ledger.claim_stock_alerts(now, until, DELIVERY_BATCH).await? {
         match post_alert(webhook, http, &alert, now).await {
             Ok(()) => {
-                state.ledger.stock_alert_delivered(alert.id, state.clock.now()).await?;
+                ledger.stock_alert_delivered(alert.id, clock.now()).await?;
                 delivered += 1;
             }
             Err(error) => {
                 let attempts = alert.attempts + 1;
                 let delay = retry_delay(attempts, RETRY_MAX, alert.id);
                 let millis = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-                let retry_at = state.clock.now().checked_add_millis(millis).unwrap_or(until);
+                let retry_at = clock.now().checked_add_millis(millis).unwrap_or(until);
                 tracing::warn!(alert_id = alert.id, attempts, error = %error, retry_in_ms = millis,
                     "posting the stock alert failed; it will be retried");
-                state.ledger.stock_alert_failed(alert.id, &error, retry_at).await?;
+                ledger.stock_alert_failed(alert.id, &error, retry_at).await?;
             }
         }
     }
@@ -182,10 +185,16 @@ pub fn webhook_client() -> Result<reqwest::Client, String> {
 
 /// Checks for crossings and posts the alerts every `interval` until `stop` turns true. A failed pass is logged
 /// and the next one runs at the next interval.
-pub async fn run_alerts(state: AppState, interval: Duration, mut stop: watch::Receiver<bool>) {
-    let delivery = match &state.config.low_stock_webhook {
+pub async fn run_alerts(
+    (ledger, clock): (Arc<Ledger>, Arc<dyn Clock>),
+    webhook: Option<AlertWebhookConfig>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let deliver = webhook.is_some();
+    let delivery = match webhook {
         Some(webhook) => match webhook_client() {
-            Ok(http) => Some((webhook.clone(), http)),
+            Ok(http) => Some((webhook, http)),
             Err(error) => {
                 tracing::error!(error = %error, "stock alerts are logged but not posted");
                 None
@@ -197,11 +206,11 @@ pub async fn run_alerts(state: AppState, interval: Duration, mut stop: watch::Re
         tracing::info!("LOW_STOCK_WEBHOOK_URL is not set: stock alerts are logged (and flagged in Payload) only");
     }
     loop {
-        if let Err(error) = check_stock_alerts(&state).await {
+        if let Err(error) = check_stock_alerts(&ledger, clock.now(), deliver).await {
             tracing::error!(error = %error, "the stock alert check failed; next try at the next interval");
         }
         if let Some((webhook, http)) = &delivery
-            && let Err(error) = deliver_stock_alerts(&state, webhook, http).await
+            && let Err(error) = deliver_stock_alerts(&ledger, clock.as_ref(), webhook, http).await
         {
             tracing::error!(error = %error, "posting stock alerts failed; next try at the next interval");
         }

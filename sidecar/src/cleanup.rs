@@ -2,13 +2,15 @@
 //! from the `cleanup` command. Availability never waits for it (an expired reservation stops counting at its
 //! expiry instant); cleanup records the final `expired` state and keeps monitoring honest.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use stock_core::Timestamp;
 
-use crate::http::AppState;
+use crate::clock::Clock;
+use crate::ledger::Ledger;
 use crate::store::StoreError;
 use crate::stripe_api::{CheckoutCanceller, CheckoutEnd};
 
@@ -24,17 +26,21 @@ const STRIPE_EVENT_RETENTION_MILLIS: i64 = 30 * 24 * 60 * 60 * 1000;
 
 /// Marks every reservation past its expiry as expired, logs each, forgets Stripe event ids older than 30 days,
 /// and returns the references released.
-pub async fn release_expired_now(state: &AppState) -> Result<Vec<String>, StoreError> {
-    let now = state.clock.now();
-    let references = match &state.checkouts {
-        None => state.ledger.release_expired(now).await?,
-        Some(checkouts) => release_after_ending_checkouts(state, checkouts.as_ref(), now).await?,
+/// `checkouts`: what ends abandoned checkouts at Stripe first (none without STRIPE_SECRET_KEY).
+pub async fn release_expired_now(
+    ledger: &Ledger,
+    now: Timestamp,
+    checkouts: Option<&dyn CheckoutCanceller>,
+) -> Result<Vec<String>, StoreError> {
+    let references = match checkouts {
+        None => ledger.release_expired(now).await?,
+        Some(checkouts) => release_after_ending_checkouts(ledger, checkouts, now).await?,
     };
     for reference in &references {
         tracing::info!(reference = %reference, "reservation expired and released");
     }
     if let Some(cutoff) = now.checked_add_millis(-STRIPE_EVENT_RETENTION_MILLIS) {
-        let pruned = state.ledger.prune_stripe_events(cutoff).await?;
+        let pruned = ledger.prune_stripe_events(cutoff).await?;
         if pruned > 0 {
             tracing::info!(pruned, "forgot Stripe event ids older than 30 days");
         }
@@ -44,15 +50,15 @@ pub async fn release_expired_now(state: &AppState) -> Result<Vec<String>, StoreE
 
 /// Asks Stripe to end each expired checkout first, then releases the reservations Stripe confirms are over.
 async fn release_after_ending_checkouts(
-    state: &AppState,
+    ledger: &Ledger,
     checkouts: &dyn CheckoutCanceller,
     now: Timestamp,
 ) -> Result<Vec<String>, StoreError> {
     let mut released = Vec::new();
-    for reference in state.ledger.expired_candidates(now, STRIPE_BATCH).await? {
+    for reference in ledger.expired_candidates(now, STRIPE_BATCH).await? {
         match checkouts.end_checkout(&reference).await {
             Ok(CheckoutEnd::Ended | CheckoutEnd::NotStripe) => {
-                if state.ledger.expire_one(&reference, now).await? {
+                if ledger.expire_one(&reference, now).await? {
                     released.push(reference);
                 }
             }
@@ -67,9 +73,14 @@ async fn release_after_ending_checkouts(
 }
 
 /// Runs [`release_expired_now`] every `interval` until `stop` turns true.
-pub async fn run_schedule(state: AppState, interval: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run_schedule(
+    (ledger, clock): (Arc<Ledger>, Arc<dyn Clock>),
+    checkouts: Option<Arc<dyn CheckoutCanceller>>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
-        let wait = match release_expired_now(&state).await {
+        let wait = match release_expired_now(&ledger, clock.now(), checkouts.as_deref()).await {
             Ok(_) => interval,
             Err(error) => {
                 tracing::error!(error = %error, "scheduled cleanup failed; retrying soon");

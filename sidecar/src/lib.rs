@@ -138,14 +138,15 @@ pub async fn run_with_clock(
     }
 
     let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
-    let schedule = state
-        .config
-        .cleanup_interval
-        .map(|interval| tokio::spawn(cleanup::run_schedule(state.clone(), interval, background_stopped.clone())));
-    let alerts = state
-        .config
-        .low_stock_check_interval
-        .map(|interval| tokio::spawn(alerts::run_alerts(state.clone(), interval, background_stopped.clone())));
+    let schedule = state.config.cleanup_interval.map(|interval| {
+        let shared = (state.ledger.clone(), state.clock.clone());
+        tokio::spawn(cleanup::run_schedule(shared, state.checkouts.clone(), interval, background_stopped.clone()))
+    });
+    let alerts = state.config.low_stock_check_interval.map(|interval| {
+        let shared = (state.ledger.clone(), state.clock.clone());
+        let webhook = state.config.low_stock_webhook.clone();
+        tokio::spawn(alerts::run_alerts(shared, webhook, interval, background_stopped.clone()))
+    });
     let worker = match projection {
         Some((projector, wakeup)) => Some(tokio::spawn(projection::run_worker(projector, wakeup, background_stopped))),
         None => {

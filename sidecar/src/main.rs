@@ -119,7 +119,9 @@ async fn serve(config: Config) -> Result<(), String> {
 
 async fn cleanup(config: Config) -> Result<(), String> {
     let Opened { state, .. } = open_state(config, Arc::new(SystemClock)).await.map_err(|error| error.to_string())?;
-    let released = release_expired_now(&state).await.map_err(|error| error.to_string());
+    let released = release_expired_now(&state.ledger, state.clock.now(), state.checkouts.as_deref())
+        .await
+        .map_err(|error| error.to_string());
     state.ledger.close().await;
     let references = released?;
     println!("released {} expired reservation(s)", references.len());

@@ -11,9 +11,18 @@ use stock_sidecar::config::{AlertWebhookConfig, Config, Secret};
 use stock_sidecar::http::AppState;
 use stock_sidecar::ledger::Ledger;
 use stock_sidecar::open_state;
-use stock_sidecar::store::{MovementOrigin, MovementRequest};
+use stock_sidecar::store::{MovementOrigin, MovementRequest, StockAlert, StoreError};
 
 use crate::helpers::{START, TestDatabase};
+
+/// A check at the state's clock, as the scheduled one runs it.
+async fn check(state: &AppState) -> Result<Vec<StockAlert>, StoreError> {
+    check_stock_alerts(&state.ledger, state.clock.now(), state.config.low_stock_webhook.is_some()).await
+}
+
+async fn deliver(state: &AppState, webhook: &AlertWebhookConfig, http: &reqwest::Client) -> Result<usize, StoreError> {
+    deliver_stock_alerts(&state.ledger, state.clock.as_ref(), webhook, http).await
+}
 
 const ALERT_SECRET: &str = "alert-signing-secret-0123456789";
 
@@ -84,30 +93,30 @@ async fn each_crossing_is_alerted_once_and_posted_signed_until_the_webhook_accep
     let now = || stock_sidecar::clock::Clock::now(&clock);
 
     store.record_movement(restock(5, 2), now()).await.expect("restock");
-    assert!(check_stock_alerts(&state).await.expect("check").is_empty(), "5 available, threshold 2: in stock");
+    assert!(check(&state).await.expect("check").is_empty(), "5 available, threshold 2: in stock");
     reserve(store, "pi_three", 3, 60, now()).await;
     let states =
         |alerts: Vec<stock_sidecar::store::StockAlert>| alerts.iter().map(|alert| alert.state()).collect::<Vec<_>>();
-    assert_eq!(states(check_stock_alerts(&state).await.expect("check")), [StockState::Low]);
-    assert!(check_stock_alerts(&state).await.expect("check").is_empty(), "once per crossing");
+    assert_eq!(states(check(&state).await.expect("check")), [StockState::Low]);
+    assert!(check(&state).await.expect("check").is_empty(), "once per crossing");
     reserve(store, "pi_two", 2, 3600, now()).await;
-    assert_eq!(states(check_stock_alerts(&state).await.expect("check")), [StockState::OutOfStock]);
+    assert_eq!(states(check(&state).await.expect("check")), [StockState::OutOfStock]);
     // pi_three lapses at its expiry instant, with no write: 3 of 5 available again.
     clock.advance_seconds(61);
-    assert_eq!(states(check_stock_alerts(&state).await.expect("check")), [StockState::InStock]);
+    assert_eq!(states(check(&state).await.expect("check")), [StockState::InStock]);
 
     // The first POST fails (500) and waits for its retry; the others are accepted at once.
     let (webhook, http) = (state.config.low_stock_webhook.clone().expect("set"), http());
     assert_eq!(store.monitoring(now()).await.expect("figures").alerts.undelivered, 3);
-    assert_eq!(deliver_stock_alerts(&state, &webhook, &http).await.expect("deliver"), 2);
+    assert_eq!(deliver(&state, &webhook, &http).await.expect("deliver"), 2);
     let figures = store.monitoring(now()).await.expect("figures");
     assert_eq!(figures.alerts.undelivered, 1);
     assert!(figures.alerts.last_error.is_some_and(|error| error.contains("500")), "the failure is shown");
-    assert_eq!(deliver_stock_alerts(&state, &webhook, &http).await.expect("deliver"), 0, "not due yet");
+    assert_eq!(deliver(&state, &webhook, &http).await.expect("deliver"), 0, "not due yet");
     clock.advance_seconds(2);
-    assert_eq!(deliver_stock_alerts(&state, &webhook, &http).await.expect("deliver"), 1);
+    assert_eq!(deliver(&state, &webhook, &http).await.expect("deliver"), 1);
     clock.advance_seconds(600);
-    assert_eq!(deliver_stock_alerts(&state, &webhook, &http).await.expect("deliver"), 0, "each delivered once");
+    assert_eq!(deliver(&state, &webhook, &http).await.expect("deliver"), 0, "each delivered once");
     assert_eq!(store.monitoring(now()).await.expect("figures").alerts, Default::default());
 
     let received = received.lock().expect("lock").clone();
@@ -149,7 +158,7 @@ async fn two_sidecars_checking_at_once_record_each_crossing_once() {
         let line = CartLine { product: format!("boot-{product}"), size: "42".into(), quantity: 1.0 };
         first.ledger.reserve(&format!("pi_{product}"), &[line], ReservationTtl::DEFAULT, now).await.expect("reserve");
     }
-    let (from_first, from_second) = tokio::join!(check_stock_alerts(&first), check_stock_alerts(&second));
+    let (from_first, from_second) = tokio::join!(check(&first), check(&second));
     let (from_first, from_second) = (from_first.expect("check"), from_second.expect("check"));
     assert_eq!(from_first.len() + from_second.len(), 20, "20 sizes out of stock, each alerted once");
     assert!(from_first.iter().chain(&from_second).all(|alert| alert.state() == StockState::OutOfStock));
@@ -180,9 +189,9 @@ async fn a_webhook_that_redirects_is_a_failed_delivery_and_its_url_is_shown_nowh
     let now = || stock_sidecar::clock::Clock::now(&clock);
 
     store.record_movement(restock(1, 2), now()).await.expect("restock");
-    assert_eq!(check_stock_alerts(&state).await.expect("check").len(), 1);
+    assert_eq!(check(&state).await.expect("check").len(), 1);
     let webhook = state.config.low_stock_webhook.clone().expect("set");
-    assert_eq!(deliver_stock_alerts(&state, &webhook, &http()).await.expect("deliver"), 0);
+    assert_eq!(deliver(&state, &webhook, &http()).await.expect("deliver"), 0);
     assert!(received.lock().expect("lock").is_empty(), "the redirect was not followed");
     let figures = store.monitoring(now()).await.expect("figures");
     assert_eq!(figures.alerts.undelivered, 1, "kept for its retry");
