@@ -235,15 +235,10 @@ fn column<'a, Row, Value>(rows: &'a [Row], value: impl Fn(&'a Row) -> Value) -> 
     rows.iter().map(value).collect()
 }
 
-/// Records movements with ids taken from the table's identity in their order, and sets each size's units on hand
-/// (and threshold) to what its last movement leaves, in two statements; the sizes must be locked. The ids given.
+/// Records movements, and sets each size's units on hand (and threshold) to what its last movement leaves, in one
+/// statement; the sizes must be locked. The ids given, in plan order: the identity numbers the rows in the order the
+/// `SELECT` makes them (its `ORDER BY`), so the ids returned, sorted, follow the plan.
 async fn insert_movements(connection: &mut PgConnection, planned: &[&NewMovement]) -> Result<Vec<i64>, StoreError> {
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT nextval(pg_get_serial_sequence('movements', 'id')) FROM generate_series(1, $1) ORDER BY 1",
-    )
-    .bind(i64::try_from(planned.len()).unwrap_or(i64::MAX))
-    .fetch_all(&mut *connection)
-    .await?;
     // Each size once, with what its last movement leaves (the threshold: the last one a movement set).
     let mut sizes: Vec<(&str, &str, i64, Option<i64>, i64)> = Vec::new();
     for planned in planned {
@@ -255,18 +250,22 @@ async fn insert_movements(connection: &mut PgConnection, planned: &[&NewMovement
             None => sizes.push((&planned.product, &planned.size, after, threshold, date)),
         }
     }
-    sqlx::query(
+    let mut ids: Vec<i64> = sqlx::query_scalar(
         "WITH updated AS (UPDATE sizes s SET stock = u.stock, \
            low_stock_threshold = COALESCE(u.threshold, s.low_stock_threshold), updated_at = u.at \
-           FROM UNNEST($14::TEXT[], $15::TEXT[], $16::BIGINT[], $17::BIGINT[], $18::BIGINT[]) \
+           FROM UNNEST($13::TEXT[], $14::TEXT[], $15::BIGINT[], $16::BIGINT[], $17::BIGINT[]) \
              AS u (product, size, stock, threshold, at) \
            WHERE s.product = u.product AND s.size = u.size) \
-         INSERT INTO movements (id, idempotency_key, product, size, type, quantity, stock_before, stock_after, reason, \
-           reference, order_reference, date, origin) OVERRIDING SYSTEM VALUE \
-         SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], \
-           $7::BIGINT[], $8::BIGINT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::BIGINT[], $13::TEXT[])",
+         INSERT INTO movements (idempotency_key, product, size, type, quantity, stock_before, stock_after, reason, \
+           reference, order_reference, date, origin) \
+         SELECT key, product, size, type, quantity, stock_before, stock_after, reason, reference, order_reference, \
+           date, origin \
+         FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[], $7::BIGINT[], \
+           $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::BIGINT[], $12::TEXT[]) WITH ORDINALITY \
+           AS planned (key, product, size, type, quantity, stock_before, stock_after, reason, reference, \
+             order_reference, date, origin, position) \
+         ORDER BY position RETURNING id",
     )
-    .bind(&ids)
     .bind(column(planned, |planned| planned.key.as_deref()))
     .bind(column(planned, |planned| planned.product.as_str()))
     .bind(column(planned, |planned| planned.size.as_str()))
@@ -284,8 +283,12 @@ async fn insert_movements(connection: &mut PgConnection, planned: &[&NewMovement
     .bind(column(&sizes, |size| size.2))
     .bind(column(&sizes, |size| size.3))
     .bind(column(&sizes, |size| size.4))
-    .execute(&mut *connection)
+    .fetch_all(&mut *connection)
     .await?;
+    ids.sort_unstable();
+    if ids.len() != planned.len() {
+        return Err(StoreError::Inconsistent(format!("{} movements planned, {} recorded", planned.len(), ids.len())));
+    }
     Ok(ids)
 }
 
