@@ -378,19 +378,24 @@ pub(crate) fn reserve(
     Ok(Plan { writes, outcome: ReserveOutcome::Created(record) })
 }
 
-/// Moves a reservation to `status`: the write, the outbox entries, and the snapshot brought up to date.
+/// Moves a reservation to `status`: the write, the outbox entries, and the snapshot brought up to date. A paid
+/// reservation is final (stock-core refuses every move out of it), and a backend may load no size of one: asked to
+/// move it anyway, this is an error rather than a change planned on sizes nobody read.
 fn change_status(
     snapshot: &mut Snapshot,
     record: &ReservationRecord,
     status: ReservationStatus,
     now: Timestamp,
-) -> (ReservationRecord, Vec<Write>) {
+) -> Result<(ReservationRecord, Vec<Write>), StoreError> {
+    if record.status == ReservationStatus::Committed {
+        return Err(StoreError::Inconsistent(format!("paid reservation {} was planned to change", record.reference)));
+    }
     snapshot.change_status(record, status, now);
     let changed = ReservationRecord { status, ..record.clone() };
     let finished_at = status.is_terminal().then_some(now);
     let mut writes = vec![Write::SetStatus { record: changed.clone(), finished_at }];
     queue_reservation(&mut writes, &changed.reference, &changed.items);
-    (changed, writes)
+    Ok((changed, writes))
 }
 
 /// Releases a reservation: its units are available again, unless it was paid. The one release decision that the
@@ -405,7 +410,7 @@ pub(crate) fn release(
     };
     Ok(match decide::release(&record)? {
         decide::Release::To(status) => {
-            let (released, writes) = change_status(snapshot, &record, status, now);
+            let (released, writes) = change_status(snapshot, &record, status, now)?;
             Plan { writes, outcome: ReleaseOutcome::Released(released) }
         }
         decide::Release::Unchanged => Plan::answer(ReleaseOutcome::Unchanged(record)),
@@ -425,7 +430,7 @@ pub(crate) fn start_processing(
     };
     Ok(match decide::start_processing(&record, now)? {
         Ok(status) => {
-            Plan { writes: change_status(snapshot, &record, status, now).1, outcome: EventOutcome::Processing }
+            Plan { writes: change_status(snapshot, &record, status, now)?.1, outcome: EventOutcome::Processing }
         }
         Err(answer) => Plan::answer(answer),
     })
@@ -438,7 +443,7 @@ pub(crate) fn expire(snapshot: &mut Snapshot, reference: &str, now: Timestamp) -
         return Ok(Plan::answer(false));
     };
     Ok(match decide::expire(&record, now)? {
-        Some(status) => Plan { writes: change_status(snapshot, &record, status, now).1, outcome: true },
+        Some(status) => Plan { writes: change_status(snapshot, &record, status, now)?.1, outcome: true },
         None => Plan::answer(false),
     })
 }
@@ -536,7 +541,7 @@ fn sell(
     };
     // The snapshot gives back what the reservation held before it takes the units sold off the stock; the rows are
     // written the other way round, the movements before the status change.
-    let (_, status_writes) = change_status(snapshot, &record, ReservationStatus::Committed, now);
+    let (_, status_writes) = change_status(snapshot, &record, ReservationStatus::Committed, now)?;
     let mut writes = Vec::with_capacity(sales.len() + status_writes.len());
     for (item, movement) in sales {
         let sale = NewMovement {

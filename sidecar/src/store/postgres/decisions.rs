@@ -1,7 +1,8 @@
 //! Every decision that changes the PostgreSQL ledger, as an async function on a connection inside a transaction
-//! (`in_transaction!`, or a batch's). Each one locks the rows it decides on before it reads them (reservations
-//! first, in reference order, then their sizes in product and size order), reads what its plan needs in a statement
-//! of its own after the locks are held (so it sees what the previous holder committed), plans with `store/plan.rs`
+//! (`in_transaction!`, or a batch's). Each one locks the rows it decides on before it reads their figures
+//! (reservations first, in reference order, then their sizes in product and size order), reads the figures its
+//! plan needs in a statement of its own after the locks are held (so it sees what the previous holder committed;
+//! a reservation batch reads its references before, see [`reserve_all`]), plans with `store/plan.rs`
 //! and executes the plan set-based (`apply`): a statement per kind of row, whatever the number of decisions, and
 //! the status changes, event records and outbox rows in one last statement.
 use sqlx::postgres::PgConnection;
@@ -237,7 +238,7 @@ fn column<'a, Row, Value>(rows: &'a [Row], value: impl Fn(&'a Row) -> Value) -> 
 
 /// Records movements, and sets each size's units on hand (and threshold) to what its last movement leaves, in one
 /// statement; the sizes must be locked. The ids given, in plan order: the identity numbers the rows in the order the
-/// `SELECT` makes them (its `ORDER BY`), so the ids returned, sorted, follow the plan.
+/// `SELECT` makes them (its `ORDER BY`), so the ids returned, sorted, follow the plan (checked row by row).
 async fn insert_movements(connection: &mut PgConnection, planned: &[&NewMovement]) -> Result<Vec<i64>, StoreError> {
     // Each size once, with what its last movement leaves (the threshold: the last one a movement set).
     let mut sizes: Vec<(&str, &str, i64, Option<i64>, i64)> = Vec::new();
@@ -250,7 +251,7 @@ async fn insert_movements(connection: &mut PgConnection, planned: &[&NewMovement
             None => sizes.push((&planned.product, &planned.size, after, threshold, date)),
         }
     }
-    let mut ids: Vec<i64> = sqlx::query_scalar(
+    let mut rows: Vec<(i64, String, String, i64, Option<String>)> = sqlx::query_as(
         "WITH updated AS (UPDATE sizes s SET stock = u.stock, \
            low_stock_threshold = COALESCE(u.threshold, s.low_stock_threshold), updated_at = u.at \
            FROM UNNEST($13::TEXT[], $14::TEXT[], $15::BIGINT[], $16::BIGINT[], $17::BIGINT[]) \
@@ -264,7 +265,7 @@ async fn insert_movements(connection: &mut PgConnection, planned: &[&NewMovement
            $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::BIGINT[], $12::TEXT[]) WITH ORDINALITY \
            AS planned (key, product, size, type, quantity, stock_before, stock_after, reason, reference, \
              order_reference, date, origin, position) \
-         ORDER BY position RETURNING id",
+         ORDER BY position RETURNING id, product, size, stock_after, idempotency_key",
     )
     .bind(column(planned, |planned| planned.key.as_deref()))
     .bind(column(planned, |planned| planned.product.as_str()))
@@ -285,11 +286,19 @@ async fn insert_movements(connection: &mut PgConnection, planned: &[&NewMovement
     .bind(column(&sizes, |size| size.4))
     .fetch_all(&mut *connection)
     .await?;
-    ids.sort_unstable();
-    if ids.len() != planned.len() {
-        return Err(StoreError::Inconsistent(format!("{} movements planned, {} recorded", planned.len(), ids.len())));
+    rows.sort_unstable_by_key(|row| row.0);
+    // Checked, not assumed: a movement given another's id would be answered and projected as the other.
+    let in_plan_order = rows.len() == planned.len()
+        && rows.iter().zip(planned).all(|((_, product, size, after, key), planned)| {
+            *product == planned.product
+                && *size == planned.size
+                && *after == i64::from(planned.movement.stock_after)
+                && key.as_deref() == planned.key.as_deref()
+        });
+    if !in_plan_order {
+        return Err(StoreError::Inconsistent("the movements' ids did not follow the plan's order".to_owned()));
     }
-    Ok(ids)
+    Ok(rows.into_iter().map(|(id, ..)| id).collect())
 }
 
 /// Releases a reservation (see [`plan::release`]), its row locked first.
@@ -411,9 +420,10 @@ pub(super) struct ReserveRequest {
     pub(super) now: Timestamp,
 }
 
-/// Reserves the carts of `requests` in one transaction, in their order (see [`plan::reserve`]): locks every size
-/// they ask for in one statement (in product and size order, as every decision locks sizes, so two sidecars never
-/// wait on each other in a cycle), loads what they read once the locks are held (two statements), plans each
+/// Reserves the carts of `requests` in one transaction, in their order (see [`plan::reserve`]): reads the
+/// reservations under their references, locks every size they ask for in one statement (in product and size order,
+/// as every decision locks sizes, so two sidecars never wait on each other in a cycle), reads the sizes' figures
+/// once the locks are held, plans each
 /// against what the ones before it planned, and writes every plan in one statement. If another sidecar reserved
 /// one of the references after this transaction read it, the write fails on the reference's unique key
 /// ([`is_key_taken`]) and nothing is written: run it again, and that request is planned on what the other
@@ -427,9 +437,10 @@ pub(super) async fn reserve_all(
     let mut asked: Vec<(&str, &str)> = lines.map(|line| (line.product.as_str(), line.size.as_str())).collect();
     asked.sort_unstable();
     asked.dedup();
-    // The references first, before any size is locked: what a reference holds cannot change under a reservation
-    // (another sidecar taking it meanwhile fails this batch's insert on its key, and the batch is planned again),
-    // so the hot sizes' locks are held for one round trip less.
+    // The references first, before any size is locked, so the hot sizes' locks are held for one round trip less.
+    // A reservation found keeps its items (only its status can move meanwhile, and a reservation found is answered
+    // as it was read, touching no figure); one another sidecar takes meanwhile fails this batch's insert on its key,
+    // and the batch's requests run again alone (rare: two retries of one checkout at once on two sidecars).
     let mut references: Vec<&str> = requests.iter().map(|request| request.reference.as_str()).collect();
     references.sort_unstable();
     references.dedup();
