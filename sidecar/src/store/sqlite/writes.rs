@@ -94,32 +94,14 @@ pub(super) fn load_reservation(
     reference: &str,
 ) -> Result<Option<ReservationRecord>, StoreError> {
     let mut statement = connection.prepare_cached(RESERVATION_QUERY)?;
-    let rows = statement.query_map([reference], |row| -> rusqlite::Result<ReservationColumns> {
-        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
-    })?;
+    let rows = statement.query_map([reference], |row| ReservationColumns::try_from(row))?;
     reservation_from_rows(reference, rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 fn load_movement(connection: &Connection, key: &str) -> Result<Option<MovementRecord>, StoreError> {
     let mut statement = connection.prepare_cached(reads::MOVEMENT_BY_KEY)?;
-    let row = statement.query_row([key], movement_row).optional()?;
+    let row = statement.query_row([key], |row| MovementColumns::try_from(row)).optional()?;
     row.map(movement_from_columns).transpose()
-}
-
-fn movement_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MovementColumns> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-        row.get(8)?,
-        row.get(9)?,
-        row.get(10)?,
-    ))
 }
 
 /// Releases a reservation (see [`plan::release`]).
@@ -503,24 +485,10 @@ pub(super) fn record_stock_alerts(
                 now,
                 if crossing.deliver { None } else { Some(now) },
             ],
-            alert_row,
+            |row| AlertColumns::try_from(row),
         )?);
     }
     alerts_from_rows(rows)
-}
-
-fn alert_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AlertColumns> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-        row.get(8)?,
-    ))
 }
 
 /// Claims undelivered alerts due at `now` (see [`crate::ledger::Ledger::claim_stock_alerts`]).
@@ -536,7 +504,7 @@ pub(super) fn claim_stock_alerts(
          RETURNING {ALERT_COLUMNS}"
     ))?;
     let rows = statement
-        .query_map(params![now.unix_millis(), until.unix_millis(), limit], alert_row)?
+        .query_map(params![now.unix_millis(), until.unix_millis(), limit], |row| AlertColumns::try_from(row))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     alerts_from_rows(rows)
 }
