@@ -129,19 +129,6 @@ fn stock_state(text: &str) -> Result<StockState, StoreError> {
 /// created_at, attempts.
 pub(crate) type AlertColumns = (i64, String, String, String, i64, i64, i64, i64, i64);
 
-/// The columns [`AlertColumns`] reads, for `SELECT` and `RETURNING`.
-pub(crate) const ALERT_COLUMNS: &str =
-    "id, product, size, previous_state, stock, reserved, low_stock_threshold, created_at, attempts";
-
-/// The alert webhook's backlog and its last error: the same SQL in both dialects, with no parameter.
-pub(crate) const ALERT_STATUS_QUERY: &str = "SELECT \
-    (SELECT COUNT(*) FROM stock_alerts WHERE delivered_at IS NULL), \
-    (SELECT last_error FROM stock_alerts WHERE delivered_at IS NULL AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1)";
-
-pub(crate) fn alert_status((undelivered, last_error): (i64, Option<String>)) -> AlertStatus {
-    AlertStatus { undelivered: u64::try_from(undelivered).unwrap_or_default(), last_error }
-}
-
 /// Alerts from their rows, oldest first.
 pub(crate) fn alerts_from_rows(mut rows: Vec<AlertColumns>) -> Result<Vec<StockAlert>, StoreError> {
     rows.sort_by_key(|row| row.0);
@@ -198,13 +185,6 @@ pub(crate) fn lifecycle_of(record: &ReservationRecord) -> Result<Reservation, St
         .map_err(|error| StoreError::Inconsistent(error.to_string()))
 }
 
-/// The columns `SELECT`ed for a whole movement, in [`MovementColumns`]' order.
-macro_rules! movement_columns {
-    () => {
-        "id, product, size, type, quantity, stock_before, stock_after, reason, reference, order_reference, date"
-    };
-}
-
 /// A movement row's columns, in [`movement_columns!`]' order.
 pub(crate) type MovementColumns =
     (i64, String, String, String, i64, i64, i64, String, Option<String>, Option<String>, i64);
@@ -254,25 +234,6 @@ pub(crate) fn reservation_from_rows(
 /// A conflict's columns: id, kind, reference, event_id, details, created_at, resolved_at, resolution.
 pub(crate) type ConflictColumns = (i64, String, String, String, String, i64, Option<i64>, Option<String>);
 
-/// The columns of `conflicts` in [`ConflictColumns`]' order.
-macro_rules! conflict_columns {
-    () => {
-        "id, kind, reference, event_id, details, created_at, resolved_at, resolution"
-    };
-}
-
-/// The open conflicts, oldest first, `$1` at most: the same SQL in both dialects (SQLite takes `$1` too).
-pub(crate) const OPEN_CONFLICTS_QUERY: &str = concat!(
-    "SELECT ",
-    conflict_columns!(),
-    " FROM conflicts WHERE resolved_at IS NULL ORDER BY created_at, id LIMIT $1"
-);
-/// One conflict by its id, `$1`.
-pub(crate) const CONFLICT_QUERY: &str = concat!("SELECT ", conflict_columns!(), " FROM conflicts WHERE id = $1");
-/// Resolves conflict `$3` at `$1` with the note `$2`, if it is open: the statement decides which resolution stands.
-pub(crate) const RESOLVE_CONFLICT: &str =
-    "UPDATE conflicts SET resolved_at = $1, resolution = $2 WHERE id = $3 AND resolved_at IS NULL";
-
 pub(crate) fn conflict_from_columns(
     (id, kind, reference, event_id, details, created_at, resolved_at, resolution): ConflictColumns,
 ) -> Result<ConflictRecord, StoreError> {
@@ -288,74 +249,31 @@ pub(crate) fn conflict_from_columns(
     })
 }
 
-/// The reads whose SQL is the same in both dialects (SQLite takes `$1` too, numbered by first appearance, so each
-/// text names `$1` before `$2`).
-pub(crate) mod reads {
-    /// Active reservations past their expiry at `$1`, `$2` at most, oldest expiry first.
-    pub(crate) const EXPIRED_CANDIDATES: &str = "SELECT reference FROM reservations \
-        WHERE status = 'active' AND expires_at <= $1 ORDER BY expires_at, reference LIMIT $2";
-    /// Each product's movements dated at or after `$1`, by type.
-    pub(crate) const MOVEMENT_TOTALS: &str = "SELECT product, type, COUNT(*), CAST(SUM(quantity) AS BIGINT) \
-        FROM movements WHERE date >= $1 GROUP BY product, type ORDER BY product, type";
-    /// One whole movement by its id, `$1`.
-    pub(crate) const MOVEMENT: &str = concat!("SELECT ", movement_columns!(), " FROM movements WHERE id = $1");
-    /// One whole movement by its idempotency key, `$1`.
-    pub(crate) const MOVEMENT_BY_KEY: &str =
-        concat!("SELECT ", movement_columns!(), " FROM movements WHERE idempotency_key = $1");
-    /// Up to `$2` movement ids above `$1`.
-    pub(crate) const MOVEMENT_IDS: &str = "SELECT id FROM movements WHERE id > $1 ORDER BY id LIMIT $2";
-    pub(crate) const LEDGER_PRODUCTS: &str = "SELECT DISTINCT product FROM sizes ORDER BY product";
-    /// Up to `$2` lanes whose rows are all due at `$1` and that nobody claims past `$1`, the oldest row's first.
-    pub(crate) const DUE_LANES: &str = "SELECT lane FROM outbox o GROUP BY lane HAVING MAX(next_attempt_at) <= $1 \
-        AND NOT EXISTS (SELECT 1 FROM outbox_claims c WHERE c.lane = o.lane AND c.claimed_until > $1) \
-        ORDER BY MIN(id) LIMIT $2";
-    /// Outbox rows of movements whose Payload document the stock-movements hook is saving itself, still in their
-    /// grace period (never attempted, not yet due): expected to be there, not a backlog. `$1` is now.
-    macro_rules! awaiting_payload_save {
-        () => {
-            "(lane LIKE 'movement:%' AND attempts = 0 AND next_attempt_at > $1)"
-        };
-    }
-
-    /// The counts of the monitoring report at `$1`, as [`super::MonitoringCounts`].
-    pub(crate) const MONITORING_COUNTS: &str = concat!(
-        "SELECT \
-           (SELECT COUNT(*) FROM reservations WHERE (status = 'active' AND expires_at > $1) OR status = 'processing'), \
-           (SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM reservation_items WHERE holds_until > $1), \
-           (SELECT COUNT(*) FROM reservations WHERE status = 'active' AND expires_at <= $1), \
-           (SELECT COUNT(*) FROM conflicts WHERE resolved_at IS NULL), \
-           (SELECT COUNT(*) FROM outbox WHERE NOT ",
-        awaiting_payload_save!(),
-        "), (SELECT MIN(created_at) FROM outbox WHERE NOT ",
-        awaiting_payload_save!(),
-        "), (SELECT COUNT(*) FROM outbox WHERE ",
-        awaiting_payload_save!(),
-        "), (SELECT COUNT(*) FROM outbox WHERE attempts > 0), \
-           (SELECT last_error FROM outbox WHERE last_error IS NOT NULL ORDER BY next_attempt_at DESC LIMIT 1)",
-    );
-    /// The `$2` reservations holding units at `$1` the longest, as [`super::SummaryColumns`].
-    pub(crate) const OLDEST_ACTIVE: &str = "SELECT r.reference, r.status, r.created_at, r.expires_at, \
-          (SELECT CAST(COALESCE(SUM(ri.quantity), 0) AS BIGINT) FROM reservation_items ri \
-            WHERE ri.reference = r.reference) \
-        FROM reservations r WHERE (r.status = 'active' AND r.expires_at > $1) OR r.status = 'processing' \
-        ORDER BY r.created_at, r.reference LIMIT $2";
-    /// Up to `$2` rows of the lane `$1`, in delivery order, as [`super::OutboxColumns`].
-    pub(crate) const LANE_ENTRIES: &str = "SELECT id, topic, subject, lane, revision, attempts, created_at \
-        FROM outbox WHERE lane = $1 ORDER BY id LIMIT $2";
-}
-
-/// The counts of [`reads::MONITORING_COUNTS`]: active reservations, reserved units, expired not released, open
-/// conflicts, outbox backlog, its oldest change, rows awaiting Payload's save, failing rows, the last error.
-pub(crate) type MonitoringCounts = (i64, i64, i64, i64, i64, Option<i64>, i64, i64, Option<String>);
+/// The counts of `statements::MONITORING_COUNTS`: active reservations, reserved units, expired not released, open
+/// conflicts, outbox backlog, its oldest change, rows awaiting Payload's save, failing rows, the outbox's last
+/// error, undelivered alerts, the alert webhook's last error.
+pub(crate) type MonitoringCounts =
+    (i64, i64, i64, i64, i64, Option<i64>, i64, i64, Option<String>, i64, Option<String>);
 
 /// The monitoring report from what its reads gave.
 pub(crate) fn monitoring_from_rows(
     counts: MonitoringCounts,
     oldest: Vec<SummaryColumns>,
-    alerts: AlertStatus,
     ledger_writes: WriterCounts,
 ) -> Result<Monitoring, StoreError> {
-    let (active, reserved, expired, conflicts, backlog, oldest_change, awaiting, failing, last_error) = counts;
+    let (
+        active,
+        reserved,
+        expired,
+        conflicts,
+        backlog,
+        oldest_change,
+        awaiting,
+        failing,
+        last_error,
+        alerts,
+        alert_error,
+    ) = counts;
     let count = |value: i64, what: &str| -> Result<u64, StoreError> {
         u64::try_from(value).map_err(|_| StoreError::Inconsistent(format!("{what} is negative")))
     };
@@ -372,7 +290,7 @@ pub(crate) fn monitoring_from_rows(
             failing: count(failing, "failing outbox rows")?,
             last_error,
         },
-        alerts,
+        alerts: AlertStatus { undelivered: count(alerts, "undelivered alerts")?, last_error: alert_error },
         ledger_writes,
     })
 }

@@ -3,12 +3,14 @@
 //! movement arithmetic, the reservation state machine) come from stock-core. Handlers and workers reach a store
 //! through [`crate::ledger::Ledger`], which documents each operation.
 
-mod columns;
+pub(crate) mod columns;
 mod decide;
-mod plan;
+pub(crate) mod plan;
 mod postgres;
+pub(crate) mod sql;
 mod sqlite;
 
+pub(crate) use decide::resolution;
 pub use plan::{AlertCrossing, alert_crossings};
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteDurability, SqliteStore, WriterCounts};

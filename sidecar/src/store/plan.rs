@@ -190,19 +190,13 @@ fn not_loaded(what: String) -> StoreError {
     StoreError::Inconsistent(format!("the decision read {what}, which its transaction did not load"))
 }
 
-/// What the keys of a reservation request ask a backend to load: the products the cart names (every size of
-/// each, so that stock-core tells an unknown size from an unknown product) and the reference.
-pub(crate) fn reserve_reads(lines: &[CartLine]) -> Vec<&str> {
-    distinct(lines.iter().map(|line| line.product.as_str()))
-}
-
 /// The products a reservation holds units of, which selling it reads (every size of each).
 fn item_products(items: &[ReservedItem]) -> Vec<&str> {
     distinct(items.iter().map(|item| item.product.as_str()))
 }
 
 /// The reservation a Stripe event's action reads, if any (the event id is read for every action).
-pub(crate) fn event_reads(action: &StripeAction) -> Option<&str> {
+fn event_reads(action: &StripeAction) -> Option<&str> {
     match action {
         StripeAction::Commit { reference, .. }
         | StripeAction::Release { reference }
@@ -212,7 +206,7 @@ pub(crate) fn event_reads(action: &StripeAction) -> Option<&str> {
 }
 
 /// The idempotency key a movement request reads, if it has a reference.
-pub(crate) fn movement_reads(request: &MovementRequest) -> Option<String> {
+fn movement_reads(request: &MovementRequest) -> Option<String> {
     request.reference.as_deref().map(movement_key)
 }
 
@@ -325,9 +319,9 @@ pub(crate) fn movement_entries(
 
 /// What a decision writes, and what its caller is answered once that is committed.
 #[derive(Debug)]
-pub(crate) struct Plan<Outcome> {
-    pub(crate) writes: Vec<Write>,
-    pub(crate) outcome: Outcome,
+struct Plan<Outcome> {
+    writes: Vec<Write>,
+    outcome: Outcome,
 }
 
 impl<Outcome> Plan<Outcome> {
@@ -339,7 +333,7 @@ impl<Outcome> Plan<Outcome> {
 
 /// Reserves every line of a cart for `ttl`, or nothing. The same request again under its reference answers the
 /// reservation it made (even once it took the last units); other lines under a taken reference are a conflict.
-pub(crate) fn reserve(
+fn reserve(
     snapshot: &mut Snapshot,
     (reference, lines): (&str, &[CartLine]),
     ttl: ReservationTtl,
@@ -400,11 +394,7 @@ fn change_status(
 
 /// Releases a reservation: its units are available again, unless it was paid. The one release decision that the
 /// `/v1` route and Stripe's cancellation events share.
-pub(crate) fn release(
-    snapshot: &mut Snapshot,
-    reference: &str,
-    now: Timestamp,
-) -> Result<Plan<ReleaseOutcome>, StoreError> {
+fn release(snapshot: &mut Snapshot, reference: &str, now: Timestamp) -> Result<Plan<ReleaseOutcome>, StoreError> {
     let Some(record) = snapshot.reservation(reference)?.cloned() else {
         return Ok(Plan::answer(ReleaseOutcome::NotFound));
     };
@@ -420,7 +410,7 @@ pub(crate) fn release(
 
 /// An asynchronous payment is under way: the reservation holds its units past its expiry until the payment
 /// succeeds or fails.
-pub(crate) fn start_processing(
+fn start_processing(
     snapshot: &mut Snapshot,
     reference: &str,
     now: Timestamp,
@@ -438,7 +428,7 @@ pub(crate) fn start_processing(
 
 /// Marks a reservation expired if it is active and past its expiry (cleanup, after Stripe said the checkout is
 /// over or without asking); whether it changed.
-pub(crate) fn expire(snapshot: &mut Snapshot, reference: &str, now: Timestamp) -> Result<Plan<bool>, StoreError> {
+fn expire(snapshot: &mut Snapshot, reference: &str, now: Timestamp) -> Result<Plan<bool>, StoreError> {
     let Some(record) = snapshot.reservation(reference)?.cloned() else {
         return Ok(Plan::answer(false));
     };
@@ -450,7 +440,7 @@ pub(crate) fn expire(snapshot: &mut Snapshot, reference: &str, now: Timestamp) -
 
 /// Applies a verified Stripe event once: an event the ledger applied before changes nothing; otherwise its action
 /// is decided and the event is recorded with its outcome, in the same transaction.
-pub(crate) fn apply_stripe_event(
+fn apply_stripe_event(
     snapshot: &mut Snapshot,
     event: &StripeEventRecord,
     action: &StripeAction,
@@ -562,14 +552,14 @@ fn sell(
 /// What a movement request is answered: decided from what was read, or the movement the plan records, once the
 /// database has given it an id.
 #[derive(Debug)]
-pub(crate) enum MovementPlanned {
+enum MovementPlanned {
     Answer(MovementOutcome),
     Applied,
 }
 
 impl MovementPlanned {
     /// The answer, given the movements the plan's execution recorded.
-    pub(crate) fn answer(self, mut recorded: Vec<MovementRecord>) -> Result<MovementOutcome, StoreError> {
+    fn answer(self, mut recorded: Vec<MovementRecord>) -> Result<MovementOutcome, StoreError> {
         match self {
             MovementPlanned::Answer(outcome) => Ok(outcome),
             MovementPlanned::Applied => recorded
@@ -583,7 +573,7 @@ impl MovementPlanned {
 /// Applies one stock movement. A reference recorded before answers the first movement (a retry) or a conflict (other
 /// content); only a restock creates a size; `expected_stock` and stock-core's rules can refuse it. A refused request
 /// writes nothing, not even the size it would have created.
-pub(crate) fn record_movement(
+fn record_movement(
     snapshot: &mut Snapshot,
     request: &MovementRequest,
     now: Timestamp,
@@ -634,14 +624,14 @@ pub(crate) fn record_movement(
 /// What importing a size is answered: decided from what was read, or the size imported with the movement the plan
 /// records (if it brings units).
 #[derive(Debug)]
-pub(crate) enum ImportPlanned {
+enum ImportPlanned {
     AlreadyInLedger { stock: Quantity },
     Imported,
 }
 
 impl ImportPlanned {
     /// The answer, given the movements the plan's execution recorded.
-    pub(crate) fn answer(self, mut recorded: Vec<MovementRecord>) -> ImportOutcome {
+    fn answer(self, mut recorded: Vec<MovementRecord>) -> ImportOutcome {
         match self {
             ImportPlanned::AlreadyInLedger { stock } => ImportOutcome::AlreadyInLedger { stock },
             ImportPlanned::Imported => ImportOutcome::Imported(recorded.pop()),
@@ -651,7 +641,7 @@ impl ImportPlanned {
 
 /// Brings a size Payload has into the ledger with `stock` units on hand, as an `adjustment` movement with `reason`
 /// (none for 0), unless the ledger has it: then nothing changes.
-pub(crate) fn import_size(
+fn import_size(
     snapshot: &mut Snapshot,
     (product, size): (&str, &str),
     (stock, low_stock_threshold): (Quantity, Quantity),
@@ -686,6 +676,222 @@ pub(crate) fn import_size(
         }
     }
     Ok(Plan { writes, outcome: ImportPlanned::Imported })
+}
+
+/// A decision as its caller asks for it. A store takes it atomically, alone or in a batch of decisions of its kind:
+/// it loads what [`reads`] names, plans the batch with [`plan_batch`], writes the plans and answers each caller
+/// ([`answers`]) once they are committed.
+#[derive(Debug, Clone)]
+pub(crate) enum Decision {
+    Reserve { reference: String, lines: Vec<CartLine>, ttl: ReservationTtl },
+    Release { reference: String },
+    Expire { reference: String },
+    Movement(MovementRequest),
+    StripeEvent { event: StripeEventRecord, action: StripeAction },
+    Import { product: String, size: String, figures: (Quantity, Quantity), reason: String },
+}
+
+impl Decision {
+    /// What logs call it.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Decision::Reserve { .. } => "reservation",
+            Decision::Release { .. } => "release",
+            Decision::Expire { .. } => "expiry",
+            Decision::Movement(_) => "movement",
+            Decision::StripeEvent { .. } => "Stripe event",
+            Decision::Import { .. } => "import",
+        }
+    }
+}
+
+/// A decision with the instant its caller asked for it.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub(crate) decision: Decision,
+    pub(crate) now: Timestamp,
+}
+
+/// What a decision is answered.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Reserve(ReserveOutcome),
+    Release(ReleaseOutcome),
+    /// Whether the reservation expired.
+    Expire(bool),
+    Movement(MovementOutcome),
+    StripeEvent(EventOutcome),
+    Import(ImportOutcome),
+}
+
+/// Each answer out of the [`Outcome`] of its decision (another kind of outcome is a bug of the store).
+macro_rules! answer_of_outcome {
+    ($($variant:ident: $answer:ty),*) => {
+        $(impl TryFrom<Outcome> for $answer {
+            type Error = StoreError;
+            fn try_from(outcome: Outcome) -> Result<Self, StoreError> {
+                match outcome {
+                    Outcome::$variant(answer) => Ok(answer),
+                    other => Err(StoreError::Inconsistent(format!("a decision was answered {other:?}"))),
+                }
+            }
+        })*
+    };
+}
+answer_of_outcome!(Reserve: ReserveOutcome, Release: ReleaseOutcome, Expire: bool, Movement: MovementOutcome,
+    StripeEvent: EventOutcome, Import: ImportOutcome);
+
+/// What a batch of decisions reads, each key once and sorted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Reads {
+    /// Stripe event ids: whether the ledger applied each before.
+    pub(crate) events: Vec<String>,
+    pub(crate) reservations: Vec<String>,
+    /// Whether the decisions may move the reservations they read (PostgreSQL locks them, in reference order, and
+    /// then the sizes they hold, see [`sizes_read`]).
+    pub(crate) changes_reservations: bool,
+    /// Products read whole (a cart is checked against every size of each).
+    pub(crate) products: Vec<String>,
+    /// Sizes the decisions may change (PostgreSQL locks them).
+    pub(crate) sizes: Vec<(String, String)>,
+    /// Movement idempotency keys.
+    pub(crate) movements: Vec<String>,
+}
+
+/// What the decisions of `batch` read.
+pub(crate) fn reads(batch: &[Request]) -> Reads {
+    let mut reads = Reads::default();
+    for request in batch {
+        match &request.decision {
+            Decision::Reserve { reference, lines, .. } => {
+                reads.reservations.push(reference.clone());
+                reads.products.extend(lines.iter().map(|line| line.product.clone()));
+                reads.sizes.extend(lines.iter().map(|line| (line.product.clone(), line.size.clone())));
+            }
+            Decision::Release { reference } | Decision::Expire { reference } => {
+                reads.reservations.push(reference.clone());
+                reads.changes_reservations = true;
+            }
+            Decision::Movement(movement) => {
+                reads.sizes.push((movement.product.clone(), movement.size.clone()));
+                reads.movements.extend(movement_reads(movement));
+            }
+            Decision::StripeEvent { event, action } => {
+                reads.events.push(event.id.clone());
+                reads.reservations.extend(event_reads(action).map(str::to_owned));
+                reads.changes_reservations = true;
+            }
+            Decision::Import { product, size, .. } => reads.sizes.push((product.clone(), size.clone())),
+        }
+    }
+    for keys in [&mut reads.events, &mut reads.reservations, &mut reads.products, &mut reads.movements] {
+        keys.sort_unstable();
+        keys.dedup();
+    }
+    reads.sizes.sort_unstable();
+    reads.sizes.dedup();
+    reads
+}
+
+/// The sizes a batch reads (and PostgreSQL locks), sorted, each once: the ones [`Reads`] names, and, when the
+/// decisions move the reservations they read, the sizes those reservations hold, but a paid one's (it is final, so
+/// no decision reads its sizes' figures, and a late or repeated event about it takes no lock on a hot size).
+pub(crate) fn sizes_read<'a>(
+    reads: &Reads,
+    reservations: impl Iterator<Item = &'a ReservationRecord>,
+) -> Vec<(String, String)> {
+    let mut sizes = reads.sizes.clone();
+    if reads.changes_reservations {
+        let changeable = reservations.filter(|record| record.status != ReservationStatus::Committed);
+        sizes.extend(changeable.flat_map(|record| &record.items).map(|item| (item.product.clone(), item.size.clone())));
+    }
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+}
+
+/// The instant a batch is decided at, the latest of its requests': its figures are read at it, and its Stripe
+/// events planned at it, so that a hold ending between two events' instants counts the same for both (read at the
+/// earliest and judged at its own, a payment just past its reservation's expiry found its own units still held,
+/// and no units to take again). Other decisions are planned at their own instants.
+pub(crate) fn batch_instant(batch: &[Request]) -> Option<Timestamp> {
+    batch.iter().map(|request| request.now).max()
+}
+
+/// A decision's answer as planned: final, or waiting for the id the database gives the movement it records.
+#[derive(Debug)]
+enum Planned {
+    Answer(Outcome),
+    Movement(MovementPlanned),
+    Import(ImportPlanned),
+}
+
+/// The plans of a batch of decisions: the writes of all of them, in order, and each one's answer with the number of
+/// movements its writes record.
+#[derive(Debug)]
+pub(crate) struct BatchPlan {
+    pub(crate) writes: Vec<Write>,
+    answers: Vec<(Planned, usize)>,
+}
+
+/// Plans every decision of a batch in order against the snapshot (each sees what the ones before it planned).
+pub(crate) fn plan_batch(snapshot: &mut Snapshot, batch: &[Request]) -> Result<BatchPlan, StoreError> {
+    let Some(latest) = batch_instant(batch) else {
+        return Ok(BatchPlan { writes: Vec::new(), answers: Vec::new() });
+    };
+    let mut writes = Vec::new();
+    let mut planned = Vec::with_capacity(batch.len());
+    for request in batch {
+        let now = request.now;
+        let (written, answer) = match &request.decision {
+            Decision::Reserve { reference, lines, ttl } => {
+                let plan = reserve(snapshot, (reference, lines), *ttl, now)?;
+                (plan.writes, Planned::Answer(Outcome::Reserve(plan.outcome)))
+            }
+            Decision::Release { reference } => {
+                let plan = release(snapshot, reference, now)?;
+                (plan.writes, Planned::Answer(Outcome::Release(plan.outcome)))
+            }
+            Decision::Expire { reference } => {
+                let plan = expire(snapshot, reference, now)?;
+                (plan.writes, Planned::Answer(Outcome::Expire(plan.outcome)))
+            }
+            Decision::Movement(movement) => {
+                let plan = record_movement(snapshot, movement, now)?;
+                (plan.writes, Planned::Movement(plan.outcome))
+            }
+            Decision::StripeEvent { event, action } => {
+                let plan = apply_stripe_event(snapshot, event, action, latest)?;
+                (plan.writes, Planned::Answer(Outcome::StripeEvent(plan.outcome)))
+            }
+            Decision::Import { product, size, figures, reason } => {
+                let plan = import_size(snapshot, (product, size), *figures, reason, now)?;
+                (plan.writes, Planned::Import(plan.outcome))
+            }
+        };
+        let movements = written.iter().filter(|write| matches!(write, Write::InsertMovement(_))).count();
+        writes.extend(written);
+        planned.push((answer, movements));
+    }
+    Ok(BatchPlan { writes, answers: planned })
+}
+
+impl BatchPlan {
+    /// Each decision's answer, given the movements the batch's writes recorded, in plan order.
+    pub(crate) fn answer(self, recorded: Vec<MovementRecord>) -> Result<Vec<Outcome>, StoreError> {
+        let mut recorded = recorded.into_iter();
+        self.answers
+            .into_iter()
+            .map(|(answer, movements)| {
+                let own: Vec<MovementRecord> = recorded.by_ref().take(movements).collect();
+                Ok(match answer {
+                    Planned::Answer(outcome) => outcome,
+                    Planned::Movement(planned) => Outcome::Movement(planned.answer(own)?),
+                    Planned::Import(planned) => Outcome::Import(planned.answer(own)),
+                })
+            })
+            .collect()
+    }
 }
 
 /// A size's crossing from the stock state its last alert recorded into another, to record once: the alert row
@@ -1125,5 +1331,128 @@ mod tests {
         );
         assert!(crossings.iter().all(|crossing| crossing.deliver));
         assert!(!alert_crossings(vec![ledger_size("41", 1, StockState::InStock)], false)[0].deliver);
+    }
+
+    fn request(decision: Decision, seconds: i64) -> Request {
+        Request { decision, now: at(seconds) }
+    }
+
+    #[test]
+    fn a_batch_reads_each_key_once_sorted_and_locks_the_sizes_of_the_reservations_it_moves_but_a_paid_ones() {
+        let reserve_batch = [
+            request(
+                Decision::Reserve { reference: "pi_b".into(), lines: vec![line("runner", "43", 1.0)], ttl: ttl() },
+                1,
+            ),
+            request(
+                Decision::Reserve { reference: "pi_a".into(), lines: vec![line("runner", "42", 1.0)], ttl: ttl() },
+                2,
+            ),
+        ];
+        let reads_of = reads(&reserve_batch);
+        assert_eq!(reads_of.reservations, ["pi_a", "pi_b"]);
+        assert_eq!(reads_of.products, ["runner"]);
+        assert_eq!(reads_of.sizes, [("runner".to_owned(), "42".to_owned()), ("runner".to_owned(), "43".to_owned())]);
+        assert!(!reads_of.changes_reservations, "a reservation batch reads its references without locking them");
+
+        let event_batch = [
+            request(Decision::StripeEvent { event: event("evt_2"), action: commit("pi_paid", true) }, 1),
+            request(Decision::StripeEvent { event: event("evt_1"), action: commit("pi_open", true) }, 1),
+            request(Decision::StripeEvent { event: event("evt_1"), action: commit("pi_open", true) }, 1),
+        ];
+        let reads_of = reads(&event_batch);
+        assert_eq!(
+            (reads_of.events.clone(), reads_of.changes_reservations),
+            (vec!["evt_1".to_owned(), "evt_2".into()], true)
+        );
+        let held = |reference: &str, status, size: &str| ReservationRecord {
+            reference: reference.to_owned(),
+            status,
+            created_at: at(0),
+            expires_at: at(600),
+            items: vec![ReservedItem {
+                product: "runner".into(),
+                size: size.into(),
+                quantity: Quantity::new(1).expect("units"),
+            }],
+        };
+        let loaded =
+            [held("pi_paid", ReservationStatus::Committed, "41"), held("pi_open", ReservationStatus::Active, "42")];
+        assert_eq!(sizes_read(&reads_of, loaded.iter()), [("runner".to_owned(), "42".to_owned())]);
+
+        let movement = movement_request("42", MovementType::Restock, 1, Some("dn-7"));
+        let reads_of = reads(&[request(Decision::Movement(movement), 1)]);
+        assert_eq!((reads_of.movements.as_slice(), reads_of.sizes.len()), (["movement:dn-7".to_owned()].as_slice(), 1));
+    }
+
+    #[test]
+    fn a_batch_is_planned_in_order_and_each_decision_is_answered_with_its_own_movements() {
+        let mut snapshot = shop();
+        snapshot.add_movement("movement:dn-1", None);
+        snapshot.add_movement("movement:dn-2", None);
+        let batch = [
+            request(Decision::Movement(movement_request("42", MovementType::Restock, 2, Some("dn-1"))), 1),
+            request(Decision::Movement(movement_request("42", MovementType::Restock, 3, Some("dn-2"))), 2),
+        ];
+        let plan = plan_batch(&mut snapshot, &batch).expect("planned");
+        let planned: Vec<i64> = plan
+            .writes
+            .iter()
+            .filter_map(|write| match write {
+                Write::InsertMovement(planned) => Some(i64::from(planned.movement.stock_after)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(planned, [5, 8], "the second movement is planned on what the first one left");
+        let recorded: Vec<MovementRecord> = plan
+            .writes
+            .iter()
+            .filter_map(|write| match write {
+                Write::InsertMovement(planned) => Some(planned),
+                _ => None,
+            })
+            .zip([10, 11])
+            .map(|(planned, id)| planned.recorded(id))
+            .collect();
+        let answers = plan.answer(recorded).expect("answered");
+        let ids: Vec<Option<i64>> = answers
+            .into_iter()
+            .map(|outcome| match MovementOutcome::try_from(outcome) {
+                Ok(MovementOutcome::Applied(record)) => Some(record.id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, [Some(10), Some(11)]);
+        let wrong_kind = ReserveOutcome::try_from(Outcome::Expire(true));
+        assert!(matches!(wrong_kind, Err(StoreError::Inconsistent(_))));
+    }
+
+    #[test]
+    fn the_events_of_a_batch_are_planned_at_its_latest_instant() {
+        // Held until 600: the reservation expired between the two events' instants. Planned at the batch's latest
+        // instant, both see it lapsed, so its success is a late payment, whatever the order they came in.
+        let mut snapshot = shop();
+        snapshot.add_event("evt_late", false);
+        snapshot.add_event("evt_other", false);
+        let record = ReservationRecord {
+            reference: "pi_1".into(),
+            status: ReservationStatus::Active,
+            created_at: at(0),
+            expires_at: at(600),
+            items: vec![ReservedItem {
+                product: "runner".into(),
+                size: "42".into(),
+                quantity: Quantity::new(1).expect("units"),
+            }],
+        };
+        snapshot.add_reservation("pi_1", Some(record));
+        let ignored = StripeAction::Ignore { reason: "not a payment" };
+        let batch = [
+            request(Decision::StripeEvent { event: event("evt_late"), action: commit("pi_1", true) }, 599),
+            request(Decision::StripeEvent { event: event("evt_other"), action: ignored }, 601),
+        ];
+        let plan = plan_batch(&mut snapshot, &batch).expect("planned");
+        let outcome = EventOutcome::try_from(plan.answer(Vec::new()).expect("answered").remove(0));
+        assert!(matches!(outcome, Ok(EventOutcome::Committed { late: true })), "{outcome:?}");
     }
 }

@@ -400,6 +400,8 @@ async fn the_database_urls_application_name_names_the_connections() {
     named.monitoring(at(0)).await.expect("a read");
     let unnamed_url = database.url.split("&application_name=").next().expect("the URL").to_owned();
     let unnamed = stock_sidecar::store::PostgresStore::connect(&unnamed_url, 1).await.expect("store opens");
+    let metrics = std::sync::Arc::new(stock_sidecar::metrics::Metrics::new());
+    let unnamed = stock_sidecar::ledger::Ledger::new(unnamed, metrics);
     unnamed.monitoring(at(0)).await.expect("a read");
 
     let mut connection = sqlx::PgConnection::connect(&server).await.expect("connect");

@@ -6,71 +6,31 @@
 //! (another sidecar took one of its keys, a deadlock, anything) is rolled back whole and its decisions run again
 //! one transaction each, in the same order, so a failure stays its own request's.
 
-use std::future::Future;
-
-use sqlx::postgres::PgConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::PostgresStore;
-use super::decisions::{self, EventRequest, Outbox, ReserveRequest};
-use crate::store::{EventOutcome, ReserveOutcome, StoreError};
+use super::decisions::{self, Pending};
+use crate::store::StoreError;
+use crate::store::plan::{Decision, Outcome, Request};
 
 /// At most this many decisions share one transaction: bounds how long the first waits for the last.
 const MAX_BATCH: usize = 128;
 /// Decisions waiting for the next batch; the HTTP layer's concurrency limit keeps the queue well below this.
 const QUEUE: usize = 4096;
 
-/// A kind of decision PostgreSQL takes in batches.
-pub(super) trait Batched: Clone + std::fmt::Debug + Send + Sync + 'static {
-    type Outcome: std::fmt::Debug + Send + 'static;
-    /// What logs call a batch of them.
-    const NAME: &'static str;
-    /// Whether a failed batch's decisions run again one after another in arrival order (reservations: the first to
-    /// ask gets the last unit), or all at once, each in its own transaction (events: one whose rows another
-    /// transaction holds must not hold up the others, as it did not before events were batched).
-    const AGAIN_IN_ORDER: bool;
-    /// Decides every one of `batch`, in order, in the transaction `connection` is in.
-    fn decide_all<'a>(
-        connection: &'a mut PgConnection,
-        outbox: Outbox,
-        batch: &'a [Self],
-    ) -> impl Future<Output = Result<Vec<Self::Outcome>, StoreError>> + Send + 'a
-    where
-        Self: Sized;
-}
-
-impl Batched for ReserveRequest {
-    type Outcome = ReserveOutcome;
-    const NAME: &'static str = "reservation";
-    const AGAIN_IN_ORDER: bool = true;
-    fn decide_all<'a>(
-        connection: &'a mut PgConnection,
-        outbox: Outbox,
-        batch: &'a [Self],
-    ) -> impl Future<Output = Result<Vec<ReserveOutcome>, StoreError>> + Send + 'a {
-        decisions::reserve_all(connection, outbox, batch)
-    }
-}
-
-impl Batched for EventRequest {
-    type Outcome = EventOutcome;
-    const NAME: &'static str = "Stripe event";
-    const AGAIN_IN_ORDER: bool = false;
-    fn decide_all<'a>(
-        connection: &'a mut PgConnection,
-        outbox: Outbox,
-        batch: &'a [Self],
-    ) -> impl Future<Output = Result<Vec<EventOutcome>, StoreError>> + Send + 'a {
-        decisions::apply_events(connection, outbox, batch)
-    }
-}
-
 /// A decision waiting for its batch, and where its answer goes.
 #[derive(Debug)]
-pub(super) struct Queued<Decision: Batched> {
-    decision: Decision,
-    outbox: Outbox,
-    answer: oneshot::Sender<Result<Decision::Outcome, StoreError>>,
+pub(super) struct Queued {
+    request: Request,
+    pending: Pending,
+    answer: oneshot::Sender<Result<Outcome, StoreError>>,
+}
+
+/// Whether a failed batch's decisions run again one after another in arrival order (reservations: the first to ask
+/// gets the last unit), or all at once, each in its own transaction (Stripe events: one whose rows another
+/// transaction holds must not hold up the others, as it did not before events were batched).
+fn again_in_order(decision: &Decision) -> bool {
+    matches!(decision, Decision::Reserve { .. })
 }
 
 fn batching_stopped() -> StoreError {
@@ -79,8 +39,8 @@ fn batching_stopped() -> StoreError {
 
 /// Starts the task that decides one kind of decision in batches with `store` (a store without queues of its own);
 /// it stops once every sender of the returned queue is dropped.
-pub(super) fn start<Decision: Batched>(store: PostgresStore) -> mpsc::Sender<Queued<Decision>> {
-    let (queue, mut queued) = mpsc::channel::<Queued<Decision>>(QUEUE);
+pub(super) fn start(store: PostgresStore) -> mpsc::Sender<Queued> {
+    let (queue, mut queued) = mpsc::channel::<Queued>(QUEUE);
     tokio::spawn(async move {
         while let Some(first) = queued.recv().await {
             let mut batch = vec![first];
@@ -102,19 +62,19 @@ pub(super) fn start<Decision: Batched>(store: PostgresStore) -> mpsc::Sender<Que
 }
 
 /// Queues a decision for the next batch of its kind and waits for its answer.
-pub(super) async fn decide_in_next_batch<Decision: Batched>(
-    queue: &mpsc::Sender<Queued<Decision>>,
-    decision: Decision,
-    outbox: Outbox,
-) -> Result<Decision::Outcome, StoreError> {
+pub(super) async fn decide_in_next_batch(
+    queue: &mpsc::Sender<Queued>,
+    request: Request,
+    pending: Pending,
+) -> Result<Outcome, StoreError> {
     let (answer, answered) = oneshot::channel();
-    queue.send(Queued { decision, outbox, answer }).await.map_err(|_| batching_stopped())?;
+    queue.send(Queued { request, pending, answer }).await.map_err(|_| batching_stopped())?;
     answered.await.map_err(|_| batching_stopped())?
 }
 
-/// Decides a batch in one transaction, or, if that fails, each of its decisions alone (see
-/// [`Batched::AGAIN_IN_ORDER`]).
-async fn decide_batch<Decision: Batched>(store: &PostgresStore, batch: Vec<Queued<Decision>>) {
+/// Decides a batch in one transaction, or, if that fails, each of its decisions alone (see [`again_in_order`]).
+async fn decide_batch(store: &PostgresStore, batch: Vec<Queued>) {
+    let kind = batch.first().map_or("decision", |queued| queued.request.decision.kind());
     if batch.len() > 1 {
         match decide_together(store, &batch).await {
             Ok(outcomes) => {
@@ -126,14 +86,14 @@ async fn decide_batch<Decision: Batched>(store: &PostgresStore, batch: Vec<Queue
             Err(error) => {
                 if let Some(cause) = unreachable_database(&error) {
                     // Nothing any one decision did: running each again alone would wait as long again, each.
-                    tracing::warn!(error = %error, decisions = batch.len(), kind = Decision::NAME,
+                    tracing::warn!(error = %error, decisions = batch.len(), kind = kind,
                         "a batch could not reach the database");
                     for queued in batch {
                         let _ = queued.answer.send(Err(StoreError::Busy(cause.clone())));
                     }
                     return;
                 }
-                tracing::debug!(error = %error, decisions = batch.len(), kind = Decision::NAME,
+                tracing::debug!(error = %error, decisions = batch.len(), kind = kind,
                     "a batch failed as a whole; its decisions run again one by one");
             }
         }
@@ -142,14 +102,14 @@ async fn decide_batch<Decision: Batched>(store: &PostgresStore, batch: Vec<Queue
         if queued.answer.is_closed() {
             continue;
         }
-        if Decision::AGAIN_IN_ORDER {
-            let outcome = store.decide_alone(&queued.decision, queued.outbox).await;
+        if again_in_order(&queued.request.decision) {
+            let outcome = store.decide_alone(&queued.request, queued.pending).await;
             let _ = queued.answer.send(outcome);
         } else {
             let store = store.clone();
             // Not waited for: the next batch need not wait on a row another transaction holds either.
             tokio::spawn(async move {
-                let outcome = store.decide_alone(&queued.decision, queued.outbox).await;
+                let outcome = store.decide_alone(&queued.request, queued.pending).await;
                 let _ = queued.answer.send(outcome);
             });
         }
@@ -170,15 +130,12 @@ fn unreachable_database(error: &StoreError) -> Option<std::sync::Arc<dyn std::er
 }
 
 /// Every decision of the batch in one transaction, committed; nothing if it fails.
-async fn decide_together<Decision: Batched>(
-    store: &PostgresStore,
-    batch: &[Queued<Decision>],
-) -> Result<Vec<Decision::Outcome>, StoreError> {
-    let decisions: Vec<Decision> = batch.iter().map(|queued| queued.decision.clone()).collect();
-    let outbox = batch.first().map(|queued| queued.outbox.clone()).ok_or_else(batching_stopped)?;
-    store.counters.writes.fetch_add(decisions.len() as u64, std::sync::atomic::Ordering::Relaxed);
+async fn decide_together(store: &PostgresStore, batch: &[Queued]) -> Result<Vec<Outcome>, StoreError> {
+    let requests: Vec<Request> = batch.iter().map(|queued| queued.request.clone()).collect();
+    let pending = batch.first().map(|queued| queued.pending.clone()).ok_or_else(batching_stopped)?;
+    store.counters.writes.fetch_add(requests.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let mut transaction = store.pool.begin().await?;
-    let outcomes = Decision::decide_all(&mut transaction, outbox, &decisions).await?;
+    let outcomes = decisions::decide_all(&mut transaction, pending, &requests).await?;
     transaction.commit().await?;
     store.counters.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(outcomes)

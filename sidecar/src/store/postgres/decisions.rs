@@ -1,14 +1,16 @@
-//! Every decision that changes the PostgreSQL ledger, as an async function on a connection inside a transaction
-//! (`in_transaction!`, or a batch's). Each one locks the rows it decides on before it reads their figures
-//! (reservations first, in reference order, then their sizes in product and size order), reads the figures its
-//! plan needs in a statement of its own after the locks are held (so it sees what the previous holder committed;
-//! a reservation batch reads its references before, see [`reserve_all`]), plans with `store/plan.rs`
-//! and executes the plan set-based (`apply`): a statement per kind of row, whatever the number of decisions, and
-//! the status changes, event records and outbox rows in one last statement.
-use sqlx::postgres::PgConnection;
-use stock_core::{CartLine, Quantity, ReservationStatus, ReservationTtl, Timestamp};
+//! The PostgreSQL executor of the ledger's decisions, on a connection inside a transaction (a batch's, or one
+//! decision's): [`decide_all`] loads what a batch reads, locking before it reads figures (reservations first, in
+//! reference order, then sizes in product and size order, so that a decision sees what the previous lock holder
+//! committed), has every decision planned by `store/plan.rs`, and executes the plans set-based (`apply`): a
+//! statement per kind of row, whatever the number of decisions, and the new reservations, status changes, event
+//! records and outbox rows in one last statement. Cleanup's expiry of every reservation due is set-based too
+//! ([`release_expired`]).
+use std::collections::BTreeMap;
 
-use super::{SIZE_PAIRS_QUERY, load_reservation, load_reservations, sizes_of};
+use sqlx::postgres::PgConnection;
+use stock_core::Timestamp;
+
+use super::{SIZE_PAIRS_QUERY, load_reservations, sizes_of};
 use crate::store::columns::{SizeColumns, sizes_from_rows};
 
 /// `INSERT` of outbox rows from the arrays in the given parameters (topics, subjects, lanes, created_at,
@@ -35,18 +37,16 @@ macro_rules! queue_outbox {
         )
     };
 }
-use crate::store::columns::{MovementColumns, holds_until, movement_from_columns, reads};
-use crate::store::plan::{self, NewMovement, Queued, Snapshot, Write};
-use crate::store::{
-    EventOutcome, ImportOutcome, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome, ReserveOutcome,
-    ReservedItem, StoreError, StripeAction, StripeEventRecord,
-};
+use crate::store::columns::{MovementColumns, holds_until, movement_from_columns};
+use crate::store::plan::{self, NewMovement, Outcome, Queued, Reads, Request, Snapshot, Write};
+use crate::store::sql::statements;
+use crate::store::{MovementRecord, ReservationRecord, StoreError};
 
-/// What a transaction writes in its last statement: the outbox rows its decisions queued (if this store queues
-/// changes for Payload), the reservations' new statuses, and the Stripe events they applied. One statement instead of
-/// one per row saves round trips while the transaction holds its locks.
+/// What a transaction writes in its last statement: the reservations its decisions made, the new statuses of the
+/// ones they moved, the Stripe events they applied, and the outbox rows they queued (if this store queues changes
+/// for Payload). One statement instead of one per row saves round trips while the transaction holds its locks.
 #[derive(Debug, Clone)]
-pub(super) struct Outbox {
+pub(super) struct Pending {
     enabled: bool,
     /// How long a movement recorded for Payload's stock-movements hook waits before the outbox creates its document.
     payload_save_grace_millis: i64,
@@ -57,14 +57,36 @@ pub(super) struct Outbox {
     statuses: Vec<(String, &'static str, Option<i64>, i64)>,
     /// The Stripe events applied: (id, type, outcome, received_at).
     events: Vec<(String, String, &'static str, i64)>,
+    /// New reservations: (reference, status, created_at, expires_at).
+    reservations: Vec<(String, &'static str, i64, i64)>,
+    /// Their items: (reference, product, size, quantity, holds_until).
+    items: Vec<(String, String, String, i64, i64)>,
 }
 
 /// The columns of queued outbox rows: topics, subjects, lanes, created_at, next_attempt_at.
 type OutboxColumns = (Vec<&'static str>, Vec<String>, Vec<String>, Vec<i64>, Vec<i64>);
 
-impl Outbox {
+impl Pending {
     pub(super) fn new(enabled: bool, payload_save_grace_millis: i64) -> Self {
-        Outbox { enabled, payload_save_grace_millis, rows: Vec::new(), statuses: Vec::new(), events: Vec::new() }
+        Pending {
+            enabled,
+            payload_save_grace_millis,
+            rows: Vec::new(),
+            statuses: Vec::new(),
+            events: Vec::new(),
+            reservations: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+
+    fn insert_reservation(&mut self, record: &ReservationRecord) {
+        let holds = holds_until(record.status, record.expires_at);
+        let (created_at, expires_at) = (record.created_at.unix_millis(), record.expires_at.unix_millis());
+        self.reservations.push((record.reference.clone(), record.status.as_str(), created_at, expires_at));
+        for item in &record.items {
+            let quantity = i64::from(item.quantity);
+            self.items.push((record.reference.clone(), item.product.clone(), item.size.clone(), quantity, holds));
+        }
     }
 
     /// Queues what Payload must show about a subject, once per transaction.
@@ -77,9 +99,19 @@ impl Outbox {
         }
     }
 
-    fn set_status(&mut self, (reference, status, finished_at, holds): (String, &'static str, Option<i64>, i64)) {
+    /// A reservation's new status: the last one its decisions planned. One made in the same transaction is
+    /// refused (the last statement inserts and updates in one snapshot, so the update would miss it): the batch
+    /// then runs its decisions one by one.
+    fn set_status(
+        &mut self,
+        (reference, status, finished_at, holds): (String, &'static str, Option<i64>, i64),
+    ) -> Result<(), StoreError> {
+        if self.reservations.iter().any(|made| made.0 == reference) {
+            return Err(StoreError::Inconsistent(format!("reservation {reference} was made and moved in one batch")));
+        }
         self.statuses.retain(|planned| planned.0 != reference);
         self.statuses.push((reference, status, finished_at, holds));
+        Ok(())
     }
 
     /// The queued rows as the arrays `UNNEST` takes, products first, then reservations, each in key order, then
@@ -104,11 +136,12 @@ impl Outbox {
         columns
     }
 
-    /// Writes what is pending in one statement: the status changes, the events' records, and the queued outbox
-    /// rows (a row already queued for the same subject has its revision bumped instead: the changes coalesce). An
-    /// event another sidecar recorded since this one read it fails the statement on its unique id.
+    /// Writes what is pending in one statement: the new reservations and their items, the status changes, the
+    /// events' records, and the queued outbox rows (a row already queued for the same subject has its revision
+    /// bumped instead: the changes coalesce). A reservation or an event another sidecar recorded since this one read
+    /// it fails the statement on its unique key ([`is_key_taken`]).
     async fn write(mut self, connection: &mut PgConnection) -> Result<(), StoreError> {
-        if self.rows.is_empty() && self.statuses.is_empty() && self.events.is_empty() {
+        if self.rows.is_empty() && self.statuses.is_empty() && self.events.is_empty() && self.reservations.is_empty() {
             return Ok(());
         }
         let queued = self.take_rows();
@@ -124,6 +157,14 @@ impl Outbox {
                FROM planned WHERE r.reference = planned.reference), \
              event AS (INSERT INTO stripe_events (id, type, outcome, received_at) \
                SELECT * FROM UNNEST($5::TEXT[], $6::TEXT[], $7::TEXT[], $8::BIGINT[])), \
+             made AS (INSERT INTO reservations (reference, status, created_at, expires_at) \
+               SELECT reference, status, created_at, expires_at \
+               FROM UNNEST($14::TEXT[], $15::TEXT[], $16::BIGINT[], $17::BIGINT[]) WITH ORDINALITY \
+                 AS planned (reference, status, created_at, expires_at, position) ORDER BY position), \
+             made_items AS (INSERT INTO reservation_items (reference, product, size, quantity, holds_until) \
+               SELECT reference, product, size, quantity, holds_until \
+               FROM UNNEST($18::TEXT[], $19::TEXT[], $20::TEXT[], $21::BIGINT[], $22::BIGINT[]) WITH ORDINALITY \
+                 AS item (reference, product, size, quantity, holds_until, position) ORDER BY position), \
              queued AS (",
             queue_outbox!("$9", "$10", "$11", "$12", "$13", ""),
             ") SELECT 1"
@@ -141,6 +182,15 @@ impl Outbox {
         .bind(queued.2)
         .bind(queued.3)
         .bind(queued.4)
+        .bind(self.reservations.iter().map(|made| made.0.as_str()).collect::<Vec<_>>())
+        .bind(self.reservations.iter().map(|made| made.1).collect::<Vec<_>>())
+        .bind(self.reservations.iter().map(|made| made.2).collect::<Vec<_>>())
+        .bind(self.reservations.iter().map(|made| made.3).collect::<Vec<_>>())
+        .bind(self.items.iter().map(|item| item.0.as_str()).collect::<Vec<_>>())
+        .bind(self.items.iter().map(|item| item.1.as_str()).collect::<Vec<_>>())
+        .bind(self.items.iter().map(|item| item.2.as_str()).collect::<Vec<_>>())
+        .bind(self.items.iter().map(|item| item.3).collect::<Vec<_>>())
+        .bind(self.items.iter().map(|item| item.4).collect::<Vec<_>>())
         .execute(&mut *connection)
         .await?;
         Ok(())
@@ -165,10 +215,6 @@ async fn lock_sizes(
     .await?;
     locked.sort_unstable();
     Ok(locked)
-}
-
-fn item_sizes(items: &[ReservedItem]) -> Vec<(&str, &str)> {
-    items.iter().map(|item| (item.product.as_str(), item.size.as_str())).collect()
 }
 
 /// A size by product and label.
@@ -227,7 +273,7 @@ async fn load_sizes(
 
 async fn load_movement(connection: &mut PgConnection, key: &str) -> Result<Option<MovementRecord>, StoreError> {
     let row: Option<MovementColumns> =
-        sqlx::query_as(reads::MOVEMENT_BY_KEY).bind(key).fetch_optional(&mut *connection).await?;
+        sqlx::query_as(statements::MOVEMENT_BY_KEY).bind(key).fetch_optional(&mut *connection).await?;
     row.map(movement_from_columns).transpose()
 }
 
@@ -301,48 +347,29 @@ async fn insert_movements(connection: &mut PgConnection, planned: &[&NewMovement
     Ok(rows.into_iter().map(|(id, ..)| id).collect())
 }
 
-/// Releases a reservation (see [`plan::release`]), its row locked first.
-pub(super) async fn release(
-    connection: &mut PgConnection,
-    mut outbox: Outbox,
-    reference: &str,
-    now: Timestamp,
-) -> Result<ReleaseOutcome, StoreError> {
-    let mut snapshot = Snapshot::default();
-    snapshot.add_reservation(reference, load_reservation(connection, reference, true).await?);
-    let plan = plan::release(&mut snapshot, reference, now)?;
-    apply(connection, &mut outbox, &plan.writes, (now, false)).await?;
-    outbox.write(connection).await?;
-    Ok(plan.outcome)
-}
-
-/// Executes the writes of a transaction's plans, in few statements: new sizes in one, movements in two (their ids,
-/// then the rows and their sizes' figures), conflicts in one; status changes (their sizes locked now, after the
-/// reservations' rows, unless `sizes_locked`), the events' records and the outbox rows are gathered for
-/// `Outbox::write`, which writes them in one statement at the transaction's end. A reservation's insert is written
-/// by [`reserve_all`] itself. The movements recorded, with their ids, in plan order.
+/// Executes the writes of a transaction's plans, in few statements: new sizes in one, conflicts in one, movements
+/// and their sizes' figures in one; new reservations, status changes, the events' records and the outbox rows are
+/// gathered for [`Pending::write`], which writes them in one statement at the transaction's end. The movements
+/// recorded, with their ids, in plan order.
 async fn apply(
     connection: &mut PgConnection,
-    outbox: &mut Outbox,
+    outbox: &mut Pending,
     writes: &[Write],
-    (now, sizes_locked): (Timestamp, bool),
+    now: Timestamp,
 ) -> Result<Vec<MovementRecord>, StoreError> {
     let mut new_sizes: (Vec<&str>, Vec<&str>, Vec<i64>) = Default::default();
     let mut movements: Vec<&NewMovement> = Vec::new();
     let mut conflicts: (Vec<&str>, Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
     for write in writes {
         match write {
-            Write::SetStatus { record, finished_at } => {
-                if !sizes_locked {
-                    lock_sizes(connection, &item_sizes(&record.items)).await?;
-                }
-                outbox.set_status((
-                    record.reference.clone(),
-                    record.status.as_str(),
-                    finished_at.map(Timestamp::unix_millis),
-                    holds_until(record.status, record.expires_at),
-                ));
-            }
+            // The reservation's sizes were locked when it was read (`load`).
+            Write::SetStatus { record, finished_at } => outbox.set_status((
+                record.reference.clone(),
+                record.status.as_str(),
+                finished_at.map(Timestamp::unix_millis),
+                holds_until(record.status, record.expires_at),
+            ))?,
+            Write::InsertReservation(record) => outbox.insert_reservation(record),
             Write::Queue(queued) => outbox.queue(queued, now),
             Write::InsertSize { product, size, low_stock_threshold } => {
                 new_sizes.0.push(product);
@@ -358,12 +385,6 @@ async fn apply(
             }
             Write::RecordEvent { id, kind, outcome, received_at } => {
                 outbox.events.push((id.clone(), kind.clone(), outcome, received_at.unix_millis()));
-            }
-            Write::InsertReservation(record) => {
-                return Err(StoreError::Inconsistent(format!(
-                    "reservation {} was planned outside a reservation batch",
-                    record.reference
-                )));
             }
         }
     }
@@ -411,124 +432,69 @@ async fn apply(
     Ok(recorded)
 }
 
-/// A reservation request as a batch carries it.
-#[derive(Debug, Clone)]
-pub(super) struct ReserveRequest {
-    pub(super) reference: String,
-    pub(super) lines: Vec<CartLine>,
-    pub(super) ttl: ReservationTtl,
-    pub(super) now: Timestamp,
+/// Loads what a batch reads (see [`plan::Reads`]) into a snapshot, locking in one order whatever the batch: the
+/// Stripe events' records (no lock: a unique id guards them), the reservations (locked, in reference order, when the
+/// decisions move them; a reservation batch only reads its references, before any size is locked, so the hot sizes'
+/// locks are held one round trip less), then every size the batch may change ([`plan::sizes_read`], in product and
+/// size order, so two sidecars never wait on each other in a cycle), then, under those locks, the movement keys and
+/// the figures (at `now`). A key another sidecar takes meanwhile (a reference, a movement key, a new size) fails
+/// the batch's write on it, and the decisions run again one by one, on what the other one wrote.
+async fn load(connection: &mut PgConnection, reads: &Reads, now: Timestamp) -> Result<Snapshot, StoreError> {
+    let mut snapshot = Snapshot::default();
+    if !reads.events.is_empty() {
+        let applied: Vec<String> = sqlx::query_scalar(
+            "SELECT e.id FROM UNNEST($1::TEXT[]) AS asked (id) JOIN stripe_events e ON e.id = asked.id",
+        )
+        .bind(&reads.events)
+        .fetch_all(&mut *connection)
+        .await?;
+        for id in &reads.events {
+            snapshot.add_event(id, applied.contains(id));
+        }
+    }
+    let references: Vec<&str> = reads.reservations.iter().map(String::as_str).collect();
+    let records = match references.is_empty() {
+        true => BTreeMap::new(),
+        false => load_reservations(connection, &references, reads.changes_reservations).await?,
+    };
+    let sizes = plan::sizes_read(reads, records.values());
+    let asked: Vec<SizeKey<'_>> = sizes.iter().map(|(product, size)| (product.as_str(), size.as_str())).collect();
+    let locked = if asked.is_empty() { Vec::new() } else { lock_sizes(connection, &asked).await? };
+    for key in &reads.movements {
+        snapshot.add_movement(key, load_movement(connection, key).await?);
+    }
+    if !reads.products.is_empty() {
+        let products: Vec<&str> = reads.products.iter().map(String::as_str).collect();
+        load_products(connection, &mut snapshot, &products, (&asked, &locked), now).await?;
+    }
+    let outside_products = |(product, _): &&SizeKey<'_>| !reads.products.iter().any(|read| read == product);
+    let rest: Vec<SizeKey<'_>> = asked.iter().filter(outside_products).copied().collect();
+    if !rest.is_empty() {
+        load_sizes(connection, &mut snapshot, &rest, Some(&locked), now).await?;
+    }
+    for reference in &reads.reservations {
+        snapshot.add_reservation(reference, records.get(reference).cloned());
+    }
+    Ok(snapshot)
 }
 
-/// Reserves the carts of `requests` in one transaction, in their order (see [`plan::reserve`]): reads the
-/// reservations under their references, locks every size they ask for in one statement (in product and size order,
-/// as every decision locks sizes, so two sidecars never wait on each other in a cycle), reads the sizes' figures
-/// once the locks are held, plans each
-/// against what the ones before it planned, and writes every plan in one statement. If another sidecar reserved
-/// one of the references after this transaction read it, the write fails on the reference's unique key
-/// ([`is_key_taken`]) and nothing is written: run it again, and that request is planned on what the other
-/// one wrote.
-pub(super) async fn reserve_all(
+/// Takes every decision of `batch`, in order, in the transaction `connection` is in: loads what they read
+/// ([`load`]), plans them against it (`store/plan.rs`), and writes every plan set-based: a statement per kind of
+/// row, whatever the number of decisions.
+pub(super) async fn decide_all(
     connection: &mut PgConnection,
-    mut outbox: Outbox,
-    requests: &[ReserveRequest],
-) -> Result<Vec<ReserveOutcome>, StoreError> {
-    let lines = requests.iter().flat_map(|request| request.lines.iter());
-    let mut asked: Vec<(&str, &str)> = lines.map(|line| (line.product.as_str(), line.size.as_str())).collect();
-    asked.sort_unstable();
-    asked.dedup();
-    // The references first, before any size is locked, so the hot sizes' locks are held for one round trip less.
-    // A reservation found keeps its items (only its status can move meanwhile, and a reservation found is answered
-    // as it was read, touching no figure); one another sidecar takes meanwhile fails this batch's insert on its key,
-    // and the batch's requests run again alone (rare: two retries of one checkout at once on two sidecars).
-    let mut references: Vec<&str> = requests.iter().map(|request| request.reference.as_str()).collect();
-    references.sort_unstable();
-    references.dedup();
-    let existing = load_reservations(connection, &references, false).await?;
-    let locked = lock_sizes(connection, &asked).await?;
-    // The figures at the earliest instant of the batch: a hold that ends between its requests' instants still
-    // counts for all of them (refusing too much, never selling a unit twice).
-    let Some(now) = requests.iter().map(|request| request.now).min() else {
+    mut pending: Pending,
+    batch: &[Request],
+) -> Result<Vec<Outcome>, StoreError> {
+    let Some(now) = plan::batch_instant(batch) else {
         return Ok(Vec::new());
     };
-    let mut products: Vec<&str> = requests.iter().flat_map(|request| plan::reserve_reads(&request.lines)).collect();
-    products.sort_unstable();
-    products.dedup();
-    let mut snapshot = Snapshot::default();
-    load_products(connection, &mut snapshot, &products, (&asked, &locked), now).await?;
-    for reference in references {
-        snapshot.add_reservation(reference, existing.get(reference).cloned());
-    }
-
-    let mut outcomes = Vec::with_capacity(requests.len());
-    let (mut reservations, mut items) = (PlannedReservations::default(), PlannedItems::default());
-    for request in requests {
-        let plan = plan::reserve(&mut snapshot, (&request.reference, &request.lines), request.ttl, request.now)?;
-        for write in &plan.writes {
-            match write {
-                Write::InsertReservation(record) => {
-                    let holds = holds_until(record.status, record.expires_at);
-                    reservations.0.push(record.reference.clone());
-                    reservations.1.push(record.created_at.unix_millis());
-                    reservations.2.push(record.expires_at.unix_millis());
-                    for item in &record.items {
-                        items.0.push(record.reference.clone());
-                        items.1.push(item.product.clone());
-                        items.2.push(item.size.clone());
-                        items.3.push(i64::from(item.quantity));
-                        items.4.push(holds);
-                    }
-                }
-                Write::Queue(queued) => outbox.queue(queued, request.now),
-                other => {
-                    return Err(StoreError::Inconsistent(format!("a reservation batch planned {other:?}")));
-                }
-            }
-        }
-        outcomes.push(plan.outcome);
-    }
-    if reservations.0.is_empty() {
-        return Ok(outcomes);
-    }
-    // The outbox rows in lock order (see `Outbox::take_rows`), whatever the order of the requests.
-    let (topics, subjects, lanes, created, due) = outbox.take_rows();
-    // Every reservation, its items and the outbox rows in one statement.
-    sqlx::query(concat!(
-        "WITH reservation AS (INSERT INTO reservations (reference, status, created_at, expires_at) \
-           SELECT reference, 'active', created_at, expires_at \
-           FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[]) WITH ORDINALITY \
-             AS planned (reference, created_at, expires_at, position) ORDER BY position RETURNING reference), \
-         items AS (INSERT INTO reservation_items (reference, product, size, quantity, holds_until) \
-           SELECT item.reference, item.product, item.size, item.quantity, item.holds_until \
-           FROM UNNEST($4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[], $8::BIGINT[]) WITH ORDINALITY \
-             AS item (reference, product, size, quantity, holds_until, position) \
-           WHERE item.reference IN (SELECT reference FROM reservation) ORDER BY item.position), \
-         queued AS (",
-        queue_outbox!("$9", "$10", "$11", "$12", "$13", ""),
-        ") SELECT COUNT(*) FROM reservation"
-    ))
-    .bind(reservations.0)
-    .bind(reservations.1)
-    .bind(reservations.2)
-    .bind(items.0)
-    .bind(items.1)
-    .bind(items.2)
-    .bind(items.3)
-    .bind(items.4)
-    .bind(topics)
-    .bind(subjects)
-    .bind(lanes)
-    .bind(created)
-    .bind(due)
-    .execute(&mut *connection)
-    .await?;
-    Ok(outcomes)
+    let mut snapshot = load(connection, &plan::reads(batch), now).await?;
+    let plan = plan::plan_batch(&mut snapshot, batch)?;
+    let recorded = apply(connection, &mut pending, &plan.writes, now).await?;
+    pending.write(connection).await?;
+    plan.answer(recorded)
 }
-
-/// The planned reservations as the write's arrays: references, created_at, expires_at.
-type PlannedReservations = (Vec<String>, Vec<i64>, Vec<i64>);
-/// Their items: references, products, sizes, quantities, holds_until.
-type PlannedItems = (Vec<String>, Vec<String>, Vec<String>, Vec<i64>, Vec<i64>);
 
 /// Whether a decision failed because another sidecar took one of the unique keys it planned on meanwhile (a
 /// reservation's reference, a Stripe event's id, a movement's idempotency key, a size): planned again, it answers
@@ -543,7 +509,7 @@ pub(super) fn is_key_taken(error: &StoreError) -> bool {
 /// is released once.
 pub(super) async fn release_expired(
     connection: &mut PgConnection,
-    mut outbox: Outbox,
+    mut outbox: Pending,
     now: Timestamp,
 ) -> Result<Vec<String>, StoreError> {
     let due: Vec<(String,)> = sqlx::query_as(
@@ -585,146 +551,4 @@ pub(super) async fn release_expired(
     }
     outbox.write(connection).await?;
     Ok(expired.into_iter().map(|(reference,)| reference).collect())
-}
-
-/// Expires one reservation due at `now` (see [`plan::expire`]), its row locked first; whether it changed.
-pub(super) async fn expire(
-    connection: &mut PgConnection,
-    mut outbox: Outbox,
-    reference: &str,
-    now: Timestamp,
-) -> Result<bool, StoreError> {
-    let mut snapshot = Snapshot::default();
-    snapshot.add_reservation(reference, load_reservation(connection, reference, true).await?);
-    let plan = plan::expire(&mut snapshot, reference, now)?;
-    apply(connection, &mut outbox, &plan.writes, (now, false)).await?;
-    outbox.write(connection).await?;
-    Ok(plan.outcome)
-}
-
-/// Applies one stock movement (see [`plan::record_movement`]). The size is locked before its idempotency key is
-/// read, so the same request on two sidecars at once records one movement; a size or key another sidecar created
-/// meanwhile fails the write on its unique key ([`is_key_taken`]), and the decision runs again.
-pub(super) async fn record_movement(
-    connection: &mut PgConnection,
-    mut outbox: Outbox,
-    request: &MovementRequest,
-    now: Timestamp,
-) -> Result<MovementOutcome, StoreError> {
-    let mut snapshot = Snapshot::default();
-    let asked = [(request.product.as_str(), request.size.as_str())];
-    let locked = lock_sizes(connection, &asked).await?;
-    if let Some(key) = plan::movement_reads(request) {
-        snapshot.add_movement(&key, load_movement(connection, &key).await?);
-    }
-    load_sizes(connection, &mut snapshot, &asked, Some(&locked), now).await?;
-    let plan = plan::record_movement(&mut snapshot, request, now)?;
-    let recorded = apply(connection, &mut outbox, &plan.writes, (now, true)).await?;
-    outbox.write(connection).await?;
-    plan.outcome.answer(recorded)
-}
-
-/// A verified Stripe event as a batch carries it.
-#[derive(Debug, Clone)]
-pub(super) struct EventRequest {
-    pub(super) event: StripeEventRecord,
-    pub(super) action: StripeAction,
-    pub(super) now: Timestamp,
-}
-
-/// Applies Stripe events once each, in one transaction, in their order (see [`plan::apply_stripe_event`]). Events
-/// already applied are answered without a lock; the reservations the others name are locked in one statement (in
-/// reference order), then every size those reservations hold (in product and size order: a sale or a status change
-/// moves their figures), then read. The events are recorded in the transaction's last statement: an event another
-/// sidecar applied meanwhile fails it on its unique id ([`is_key_taken`]), and the events run again and find it.
-pub(super) async fn apply_events(
-    connection: &mut PgConnection,
-    mut outbox: Outbox,
-    requests: &[EventRequest],
-) -> Result<Vec<EventOutcome>, StoreError> {
-    // One instant for the whole batch, its latest: the figures are read and every event planned at it, so a hold
-    // that ends between two events' instants counts the same for both (read at the earliest and judged at its own,
-    // a payment just past its reservation's expiry found its own units still held, and no units to take again).
-    let Some(now) = requests.iter().map(|request| request.now).max() else {
-        return Ok(Vec::new());
-    };
-    let ids: Vec<&str> = requests.iter().map(|request| request.event.id.as_str()).collect();
-    let applied: Vec<String> =
-        sqlx::query_scalar("SELECT e.id FROM UNNEST($1::TEXT[]) AS asked (id) JOIN stripe_events e ON e.id = asked.id")
-            .bind(&ids)
-            .fetch_all(&mut *connection)
-            .await?;
-    let mut snapshot = Snapshot::default();
-    for id in &ids {
-        snapshot.add_event(id, applied.iter().any(|known| known == id));
-    }
-    let unapplied = requests.iter().filter(|request| !applied.contains(&request.event.id));
-    let mut references: Vec<&str> = unapplied.filter_map(|request| plan::event_reads(&request.action)).collect();
-    references.sort_unstable();
-    references.dedup();
-    let mut sizes_locked = true;
-    if !references.is_empty() {
-        let records = load_reservations(connection, &references, true).await?;
-        // A paid reservation is final: no event changes it or reads its sizes' figures, so a late or repeated event
-        // about it takes no lock on them (a hot size stays free for the reservations and sales that need it).
-        let changeable = records.values().filter(|record| record.status != ReservationStatus::Committed);
-        let mut asked: Vec<SizeKey<'_>> = changeable.flat_map(|record| item_sizes(&record.items)).collect();
-        asked.sort_unstable();
-        asked.dedup();
-        let locked = lock_sizes(connection, &asked).await?;
-        load_sizes(connection, &mut snapshot, &asked, Some(&locked), now).await?;
-        for reference in references {
-            snapshot.add_reservation(reference, records.get(reference).cloned());
-        }
-        sizes_locked = locked.len() == asked.len();
-    }
-    let mut writes = Vec::new();
-    let mut outcomes = Vec::with_capacity(requests.len());
-    for request in requests {
-        let plan = plan::apply_stripe_event(&mut snapshot, &request.event, &request.action, now)?;
-        writes.extend(plan.writes);
-        outcomes.push(plan.outcome);
-    }
-    apply(connection, &mut outbox, &writes, (now, sizes_locked)).await?;
-    outbox.write(connection).await?;
-    Ok(outcomes)
-}
-
-/// Brings one size Payload has into the ledger unless it is there already (see [`plan::import_size`]); the same
-/// size imported by another sidecar meanwhile fails the insert on its key, and the decision runs again.
-pub(super) async fn import_size(
-    connection: &mut PgConnection,
-    mut outbox: Outbox,
-    (product, size): (&str, &str),
-    figures: (Quantity, Quantity),
-    reason: &str,
-    now: Timestamp,
-) -> Result<ImportOutcome, StoreError> {
-    let mut snapshot = Snapshot::default();
-    load_sizes(connection, &mut snapshot, &[(product, size)], None, now).await?;
-    let plan = plan::import_size(&mut snapshot, (product, size), figures, reason, now)?;
-    let recorded = apply(connection, &mut outbox, &plan.writes, (now, true)).await?;
-    outbox.write(connection).await?;
-    Ok(plan.outcome.answer(recorded))
-}
-
-/// Records a failed delivery and holds the whole lane back until `retry_at`.
-pub(super) async fn outbox_failed(
-    connection: &mut PgConnection,
-    (id, lane): (i64, &str),
-    error: &str,
-    retry_at: i64,
-) -> Result<(), StoreError> {
-    // Two statements: one statement must not update the same row twice.
-    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
-        .bind(id)
-        .bind(error)
-        .execute(&mut *connection)
-        .await?;
-    sqlx::query("UPDATE outbox SET next_attempt_at = GREATEST(next_attempt_at, $2) WHERE lane = $1")
-        .bind(lane)
-        .bind(retry_at)
-        .execute(&mut *connection)
-        .await?;
-    Ok(())
 }

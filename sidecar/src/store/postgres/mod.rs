@@ -16,40 +16,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
+use sqlx::Arguments;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use stock_core::Timestamp;
 
-use super::columns::{
-    ALERT_COLUMNS, ALERT_STATUS_QUERY, AlertColumns, CONFLICT_QUERY, ConflictColumns, LedgerSizeColumns,
-    MovementColumns, OPEN_CONFLICTS_QUERY, RESOLVE_CONFLICT, SizeColumns, alert_status, alerts_from_rows,
-    conflict_from_columns, ledger_sizes_from_rows, monitoring_from_rows, movement_from_columns,
-    outbox_entries_from_rows, reads, reservation_from_rows, sizes_from_rows, totals_from_rows,
-};
-use super::decide;
-use super::{
-    AlertCrossing, ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome,
-    MovementRecord, MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, ProjectionSettings, ReleaseOutcome,
-    ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert, StoreError, StripeAction,
-    StripeEventRecord, WriterCounts,
-};
+use super::columns::{SizeColumns, reservation_from_rows, sizes_from_rows};
+use super::plan::{Decision, Outcome, Request};
+use super::sql::{Columns, Param, reserved_units};
+use super::{ProjectionSettings, ReservationRecord, SizeRecord, StoreError, WriterCounts};
 
 /// How many times a decision PostgreSQL aborted as a deadlock or a serialization failure runs again.
 const ATTEMPTS: u32 = 8;
 /// How long a request waits for a free connection of the pool before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Units held by a size's reservations at `$2` (now), as in the SQLite store: `held_units` (kept by triggers)
-/// less the items of active reservations past their expiry that cleanup has not marked expired yet.
-macro_rules! reserved_units {
-    () => {
-        "(s.held_units - COALESCE((SELECT SUM(ri.quantity) FROM reservation_items ri \
-          WHERE ri.product = s.product AND ri.size = s.size AND ri.holds_until > 0 AND ri.holds_until <= $2), 0))\
-          ::BIGINT"
-    };
-}
-
-/// The columns of a reservation joined with one of its items.
-type ReservationColumns = (String, i64, i64, String, String, i64);
 
 /// The PostgreSQL ledger.
 #[derive(Debug, Clone)]
@@ -65,8 +44,8 @@ pub struct PostgresStore {
 
 #[derive(Debug, Clone)]
 struct Queues {
-    reservations: tokio::sync::mpsc::Sender<batch::Queued<decisions::ReserveRequest>>,
-    events: tokio::sync::mpsc::Sender<batch::Queued<decisions::EventRequest>>,
+    reservations: tokio::sync::mpsc::Sender<batch::Queued>,
+    events: tokio::sync::mpsc::Sender<batch::Queued>,
 }
 
 #[derive(Debug, Clone)]
@@ -188,43 +167,39 @@ impl PostgresStore {
         self
     }
 
-    fn outbox(&self) -> decisions::Outbox {
+    fn pending(&self) -> decisions::Pending {
         match &self.projection {
-            Some(projection) => decisions::Outbox::new(true, projection.grace_millis),
-            None => decisions::Outbox::new(false, 0),
+            Some(projection) => decisions::Pending::new(true, projection.grace_millis),
+            None => decisions::Pending::new(false, 0),
         }
     }
 
     /// Takes one decision in a transaction of its own, planned again if another sidecar took one of its keys
     /// meanwhile.
-    async fn decide_alone<Decision: batch::Batched>(
-        &self,
-        decision: &Decision,
-        outbox: decisions::Outbox,
-    ) -> Result<Decision::Outcome, StoreError> {
-        let mut outcomes = in_transaction!(self, retry_if retry_or_key_taken, |connection| Decision::decide_all(
+    async fn decide_alone(&self, request: &Request, pending: decisions::Pending) -> Result<Outcome, StoreError> {
+        let mut outcomes = in_transaction!(self, retry_if retry_or_key_taken, |connection| decisions::decide_all(
             connection,
-            outbox.clone(),
-            std::slice::from_ref(decision)
+            pending.clone(),
+            std::slice::from_ref(request)
         ))?;
-        outcomes
-            .pop()
-            .ok_or_else(|| StoreError::Inconsistent(format!("a {} was decided without an outcome", Decision::NAME)))
+        outcomes.pop().ok_or_else(|| {
+            StoreError::Inconsistent(format!("a {} was decided without an outcome", request.decision.kind()))
+        })
     }
 }
 
 /// `SELECT` of the sizes of the products in `$1` (an array) with their reserved units at `$2`.
 const SIZES_QUERY: &str = concat!(
     "SELECT s.product, s.size, s.stock, s.low_stock_threshold, ",
-    reserved_units!(),
-    " AS reserved FROM sizes s WHERE s.product = ANY($1) ORDER BY s.product, s.seq"
+    reserved_units!("$2"),
+    " FROM sizes s WHERE s.product = ANY($1) ORDER BY s.product, s.seq"
 );
 
 /// `SELECT` of the sizes named by the pairs of `$1` (products) and `$3` (labels), with their reserved units at `$2`.
 const SIZE_PAIRS_QUERY: &str = concat!(
     "SELECT s.product, s.size, s.stock, s.low_stock_threshold, ",
-    reserved_units!(),
-    " AS reserved FROM UNNEST($1::TEXT[], $3::TEXT[]) AS asked (product, size) \
+    reserved_units!("$2"),
+    " FROM UNNEST($1::TEXT[], $3::TEXT[]) AS asked (product, size) \
      JOIN sizes s ON s.product = asked.product AND s.size = asked.size"
 );
 
@@ -237,23 +212,6 @@ async fn sizes_of(
     let rows: Vec<SizeColumns> =
         sqlx::query_as(SIZES_QUERY).bind(products).bind(now.unix_millis()).fetch_all(&mut *connection).await?;
     sizes_from_rows(rows)
-}
-
-/// A reservation with its items; `lock` takes the reservation's row lock for the rest of the transaction.
-async fn load_reservation(
-    connection: &mut PgConnection,
-    reference: &str,
-    lock: bool,
-) -> Result<Option<ReservationRecord>, StoreError> {
-    const PLAIN: &str = "SELECT r.status, r.created_at, r.expires_at, ri.product, ri.size, ri.quantity \
-         FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
-         WHERE r.reference = $1 ORDER BY ri.seq";
-    const LOCKING: &str = "SELECT r.status, r.created_at, r.expires_at, ri.product, ri.size, ri.quantity \
-         FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
-         WHERE r.reference = $1 ORDER BY ri.seq FOR UPDATE OF r";
-    let rows: Vec<ReservationColumns> =
-        sqlx::query_as(if lock { LOCKING } else { PLAIN }).bind(reference).fetch_all(&mut *connection).await?;
-    reservation_from_rows(reference, rows)
 }
 
 /// The reservations under `references`, each with its items, by reference; a reference nobody reserved is absent.
@@ -277,7 +235,7 @@ async fn load_reservations(
          ORDER BY r.reference, ri.seq FOR UPDATE OF r";
     let rows: Vec<(String, String, i64, i64, String, String, i64)> =
         sqlx::query_as(if lock { LOCKING } else { PLAIN }).bind(references).fetch_all(&mut *connection).await?;
-    let mut by_reference: std::collections::BTreeMap<String, Vec<ReservationColumns>> = Default::default();
+    let mut by_reference: std::collections::BTreeMap<String, Vec<_>> = Default::default();
     for (reference, status, created_at, expires_at, product, size, quantity) in rows {
         by_reference.entry(reference).or_default().push((status, created_at, expires_at, product, size, quantity));
     }
@@ -290,328 +248,75 @@ async fn load_reservations(
     Ok(records)
 }
 
-/// The ledger's operations on this store, as [`crate::ledger::Ledger`] documents them.
+/// The ledger's decisions on this store, as [`crate::ledger::Ledger`] documents them, and the primitives the
+/// ledger's other operations are written on (`store/sql.rs`).
 impl PostgresStore {
-    pub async fn reserve(
-        &self,
-        reference: &str,
-        lines: &[CartLine],
-        ttl: ReservationTtl,
-        now: Timestamp,
-    ) -> Result<ReserveOutcome, StoreError> {
-        let request = decisions::ReserveRequest { reference: reference.to_owned(), lines: lines.to_vec(), ttl, now };
-        match &self.queues {
-            Some(queues) => batch::decide_in_next_batch(&queues.reservations, request, self.outbox()).await,
-            None => self.decide_alone(&request, self.outbox()).await,
-        }
-    }
-
-    pub async fn reservation(&self, reference: &str) -> Result<Option<ReservationRecord>, StoreError> {
-        let mut connection = self.pool.acquire().await?;
-        load_reservation(&mut connection, reference, false).await
-    }
-
-    pub async fn release(&self, reference: &str, now: Timestamp) -> Result<ReleaseOutcome, StoreError> {
-        in_transaction!(self, |connection| decisions::release(connection, self.outbox(), reference, now))
+    /// Takes one decision (see [`Decision`]): reservations and Stripe events in the next batch of their kind
+    /// (see `batch`), the others in a transaction of their own.
+    pub(crate) async fn decide(&self, request: Request) -> Result<Outcome, StoreError> {
+        let queue = match (&self.queues, &request.decision) {
+            (Some(queues), Decision::Reserve { .. }) => &queues.reservations,
+            (Some(queues), Decision::StripeEvent { .. }) => &queues.events,
+            _ => return self.decide_alone(&request, self.pending()).await,
+        };
+        batch::decide_in_next_batch(queue, request, self.pending()).await
     }
 
     pub async fn release_expired(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
-        in_transaction!(self, |connection| decisions::release_expired(connection, self.outbox(), now))
+        in_transaction!(self, |connection| decisions::release_expired(connection, self.pending(), now))
     }
 
-    pub async fn expired_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
-        let query = sqlx::query_scalar(reads::EXPIRED_CANDIDATES).bind(now.unix_millis()).bind(i64::from(limit));
-        Ok(query.fetch_all(&self.pool).await?)
-    }
-
-    pub async fn expire_one(&self, reference: &str, now: Timestamp) -> Result<bool, StoreError> {
-        in_transaction!(self, |connection| decisions::expire(connection, self.outbox(), reference, now))
-    }
-
-    pub async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError> {
-        let mut connection = self.pool.acquire().await?;
-        let sizes = sizes_of(&mut connection, &[product], now).await?;
-        Ok(sizes.into_iter().map(|(_, record)| record).collect())
-    }
-
-    pub async fn every_size(&self, now: Timestamp) -> Result<Vec<LedgerSize>, StoreError> {
-        static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        let query = QUERY.get_or_init(|| {
-            format!(
-                "SELECT s.product, s.size, s.stock, s.low_stock_threshold, {} AS reserved, s.alert_state \
-                 FROM sizes s ORDER BY s.product, s.seq",
-                reserved_units!().replace("$2", "$1")
-            )
-        });
-        let mut connection = self.pool.acquire().await?;
-        let rows: Vec<LedgerSizeColumns> =
-            sqlx::query_as(query.as_str()).bind(now.unix_millis()).fetch_all(&mut *connection).await?;
-        ledger_sizes_from_rows(rows)
-    }
-
-    pub async fn record_stock_alerts(
+    /// Every row a read gives.
+    pub(crate) async fn rows<Row: Columns>(
         &self,
-        crossings: Vec<AlertCrossing>,
-        now: Timestamp,
-    ) -> Result<Vec<StockAlert>, StoreError> {
-        static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        // One statement a crossing, each committed alone: the compare-and-set on the size's alert state and the
-        // alert's insert commit together, and no transaction holds more than one size's row lock.
-        let query = QUERY.get_or_init(|| {
-            format!(
-                "WITH crossed AS (UPDATE sizes SET alert_state = $3 \
-                   WHERE product = $1 AND size = $2 AND alert_state = $4 RETURNING product, size) \
-                 INSERT INTO stock_alerts (product, size, previous_state, state, stock, reserved, \
-                   low_stock_threshold, created_at, delivered_at, next_attempt_at) \
-                 SELECT product, size, $4, $3, $5, $6, $7, $8, $9, $8 FROM crossed RETURNING {ALERT_COLUMNS}"
-            )
-        });
-        let now = now.unix_millis();
-        let mut rows: Vec<AlertColumns> = Vec::new();
-        for crossing in &crossings {
-            let level = &crossing.size.level;
-            let row: Result<Option<AlertColumns>, sqlx::Error> = sqlx::query_as(query.as_str())
-                .bind(&crossing.product)
-                .bind(&crossing.size.size)
-                .bind(crossing.state().as_str())
-                .bind(crossing.previous.as_str())
-                .bind(i64::from(level.stock().get()))
-                .bind(i64::from(level.reserved().get()))
-                .bind(i64::from(level.low_stock_threshold().get()))
-                .bind(now)
-                .bind(if crossing.deliver { None } else { Some(now) })
-                .fetch_optional(&self.pool)
-                .await;
-            match row {
-                Ok(row) => rows.extend(row),
-                // Each crossing commits alone: the ones recorded before a failure stay recorded and are answered (to
-                // be logged and counted); the failed one is not, and the next check sees it again.
-                Err(error) if !rows.is_empty() => {
-                    tracing::warn!(error = %error, product = %crossing.product, size = %crossing.size.size,
-                        "recording a stock alert failed; the next check tries again");
-                }
-                Err(error) => return Err(error.into()),
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> Result<Vec<Row>, StoreError> {
+        Ok(sqlx::query_as_with(sql, arguments(params)?).fetch_all(&self.pool).await?)
+    }
+
+    /// Runs one statement, committed on its own; how many rows it changed.
+    pub(crate) async fn execute(&self, sql: &'static str, params: Vec<Param>) -> Result<u64, StoreError> {
+        Ok(sqlx::query_with(sql, arguments(params)?).execute(&self.pool).await?.rows_affected())
+    }
+
+    /// Runs statements in order in one transaction, all or none; the rows they returned.
+    pub(crate) async fn write<Row: Columns>(
+        &self,
+        steps: Vec<(&'static str, Vec<Param>)>,
+    ) -> Result<Vec<Row>, StoreError> {
+        in_transaction!(self, |connection| async {
+            let mut returned = Vec::new();
+            for (sql, params) in &steps {
+                let query = sqlx::query_as_with(*sql, arguments(params.clone())?);
+                returned.extend(query.fetch_all(&mut *connection).await?);
             }
-        }
-        alerts_from_rows(rows)
+            Ok::<_, StoreError>(returned)
+        })
     }
 
-    pub async fn claim_stock_alerts(
-        &self,
-        now: Timestamp,
-        until: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<StockAlert>, StoreError> {
-        static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        // SKIP LOCKED: two sidecars claiming at once each take other alerts.
-        let query = QUERY.get_or_init(|| {
-            format!(
-                "UPDATE stock_alerts SET claimed_until = $2 WHERE id IN (SELECT id FROM stock_alerts \
-                   WHERE delivered_at IS NULL AND next_attempt_at <= $1 AND claimed_until <= $1 \
-                   ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 RETURNING {ALERT_COLUMNS}"
-            )
-        });
-        let rows: Vec<AlertColumns> = sqlx::query_as(query.as_str())
-            .bind(now.unix_millis())
-            .bind(until.unix_millis())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        alerts_from_rows(rows)
-    }
-
-    pub async fn stock_alert_delivered(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE stock_alerts SET delivered_at = $2, claimed_until = 0, last_error = NULL WHERE id = $1")
-            .bind(id)
-            .bind(now.unix_millis())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn stock_alert_failed(&self, id: i64, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE stock_alerts SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, claimed_until = 0 \
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(error)
-        .bind(retry_at.unix_millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn record_movement(
-        &self,
-        request: MovementRequest,
-        now: Timestamp,
-    ) -> Result<MovementOutcome, StoreError> {
-        in_transaction!(self, retry_if retry_or_key_taken, |connection| decisions::record_movement(
-            connection,
-            self.outbox(),
-            &request,
-            now
-        ))
-    }
-
-    pub async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError> {
-        let mut connection = self.pool.acquire().await?;
-        let now = now.unix_millis();
-        let counts = sqlx::query_as(reads::MONITORING_COUNTS).bind(now).fetch_one(&mut *connection).await?;
-        let oldest_query = sqlx::query_as(reads::OLDEST_ACTIVE).bind(now).bind(i64::from(OLDEST_LISTED));
-        let oldest = oldest_query.fetch_all(&mut *connection).await?;
-        let alerts = alert_status(sqlx::query_as(ALERT_STATUS_QUERY).fetch_one(&mut *connection).await?);
-        let ledger_writes = WriterCounts {
+    /// Decisions run and transactions committed since the store opened.
+    pub fn writer_counts(&self) -> WriterCounts {
+        WriterCounts {
             writes: self.counters.writes.load(Ordering::Relaxed),
             commits: self.counters.commits.load(Ordering::Relaxed),
-        };
-        monitoring_from_rows(counts, oldest, alerts, ledger_writes)
-    }
-
-    pub async fn movement_totals(&self, since: Timestamp) -> Result<Vec<MovementTotal>, StoreError> {
-        let query = sqlx::query_as(reads::MOVEMENT_TOTALS).bind(since.unix_millis());
-        totals_from_rows(query.fetch_all(&self.pool).await?)
-    }
-
-    pub async fn apply_stripe_event(
-        &self,
-        event: &StripeEventRecord,
-        action: &StripeAction,
-        now: Timestamp,
-    ) -> Result<EventOutcome, StoreError> {
-        let request = decisions::EventRequest { event: event.clone(), action: action.clone(), now };
-        match &self.queues {
-            Some(queues) => batch::decide_in_next_batch(&queues.events, request, self.outbox()).await,
-            None => self.decide_alone(&request, self.outbox()).await,
         }
-    }
-
-    pub async fn open_conflicts(&self, limit: u32) -> Result<Vec<ConflictRecord>, StoreError> {
-        let rows: Vec<ConflictColumns> =
-            sqlx::query_as(OPEN_CONFLICTS_QUERY).bind(i64::from(limit)).fetch_all(&self.pool).await?;
-        rows.into_iter().map(conflict_from_columns).collect()
-    }
-
-    pub async fn resolve_conflict(
-        &self,
-        id: i64,
-        resolution: &str,
-        now: Timestamp,
-    ) -> Result<ResolveOutcome, StoreError> {
-        // One statement each: the conditional update decides which resolution stands, whichever sidecar runs first.
-        let updated = sqlx::query(RESOLVE_CONFLICT)
-            .bind(now.unix_millis())
-            .bind(resolution)
-            .bind(id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        let row: Option<ConflictColumns> = sqlx::query_as(CONFLICT_QUERY).bind(id).fetch_optional(&self.pool).await?;
-        Ok(decide::resolution(updated > 0, row.map(conflict_from_columns).transpose()?))
-    }
-
-    pub async fn prune_stripe_events(&self, before: Timestamp) -> Result<u64, StoreError> {
-        let deleted = sqlx::query("DELETE FROM stripe_events WHERE received_at < $1")
-            .bind(before.unix_millis())
-            .execute(&self.pool)
-            .await?;
-        Ok(deleted.rows_affected())
-    }
-
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    pub async fn movement(&self, id: i64) -> Result<Option<MovementRecord>, StoreError> {
-        let row: Option<MovementColumns> = sqlx::query_as(reads::MOVEMENT).bind(id).fetch_optional(&self.pool).await?;
-        row.map(movement_from_columns).transpose()
-    }
-
-    pub async fn movement_ids(&self, after: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
-        let query = sqlx::query_scalar(reads::MOVEMENT_IDS).bind(after).bind(i64::from(limit));
-        Ok(query.fetch_all(&self.pool).await?)
-    }
-
-    pub async fn ledger_products(&self) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(reads::LEDGER_PRODUCTS).fetch_all(&self.pool).await?)
-    }
-
-    pub async fn import_size(
-        &self,
-        (product, size): (&str, &str),
-        stock: Quantity,
-        low_stock_threshold: Quantity,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<ImportOutcome, StoreError> {
-        in_transaction!(self, retry_if retry_or_key_taken, |connection| decisions::import_size(
-            connection,
-            self.outbox(),
-            (product, size),
-            (stock, low_stock_threshold),
-            reason,
-            now
-        ))
-    }
-
-    pub async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
-        let query = sqlx::query_scalar(reads::DUE_LANES).bind(now.unix_millis()).bind(i64::from(limit));
-        Ok(query.fetch_all(&self.pool).await?)
-    }
-
-    pub async fn lane_entries(&self, lane: &str, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
-        let query = sqlx::query_as(reads::LANE_ENTRIES).bind(lane).bind(i64::from(limit));
-        outbox_entries_from_rows(query.fetch_all(&self.pool).await?)
-    }
-
-    pub async fn outbox_delivered(&self, entry: &OutboxEntry) -> Result<bool, StoreError> {
-        let deleted = sqlx::query("DELETE FROM outbox WHERE id = $1 AND revision = $2")
-            .bind(entry.id)
-            .bind(entry.revision)
-            .execute(&self.pool)
-            .await?;
-        Ok(deleted.rows_affected() == 1)
-    }
-
-    pub async fn outbox_failed(&self, entry: &OutboxEntry, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
-        in_transaction!(self, |connection| decisions::outbox_failed(
-            connection,
-            (entry.id, &entry.lane),
-            error,
-            retry_at.unix_millis()
-        ))
-    }
-
-    pub async fn claim_lane(&self, lane: &str, claim: &LaneClaim, now: Timestamp) -> Result<bool, StoreError> {
-        // A conditional upsert: a second sidecar claiming the same lane at the same moment waits for the first
-        // one's insert, then finds the claim running and changes nothing.
-        let claimed = sqlx::query(
-            "INSERT INTO outbox_claims (lane, owner, claimed_until) VALUES ($1, $2, $4) \
-             ON CONFLICT (lane) DO UPDATE SET owner = EXCLUDED.owner, claimed_until = EXCLUDED.claimed_until \
-             WHERE outbox_claims.claimed_until <= $3 OR outbox_claims.owner = EXCLUDED.owner",
-        )
-        .bind(lane)
-        .bind(&claim.owner)
-        .bind(now.unix_millis())
-        .bind(claim.until.unix_millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(claimed.rows_affected() == 1)
-    }
-
-    pub async fn release_lane(&self, lane: &str, owner: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM outbox_claims WHERE lane = $1 AND owner = $2")
-            .bind(lane)
-            .bind(owner)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A statement's parameters as PostgreSQL's driver binds them.
+fn arguments(params: Vec<Param>) -> Result<PgArguments, StoreError> {
+    let mut arguments = PgArguments::default();
+    for param in params {
+        let added = match param {
+            Param::Integer(value) => arguments.add(value),
+            Param::Text(value) => arguments.add(value),
+        };
+        added.map_err(|error| StoreError::Database(Arc::from(error)))?;
+    }
+    Ok(arguments)
 }

@@ -12,21 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
-use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
+use rusqlite::{Connection, OpenFlags, params_from_iter};
+use stock_core::Timestamp;
 use tokio::sync::Semaphore;
 
-use super::columns::{
-    ALERT_STATUS_QUERY, ConflictColumns, LedgerSizeColumns, MonitoringCounts, MovementColumns, OPEN_CONFLICTS_QUERY,
-    OutboxColumns, SummaryColumns, alert_status, conflict_from_columns, ledger_sizes_from_rows, monitoring_from_rows,
-    movement_from_columns, outbox_entries_from_rows, reads, totals_from_rows,
-};
-use super::{
-    AlertCrossing, ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome,
-    MovementRecord, MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, ProjectionSettings, ReleaseOutcome,
-    ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, StockAlert, StoreError, StripeAction,
-    StripeEventRecord,
-};
+use super::plan::{Outcome, Request};
+use super::sql::{Columns, Param, reserved_units, sqlite_text};
+use super::{ProjectionSettings, StoreError};
 
 /// SQLite's `synchronous` setting for the ledger (WAL mode either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,13 +35,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const READERS: usize = 4;
 /// How long a read waits for a free reader connection before it fails as busy (503, retried by the caller).
 const READ_WAIT: Duration = Duration::from_secs(10);
-
-/// Units held by the reservations of one size at `?2` (now): `held_units` (kept by triggers equal to the items
-/// with `holds_until > 0`, see migration 0004) less the items of active reservations already past their expiry
-/// but not yet marked expired. `holds_until` is the SQL form of stock-core's `Reservation::holds_units` (see
-/// [`holds_until`]); the lapsed items are read through a covering index and are few (cleanup marks them).
-const RESERVED_UNITS: &str = "s.held_units - COALESCE((SELECT SUM(ri.quantity) FROM reservation_items ri \
-    WHERE ri.product = s.product AND ri.size = s.size AND ri.holds_until > 0 AND ri.holds_until <= ?2), 0)";
 
 /// The embedded SQLite ledger.
 #[derive(Debug, Clone)]
@@ -240,44 +225,19 @@ where
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// The first column of every row `sql` gives.
-fn column<Value: rusqlite::types::FromSql>(
-    connection: &Connection,
-    sql: &str,
-    parameters: impl rusqlite::Params,
-) -> Result<Vec<Value>, StoreError> {
-    Ok(rows::<(Value,)>(connection, sql, parameters)?.into_iter().map(|(value,)| value).collect())
-}
+/// `SELECT` of a product's sizes (`?1`) with their reserved units at `?2`, in one statement (one snapshot).
+const SIZES_QUERY: &str = concat!(
+    "SELECT s.size, s.stock, s.low_stock_threshold, ",
+    reserved_units!("?2"),
+    " FROM sizes s WHERE s.product = ?1 ORDER BY s.rowid"
+);
 
-/// `SELECT` of a product's sizes with their reserved units, in one statement (one consistent snapshot).
-fn sizes_query() -> &'static str {
-    static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    QUERY.get_or_init(|| {
-        format!(
-            "SELECT s.size, s.stock, s.low_stock_threshold, {RESERVED_UNITS} AS reserved \
-             FROM sizes s WHERE s.product = ?1 ORDER BY s.rowid"
-        )
-    })
-}
-
-/// `SELECT` of one size (`?1` product, `?3` size) with its reserved units.
-fn size_query() -> &'static str {
-    static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    QUERY.get_or_init(|| {
-        format!(
-            "SELECT s.size, s.stock, s.low_stock_threshold, {RESERVED_UNITS} AS reserved \
-             FROM sizes s WHERE s.product = ?1 AND s.size = ?3"
-        )
-    })
-}
-
-/// `SELECT` of a reservation joined with its items, in item order (`?1` the reference).
-const RESERVATION_QUERY: &str = "SELECT r.status, r.created_at, r.expires_at, ri.product, ri.size, ri.quantity \
-     FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
-     WHERE r.reference = ?1 ORDER BY ri.rowid";
-
-/// The columns of a reservation joined with one of its items.
-type ReservationColumns = (String, i64, i64, String, String, i64);
+/// `SELECT` of one size (`?1` product, `?3` size) with its reserved units at `?2`.
+const SIZE_QUERY: &str = concat!(
+    "SELECT s.size, s.stock, s.low_stock_threshold, ",
+    reserved_units!("?2"),
+    " FROM sizes s WHERE s.product = ?1 AND s.size = ?3"
+);
 
 mod group_commit;
 mod migrate;
@@ -286,27 +246,13 @@ mod writes;
 use group_commit::Writer;
 pub use group_commit::WriterCounts;
 
-/// The ledger's operations on this store, as [`crate::ledger::Ledger`] documents them.
+/// The ledger's decisions on this store, as [`crate::ledger::Ledger`] documents them, and the primitives the
+/// ledger's other operations are written on (`store/sql.rs`).
 impl SqliteStore {
-    pub async fn reserve(
-        &self,
-        reference: &str,
-        lines: &[CartLine],
-        ttl: ReservationTtl,
-        now: Timestamp,
-    ) -> Result<ReserveOutcome, StoreError> {
-        let (reference, lines, outbox) = (reference.to_owned(), lines.to_vec(), self.outbox());
-        self.writer.write(move |connection| writes::reserve(connection, outbox, (&reference, &lines), ttl, now)).await
-    }
-
-    pub async fn reservation(&self, reference: &str) -> Result<Option<ReservationRecord>, StoreError> {
-        let reference = reference.to_owned();
-        self.readers.read(move |connection| writes::load_reservation(connection, &reference)).await
-    }
-
-    pub async fn release(&self, reference: &str, now: Timestamp) -> Result<ReleaseOutcome, StoreError> {
-        let (reference, outbox) = (reference.to_owned(), self.outbox());
-        self.writer.write(move |connection| writes::release(connection, outbox, &reference, now)).await
+    /// Takes one decision in the next commit (see [`super::plan::Decision`]).
+    pub(crate) async fn decide(&self, request: Request) -> Result<Outcome, StoreError> {
+        let outbox = self.outbox();
+        self.writer.write(move |connection| writes::decide(connection, outbox, &request)).await
     }
 
     pub async fn release_expired(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
@@ -314,186 +260,44 @@ impl SqliteStore {
         self.writer.write(move |connection| writes::release_expired(connection, queue_for_payload, now)).await
     }
 
-    pub async fn expired_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
-        self.readers
-            .read(move |connection| column(connection, reads::EXPIRED_CANDIDATES, (now.unix_millis(), limit)))
-            .await
-    }
-
-    pub async fn expire_one(&self, reference: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let (reference, outbox) = (reference.to_owned(), self.outbox());
-        self.writer.write(move |connection| writes::expire(connection, outbox, &reference, now)).await
-    }
-
-    pub async fn product_stock(&self, product: &str, now: Timestamp) -> Result<Vec<SizeRecord>, StoreError> {
-        let product = product.to_owned();
-        self.readers.read(move |connection| writes::sizes_of(connection, &product, now)).await
-    }
-
-    pub async fn every_size(&self, now: Timestamp) -> Result<Vec<LedgerSize>, StoreError> {
-        self.readers
-            .read(move |connection| {
-                let query = format!(
-                    "SELECT s.product, s.size, s.stock, s.low_stock_threshold, {RESERVED_UNITS} AS reserved, \
-                       s.alert_state FROM sizes s ORDER BY s.product, s.rowid"
-                );
-                // ?1 is unused: RESERVED_UNITS reads now from ?2.
-                ledger_sizes_from_rows(rows::<LedgerSizeColumns>(connection, &query, (0, now.unix_millis()))?)
-            })
-            .await
-    }
-
-    pub async fn record_stock_alerts(
+    /// Every row a read gives, on a reader connection.
+    pub(crate) async fn rows<Row: Columns>(
         &self,
-        crossings: Vec<AlertCrossing>,
-        now: Timestamp,
-    ) -> Result<Vec<StockAlert>, StoreError> {
-        self.writer.write(move |connection| writes::record_stock_alerts(connection, &crossings, now)).await
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> Result<Vec<Row>, StoreError> {
+        self.readers.read(move |connection| rows(connection, &sqlite_text(sql), params_from_iter(&params))).await
     }
 
-    pub async fn claim_stock_alerts(
-        &self,
-        now: Timestamp,
-        until: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<StockAlert>, StoreError> {
-        self.writer.write(move |connection| writes::claim_stock_alerts(connection, now, until, limit)).await
-    }
-
-    pub async fn stock_alert_delivered(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
-        self.writer.write(move |connection| writes::stock_alert_delivered(connection, id, now)).await
-    }
-
-    pub async fn stock_alert_failed(&self, id: i64, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
-        let error = error.to_owned();
-        self.writer.write(move |connection| writes::stock_alert_failed(connection, id, &error, retry_at)).await
-    }
-
-    pub async fn record_movement(
-        &self,
-        request: MovementRequest,
-        now: Timestamp,
-    ) -> Result<MovementOutcome, StoreError> {
-        let outbox = self.outbox();
-        self.writer.write(move |connection| writes::record_movement(connection, outbox, &request, now)).await
-    }
-
-    pub async fn monitoring(&self, now: Timestamp) -> Result<Monitoring, StoreError> {
-        let ledger_writes = self.writer.counts();
-        self.readers.read(move |connection| monitoring(connection, now.unix_millis(), ledger_writes)).await
-    }
-
-    pub async fn movement_totals(&self, since: Timestamp) -> Result<Vec<MovementTotal>, StoreError> {
-        let since = since.unix_millis();
-        self.readers.read(move |connection| totals_from_rows(rows(connection, reads::MOVEMENT_TOTALS, [since])?)).await
-    }
-
-    pub async fn apply_stripe_event(
-        &self,
-        event: &StripeEventRecord,
-        action: &StripeAction,
-        now: Timestamp,
-    ) -> Result<EventOutcome, StoreError> {
-        let (event, action, outbox) = (event.clone(), action.clone(), self.outbox());
-        self.writer.write(move |connection| writes::apply_stripe_event(connection, outbox, &event, &action, now)).await
-    }
-
-    pub async fn open_conflicts(&self, limit: u32) -> Result<Vec<ConflictRecord>, StoreError> {
-        self.readers
-            .read(move |connection| {
-                rows::<ConflictColumns>(connection, OPEN_CONFLICTS_QUERY, [limit])?
-                    .into_iter()
-                    .map(conflict_from_columns)
-                    .collect()
-            })
-            .await
-    }
-
-    pub async fn resolve_conflict(
-        &self,
-        id: i64,
-        resolution: &str,
-        now: Timestamp,
-    ) -> Result<ResolveOutcome, StoreError> {
-        let resolution = resolution.to_owned();
-        self.writer.write(move |connection| writes::resolve_conflict(connection, id, &resolution, now)).await
-    }
-
-    pub async fn prune_stripe_events(&self, before: Timestamp) -> Result<u64, StoreError> {
-        let before = before.unix_millis();
-        self.writer.write(move |connection| writes::prune_stripe_events(connection, before)).await
-    }
-
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.readers.read(|connection| column::<i64>(connection, "SELECT 1", []).map(drop)).await
-    }
-
-    pub async fn movement(&self, id: i64) -> Result<Option<MovementRecord>, StoreError> {
-        self.readers
-            .read(move |connection| {
-                rows::<MovementColumns>(connection, reads::MOVEMENT, [id])?.pop().map(movement_from_columns).transpose()
-            })
-            .await
-    }
-
-    pub async fn movement_ids(&self, after: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
-        self.readers.read(move |connection| column(connection, reads::MOVEMENT_IDS, (after, limit))).await
-    }
-
-    pub async fn ledger_products(&self) -> Result<Vec<String>, StoreError> {
-        self.readers.read(move |connection| column(connection, reads::LEDGER_PRODUCTS, [])).await
-    }
-
-    pub async fn import_size(
-        &self,
-        (product, size): (&str, &str),
-        stock: Quantity,
-        low_stock_threshold: Quantity,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<ImportOutcome, StoreError> {
-        let (product, size, reason, outbox) = (product.to_owned(), size.to_owned(), reason.to_owned(), self.outbox());
+    /// Runs one statement in the next commit; how many rows it changed.
+    pub(crate) async fn execute(&self, sql: &'static str, params: Vec<Param>) -> Result<u64, StoreError> {
         self.writer
             .write(move |connection| {
-                let figures = (stock, low_stock_threshold);
-                writes::import_size(connection, outbox, (&product, &size), figures, &reason, now)
+                let changed = connection.prepare_cached(&sqlite_text(sql))?.execute(params_from_iter(&params))?;
+                Ok(changed as u64)
             })
             .await
     }
 
-    pub async fn due_lanes(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
-        self.readers.read(move |connection| column(connection, reads::DUE_LANES, (now.unix_millis(), limit))).await
-    }
-
-    pub async fn lane_entries(&self, lane: &str, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
-        let lane = lane.to_owned();
-        self.readers
-            .read(move |connection| {
-                outbox_entries_from_rows(rows::<OutboxColumns>(connection, reads::LANE_ENTRIES, (&lane, limit))?)
-            })
-            .await
-    }
-
-    pub async fn outbox_delivered(&self, entry: &OutboxEntry) -> Result<bool, StoreError> {
-        let (id, revision) = (entry.id, entry.revision);
-        self.writer.write(move |connection| writes::outbox_delivered(connection, id, revision)).await
-    }
-
-    pub async fn outbox_failed(&self, entry: &OutboxEntry, error: &str, retry_at: Timestamp) -> Result<(), StoreError> {
-        let (id, lane, error, retry_at) = (entry.id, entry.lane.clone(), error.to_owned(), retry_at.unix_millis());
-        self.writer.write(move |connection| writes::outbox_failed(connection, (id, &lane), &error, retry_at)).await
-    }
-
-    pub async fn claim_lane(&self, lane: &str, claim: &LaneClaim, now: Timestamp) -> Result<bool, StoreError> {
-        let (lane, owner, until) = (lane.to_owned(), claim.owner.clone(), claim.until.unix_millis());
+    /// Runs statements in order in the next commit, all or none; the rows they returned.
+    pub(crate) async fn write<Row: Columns>(
+        &self,
+        steps: Vec<(&'static str, Vec<Param>)>,
+    ) -> Result<Vec<Row>, StoreError> {
         self.writer
-            .write(move |connection| writes::claim_lane(connection, &lane, &owner, (now.unix_millis(), until)))
+            .write(move |connection| {
+                let mut returned = Vec::new();
+                for (sql, params) in &steps {
+                    returned.extend(rows(connection, &sqlite_text(sql), params_from_iter(params))?);
+                }
+                Ok(returned)
+            })
             .await
     }
 
-    pub async fn release_lane(&self, lane: &str, owner: &str) -> Result<(), StoreError> {
-        let (lane, owner) = (lane.to_owned(), owner.to_owned());
-        self.writer.write(move |connection| writes::release_lane(connection, &lane, &owner)).await
+    /// Writes and commits since the store opened.
+    pub fn writer_counts(&self) -> WriterCounts {
+        self.writer.counts()
     }
 
     /// Closes every connection (the WAL is checkpointed when the last one closes).
@@ -501,17 +305,6 @@ impl SqliteStore {
         self.writer.close().await;
         self.readers.close();
     }
-}
-
-/// The figures an operator watches, read in one transaction of a reader connection (one snapshot).
-fn monitoring(connection: &Connection, now: i64, ledger_writes: WriterCounts) -> Result<Monitoring, StoreError> {
-    let snapshot = connection.unchecked_transaction()?;
-    let counts = rows::<MonitoringCounts>(&snapshot, reads::MONITORING_COUNTS, [now])?
-        .pop()
-        .ok_or_else(|| StoreError::Inconsistent("the monitoring counts gave no row".to_owned()))?;
-    let oldest = rows::<SummaryColumns>(&snapshot, reads::OLDEST_ACTIVE, (now, OLDEST_LISTED))?;
-    let alerts = rows::<(i64, Option<String>)>(&snapshot, ALERT_STATUS_QUERY, [])?.pop().map(alert_status);
-    monitoring_from_rows(counts, oldest, alerts.unwrap_or_default(), ledger_writes)
 }
 
 #[cfg(test)]
