@@ -359,10 +359,9 @@ impl Ledger {
         crossings: Vec<AlertCrossing>,
         now: Timestamp,
     ) -> Result<Vec<StockAlert>, StoreError> {
-        let mut rows: Vec<AlertColumns> = Vec::new();
-        for crossing in &crossings {
-            // Each crossing in a transaction of its own: the alert and the size's new alerted state commit together,
-            // and no transaction holds two sizes' locks.
+        // Each crossing in a transaction of its own, so that no transaction holds two sizes' locks: the alert and
+        // the size's new alerted state commit together. They run at once (SQLite's writer commits them together).
+        let record_each = crossings.iter().map(|crossing| {
             let (product, size, state, previous) =
                 (&crossing.product, &crossing.size.size, crossing.state().as_str(), crossing.previous.as_str());
             let level = &crossing.size.level;
@@ -378,17 +377,25 @@ impl Ledger {
                 (!crossing.deliver).then_some(now),
             ];
             let mark = params![product, size, state, previous];
-            let steps = vec![(statements::RECORD_ALERT, record), (statements::MARK_ALERTED, mark)];
-            match self.timed("record_stock_alerts", self.write::<AlertColumns>(steps)).await {
+            self.write::<AlertColumns>(vec![(statements::RECORD_ALERT, record), (statements::MARK_ALERTED, mark)])
+        });
+        let results =
+            self.timed("record_stock_alerts", async { Ok(futures_util::future::join_all(record_each).await) });
+        let (mut rows, mut failure): (Vec<AlertColumns>, Option<StoreError>) = (Vec::new(), None);
+        for (crossing, result) in crossings.iter().zip(results.await?) {
+            match result {
                 Ok(recorded) => rows.extend(recorded),
-                // The crossings recorded before a failure stay recorded and are answered (to be logged and
-                // counted); the failed one is not, and the next check sees it again.
-                Err(error) if !rows.is_empty() => {
-                    tracing::warn!(error = %error, product = %product, size = %size,
+                // The crossings recorded stay recorded and are answered (to be logged and counted); a failed one is
+                // not, and the next check sees it again.
+                Err(error) => {
+                    tracing::warn!(error = %error, product = %crossing.product, size = %crossing.size.size,
                         "recording a stock alert failed; the next check tries again");
+                    failure = Some(error);
                 }
-                Err(error) => return Err(error),
             }
+        }
+        if let (true, Some(error)) = (rows.is_empty(), failure) {
+            return Err(error);
         }
         let alerts = alerts_from_rows(rows)?;
         for alert in &alerts {
