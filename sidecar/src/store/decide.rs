@@ -1,6 +1,6 @@
-//! The decisions both stores make alike, once they have read what a decision needs: pure functions from stored
-//! records and stock levels (and `now`) to what to write, with stock-core's rules. A store locks, reads, calls
-//! one of these and writes what it returned; none of them touches a database.
+//! The rules of each decision on the records it read: pure functions from stored records and stock levels (and
+//! `now`) to what changes, with stock-core's rules. `plan.rs` calls them on its snapshot and turns what they return
+//! into rows to write; none of them touches a database.
 
 use stock_core::{
     MovementDetails, MovementType, Quantity, ReservationError, ReservationStatus, SignedQuantity, StatusChange,
