@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::{StreamExt, stream};
 use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
 use tokio::sync::Notify;
 
@@ -28,6 +29,9 @@ use crate::store::{
     ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, SqliteStore, StockAlert, StoreError, StripeAction,
     StripeEventRecord, resolution as resolved,
 };
+
+/// How many of a check's alert crossings are recorded at once.
+const ALERTS_RECORDED_AT_ONCE: usize = 4;
 
 /// The store a ledger is kept in.
 #[derive(Debug)]
@@ -360,7 +364,8 @@ impl Ledger {
         now: Timestamp,
     ) -> Result<Vec<StockAlert>, StoreError> {
         // Each crossing in a transaction of its own, so that no transaction holds two sizes' locks: the alert and
-        // the size's new alerted state commit together. They run at once (SQLite's writer commits them together).
+        // the size's new alerted state commit together. A few at once (SQLite's writer commits them together),
+        // never so many that they take every connection of PostgreSQL's pool from the decisions.
         let record_each = crossings.iter().map(|crossing| {
             let (product, size, state, previous) =
                 (&crossing.product, &crossing.size.size, crossing.state().as_str(), crossing.previous.as_str());
@@ -379,23 +384,28 @@ impl Ledger {
             let mark = params![product, size, state, previous];
             self.write::<AlertColumns>(vec![(statements::RECORD_ALERT, record), (statements::MARK_ALERTED, mark)])
         });
-        let results =
-            self.timed("record_stock_alerts", async { Ok(futures_util::future::join_all(record_each).await) });
-        let (mut rows, mut failure): (Vec<AlertColumns>, Option<StoreError>) = (Vec::new(), None);
-        for (crossing, result) in crossings.iter().zip(results.await?) {
+        // Collected first: a stream of futures that borrow the crossings is not Send to the compiler otherwise.
+        let record_each: Vec<_> = record_each.collect();
+        let results = self
+            .timed("record_stock_alerts", async {
+                let results: Vec<_> = stream::iter(record_each).buffered(ALERTS_RECORDED_AT_ONCE).collect().await;
+                // The call fails when every crossing did; otherwise the ones recorded are answered (to be logged
+                // and counted) and a failed one is seen again by the next check.
+                match results.iter().any(Result::is_ok) || results.is_empty() {
+                    true => Ok(results),
+                    false => Err(results.into_iter().find_map(Result::err).unwrap_or_else(|| {
+                        StoreError::Inconsistent("no stock alert was recorded and none failed".to_owned())
+                    })),
+                }
+            })
+            .await?;
+        let mut rows: Vec<AlertColumns> = Vec::new();
+        for (crossing, result) in crossings.iter().zip(results) {
             match result {
                 Ok(recorded) => rows.extend(recorded),
-                // The crossings recorded stay recorded and are answered (to be logged and counted); a failed one is
-                // not, and the next check sees it again.
-                Err(error) => {
-                    tracing::warn!(error = %error, product = %crossing.product, size = %crossing.size.size,
-                        "recording a stock alert failed; the next check tries again");
-                    failure = Some(error);
-                }
+                Err(error) => tracing::warn!(error = %error, product = %crossing.product, size = %crossing.size.size,
+                    "recording a stock alert failed; the next check tries again"),
             }
-        }
-        if let (true, Some(error)) = (rows.is_empty(), failure) {
-            return Err(error);
         }
         let alerts = alerts_from_rows(rows)?;
         for alert in &alerts {

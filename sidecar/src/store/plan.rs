@@ -680,7 +680,7 @@ fn import_size(
 
 /// A decision as its caller asks for it. A store takes it atomically, alone or in a batch of decisions of its kind:
 /// it loads what [`reads`] names, plans the batch with [`plan_batch`], writes the plans and answers each caller
-/// ([`answers`]) once they are committed.
+/// ([`BatchPlan::answer`]) once they are committed.
 #[derive(Debug, Clone)]
 pub(crate) enum Decision {
     Reserve { reference: String, lines: Vec<CartLine>, ttl: ReservationTtl },
@@ -744,16 +744,24 @@ answer_of_outcome!(Reserve: ReserveOutcome, Release: ReleaseOutcome, Expire: boo
 /// What a batch of decisions reads, each key once and sorted.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Reads {
-    /// Stripe event ids: whether the ledger applied each before.
-    pub(crate) events: Vec<String>,
+    /// Stripe event ids, each with the reservation its action names (if any): whether the ledger applied each
+    /// before is read first, and a reservation named only by events applied before is not read at all (a
+    /// redelivery takes no lock).
+    pub(crate) events: Vec<(String, Option<String>)>,
+    /// The reservations read whatever the events: a reservation request's reference, a release's, an expiry's.
     pub(crate) reservations: Vec<String>,
-    /// Whether the decisions may move the reservations they read (PostgreSQL locks them, in reference order, and
-    /// then the sizes they hold, see [`sizes_read`]).
+    /// Whether the decisions may move the reservations they read: PostgreSQL locks them (in reference order), then
+    /// the sizes of the ones that may move ([`sizes_read`]).
     pub(crate) changes_reservations: bool,
+    /// Whether a payment may sell a released or expired reservation again (a late payment), so its sizes are read.
+    pub(crate) late_payments: bool,
     /// Products read whole (a cart is checked against every size of each).
     pub(crate) products: Vec<String>,
     /// Sizes the decisions may change (PostgreSQL locks them).
     pub(crate) sizes: Vec<(String, String)>,
+    /// Sizes read only to know whether the ledger has them, without a lock (an import: a size another process
+    /// creates meanwhile fails the import's insert on the size's key).
+    pub(crate) unlocked_sizes: Vec<(String, String)>,
     /// Movement idempotency keys.
     pub(crate) movements: Vec<String>,
 }
@@ -777,45 +785,73 @@ pub(crate) fn reads(batch: &[Request]) -> Reads {
                 reads.movements.extend(movement_reads(movement));
             }
             Decision::StripeEvent { event, action } => {
-                reads.events.push(event.id.clone());
-                reads.reservations.extend(event_reads(action).map(str::to_owned));
+                reads.events.push((event.id.clone(), event_reads(action).map(str::to_owned)));
                 reads.changes_reservations = true;
+                reads.late_payments |= matches!(action, StripeAction::Commit { .. });
             }
-            Decision::Import { product, size, .. } => reads.sizes.push((product.clone(), size.clone())),
+            Decision::Import { product, size, .. } => reads.unlocked_sizes.push((product.clone(), size.clone())),
         }
     }
-    for keys in [&mut reads.events, &mut reads.reservations, &mut reads.products, &mut reads.movements] {
+    for keys in [&mut reads.reservations, &mut reads.products, &mut reads.movements] {
         keys.sort_unstable();
         keys.dedup();
     }
-    reads.sizes.sort_unstable();
-    reads.sizes.dedup();
+    reads.events.sort_unstable();
+    reads.events.dedup();
+    for sizes in [&mut reads.sizes, &mut reads.unlocked_sizes] {
+        sizes.sort_unstable();
+        sizes.dedup();
+    }
+    reads.unlocked_sizes.retain(|size| reads.sizes.binary_search(size).is_err());
     reads
 }
 
-/// The sizes a batch reads (and PostgreSQL locks), sorted, each once: the ones [`Reads`] names, and, when the
-/// decisions move the reservations they read, the sizes those reservations hold, but a paid one's (it is final, so
-/// no decision reads its sizes' figures, and a late or repeated event about it takes no lock on a hot size).
+/// The reservations a batch reads, sorted, each once, once it knows which of its events the ledger applied before.
+pub(crate) fn references_read(reads: &Reads, applied: &[String]) -> Vec<String> {
+    let unapplied = reads.events.iter().filter(|(id, _)| !applied.contains(id));
+    let mut references = reads.reservations.clone();
+    references.extend(unapplied.filter_map(|(_, reference)| reference.clone()));
+    references.sort_unstable();
+    references.dedup();
+    references
+}
+
+/// The sizes a batch reads and PostgreSQL locks, sorted, each once: the ones [`Reads`] names, and, when the
+/// decisions may move the reservations they read, the sizes of those that can still move: an active or
+/// processing one, or, when a payment may come late, a released or expired one. A paid reservation is final, and
+/// a released or expired one only comes back through a late payment: a decision about one that cannot move reads
+/// none of its sizes' figures and takes no lock on a hot size.
 pub(crate) fn sizes_read<'a>(
     reads: &Reads,
     reservations: impl Iterator<Item = &'a ReservationRecord>,
 ) -> Vec<(String, String)> {
     let mut sizes = reads.sizes.clone();
     if reads.changes_reservations {
-        let changeable = reservations.filter(|record| record.status != ReservationStatus::Committed);
-        sizes.extend(changeable.flat_map(|record| &record.items).map(|item| (item.product.clone(), item.size.clone())));
+        let can_move = reservations.filter(|record| match record.status {
+            ReservationStatus::Active | ReservationStatus::Processing => true,
+            ReservationStatus::Released | ReservationStatus::Expired => reads.late_payments,
+            ReservationStatus::Committed => false,
+        });
+        sizes.extend(can_move.flat_map(|record| &record.items).map(|item| (item.product.clone(), item.size.clone())));
     }
     sizes.sort_unstable();
     sizes.dedup();
     sizes
 }
 
-/// The instant a batch is decided at, the latest of its requests': its figures are read at it, and its Stripe
-/// events planned at it, so that a hold ending between two events' instants counts the same for both (read at the
+/// The instant a batch reads its figures at. A batch of reservations reads them at its earliest instant: a hold that
+/// ends between its requests' instants still counts for all of them (refusing too much, never promising a unit
+/// that a reservation still holds at a request's own instant). A batch with Stripe events reads and plans them at
+/// its latest instant, so that a hold ending between two events' instants counts the same for both (read at the
 /// earliest and judged at its own, a payment just past its reservation's expiry found its own units still held,
-/// and no units to take again). Other decisions are planned at their own instants.
-pub(crate) fn batch_instant(batch: &[Request]) -> Option<Timestamp> {
-    batch.iter().map(|request| request.now).max()
+/// and no units to take again).
+pub(crate) fn read_instant(batch: &[Request]) -> Option<Timestamp> {
+    let instants = batch.iter().map(|request| request.now);
+    if batch.iter().any(|request| matches!(request.decision, Decision::StripeEvent { .. })) {
+        instants.max()
+    } else {
+        instants.min()
+    }
 }
 
 /// A decision's answer as planned: final, or waiting for the id the database gives the movement it records.
@@ -836,7 +872,7 @@ pub(crate) struct BatchPlan {
 
 /// Plans every decision of a batch in order against the snapshot (each sees what the ones before it planned).
 pub(crate) fn plan_batch(snapshot: &mut Snapshot, batch: &[Request]) -> Result<BatchPlan, StoreError> {
-    let Some(latest) = batch_instant(batch) else {
+    let Some(latest) = batch.iter().map(|request| request.now).max() else {
         return Ok(BatchPlan { writes: Vec::new(), answers: Vec::new() });
     };
     let mut writes = Vec::new();
@@ -1361,10 +1397,11 @@ mod tests {
             request(Decision::StripeEvent { event: event("evt_1"), action: commit("pi_open", true) }, 1),
         ];
         let reads_of = reads(&event_batch);
-        assert_eq!(
-            (reads_of.events.clone(), reads_of.changes_reservations),
-            (vec!["evt_1".to_owned(), "evt_2".into()], true)
-        );
+        let named = |id: &str, reference: &str| (id.to_owned(), Some(reference.to_owned()));
+        assert_eq!(reads_of.events, [named("evt_1", "pi_open"), named("evt_2", "pi_paid")]);
+        assert!(reads_of.changes_reservations && reads_of.late_payments);
+        assert_eq!(references_read(&reads_of, &[]), ["pi_open", "pi_paid"]);
+        assert_eq!(references_read(&reads_of, &["evt_2".to_owned()]), ["pi_open"], "a redelivery reads nothing");
         let held = |reference: &str, status, size: &str| ReservationRecord {
             reference: reference.to_owned(),
             status,
@@ -1376,9 +1413,24 @@ mod tests {
                 quantity: Quantity::new(1).expect("units"),
             }],
         };
-        let loaded =
-            [held("pi_paid", ReservationStatus::Committed, "41"), held("pi_open", ReservationStatus::Active, "42")];
-        assert_eq!(sizes_read(&reads_of, loaded.iter()), [("runner".to_owned(), "42".to_owned())]);
+        let loaded = [
+            held("pi_paid", ReservationStatus::Committed, "41"),
+            held("pi_open", ReservationStatus::Active, "42"),
+            held("pi_lapsed", ReservationStatus::Expired, "43"),
+        ];
+        let pair = |size: &str| ("runner".to_owned(), size.to_owned());
+        assert_eq!(sizes_read(&reads_of, loaded.iter()), [pair("42"), pair("43")], "a late payment reads its sizes");
+        let releases = reads(&[request(Decision::Release { reference: "pi_lapsed".into() }, 1)]);
+        assert_eq!(sizes_read(&releases, loaded.iter()), [pair("42")], "a release of a lapsed one locks nothing");
+
+        let import = Decision::Import {
+            product: "runner".into(),
+            size: "44".into(),
+            figures: (Quantity::ZERO, Quantity::ZERO),
+            reason: "import".into(),
+        };
+        let reads_of = reads(&[request(import, 1)]);
+        assert_eq!((reads_of.sizes.len(), reads_of.unlocked_sizes.len()), (0, 1), "an import locks nothing");
 
         let movement = movement_request("42", MovementType::Restock, 1, Some("dn-7"));
         let reads_of = reads(&[request(Decision::Movement(movement), 1)]);
@@ -1425,6 +1477,19 @@ mod tests {
         assert_eq!(ids, [Some(10), Some(11)]);
         let wrong_kind = ReserveOutcome::try_from(Outcome::Expire(true));
         assert!(matches!(wrong_kind, Err(StoreError::Inconsistent(_))));
+    }
+
+    #[test]
+    fn a_batch_of_reservations_reads_at_its_earliest_instant_and_one_with_events_at_its_latest() {
+        let reservation = |seconds| {
+            let decision =
+                Decision::Reserve { reference: "pi".into(), lines: vec![line("runner", "42", 1.0)], ttl: ttl() };
+            request(decision, seconds)
+        };
+        assert_eq!(read_instant(&[reservation(5), reservation(3), reservation(9)]), Some(at(3)));
+        let event = request(Decision::StripeEvent { event: event("evt"), action: commit("pi", true) }, 4);
+        assert_eq!(read_instant(&[event.clone(), request(event.decision.clone(), 8)]), Some(at(8)));
+        assert_eq!(read_instant(&[]), None);
     }
 
     #[test]

@@ -10,7 +10,8 @@ use sqlx::postgres::PgRow;
 use stock_core::Timestamp;
 
 /// A statement's text in each dialect. Most are the same (see [`Sql::same`]); parameters are numbered `$1`,
-/// `$2`, ... in both, in any order ([`sqlite_text`] numbers them for SQLite).
+/// `$2`, ... in both, in any order ([`sqlite_text`] numbers them for SQLite). The SQLite texts the writer runs
+/// itself, on its hot path, are written with `?N` already.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sql {
     pub(crate) sqlite: &'static str,
@@ -166,7 +167,7 @@ pub(crate) mod statements {
     pub(crate) const RESERVATION: Sql = Sql {
         sqlite: "SELECT r.status, r.created_at, r.expires_at, ri.product, ri.size, ri.quantity \
             FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
-            WHERE r.reference = $1 ORDER BY ri.rowid",
+            WHERE r.reference = ?1 ORDER BY ri.rowid",
         postgres: "SELECT r.status, r.created_at, r.expires_at, ri.product, ri.size, ri.quantity \
             FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
             WHERE r.reference = $1 ORDER BY ri.seq",
@@ -211,8 +212,10 @@ pub(crate) mod statements {
     pub(crate) const MOVEMENT: Sql =
         Sql::same(concat!("SELECT ", movement_columns!(), " FROM movements WHERE id = $1"));
     /// One whole movement by its idempotency key, `$1` (read by the stores' decisions).
-    pub(crate) const MOVEMENT_BY_KEY: &str =
-        concat!("SELECT ", movement_columns!(), " FROM movements WHERE idempotency_key = $1");
+    pub(crate) const MOVEMENT_BY_KEY: Sql = Sql {
+        sqlite: concat!("SELECT ", movement_columns!(), " FROM movements WHERE idempotency_key = ?1"),
+        postgres: concat!("SELECT ", movement_columns!(), " FROM movements WHERE idempotency_key = $1"),
+    };
     /// Up to `$2` movement ids above `$1`.
     pub(crate) const MOVEMENT_IDS: Sql = Sql::same("SELECT id FROM movements WHERE id > $1 ORDER BY id LIMIT $2");
     pub(crate) const LEDGER_PRODUCTS: Sql = Sql::same("SELECT DISTINCT product FROM sizes ORDER BY product");

@@ -136,12 +136,48 @@ impl Pending {
         columns
     }
 
-    /// Writes what is pending in one statement: the new reservations and their items, the status changes, the
-    /// events' records, and the queued outbox rows (a row already queued for the same subject has its revision
-    /// bumped instead: the changes coalesce). A reservation or an event another sidecar recorded since this one read
-    /// it fails the statement on its unique key ([`is_key_taken`]).
+    /// Writes what is pending in one statement: the new reservations and their items (a reservation batch), or the
+    /// status changes and the events' records (the others), with the queued outbox rows (a row already queued for
+    /// the same subject has its revision bumped instead: the changes coalesce). A reservation or an event another
+    /// sidecar recorded since this one read it fails the statement on its unique key ([`is_key_taken`]).
     async fn write(mut self, connection: &mut PgConnection) -> Result<(), StoreError> {
-        if self.rows.is_empty() && self.statuses.is_empty() && self.events.is_empty() && self.reservations.is_empty() {
+        let changes = !self.statuses.is_empty() || !self.events.is_empty();
+        if !self.reservations.is_empty() {
+            // A reservation batch's own statement: an empty part of the other one would still fire the items'
+            // statement triggers (migrations 0006, 0007) under the hot sizes' locks.
+            let queued = if changes { Default::default() } else { self.take_rows() };
+            let (made, items) = (&self.reservations, &self.items);
+            sqlx::query(concat!(
+                "WITH made AS (INSERT INTO reservations (reference, status, created_at, expires_at) \
+                   SELECT reference, status, created_at, expires_at \
+                   FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[]) WITH ORDINALITY \
+                     AS planned (reference, status, created_at, expires_at, position) ORDER BY position), \
+                 made_items AS (INSERT INTO reservation_items (reference, product, size, quantity, holds_until) \
+                   SELECT reference, product, size, quantity, holds_until \
+                   FROM UNNEST($5::TEXT[], $6::TEXT[], $7::TEXT[], $8::BIGINT[], $9::BIGINT[]) WITH ORDINALITY \
+                     AS item (reference, product, size, quantity, holds_until, position) ORDER BY position), \
+                 queued AS (",
+                queue_outbox!("$10", "$11", "$12", "$13", "$14", ""),
+                ") SELECT 1"
+            ))
+            .bind(made.iter().map(|made| made.0.as_str()).collect::<Vec<_>>())
+            .bind(made.iter().map(|made| made.1).collect::<Vec<_>>())
+            .bind(made.iter().map(|made| made.2).collect::<Vec<_>>())
+            .bind(made.iter().map(|made| made.3).collect::<Vec<_>>())
+            .bind(items.iter().map(|item| item.0.as_str()).collect::<Vec<_>>())
+            .bind(items.iter().map(|item| item.1.as_str()).collect::<Vec<_>>())
+            .bind(items.iter().map(|item| item.2.as_str()).collect::<Vec<_>>())
+            .bind(items.iter().map(|item| item.3).collect::<Vec<_>>())
+            .bind(items.iter().map(|item| item.4).collect::<Vec<_>>())
+            .bind(queued.0)
+            .bind(queued.1)
+            .bind(queued.2)
+            .bind(queued.3)
+            .bind(queued.4)
+            .execute(&mut *connection)
+            .await?;
+        }
+        if !changes && self.rows.is_empty() {
             return Ok(());
         }
         let queued = self.take_rows();
@@ -157,14 +193,6 @@ impl Pending {
                FROM planned WHERE r.reference = planned.reference), \
              event AS (INSERT INTO stripe_events (id, type, outcome, received_at) \
                SELECT * FROM UNNEST($5::TEXT[], $6::TEXT[], $7::TEXT[], $8::BIGINT[])), \
-             made AS (INSERT INTO reservations (reference, status, created_at, expires_at) \
-               SELECT reference, status, created_at, expires_at \
-               FROM UNNEST($14::TEXT[], $15::TEXT[], $16::BIGINT[], $17::BIGINT[]) WITH ORDINALITY \
-                 AS planned (reference, status, created_at, expires_at, position) ORDER BY position), \
-             made_items AS (INSERT INTO reservation_items (reference, product, size, quantity, holds_until) \
-               SELECT reference, product, size, quantity, holds_until \
-               FROM UNNEST($18::TEXT[], $19::TEXT[], $20::TEXT[], $21::BIGINT[], $22::BIGINT[]) WITH ORDINALITY \
-                 AS item (reference, product, size, quantity, holds_until, position) ORDER BY position), \
              queued AS (",
             queue_outbox!("$9", "$10", "$11", "$12", "$13", ""),
             ") SELECT 1"
@@ -182,15 +210,6 @@ impl Pending {
         .bind(queued.2)
         .bind(queued.3)
         .bind(queued.4)
-        .bind(self.reservations.iter().map(|made| made.0.as_str()).collect::<Vec<_>>())
-        .bind(self.reservations.iter().map(|made| made.1).collect::<Vec<_>>())
-        .bind(self.reservations.iter().map(|made| made.2).collect::<Vec<_>>())
-        .bind(self.reservations.iter().map(|made| made.3).collect::<Vec<_>>())
-        .bind(self.items.iter().map(|item| item.0.as_str()).collect::<Vec<_>>())
-        .bind(self.items.iter().map(|item| item.1.as_str()).collect::<Vec<_>>())
-        .bind(self.items.iter().map(|item| item.2.as_str()).collect::<Vec<_>>())
-        .bind(self.items.iter().map(|item| item.3).collect::<Vec<_>>())
-        .bind(self.items.iter().map(|item| item.4).collect::<Vec<_>>())
         .execute(&mut *connection)
         .await?;
         Ok(())
@@ -273,7 +292,7 @@ async fn load_sizes(
 
 async fn load_movement(connection: &mut PgConnection, key: &str) -> Result<Option<MovementRecord>, StoreError> {
     let row: Option<MovementColumns> =
-        sqlx::query_as(statements::MOVEMENT_BY_KEY).bind(key).fetch_optional(&mut *connection).await?;
+        sqlx::query_as(statements::MOVEMENT_BY_KEY.postgres).bind(key).fetch_optional(&mut *connection).await?;
     row.map(movement_from_columns).transpose()
 }
 
@@ -434,28 +453,34 @@ async fn apply(
 
 /// Loads what a batch reads (see [`plan::Reads`]) into a snapshot, locking in one order whatever the batch: the
 /// Stripe events' records (no lock: a unique id guards them), the reservations (locked, in reference order, when the
-/// decisions move them; a reservation batch only reads its references, before any size is locked, so the hot sizes'
-/// locks are held one round trip less), then every size the batch may change ([`plan::sizes_read`], in product and
-/// size order, so two sidecars never wait on each other in a cycle), then, under those locks, the movement keys and
-/// the figures (at `now`). A key another sidecar takes meanwhile (a reference, a movement key, a new size) fails
-/// the batch's write on it, and the decisions run again one by one, on what the other one wrote.
+/// decisions move them, but not those named only by events applied before; a reservation batch only reads its
+/// references, before any size is locked, so the hot sizes' locks are held one round trip less), then every size
+/// the batch may change ([`plan::sizes_read`], in product and size order, so two sidecars never wait on each other
+/// in a cycle), then, under those locks, the movement keys and the figures (at `now`); an import's size is read
+/// without a lock. A key another sidecar takes meanwhile (a reference, a movement key, a new size) fails the batch's
+/// write on it, and the decisions run again one by one, on what the other one wrote.
 async fn load(connection: &mut PgConnection, reads: &Reads, now: Timestamp) -> Result<Snapshot, StoreError> {
     let mut snapshot = Snapshot::default();
+    let mut applied: Vec<String> = Vec::new();
     if !reads.events.is_empty() {
-        let applied: Vec<String> = sqlx::query_scalar(
+        let ids: Vec<&str> = reads.events.iter().map(|(id, _)| id.as_str()).collect();
+        applied = sqlx::query_scalar(
             "SELECT e.id FROM UNNEST($1::TEXT[]) AS asked (id) JOIN stripe_events e ON e.id = asked.id",
         )
-        .bind(&reads.events)
+        .bind(&ids)
         .fetch_all(&mut *connection)
         .await?;
-        for id in &reads.events {
-            snapshot.add_event(id, applied.contains(id));
+        for id in ids {
+            snapshot.add_event(id, applied.iter().any(|known| known == id));
         }
     }
-    let references: Vec<&str> = reads.reservations.iter().map(String::as_str).collect();
+    let references = plan::references_read(reads, &applied);
     let records = match references.is_empty() {
         true => BTreeMap::new(),
-        false => load_reservations(connection, &references, reads.changes_reservations).await?,
+        false => {
+            let references: Vec<&str> = references.iter().map(String::as_str).collect();
+            load_reservations(connection, &references, reads.changes_reservations).await?
+        }
     };
     let sizes = plan::sizes_read(reads, records.values());
     let asked: Vec<SizeKey<'_>> = sizes.iter().map(|(product, size)| (product.as_str(), size.as_str())).collect();
@@ -472,7 +497,12 @@ async fn load(connection: &mut PgConnection, reads: &Reads, now: Timestamp) -> R
     if !rest.is_empty() {
         load_sizes(connection, &mut snapshot, &rest, Some(&locked), now).await?;
     }
-    for reference in &reads.reservations {
+    let unlocked: Vec<SizeKey<'_>> =
+        reads.unlocked_sizes.iter().map(|(product, size)| (product.as_str(), size.as_str())).collect();
+    if !unlocked.is_empty() {
+        load_sizes(connection, &mut snapshot, &unlocked, None, now).await?;
+    }
+    for reference in &references {
         snapshot.add_reservation(reference, records.get(reference).cloned());
     }
     Ok(snapshot)
@@ -486,7 +516,7 @@ pub(super) async fn decide_all(
     mut pending: Pending,
     batch: &[Request],
 ) -> Result<Vec<Outcome>, StoreError> {
-    let Some(now) = plan::batch_instant(batch) else {
+    let Some(now) = plan::read_instant(batch) else {
         return Ok(Vec::new());
     };
     let mut snapshot = load(connection, &plan::reads(batch), now).await?;

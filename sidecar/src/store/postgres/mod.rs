@@ -272,12 +272,17 @@ impl PostgresStore {
         sql: &'static str,
         params: Vec<Param>,
     ) -> Result<Vec<Row>, StoreError> {
-        Ok(sqlx::query_as_with(sql, arguments(params)?).fetch_all(&self.pool).await?)
+        let rows = sqlx::query_as_with(sql, arguments(params)?).fetch_all(&self.pool).await;
+        rows.map_err(|error| busy_if_locked(error.into()))
     }
 
-    /// Runs one statement, committed on its own; how many rows it changed.
+    /// Runs one statement, committed on its own (run again if PostgreSQL aborts it as a deadlock); how many rows it
+    /// changed.
     pub(crate) async fn execute(&self, sql: &'static str, params: Vec<Param>) -> Result<u64, StoreError> {
-        Ok(sqlx::query_with(sql, arguments(params)?).execute(&self.pool).await?.rows_affected())
+        in_transaction!(self, |connection| async {
+            let statement = sqlx::query_with(sql, arguments(params.clone())?);
+            Ok::<_, StoreError>(statement.execute(&mut *connection).await?.rows_affected())
+        })
     }
 
     /// Runs statements in order in one transaction, all or none; the rows they returned.

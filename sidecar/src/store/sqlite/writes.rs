@@ -59,48 +59,47 @@ pub(super) fn decide(connection: &Connection, outbox: Outbox, request: &Request)
 /// Loads what a decision reads, with the sizes' figures at `now` (the writer's transaction is the snapshot).
 fn load(connection: &Connection, reads: &Reads, now: Timestamp) -> Result<Snapshot, StoreError> {
     let mut snapshot = Snapshot::default();
-    for id in &reads.events {
-        snapshot
-            .add_event(id, !rows::<(i64,)>(connection, "SELECT 1 FROM stripe_events WHERE id = ?1", [id])?.is_empty());
+    let mut applied = Vec::new();
+    for (id, _) in &reads.events {
+        let known = !rows::<(i64,)>(connection, "SELECT 1 FROM stripe_events WHERE id = ?1", [id])?.is_empty();
+        if known {
+            applied.push(id.clone());
+        }
+        snapshot.add_event(id, known);
     }
-    let mut records = Vec::with_capacity(reads.reservations.len());
-    for reference in &reads.reservations {
-        let record = reservation_from_rows(reference, rows(connection, statements::RESERVATION.sqlite, [reference])?)?;
+    let mut records = Vec::new();
+    for reference in plan::references_read(reads, &applied) {
+        let record =
+            reservation_from_rows(&reference, rows(connection, statements::RESERVATION.sqlite, [&reference])?)?;
         records.push((reference, record));
     }
     for product in &reads.products {
-        let sizes =
-            rows::<(String, i64, i64, i64)>(connection, SIZES_QUERY, rusqlite::params![product, now.unix_millis()])?;
-        let sizes = sizes.into_iter().map(|(size, stock, threshold, reserved)| {
-            Ok(SizeRecord { size, level: level(stock, reserved, threshold)? })
-        });
-        snapshot.add_product(product, sizes.collect::<Result<_, StoreError>>()?);
+        let sizes = rows::<SizeFigures>(connection, SIZES_QUERY, rusqlite::params![product, now.unix_millis()])?;
+        snapshot.add_product(product, sizes.into_iter().map(size_record).collect::<Result<_, _>>()?);
     }
-    for (product, size) in plan::sizes_read(reads, records.iter().filter_map(|(_, record)| record.as_ref())) {
-        if reads.products.contains(&product) {
-            continue;
+    let locked = plan::sizes_read(reads, records.iter().filter_map(|(_, record)| record.as_ref()));
+    for (product, size) in locked.iter().chain(&reads.unlocked_sizes) {
+        if !reads.products.contains(product) {
+            let found =
+                rows::<SizeFigures>(connection, SIZE_QUERY, rusqlite::params![product, now.unix_millis(), size])?;
+            snapshot.add_size(product, size, found.into_iter().next().map(size_record).transpose()?);
         }
-        let figures = rows::<(String, i64, i64, i64)>(
-            connection,
-            SIZE_QUERY,
-            rusqlite::params![product, now.unix_millis(), size],
-        )?;
-        let record = match figures.into_iter().next() {
-            Some((_, stock, threshold, reserved)) => {
-                Some(SizeRecord { size: size.clone(), level: level(stock, reserved, threshold)? })
-            }
-            None => None,
-        };
-        snapshot.add_size(&product, &size, record);
     }
     for (reference, record) in records {
-        snapshot.add_reservation(reference, record);
+        snapshot.add_reservation(&reference, record);
     }
     for key in &reads.movements {
-        let row = rows::<MovementColumns>(connection, statements::MOVEMENT_BY_KEY, [key])?.pop();
+        let row = rows::<MovementColumns>(connection, statements::MOVEMENT_BY_KEY.sqlite, [key])?.pop();
         snapshot.add_movement(key, row.map(movement_from_columns).transpose()?);
     }
     Ok(snapshot)
+}
+
+/// A size's columns as [`SIZES_QUERY`] and [`SIZE_QUERY`] read them: size, stock, threshold, reserved.
+type SizeFigures = (String, i64, i64, i64);
+
+fn size_record((size, stock, threshold, reserved): SizeFigures) -> Result<SizeRecord, StoreError> {
+    Ok(SizeRecord { size, level: level(stock, reserved, threshold)? })
 }
 
 /// Executes a plan's writes in order, on the writer's transaction; the movements it recorded, with their ids.
