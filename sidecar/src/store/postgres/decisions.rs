@@ -147,7 +147,7 @@ impl Pending {
             // statement triggers (migrations 0006, 0007) under the hot sizes' locks.
             let queued = if changes { Default::default() } else { self.take_rows() };
             let (made, items) = (&self.reservations, &self.items);
-            sqlx::query(concat!(
+            let statement = sqlx::query(concat!(
                 "WITH made AS (INSERT INTO reservations (reference, status, created_at, expires_at) \
                    SELECT reference, status, created_at, expires_at \
                    FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[]) WITH ORDINALITY \
@@ -168,14 +168,8 @@ impl Pending {
             .bind(items.iter().map(|item| item.1.as_str()).collect::<Vec<_>>())
             .bind(items.iter().map(|item| item.2.as_str()).collect::<Vec<_>>())
             .bind(items.iter().map(|item| item.3).collect::<Vec<_>>())
-            .bind(items.iter().map(|item| item.4).collect::<Vec<_>>())
-            .bind(queued.0)
-            .bind(queued.1)
-            .bind(queued.2)
-            .bind(queued.3)
-            .bind(queued.4)
-            .execute(&mut *connection)
-            .await?;
+            .bind(items.iter().map(|item| item.4).collect::<Vec<_>>());
+            bind_queued(statement, queued).execute(&mut *connection).await?;
         }
         if !changes && self.rows.is_empty() {
             return Ok(());
@@ -184,7 +178,7 @@ impl Pending {
         // The events' records in id order: two sidecars inserting the same ids in opposite orders would deadlock.
         self.events.sort_by(|a, b| a.0.cmp(&b.0));
         let (statuses, events) = (&self.statuses, &self.events);
-        sqlx::query(concat!(
+        let statement = sqlx::query(concat!(
             "WITH planned AS (SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[]) \
                AS planned (reference, status, finished_at, holds_until)), \
              items AS (UPDATE reservation_items ri SET holds_until = planned.holds_until FROM planned \
@@ -204,16 +198,18 @@ impl Pending {
         .bind(events.iter().map(|event| event.0.as_str()).collect::<Vec<_>>())
         .bind(events.iter().map(|event| event.1.as_str()).collect::<Vec<_>>())
         .bind(events.iter().map(|event| event.2).collect::<Vec<_>>())
-        .bind(events.iter().map(|event| event.3).collect::<Vec<_>>())
-        .bind(queued.0)
-        .bind(queued.1)
-        .bind(queued.2)
-        .bind(queued.3)
-        .bind(queued.4)
-        .execute(&mut *connection)
-        .await?;
+        .bind(events.iter().map(|event| event.3).collect::<Vec<_>>());
+        bind_queued(statement, queued).execute(&mut *connection).await?;
         Ok(())
     }
+}
+
+/// Binds the queued outbox rows' arrays to the parameters `queue_outbox!` names last.
+fn bind_queued<'q>(
+    statement: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    (topics, subjects, lanes, created, due): OutboxColumns,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    statement.bind(topics).bind(subjects).bind(lanes).bind(created).bind(due)
 }
 
 /// Locks the sizes `(product, size)` for the rest of the transaction, in product and size order (the order every
