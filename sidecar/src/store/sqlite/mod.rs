@@ -16,7 +16,7 @@ use rusqlite::{Connection, OpenFlags, params_from_iter};
 use stock_core::Timestamp;
 use tokio::sync::Semaphore;
 
-use super::plan::{Outcome, Request};
+use super::plan::{self, Outcome, Request};
 use super::sql::{Columns, Param, reserved_units, sqlite_text};
 use super::{ProjectionSettings, StoreError};
 
@@ -251,8 +251,8 @@ pub use group_commit::WriterCounts;
 impl SqliteStore {
     /// Takes one decision in the next commit (see [`super::plan::Decision`]).
     pub(crate) async fn decide(&self, request: Request) -> Result<Outcome, StoreError> {
-        let outbox = self.outbox();
-        self.writer.write(move |connection| writes::decide(connection, outbox, &request)).await
+        let (outbox, reads) = (self.outbox(), plan::reads(std::slice::from_ref(&request)));
+        self.writer.write(move |connection| writes::decide(connection, outbox, (&request, &reads))).await
     }
 
     pub async fn release_expired(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {

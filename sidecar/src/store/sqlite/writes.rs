@@ -45,10 +45,15 @@ impl Outbox {
     }
 }
 
-/// Takes one decision (see [`plan::Decision`]): loads what it reads, plans it, writes the plan.
-pub(super) fn decide(connection: &Connection, outbox: Outbox, request: &Request) -> Result<Outcome, StoreError> {
+/// Takes one decision (see [`plan::Decision`]): loads what it reads, plans it, writes the plan. `reads` is
+/// `plan::reads` of the request, worked out before the hand-off, off the writer thread that every decision waits for.
+pub(super) fn decide(
+    connection: &Connection,
+    outbox: Outbox,
+    (request, reads): (&Request, &Reads),
+) -> Result<Outcome, StoreError> {
     let batch = std::slice::from_ref(request);
-    let mut snapshot = load(connection, &plan::reads(batch), request.now)?;
+    let mut snapshot = load(connection, reads, request.now)?;
     let plan = plan::plan_batch(&mut snapshot, batch)?;
     let recorded = apply(connection, outbox, &plan.writes, request.now)?;
     plan.answer(recorded)?.pop().ok_or_else(|| {
