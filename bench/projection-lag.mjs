@@ -4,7 +4,7 @@
 // Run: node bench/projection-lag.mjs [path to a release stock-sidecar] (bash scripts/bench.sh passes it).
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createStockClient } from '../js-shim/index.mjs';
+import { createStockClient } from '../js-shim/dist/client.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 process.env.STOCK_SIDECAR_BIN = process.argv[2] ?? process.env.STOCK_SIDECAR_BIN ?? join(here, '..', 'target', 'release', 'stock-sidecar');

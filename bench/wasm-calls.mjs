@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
-const stock = require(join(here, '..', 'js-shim', 'index.cjs'));
+const stock = require(join(here, '..', 'js-shim', 'dist', 'cjs', 'index.js'));
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 1_000_000);
 const ROUNDS = 5; // the best of several rounds: the machine is shared, the minimum is the least disturbed
@@ -121,7 +121,7 @@ const results = [
 ];
 
 const byLabel = Object.fromEntries(results.map((r) => [r.label, r.nsPerCall]));
-const wasmPath = join(here, '..', 'js-shim', 'wasm', 'stock_wasm_bg.wasm');
+const wasmPath = join(here, '..', 'js-shim', 'dist', 'wasm', 'stock_wasm_bg.wasm');
 const wasmBytes = readFileSync(wasmPath);
 const gzipped = gzipSync(wasmBytes, { level: 9 }).length;
 

@@ -2,7 +2,7 @@
 // stock-sidecar. Run by scripts/demo.sh, which builds both first. Usage: node scripts/demo.mjs <sidecar binary>
 import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { deriveSizes, validateCart } from '../js-shim/index.mjs'; // in a shop: from 'payload-stock'
+import { deriveSizes, validateCart } from '../js-shim/dist/index.js'; // in a shop: from 'payload-stock'
 import { startSidecar } from './sidecar-process.mjs';
 
 const binary = process.argv[2];

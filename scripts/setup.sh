@@ -1,5 +1,5 @@
 # Sourced by the other scripts: installs what building payload-stock needs, skipping what is already there, and
-# builds the WebAssembly package into pkg/ and js-shim/wasm/. Everything comes from crates.io and the npm
+# builds the WebAssembly package into pkg/ and js-shim/dist/. Everything comes from crates.io and the npm
 # registry (wasm-pack's own downloads of wasm-bindgen and wasm-opt are never used: both are put on PATH first).
 set -euo pipefail
 
@@ -68,15 +68,17 @@ ensure_wasm_bindgen_cli() {
   fi
 }
 
-# js-shim's devDependencies: binaryen (wasm-opt, which wasm-pack finds on PATH) and TypeScript; tests/ needs the
-# official stripe package (the sidecar's tests check its signatures against it); scripts/shop holds Payload, the
+# js-shim's devDependencies: binaryen (wasm-opt) and TypeScript (the plugin is typed with Payload's own types, from
+# scripts/shop's Payload: see js-shim/tsconfig.json); tests/ needs the official stripe package (the sidecar's tests check its signatures against it), and Bun
+# and Deno (their npm packages carry the binaries) to run the packed package in; scripts/shop holds Payload, the
 # shop the end-to-end tests and the benchmarks run against.
 ensure_npm_packages() {
   if [ ! -x "$REPO_ROOT/js-shim/node_modules/.bin/wasm-opt" ] || [ ! -x "$REPO_ROOT/js-shim/node_modules/.bin/tsc" ]; then
     step "Installing js-shim's npm packages"
     (cd "$REPO_ROOT/js-shim" && npm ci --no-audit --no-fund)
   fi
-  if [ ! -d "$REPO_ROOT/tests/node_modules/stripe" ] || [ ! -d "$REPO_ROOT/tests/node_modules/payload-stock" ]; then
+  if [ ! -d "$REPO_ROOT/tests/node_modules/stripe" ] || [ ! -d "$REPO_ROOT/tests/node_modules/payload-stock" ] \
+      || [ ! -d "$REPO_ROOT/tests/node_modules/deno" ]; then
     step "Installing the test tools' npm packages (tests/)"
     (cd "$REPO_ROOT/tests" && npm ci --no-audit --no-fund)
   fi
@@ -145,21 +147,36 @@ ensure_chromium() {
 # (the payload-stock package it depends on included).
 SHOP_DIR="$REPO_ROOT/examples/next-shop"
 build_shop() {
+  # payload-stock is installed as a copy (.npmrc's install-links, as a shop gets it from npm); the stamp says when.
+  local copied="$SHOP_DIR/node_modules/.payload-stock-copied"
   if [ ! -d "$SHOP_DIR/node_modules/next" ]; then
     step "Installing the demo shop's npm packages (examples/next-shop)"
     (cd "$SHOP_DIR" && npm ci --no-audit --no-fund)
+    touch "$copied"
+  elif [ ! -f "$copied" ] || [ -n "$(find "$REPO_ROOT/js-shim/dist" -newer "$copied" -print -quit)" ]; then
+    step "Copying the rebuilt payload-stock into the demo shop"
+    rm -rf "$SHOP_DIR/node_modules/payload-stock"
+    (cd "$SHOP_DIR" && npm install --no-audit --no-fund --no-save)
+    touch "$copied"
   fi
   local stamp="$SHOP_DIR/.next/BUILD_ID"
   if [ ! -f "$stamp" ] || [ -n "$(find "$SHOP_DIR/app" "$SHOP_DIR/lib" "$SHOP_DIR/payload.config.ts" "$SHOP_DIR/migrations" "$SHOP_DIR/next.config.mjs" \
-      "$SHOP_DIR/package-lock.json" "$REPO_ROOT/js-shim/wasm" "$REPO_ROOT/js-shim/plugin.cjs" "$REPO_ROOT/js-shim/client.cjs" \
+      "$SHOP_DIR/package-lock.json" "$REPO_ROOT/js-shim/dist" \
       -newer "$stamp" -print -quit 2>/dev/null)" ]; then
     step "Building the demo shop (next build, about 2 minutes)"
     (cd "$SHOP_DIR" && NEXT_TELEMETRY_DISABLED=1 npm run --silent build)
   fi
 }
 
+# The rules' WebAssembly module for every runtime: cargo builds it, wasm-bindgen writes the `web` glue without a
+# default module path (so no bundler sees a .wasm URL it must serve, and the glue can be transpiled to CommonJS),
+# wasm-opt shrinks it, and js-shim's build puts it into the package (dist/: ES modules, CommonJS, declarations).
 build_package() {
-  step "Building the wasm package (crates/stock-wasm -> pkg/ -> js-shim/wasm/)"
-  (cd "$REPO_ROOT" && wasm-pack --log-level warn build crates/stock-wasm --profile wasm-release --target nodejs --out-dir ../../pkg)
+  step "Building the wasm package (crates/stock-wasm -> pkg/ -> js-shim/dist/)"
+  (cd "$REPO_ROOT" && cargo build --quiet -p stock-wasm --target wasm32-unknown-unknown --profile wasm-release)
+  (cd "$REPO_ROOT" && wasm-bindgen --target web --omit-default-module-path --out-dir pkg \
+    target/wasm32-unknown-unknown/wasm-release/stock_wasm.wasm)
+  (cd "$REPO_ROOT" && wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-reference-types \
+    --enable-sign-ext --enable-multivalue pkg/stock_wasm_bg.wasm -o pkg/stock_wasm_bg.wasm)
   (cd "$REPO_ROOT/js-shim" && npm run --silent build)
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sqliteAdapter } from '@payloadcms/db-sqlite';
 import { buildConfig } from 'payload';
-import { payloadStock } from 'payload-stock';
+import { payloadStock } from 'payload-stock/payload';
 import { seedDemo } from './lib/seed';
 import { migrations } from './migrations';
 

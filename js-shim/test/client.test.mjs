@@ -7,7 +7,7 @@ import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CHECKOUT_METADATA, createStockClient, StockApiError } from 'payload-stock';
+import { CHECKOUT_METADATA, createStockClient, StockApiError } from 'payload-stock/client';
 import { startSidecar } from '../../scripts/sidecar-process.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));

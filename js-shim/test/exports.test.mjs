@@ -226,3 +226,23 @@ test('applyMovement checks sign rules, stock below zero and stock below reserved
   throwsStockError(() => applyMovement(null, { type: 'restock', quantity: 1 }), 'invalid_input');
   throwsStockError(() => applyMovement(size, 'restock'), 'invalid_input');
 });
+
+/** The names a module exports (in Node, importing the CommonJS build also shows `default` and `__esModule`). */
+const exported = (module) => Object.keys(module).filter((name) => name !== 'default' && name !== '__esModule').sort();
+
+test('the root entry point is the rules only: the client and the plugin are subpaths', async () => {
+  const root = await import('payload-stock');
+  assert.deepEqual(exported(root), [
+    'applyMovement',
+    'availableStock',
+    'deriveSizes',
+    'isLowStock',
+    'isReservationExpired',
+    'reservationExpiresAt',
+    'validateCart',
+  ]);
+  const client = await import('payload-stock/client');
+  assert.deepEqual(exported(client), ['CHECKOUT_METADATA', 'StockApiError', 'createStockClient']);
+  const plugin = await import('payload-stock/payload');
+  for (const name of ['payloadStock', 'projectionProof', 'mayOpenAdmin']) assert.equal(typeof plugin[name], 'function', name);
+});

@@ -1,6 +1,6 @@
-// The client's TypeScript types agree with the sidecar's OpenAPI document (docs/openapi.json, which the sidecar's
-// own test keeps equal to what it serves at /openapi.json): the same property names, the same optional ones in
-// request bodies, the same required ones in answers, and null where the document allows null.
+// The client's TypeScript types (src/client.ts) agree with the sidecar's OpenAPI document (docs/openapi.json,
+// which the sidecar's own test keeps equal to what it serves at /openapi.json): the same property names, the same
+// optional ones in request bodies, the same required ones in answers, and null where the document allows null.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -11,12 +11,12 @@ import { fileURLToPath } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 const ts = createRequire(import.meta.url)('typescript');
 const document = JSON.parse(readFileSync(join(here, '..', '..', 'docs', 'openapi.json'), 'utf8'));
-const declarations = ts.createSourceFile('index.d.ts', readFileSync(join(here, '..', 'index.d.ts'), 'utf8'), ts.ScriptTarget.Latest, true);
+const declarations = ts.createSourceFile('client.ts', readFileSync(join(here, '..', 'src', 'client.ts'), 'utf8'), ts.ScriptTarget.Latest, true);
 
-/** The interface `name` of index.d.ts. */
+/** The interface `name` of src/client.ts. */
 function declared(name) {
   const found = declarations.statements.find((statement) => ts.isInterfaceDeclaration(statement) && statement.name.text === name);
-  assert.ok(found, `index.d.ts declares ${name}`);
+  assert.ok(found, `src/client.ts declares ${name}`);
   return found;
 }
 

@@ -2,7 +2,7 @@
 // Payload): what it adds, what it keeps of a shop's own fields, and the mistakes it refuses at start.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { mayOpenAdmin, payloadStock, projectionProof } from 'payload-stock';
+import { mayOpenAdmin, payloadStock, projectionProof } from 'payload-stock/payload';
 
 const plugin = payloadStock({ sidecarUrl: 'http://127.0.0.1:4242', sidecarToken: 'admin-token-0123456789' });
 const names = (fields) => fields.map((field) => field.name);

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { projectionProof } from 'payload-stock';
+import { projectionProof } from 'payload-stock/payload';
 import { startSidecar } from '../sidecar-process.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -9,7 +9,7 @@
 import http from 'node:http';
 import { buildConfig, getPayload, handleEndpoints } from 'payload';
 import { sqliteAdapter } from '@payloadcms/db-sqlite';
-import { payloadStock } from 'payload-stock';
+import { payloadStock } from 'payload-stock/payload';
 
 const { PAYLOAD_DB, PORT = '0', SIDECAR_URL, SIDECAR_ADMIN_TOKEN, PAYLOAD_API_KEY } = process.env;
 if (!PAYLOAD_DB || !PAYLOAD_API_KEY) {

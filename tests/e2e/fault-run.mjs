@@ -5,7 +5,7 @@
 // test command has a server); by hand, longer, with FAULT_DATABASE_URL=postgres://... for PostgreSQL:
 //   FAULT_RESERVATIONS=20000 node tests/e2e/fault-run.mjs
 import { pathToFileURL } from 'node:url';
-import { createStockClient, StockApiError } from 'payload-stock';
+import { createStockClient, StockApiError } from 'payload-stock/client';
 import { sendStripeEvent, sidecarCommand, startShop, stripeEvent } from '../../scripts/shop/harness.mjs';
 
 /** A small seeded generator (mulberry32), so that a failing run can be replayed with its seed. */

@@ -2,7 +2,8 @@
 // it. Everything is checked where a shop looks: in Payload, through its REST API.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { createStockClient, projectionProof } from 'payload-stock';
+import { createStockClient } from 'payload-stock/client';
+import { projectionProof } from 'payload-stock/payload';
 import { sendStripeEvent, sidecarCommand, sleep, startShop, stripeEvent, waitFor } from '../../scripts/shop/harness.mjs';
 
 let shop;

@@ -1,6 +1,6 @@
 // The shop's server-side view of the stock-sidecar: the typed client (SIDECAR_API_TOKEN) for reserving and reading
 // stock, and the settings the checkout's test mode needs.
-import { createStockClient } from 'payload-stock';
+import { createStockClient } from 'payload-stock/client';
 
 function required(name: string): string {
   const value = process.env[name];

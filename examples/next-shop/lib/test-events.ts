@@ -2,7 +2,7 @@
 // signs them (Stripe-Signature: t=<unix seconds>,v1=<HMAC-SHA256 of "<t>.<body>">), so the sidecar verifies and
 // applies them exactly as it would Stripe's own.
 import { createHmac, randomBytes } from 'node:crypto';
-import { CHECKOUT_METADATA } from 'payload-stock';
+import { CHECKOUT_METADATA } from 'payload-stock/client';
 
 /** A PaymentIntent id in Stripe's shape, for a checkout that never reaches Stripe. */
 export function testPaymentIntentId(): string {

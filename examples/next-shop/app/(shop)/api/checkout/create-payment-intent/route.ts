@@ -7,7 +7,7 @@
 import config from '@payload-config';
 import { NextResponse } from 'next/server';
 import { getPayload } from 'payload';
-import { CHECKOUT_METADATA, StockApiError } from 'payload-stock';
+import { CHECKOUT_METADATA, StockApiError } from 'payload-stock/client';
 import { stockClient, testMode } from '../../../../../lib/stock';
 import { checkoutLimitPerMinute, checkoutThrottle, clientAddress } from '../../../../../lib/throttle';
 import { testPaymentIntentId } from '../../../../../lib/test-events';

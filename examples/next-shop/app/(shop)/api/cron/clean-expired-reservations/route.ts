@@ -3,7 +3,7 @@
 // (CLEANUP_INTERVAL_SECONDS), so this route is for hosts where a cron is the norm.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { NextResponse } from 'next/server';
-import { StockApiError } from 'payload-stock';
+import { StockApiError } from 'payload-stock/client';
 import { adminStockClient } from '../../../../../lib/stock';
 
 /** Whether `presented` is `expected`, in time that does not depend on where they differ (both hashed first, so

@@ -1,45 +1,68 @@
-// Types of payload-stock. The functions and their types come from the wasm-bindgen output (wasm/stock_wasm.d.ts,
-// written from crates/stock-wasm); deriveSizes is declared again here with a type parameter, so that the extra
-// fields of a shop's size rows keep their types.
-import type { SizeFigures, MovementType } from './wasm/stock_wasm';
+// payload-stock/client: a typed client for the stock-sidecar's /v1 API, for Next.js route handlers and Payload
+// hooks (and the admin report and cleanup). Server only: it carries the sidecar's token. Every failure is a
+// StockApiError carrying the API's error code (and its shortages or errors).
+import type { MovementType } from './wasm/stock_wasm.js';
 
-export {
-  availableStock,
-  isLowStock,
-  validateCart,
-  reservationExpiresAt,
-  isReservationExpired,
-  applyMovement,
-} from './wasm/stock_wasm';
+/** Stable codes of the sidecar's /v1 errors, plus the client's own for a sidecar it cannot reach. */
+export type StockApiErrorCode =
+  | 'insufficient_stock'
+  | 'invalid_request'
+  | 'invalid_json'
+  | 'reference_conflict'
+  | 'reservation_not_found'
+  | 'reservation_already_committed'
+  | 'unknown_product'
+  | 'unauthorized'
+  | 'api_disabled'
+  | 'internal_error'
+  | 'sidecar_unreachable'
+  | 'sidecar_timeout'
+  | 'sidecar_error'
+  | (string & {});
 
-export type {
-  StockErrorCode,
-  StockError,
-  SizeFigures,
-  DerivedSize,
-  ProductStock,
-  CartItem,
-  RequestedItem,
-  Shortage,
-  CartProblem,
-  CartValidation,
-  MovementType,
-  MovementInput,
-  AppliedMovement,
-} from './wasm/stock_wasm';
+/** A size short of stock, in an insufficient_stock error. */
+export interface StockShortage {
+  product: string;
+  size: string;
+  requested: number;
+  available: number;
+}
 
-/**
- * Fills in `availableStock` and `isLowStock` on every row of a product's `sizes` array, in place, and returns the
- * same array, typed with the two new fields. Every other field of a row is kept. All rows are checked before any
- * is written, so an invalid row leaves the array as it was.
- *
- * Throws a StockError naming the row (`sizes[2]`) on a missing, non-numeric, negative or fractional figure
- * (`invalid_quantity`), on reservedStock > stock (`reserved_exceeds_stock`), or when a row is not an object or
- * cannot be written, such as a frozen object (`invalid_input`).
- */
-export declare function deriveSizes<T extends SizeFigures>(
-  sizes: T[],
-): Array<T & { availableStock: number; isLowStock: boolean }>;
+/** A problem with a cart, in an invalid_request error. */
+export interface StockRequestProblem {
+  code: string;
+  message: string;
+  line?: number | null;
+  product?: string | null;
+  size?: string | null;
+}
+
+/** What every method of the stock client throws. */
+export class StockApiError extends Error {
+  override name = 'StockApiError' as const;
+  /** HTTP status, or 0 when the sidecar could not be reached. */
+  status: number;
+  /** The API's stable error code, such as insufficient_stock, or sidecar_unreachable / sidecar_timeout. */
+  code: StockApiErrorCode;
+  /** For insufficient_stock: every size short of stock. */
+  shortages: StockShortage[];
+  /** For invalid_request on a cart: every problem, each with its code and line. */
+  errors: StockRequestProblem[];
+  /** The whole error body the sidecar sent, when it sent one. */
+  body: Record<string, unknown> | null;
+
+  constructor(
+    message: string,
+    { status, code, body, cause }: { status?: number; code: StockApiErrorCode; body?: Record<string, unknown> | null; cause?: unknown },
+  ) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.status = status ?? 0;
+    this.code = code;
+    this.shortages = (body?.shortages as StockShortage[] | undefined) ?? [];
+    this.errors = (body?.errors as StockRequestProblem[] | undefined) ?? [];
+    this.body = body ?? null;
+  }
+}
 
 /** One line of a reservation request. */
 export interface ReservationItem {
@@ -70,40 +93,10 @@ export interface ProductStockAnswer {
   }>;
 }
 
-/** Stable codes of the sidecar's /v1 errors, plus the client's own for a sidecar it cannot reach. */
-export type StockApiErrorCode =
-  | 'insufficient_stock'
-  | 'invalid_request'
-  | 'invalid_json'
-  | 'reference_conflict'
-  | 'reservation_not_found'
-  | 'reservation_already_committed'
-  | 'unknown_product'
-  | 'unauthorized'
-  | 'api_disabled'
-  | 'internal_error'
-  | 'sidecar_unreachable'
-  | 'sidecar_timeout'
-  | 'sidecar_error'
-  | (string & {});
-
-/** What every method of the stock client throws. */
-export declare class StockApiError extends Error {
-  name: 'StockApiError';
-  /** HTTP status, or 0 when the sidecar could not be reached. */
-  status: number;
-  code: StockApiErrorCode;
-  /** For insufficient_stock: every size short of stock. */
-  shortages: Array<{ product: string; size: string; requested: number; available: number }>;
-  /** For invalid_request on a cart: every problem. */
-  errors: Array<{ code: string; message: string; line?: number | null; product?: string | null; size?: string | null }>;
-  body: Record<string, unknown> | null;
-}
-
 export interface StockClientOptions {
   /** The sidecar's base URL, such as http://127.0.0.1:4242. */
   url: string;
-  /** The sidecar's SIDECAR_API_TOKEN. */
+  /** The sidecar's SIDECAR_API_TOKEN (or ADMIN_API_TOKEN for movements and the admin report). */
   token: string;
   /** Each call gives up after this long (default 10,000 ms) with code sidecar_timeout. */
   timeoutMs?: number;
@@ -156,9 +149,6 @@ export interface Conflict {
   resolvedAt: string | null;
   resolution: string | null;
 }
-
-/** Spread into a PaymentIntent's or Checkout Session's `metadata`: marks it as one of the shop's checkouts. */
-export declare const CHECKOUT_METADATA: { readonly payloadStock: '1' };
 
 /** What the sidecar's monitoring report shows (GET /api/admin/clean-expired-reservations, `stock-sidecar stats --json`). */
 export interface MonitoringReport {
@@ -281,49 +271,106 @@ export interface RecordedMovement {
   date: string;
 }
 
-/** A typed client for the stock-sidecar's /v1 API (reserve, release, get, stock, recordMovement) and its admin report and cleanup (monitoring, cleanExpired). */
-export declare function createStockClient(options: StockClientOptions): StockClient;
+const DEFAULT_TIMEOUT_MS = 10_000;
 
-export interface PayloadStockOptions {
-  /** The sidecar's base URL, such as http://127.0.0.1:4242. Without it, movements entered in Payload are refused. */
-  sidecarUrl?: string;
-  /** The sidecar's ADMIN_API_TOKEN: movements are admin operations. */
-  sidecarToken?: string;
-  /** The products collection (default 'products'); it gets a `sizes` array, or the missing fields of its own. */
-  productsSlug?: string;
-  /** The movements collection the plugin adds (default 'stock-movements'). */
-  movementsSlug?: string;
-  /** The read-only reservations collection the plugin adds (default 'stock-reservations'). */
-  reservationsSlug?: string;
-  /** Each call to the sidecar gives up after this long (default 10,000 ms). */
-  timeoutMs?: number;
-  /**
-   * Who may read and enter stock movements and read stock reservations. Each defaults to `mayOpenAdmin`: users
-   * who may open the admin panel (the `admin.user` collection, through its `access.admin` when it has one), so a
-   * shop's customers never can. The sidecar's projection always may.
-   */
-  access?: {
-    readMovements?: PayloadStockAccess;
-    createMovements?: PayloadStockAccess;
-    readReservations?: PayloadStockAccess;
+/**
+ * The metadata that marks a PaymentIntent or Checkout Session as one of the shop's checkouts: spread it into the
+ * `metadata` the checkout creates it with. A payment that succeeds without a reservation is then recorded as a
+ * conflict for an operator; one without the marker and without a reservation (a subscription, an invoice, a
+ * payment link on the same Stripe account) is not the shop's stock and is ignored quietly.
+ */
+export const CHECKOUT_METADATA: { readonly payloadStock: '1' } = Object.freeze({ payloadStock: '1' });
+
+type JsonObject = Record<string, unknown>;
+
+/** A typed client for the stock-sidecar's /v1 API (reserve, release, get, stock, recordMovement) and its admin report and cleanup (monitoring, cleanExpired). */
+export function createStockClient(options: StockClientOptions): StockClient {
+  const { url, token, timeoutMs = DEFAULT_TIMEOUT_MS, fetch: fetchImpl = globalThis.fetch } = options ?? ({} as Partial<StockClientOptions>);
+  if (typeof url !== 'string' || !/^https?:\/\//.test(url)) {
+    throw new TypeError("createStockClient: url must be the sidecar's http(s) base URL, such as http://127.0.0.1:4242");
+  }
+  if (typeof token !== 'string' || token.length === 0) {
+    throw new TypeError("createStockClient: token must be the sidecar's SIDECAR_API_TOKEN (or ADMIN_API_TOKEN for movements)");
+  }
+  const base = url.replace(/\/+$/, '');
+
+  async function request(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+    let response: Response;
+    try {
+      response = await fetchImpl(`${base}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (cause) {
+      const timedOut = (cause as Error | undefined)?.name === 'TimeoutError';
+      throw new StockApiError(
+        timedOut
+          ? `the stock sidecar did not answer within ${timeoutMs} ms`
+          : `the stock sidecar at ${base} cannot be reached: ${(cause as Error | undefined)?.message ?? cause}`,
+        { code: timedOut ? 'sidecar_timeout' : 'sidecar_unreachable', cause },
+      );
+    }
+    const text = await response.text();
+    let parsed: JsonObject | null = null;
+    try {
+      parsed = text ? (JSON.parse(text) as JsonObject) : null;
+    } catch {
+      // not JSON: reported below
+    }
+    if (!response.ok) {
+      const code = typeof parsed?.error === 'string' ? parsed.error : 'sidecar_error';
+      const message = typeof parsed?.message === 'string' ? parsed.message : `the stock sidecar answered ${response.status}`;
+      throw new StockApiError(message, { status: response.status, code, body: parsed });
+    }
+    if (parsed === null) {
+      throw new StockApiError(`the stock sidecar answered ${response.status} without a JSON body`, { status: response.status, code: 'sidecar_error' });
+    }
+    return { status: response.status, body: parsed };
+  }
+
+  const segment = (value: string | number) => encodeURIComponent(String(value));
+
+  return {
+    async reserve({ reference, items, ttlSeconds } = {} as Parameters<StockClient['reserve']>[0]) {
+      const { status, body } = await request('POST', '/v1/reservations', { reference, items, ...(ttlSeconds === undefined ? {} : { ttlSeconds }) });
+      return { ...body, created: status === 201 };
+    },
+    async release(reference) {
+      return (await request('DELETE', `/v1/reservations/${segment(reference)}`)).body;
+    },
+    async get(reference) {
+      try {
+        return (await request('GET', `/v1/reservations/${segment(reference)}`)).body;
+      } catch (error) {
+        if (error instanceof StockApiError && error.code === 'reservation_not_found') return null;
+        throw error;
+      }
+    },
+    async stock(product) {
+      return (await request('GET', `/v1/products/${segment(product)}/stock`)).body;
+    },
+    async recordMovement(movement) {
+      const { status, body } = await request('POST', '/v1/movements', movement);
+      return { ...body, created: status === 201 };
+    },
+    async monitoring({ windowSeconds } = {}) {
+      if (windowSeconds !== undefined && !Number.isInteger(windowSeconds)) {
+        throw new TypeError('monitoring: windowSeconds must be a whole number of seconds (60 to 7776000)');
+      }
+      const query = windowSeconds === undefined ? '' : `?windowSeconds=${windowSeconds}`;
+      return (await request('GET', `/api/admin/clean-expired-reservations${query}`)).body;
+    },
+    async cleanExpired() {
+      return (await request('POST', '/api/admin/clean-expired-reservations')).body;
+    },
+    async conflicts() {
+      return (await request('GET', '/api/admin/conflicts')).body.conflicts;
+    },
+    async resolveConflict(id, resolution) {
+      if (!Number.isSafeInteger(id)) throw new TypeError("resolveConflict: id must be the conflict's whole-number id");
+      return (await request('POST', `/api/admin/conflicts/${id}/resolve`, { resolution })).body;
+    },
   };
 }
-
-/** An access function as Payload calls it: `({ req }) => boolean`. */
-export type PayloadStockAccess = (args: { req: any }) => boolean | Promise<boolean>;
-
-/** The default access rule: whether the request's user may open Payload's admin panel, as Payload decides it. */
-export declare function mayOpenAdmin(args: { req: any }): Promise<boolean>;
-
-/**
- * The proof the stock-sidecar's projection sends in the `x-payload-stock` header, derived from the token the
- * plugin and the sidecar share (the sidecar's ADMIN_API_TOKEN): `v1=` and a hex HMAC-SHA256.
- */
-export declare function projectionProof(sidecarToken: string): string;
-
-/**
- * The Payload 3 plugin: `plugins: [payloadStock({ sidecarUrl, sidecarToken })]`. Adds the sizes fields to the
- * products collection and the stock-movements and stock-reservations collections. Typed structurally so that
- * payload-stock does not depend on Payload's types; it takes and returns a Payload `Config`.
- */
-export declare function payloadStock(options?: PayloadStockOptions): <C extends { collections?: unknown[] }>(config: C) => C;

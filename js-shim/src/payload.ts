@@ -1,28 +1,55 @@
-'use strict';
-// payloadStock: the Payload 3 plugin of payload-stock. It declares what the shop's Payload shows of the stock
-// sidecar's ledger: the products' sizes (figures written by the sidecar only), a stock-movements collection (an
-// admin's restock, return or adjustment goes through the sidecar before it is saved) and a read-only
-// stock-reservations collection. The sidecar keeps these up to date through Payload's REST API.
-const crypto = require('node:crypto');
-const wasm = require('./wasm/stock_wasm.js');
-const { createStockClient, StockApiError } = require('./client.cjs');
+// payload-stock/payload: the Payload 3 plugin. It declares what the shop's Payload shows of the stock sidecar's
+// ledger: the products' sizes (figures written by the sidecar only), a stock-movements collection (an admin's
+// restock, return or adjustment goes through the sidecar before it is saved) and a read-only stock-reservations
+// collection. The sidecar keeps these up to date through Payload's REST API. Server only (node:crypto).
+import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { Access, CollectionBeforeChangeHook, CollectionConfig, Config, Field, FieldHook, Plugin, PayloadRequest } from 'payload';
+import { availableStock, isLowStock } from './index.js';
+import { createStockClient, StockApiError, type StockClient } from './client.js';
 
 /** The header in which the sidecar's projection sends its proof; see projectionProof. */
-const PROJECTION_HEADER = 'x-payload-stock';
+export const PROJECTION_HEADER = 'x-payload-stock';
 /** What the proof signs: names the purpose, so the proof is worth nothing anywhere else. */
 const PROJECTION_PROOF_LABEL = 'payload-stock projection v1';
-
-const MOVEMENT_TYPES = ['sale', 'restock', 'return', 'adjustment'];
-const RESERVATION_STATUSES = ['active', 'processing', 'committed', 'released', 'expired'];
-
-function headerValue(req, name) {
-  const headers = req?.headers;
-  if (!headers) return undefined;
-  return typeof headers.get === 'function' ? headers.get(name) : headers[name];
-}
-
 /** How far a proof's instant may be from now, either way (as Stripe's signatures). */
 const PROOF_TOLERANCE_SECONDS = 300;
+
+const MOVEMENT_TYPES = ['sale', 'restock', 'return', 'adjustment'] as const;
+const RESERVATION_STATUSES = ['active', 'processing', 'committed', 'released', 'expired'] as const;
+
+/** An access rule of the plugin's: Payload's own `Access` (it may answer a query, a `Where`, as well as a boolean). */
+export type PayloadStockAccess = Access;
+
+export interface PayloadStockOptions {
+  /** The sidecar's base URL, such as http://127.0.0.1:4242. Without it, movements entered in Payload are refused. */
+  sidecarUrl?: string;
+  /** The sidecar's ADMIN_API_TOKEN: movements are admin operations, and the projection's proof is derived from it. */
+  sidecarToken?: string;
+  /** The products collection (default 'products'); it gets a `sizes` array, or the missing fields of its own. */
+  productsSlug?: string;
+  /** The movements collection the plugin adds (default 'stock-movements'). */
+  movementsSlug?: string;
+  /** The read-only reservations collection the plugin adds (default 'stock-reservations'). */
+  reservationsSlug?: string;
+  /** Each call to the sidecar gives up after this long (default 10,000 ms). */
+  timeoutMs?: number;
+  /**
+   * Who may read and enter stock movements and read stock reservations. Each defaults to `mayOpenAdmin`: users
+   * who may open the admin panel (the `admin.user` collection, through its `access.admin` when it has one), so a
+   * shop's customers never can. The sidecar's projection always may.
+   */
+  access?: {
+    readMovements?: PayloadStockAccess;
+    createMovements?: PayloadStockAccess;
+    readReservations?: PayloadStockAccess;
+  };
+}
+
+function headerValue(req: PayloadRequest | undefined, name: string): string | null | undefined {
+  const headers = req?.headers as Headers | Record<string, string> | undefined;
+  if (!headers) return undefined;
+  return typeof (headers as Headers).get === 'function' ? (headers as Headers).get(name) : (headers as Record<string, string>)[name];
+}
 
 /**
  * The proof the sidecar's projection sends in the x-payload-stock header at `unixSeconds` (default now):
@@ -30,8 +57,8 @@ const PROOF_TOLERANCE_SECONDS = 300;
  * sidecar share (the sidecar's ADMIN_API_TOKEN). Only a holder of that token can make it, the token itself never
  * travels to Payload, and it is taken within 300 seconds of its instant only. The stock-sidecar computes the same.
  */
-function projectionProof(sidecarToken, unixSeconds = Math.floor(Date.now() / 1000)) {
-  const mac = crypto.createHmac('sha256', sidecarToken).update(`${PROJECTION_PROOF_LABEL}.${unixSeconds}`).digest('hex');
+export function projectionProof(sidecarToken: string, unixSeconds: number = Math.floor(Date.now() / 1000)): string {
+  const mac = createHmac('sha256', sidecarToken).update(`${PROJECTION_PROOF_LABEL}.${unixSeconds}`).digest('hex');
   return `t=${unixSeconds},v1=${mac}`;
 }
 
@@ -42,8 +69,12 @@ function projectionProof(sidecarToken, unixSeconds = Math.floor(Date.now() / 100
  * movement documents; an admin in the panel, another integration's API key or a shopper never can, so the
  * figures cannot drift from the ledger.
  */
-function isProjectionRequest(req, sidecarToken, nowSeconds = Math.floor(Date.now() / 1000)) {
-  if (!sidecarToken || req?.user?._strategy !== 'api-key') return false;
+export function isProjectionRequest(
+  req: PayloadRequest | undefined,
+  sidecarToken: string | undefined,
+  nowSeconds: number = Math.floor(Date.now() / 1000),
+): boolean {
+  if (!sidecarToken || (req?.user as { _strategy?: string } | null | undefined)?._strategy !== 'api-key') return false;
   const presented = headerValue(req, PROJECTION_HEADER);
   if (typeof presented !== 'string' || presented.length > 200) return false;
   const match = /^t=(\d{1,12}),v1=[0-9a-f]{64}$/.exec(presented);
@@ -51,7 +82,7 @@ function isProjectionRequest(req, sidecarToken, nowSeconds = Math.floor(Date.now
   const instant = Number(match[1]);
   if (Math.abs(nowSeconds - instant) > PROOF_TOLERANCE_SECONDS) return false;
   const [given, wanted] = [Buffer.from(presented), Buffer.from(projectionProof(sidecarToken, instant))];
-  return given.length === wanted.length && crypto.timingSafeEqual(given, wanted);
+  return given.length === wanted.length && timingSafeEqual(given, wanted);
 }
 
 /**
@@ -60,7 +91,7 @@ function isProjectionRequest(req, sidecarToken, nowSeconds = Math.floor(Date.now
  * auth collection, and customers kept in the same `users` collection but refused by its `access.admin` (as in
  * Payload's ecommerce template, by role), may not.
  */
-async function mayOpenAdmin({ req }) {
+export async function mayOpenAdmin({ req }: { req: PayloadRequest }): Promise<boolean> {
   const user = req?.user;
   if (!user || !req.payload) return false;
   const adminSlug = req.payload.config?.admin?.user;
@@ -77,40 +108,44 @@ async function mayOpenAdmin({ req }) {
 /** The name of the plugin's refusals of an admin's request (4xx): logged by Payload at `info`, as its own
  * ValidationError is, since they are answers, not failures (see `loggingLevels` in payloadStock). */
 const REFUSAL_NAME = 'PayloadStockRefusal';
-let Refusal;
+type ErrorClass = new (message: string, status: number, data: Record<string, unknown>, isPublic: boolean) => Error;
+let Refusal: ErrorClass | undefined;
 
 /** Payload's APIError (a 4xx as a PayloadStockRefusal), loaded when first needed so that using payload-stock
  * outside Payload never loads Payload. */
-async function apiError(message, status, code, extra = {}) {
+async function apiError(message: string, status: number, code: string, extra: Record<string, unknown> = {}): Promise<Error> {
   const { APIError } = await import('payload');
   if (status >= 500) return new APIError(message, status, { code, ...extra }, true);
-  Refusal ??= { [REFUSAL_NAME]: class extends APIError {} }[REFUSAL_NAME];
-  return new Refusal(message, status, { code, ...extra }, true);
+  const RefusalClass: ErrorClass = (Refusal ??= { [REFUSAL_NAME]: class extends APIError {} }[REFUSAL_NAME]);
+  return new RefusalClass(message, status, { code, ...extra }, true);
 }
 
 /** A relationship value as an id (Payload gives an object when the relation is populated). */
-function relationId(value) {
-  return value !== null && typeof value === 'object' ? value.id : value;
+function relationId(value: unknown): unknown {
+  return value !== null && typeof value === 'object' ? (value as { id?: unknown }).id : value;
 }
 
-function figure(value) {
+function figure(value: unknown): number {
   return typeof value === 'number' ? value : 0;
 }
 
+type IsProjection = (req: PayloadRequest | undefined) => boolean;
+
 /** The sizes subfields the plugin owns, in the order it adds them. */
-function sizeFields(isProjection) {
+function sizeFields(isProjection: IsProjection): Field[] {
   const sidecarOnly = {
-    create: ({ req }) => isProjection(req),
-    update: ({ req }) => isProjection(req),
+    create: ({ req }: { req: PayloadRequest }) => isProjection(req),
+    update: ({ req }: { req: PayloadRequest }) => isProjection(req),
   };
-  const readOnly = (description) => ({ readOnly: true, description });
-  const computed = (compute) => ({
+  const readOnly = (description: string) => ({ readOnly: true, description });
+  const computed = (compute: (stock: number, reserved: number, threshold: number) => number | boolean): { beforeChange: FieldHook[] } => ({
     beforeChange: [
       async ({ siblingData }) => {
         try {
           return compute(figure(siblingData?.stock), figure(siblingData?.reservedStock), figure(siblingData?.lowStockThreshold));
         } catch (error) {
-          throw await apiError(`size ${siblingData?.size ?? '?'}: ${error.message}`, 400, error.code ?? 'invalid_stock');
+          const stockError = error as Error & { code?: string };
+          throw await apiError(`size ${siblingData?.size ?? '?'}: ${stockError.message}`, 400, stockError.code ?? 'invalid_stock');
         }
       },
     ],
@@ -145,25 +180,28 @@ function sizeFields(isProjection) {
       name: 'availableStock',
       type: 'number',
       admin: readOnly('Stock minus reserved stock.'),
-      hooks: computed((stock, reserved) => wasm.availableStock(stock, reserved)),
+      hooks: computed((stock, reserved) => availableStock(stock, reserved)),
     },
     {
       name: 'isLowStock',
       type: 'checkbox',
       index: true,
       admin: readOnly('Available stock at or below the low-stock threshold.'),
-      hooks: computed((stock, reserved, threshold) => wasm.isLowStock(stock, reserved, threshold)),
+      hooks: computed((stock, reserved, threshold) => isLowStock(stock, reserved, threshold)),
     },
   ];
 }
+
+/** The parts of a field the plugin looks at when it finds and copies fields: containers and names. */
+type AnyField = { name?: string; type: string; fields?: Field[]; tabs?: Array<{ name?: string; fields?: Field[] }> };
 
 /**
  * Finds the field named `name` among `fields`, looking inside rows, collapsibles and unnamed tabs (which do not
  * nest data), and returns the array holding it with its index.
  */
-function findField(fields, name) {
+function findField(fields: Field[], name: string): { fields: Field[]; index: number } | null {
   for (let index = 0; index < fields.length; index += 1) {
-    const field = fields[index];
+    const field = fields[index] as AnyField;
     if (field.name === name) return { fields, index };
     if ((field.type === 'row' || field.type === 'collapsible') && Array.isArray(field.fields)) {
       const found = findField(field.fields, name);
@@ -183,20 +221,21 @@ function findField(fields, name) {
 
 /** A copy of `fields` in which every row, collapsible and tab is a copy too, so that changing them below leaves
  * the shop's config objects untouched. */
-function copyContainers(fields) {
-  return fields.map((field) => {
+function copyContainers(fields: Field[]): Field[] {
+  return fields.map((original) => {
+    const field = original as AnyField;
     if ((field.type === 'row' || field.type === 'collapsible') && Array.isArray(field.fields)) {
-      return { ...field, fields: copyContainers(field.fields) };
+      return { ...field, fields: copyContainers(field.fields) } as Field;
     }
     if (field.type === 'tabs' && Array.isArray(field.tabs)) {
-      return { ...field, tabs: field.tabs.map((tab) => (Array.isArray(tab.fields) ? { ...tab, fields: copyContainers(tab.fields) } : tab)) };
+      return { ...field, tabs: field.tabs.map((tab) => (Array.isArray(tab.fields) ? { ...tab, fields: copyContainers(tab.fields) } : tab)) } as Field;
     }
-    return field;
+    return original;
   });
 }
 
 /** Adds the sizes array to the products collection, or the missing subfields to the shop's own sizes array. */
-function addSizes(products, isProjection) {
+function addSizes(products: CollectionConfig, isProjection: IsProjection): void {
   products.fields = copyContainers(products.fields ?? []);
   const found = findField(products.fields, 'sizes');
   if (!found) {
@@ -209,25 +248,43 @@ function addSizes(products, isProjection) {
     });
     return;
   }
-  const existing = found.fields[found.index];
+  const existing = found.fields[found.index] as AnyField;
   if (existing.type !== 'array') {
     throw new Error(`payloadStock: ${products.slug}.sizes is a ${existing.type} field; payload-stock needs an array of sizes`);
   }
-  const names = new Set((existing.fields ?? []).map((field) => field.name));
+  const names = new Set((existing.fields ?? []).map((field) => (field as AnyField).name));
   found.fields[found.index] = {
     ...existing,
-    fields: [...(existing.fields ?? []), ...sizeFields(isProjection).filter((field) => !names.has(field.name))],
-  };
+    fields: [...(existing.fields ?? []), ...sizeFields(isProjection).filter((field) => !names.has((field as AnyField).name))],
+  } as Field;
 }
 
 /** The ledger reference of a movement entered in Payload: the form carries it (a hidden field) from when it opens,
  * so a double submit or a retry of the same form sends the same one and the ledger records the movement once. */
-function newSubmissionKey() {
-  return `payload-${crypto.randomUUID()}`;
+function newSubmissionKey(): string {
+  return `payload-${randomUUID()}`;
 }
 
-function movementsCollection({ slug, productsSlug, client, isProjection, access }) {
-  async function recordInLedger({ data, req, operation }) {
+interface AccessRules {
+  readMovements: PayloadStockAccess;
+  createMovements: PayloadStockAccess;
+  readReservations: PayloadStockAccess;
+}
+
+function movementsCollection({
+  slug,
+  productsSlug,
+  client,
+  isProjection,
+  access,
+}: {
+  slug: string;
+  productsSlug: string;
+  client: StockClient | null;
+  isProjection: IsProjection;
+  access: AccessRules;
+}): CollectionConfig {
+  const recordInLedger: CollectionBeforeChangeHook = async ({ data, req, operation }) => {
     if (operation !== 'create' || isProjection(req)) return data;
     if (data.type === 'sale') {
       throw await apiError('Sales are recorded from Stripe payments, not entered by hand; use an adjustment.', 400, 'sale_not_allowed');
@@ -281,13 +338,22 @@ function movementsCollection({ slug, productsSlug, client, isProjection, access 
       date: recorded.date,
       idempotencyKey: String(recorded.id),
     };
-  }
+  };
 
   /** Refuses with 409 when the document of ledger movement `id` exists: the form was sent before. */
-  async function refuseIfSaved(req, id) {
-    const found = await req.payload.find({ collection: slug, where: { idempotencyKey: { equals: id } }, limit: 1, depth: 0, pagination: false, overrideAccess: true, req });
+  async function refuseIfSaved(req: PayloadRequest, id: string): Promise<void> {
+    const found = await req.payload.find({
+      collection: slug as never,
+      where: { idempotencyKey: { equals: id } },
+      limit: 1,
+      depth: 0,
+      pagination: false,
+      overrideAccess: true,
+      req,
+    });
     if (found.docs.length > 0) {
-      throw await apiError(`This movement was recorded already (document ${found.docs[0].id}); nothing was recorded again.`, 409, 'movement_already_recorded', { document: found.docs[0].id });
+      const document = (found.docs[0] as { id: string | number }).id;
+      throw await apiError(`This movement was recorded already (document ${document}); nothing was recorded again.`, 409, 'movement_already_recorded', { document });
     }
   }
 
@@ -312,13 +378,19 @@ function movementsCollection({ slug, productsSlug, client, isProjection, access 
     hooks: { beforeChange: [recordInLedger] },
     defaultSort: '-date',
     fields: [
-      { name: 'product', type: 'relationship', relationTo: productsSlug, required: true, index: true },
+      { name: 'product', type: 'relationship', relationTo: productsSlug as never, required: true, index: true },
       { name: 'size', type: 'text', required: true },
-      { name: 'type', type: 'select', required: true, defaultValue: 'restock', options: MOVEMENT_TYPES.map((value) => ({ label: value[0].toUpperCase() + value.slice(1), value })) },
+      {
+        name: 'type',
+        type: 'select',
+        required: true,
+        defaultValue: 'restock',
+        options: MOVEMENT_TYPES.map((value) => ({ label: value[0].toUpperCase() + value.slice(1), value })),
+      },
       { name: 'quantity', type: 'number', required: true, admin: { description: 'Units: a restock or a return adds (positive), an adjustment adds or removes.' } },
       { name: 'stockBefore', type: 'number', admin: { readOnly: true } },
       { name: 'stockAfter', type: 'number', admin: { readOnly: true } },
-      { name: 'lowStockThreshold', type: 'number', min: 0, admin: { description: 'Optional: sets the size\'s low-stock threshold with this movement.' } },
+      { name: 'lowStockThreshold', type: 'number', min: 0, admin: { description: "Optional: sets the size's low-stock threshold with this movement." } },
       { name: 'reason', type: 'text' },
       { name: 'reference', type: 'text', index: true, admin: { description: 'A delivery note or order number, for people: several movements may share one.' } },
       {
@@ -332,12 +404,22 @@ function movementsCollection({ slug, productsSlug, client, isProjection, access 
       },
       { name: 'orderReference', type: 'text', index: true },
       { name: 'date', type: 'date', index: true, admin: { readOnly: true, date: { pickerAppearance: 'dayAndTime' } } },
-      { name: 'idempotencyKey', type: 'text', unique: true, admin: { readOnly: true, description: 'The ledger movement\'s id.' } },
+      { name: 'idempotencyKey', type: 'text', unique: true, admin: { readOnly: true, description: "The ledger movement's id." } },
     ],
   };
 }
 
-function reservationsCollection({ slug, productsSlug, isProjection, access }) {
+function reservationsCollection({
+  slug,
+  productsSlug,
+  isProjection,
+  access,
+}: {
+  slug: string;
+  productsSlug: string;
+  isProjection: IsProjection;
+  access: AccessRules;
+}): CollectionConfig {
   return {
     slug,
     labels: { singular: 'Stock reservation', plural: 'Stock reservations' },
@@ -363,7 +445,7 @@ function reservationsCollection({ slug, productsSlug, isProjection, access }) {
         name: 'items',
         type: 'array',
         fields: [
-          { name: 'product', type: 'relationship', relationTo: productsSlug },
+          { name: 'product', type: 'relationship', relationTo: productsSlug as never },
           { name: 'size', type: 'text' },
           { name: 'quantity', type: 'number' },
         ],
@@ -378,35 +460,40 @@ function reservationsCollection({ slug, productsSlug, isProjection, access }) {
  * `access` replaces who may read and enter movements and read reservations (default: users who may open the admin
  * panel); the sidecar's projection may always.
  */
-function payloadStock({
-  sidecarUrl,
-  sidecarToken,
-  productsSlug = 'products',
-  movementsSlug = 'stock-movements',
-  reservationsSlug = 'stock-reservations',
-  timeoutMs,
-  access = {},
-} = {}) {
+export function payloadStock(options: PayloadStockOptions = {}): Plugin {
+  const {
+    sidecarUrl,
+    sidecarToken,
+    productsSlug = 'products',
+    movementsSlug = 'stock-movements',
+    reservationsSlug = 'stock-reservations',
+    timeoutMs,
+    access = {},
+  } = options;
   const client = sidecarUrl && sidecarToken ? createStockClient({ url: sidecarUrl, token: sidecarToken, timeoutMs }) : null;
-  const isProjection = (req) => isProjectionRequest(req, sidecarToken);
+  const isProjection: IsProjection = (req) => isProjectionRequest(req, sidecarToken);
   for (const [name, rule] of Object.entries(access)) {
     if (!['readMovements', 'createMovements', 'readReservations'].includes(name) || typeof rule !== 'function') {
       throw new Error(`payloadStock: access.${name} is not one of readMovements, createMovements, readReservations as a function ({ req }) => boolean`);
     }
   }
-  const rules = { readMovements: mayOpenAdmin, createMovements: mayOpenAdmin, readReservations: mayOpenAdmin, ...access };
-  return (incomingConfig) => {
-    const config = { ...incomingConfig, collections: [...(incomingConfig.collections ?? [])] };
-    const index = config.collections.findIndex((collection) => collection.slug === productsSlug);
+  const rules: AccessRules = { readMovements: mayOpenAdmin, createMovements: mayOpenAdmin, readReservations: mayOpenAdmin, ...access };
+  return (incomingConfig: Config): Config => {
+    const config: Config = { ...incomingConfig, collections: [...(incomingConfig.collections ?? [])] };
+    const collections = config.collections as CollectionConfig[];
+    const index = collections.findIndex((collection) => collection.slug === productsSlug);
     if (index === -1) {
-      throw new Error(`payloadStock: there is no collection with the slug "${productsSlug}"; pass productsSlug with your products collection's slug (and put payloadStock after any plugin that adds it)`);
+      throw new Error(
+        `payloadStock: there is no collection with the slug "${productsSlug}"; pass productsSlug with your products collection's slug (and put payloadStock after any plugin that adds it)`,
+      );
     }
     // The plugin's 4xx refusals are answers to the admin, not server failures: info, unless the shop says otherwise.
-    config.loggingLevels = { [REFUSAL_NAME]: 'info', ...(config.loggingLevels ?? {}) };
-    const products = { ...config.collections[index] };
+    // (Payload's type lists its own error names only; it looks any error's name up at run time.)
+    config.loggingLevels = { [REFUSAL_NAME]: 'info', ...(config.loggingLevels ?? {}) } as Config['loggingLevels'];
+    const products = { ...collections[index] };
     addSizes(products, isProjection);
-    config.collections[index] = products;
-    config.collections.push(
+    collections[index] = products;
+    collections.push(
       movementsCollection({ slug: movementsSlug, productsSlug, client, isProjection, access: rules }),
       reservationsCollection({ slug: reservationsSlug, productsSlug, isProjection, access: rules }),
     );
@@ -414,11 +501,9 @@ function payloadStock({
       const onInit = config.onInit;
       config.onInit = async (payload) => {
         if (onInit) await onInit(payload);
-        payload.logger.warn('payloadStock: sidecarUrl or sidecarToken is not set; stock movements entered in Payload will be refused, and so are the sidecar\'s writes');
+        payload.logger.warn("payloadStock: sidecarUrl or sidecarToken is not set; stock movements entered in Payload will be refused, and so are the sidecar's writes");
       };
     }
     return config;
   };
 }
-
-module.exports = { payloadStock, projectionProof, isProjectionRequest, mayOpenAdmin, PROJECTION_HEADER };
