@@ -1,7 +1,8 @@
 // The demo shop in a real browser (Debian's Chromium driven by playwright-core): an admin logs into Payload's
-// panel and finds the products, stock movements and reservations the sidecar projected; two customers try to buy
-// the last pair of a size at the same moment, and exactly one gets it. Screenshots go to SCREENSHOTS_DIR (a
-// temporary directory unless set; `SCREENSHOTS_DIR=docs/screenshots` refreshes the README's).
+// panel and finds the products, stock movements and reservations the sidecar projected; a customer checks a quantity
+// in the page (payload-stock's rules in the browser); two customers try to buy the last pair of a size at the same
+// moment, and exactly one gets it; an Edge-runtime route checks carts with the same rules. Screenshots go to
+// SCREENSHOTS_DIR (a temporary directory unless set; `SCREENSHOTS_DIR=docs/screenshots` refreshes the README's).
 //
 // Needs the shop built (npm run build) and STOCK_SIDECAR_BINARY; scripts/test.sh provides both.
 import assert from 'node:assert/strict';
@@ -25,6 +26,13 @@ function freePort() {
     });
     server.once('error', fail);
   });
+}
+
+/** Waits until the element with `testId` shows `expected` (a string, or a pattern it must match). */
+async function textBecomes(page, testId, expected, timeoutMs = 10_000) {
+  const element = page.getByTestId(testId);
+  const matches = (text) => (typeof expected === 'string' ? text === expected : expected.test(text));
+  await eventually(`${testId} to show ${expected}`, async () => matches(await element.textContent()), timeoutMs);
 }
 
 async function eventually(what, check, timeoutMs = 30_000) {
@@ -70,6 +78,7 @@ test('the demo shop: the admin panel shows the ledger, and of two buyers of the 
     await shot(panel, 'admin-products');
     await panel.getByRole('link', { name: 'Trail runner' }).first().click();
     await panel.waitForURL(/\/admin\/collections\/products\/\d+/);
+    const trailRunner = /\/products\/(\d+)/.exec(panel.url())[1];
     await panel.getByText('Sizes').first().waitFor();
     const sizeInputs = await panel.locator('input[name$=".size"]').evaluateAll((inputs) => inputs.map((input) => input.value));
     assert.deepEqual(sizeInputs, ['40', '41', '42', '43'], 'the sizes of the product');
@@ -89,6 +98,28 @@ test('the demo shop: the admin panel shows the ledger, and of two buyers of the 
       await page.goto(`${shop.shopUrl}/products/trail-runner`);
       assert.equal(await page.getByTestId('available-42').textContent(), 'Only 1 left');
       assert.equal(await page.getByTestId('available-41').textContent(), '6 in stock');
+    }
+    // The rules in the browser: a client component checks the quantity as the customer types, with payload-stock's
+    // WebAssembly bundled into the page (no serverExternalPackages, no request to the server).
+    await first.locator('[data-testid="quantity-check"][data-hydrated="true"]').waitFor();
+    const requests = [];
+    first.on('request', (request) => requests.push(request.url()));
+    await first.getByTestId('check-size').selectOption('41');
+    await first.getByTestId('check-quantity').fill('0');
+    await textBecomes(first, 'check-verdict', 'Choose a whole number of pairs, 1 or more');
+    await first.getByTestId('check-quantity').fill('6');
+    await textBecomes(first, 'check-verdict', '6 × size 41: in stock');
+    await textBecomes(first, 'check-available', ' 6 available');
+    await first.getByTestId('check-quantity').fill('7');
+    await textBecomes(first, 'check-verdict', 'Only 6 left in size 41');
+    assert.deepEqual(requests, [], 'the quantity check ran in the page');
+    // The page's JavaScript carries the rules (the module inlined: base64 of "\0asm") and neither the sidecar's
+    // client nor the Payload plugin.
+    const scripts = await first.evaluate(() => performance.getEntriesByType('resource').map((entry) => entry.name).filter((url) => new URL(url).pathname.endsWith('.js')));
+    const bundle = (await Promise.all(scripts.map(async (src) => (await fetch(src)).text()))).join('\n');
+    assert.ok(bundle.includes('AGFzbQ'), 'the wasm module is in the page');
+    for (const serverOnly of ["createStockClient: url must be", 'payload-stock projection v1']) {
+      assert.ok(!bundle.includes(serverOnly), `the page's JavaScript has no "${serverOnly}"`);
     }
     await shot(first, 'shop-product');
     await Promise.all([first.getByTestId('buy-42').click(), second.getByTestId('buy-42').click()]);
@@ -125,6 +156,25 @@ test('the demo shop: the admin panel shows the ledger, and of two buyers of the 
       return (await sales.count()) === 1 && (await sales.first().textContent()).includes('42');
     });
     await shot(panel, 'admin-sale-movement');
+
+    // An Edge-runtime route checks carts against the sidecar's figures with payload-stock's edge build.
+    const checkCart = (body) => fetch(`${shop.shopUrl}/api/cart/check`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const checked = await checkCart(JSON.stringify({ items: [{ product: trailRunner, size: '42', quantity: 1 }, { product: trailRunner, size: '41', quantity: 7 }, { product: trailRunner, size: '40', quantity: 1 }] }));
+    assert.equal(checked.status, 200);
+    const verdict = await checked.json();
+    assert.equal(verdict.runtime, 'edge', 'the route ran on the Edge runtime');
+    assert.equal(verdict.ok, false);
+    assert.deepEqual(verdict.shortages.map(({ size, requested, available }) => [size, requested, available]), [['42', 1, 0], ['41', 7, 6]]);
+    const unknown = await (await checkCart(JSON.stringify({ items: [{ product: '999999', size: '42', quantity: 1 }] }))).json();
+    assert.deepEqual(unknown.errors.map(({ code }) => code), ['unknown_product']);
+    const malformed = await checkCart('{"items": [');
+    assert.equal(malformed.status, 422);
+    assert.equal((await malformed.json()).error, 'invalid_request');
+    const notLines = await checkCart(JSON.stringify({ items: [42] }));
+    assert.equal(notLines.status, 422);
+    assert.equal((await notLines.json()).error, 'invalid_input');
+    const oversized = await checkCart(JSON.stringify({ items: [{ product: 'x'.repeat(20_000), size: '42', quantity: 1 }] }));
+    assert.equal(oversized.status, 413);
 
     // The cron route asks the sidecar to release expired reservations, and only with CRON_SECRET.
     const cron = `${shop.shopUrl}/api/cron/clean-expired-reservations`;

@@ -1,12 +1,14 @@
 // A product page: its sizes with the units available right now. The figures come from the sidecar's ledger (the
 // truth, with reservations of checkouts under way), and availability and the low-stock flag are computed with
-// payload-stock's WebAssembly rules, the very ones the sidecar decides with.
+// payload-stock's WebAssembly rules, the very ones the sidecar decides with; QuantityCheck runs them again in the
+// browser as the customer types.
 import config from '@payload-config';
 import { notFound } from 'next/navigation';
 import { getPayload } from 'payload';
 import { deriveSizes } from 'payload-stock';
 import { stockClient } from '../../../../lib/stock';
 import { BuyButton } from './buy-button';
+import { QuantityCheck } from './quantity-check';
 
 export const dynamic = 'force-dynamic';
 
@@ -41,6 +43,12 @@ export default async function ProductPage({ params }: { params: Promise<{ slug: 
           ))}
         </tbody>
       </table>
+      {sizes.length > 0 ? (
+        <QuantityCheck
+          product={String(product.id)}
+          sizes={sizes.map(({ size, stock, reservedStock, lowStockThreshold }) => ({ size: String(size), stock, reservedStock, lowStockThreshold }))}
+        />
+      ) : null}
     </>
   );
 }
