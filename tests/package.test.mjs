@@ -76,11 +76,12 @@ test('the tarball holds the wasm module and the types, and nothing from the repo
   const files = JSON.parse(listing)[0].files.map((file) => file.path).sort();
   assert.deepEqual(files, [
     'CHANGELOG.md',
+    'LICENSE',
     'README.md',
-    ...['client', 'index', 'rules'].flatMap((name) => [`dist/cjs/${name}.d.ts`, `dist/cjs/${name}.js`]),
+    ...['client', 'index', 'load/inline'].flatMap((name) => [`dist/cjs/${name}.d.ts`, `dist/cjs/${name}.js`]),
     'dist/cjs/package.json',
     ...['stock_wasm', 'stock_wasm_inline'].flatMap((name) => [`dist/cjs/wasm/${name}.d.ts`, `dist/cjs/wasm/${name}.js`]),
-    ...['client', 'edge', 'index', 'payload', 'rules'].flatMap((name) => [`dist/${name}.d.ts`, `dist/${name}.js`]),
+    ...['client', 'index', 'load/edge', 'load/inline', 'payload'].flatMap((name) => [`dist/${name}.d.ts`, `dist/${name}.js`]),
     'dist/wasm/stock_wasm.d.ts',
     'dist/wasm/stock_wasm.js',
     'dist/wasm/stock_wasm_bg.wasm',

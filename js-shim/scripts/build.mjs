@@ -1,8 +1,9 @@
 // Builds the payload-stock package into dist/ from src/ and the wasm-bindgen output in ../pkg (built by
 // scripts/setup.sh's build_package: `wasm-bindgen --target web --omit-default-module-path`, then wasm-opt).
-//   dist/        ES modules and their declarations: every entry point, edge.js for the Edge runtime
-//   dist/cjs/    CommonJS: the rules and the client
-//   dist/wasm/   the glue, the module inlined as base64 (stock_wasm_inline.js) and the .wasm file (edge.js's)
+//   dist/        ES modules and their declarations: every entry point; load/ the two ways the module is loaded
+//                (package.json "imports" picks load/edge.js on the Edge runtime, load/inline.js elsewhere)
+//   dist/cjs/    CommonJS: the rules and the client, with a package.json of its own
+//   dist/wasm/   the glue, the module inlined as base64 (stock_wasm_inline.js) and the .wasm file (load/edge.js's)
 // The package must not depend on a folder outside itself: everything it loads is copied in.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -63,6 +64,12 @@ const commonjs = ts.transpileModule(glue, {
   fileName: 'stock_wasm.js',
 });
 writeFileSync(join(cjsWasm, 'stock_wasm.js'), commonjs.outputText);
-writeFileSync(join(shim, 'dist', 'cjs', 'package.json'), '{ "type": "commonjs" }\n');
+// dist/cjs/ is a package scope of its own: CommonJS, and its `#wasm-module` (the module inlined: no CommonJS
+// runtime forbids compiling from bytes) resolved here, since Node and bundlers read "imports" from the nearest
+// package.json.
+writeFileSync(
+  join(shim, 'dist', 'cjs', 'package.json'),
+  `${JSON.stringify({ type: 'commonjs', imports: { '#wasm-module': './load/inline.js' }, sideEffects: ['./load/*.js'] }, null, 2)}\n`,
+);
 
 console.log(`payload-stock: built dist/ (ES modules, CommonJS, declarations) around a ${wasmBytes.length}-byte module`);

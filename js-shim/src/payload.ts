@@ -4,8 +4,10 @@
 // collection. The sidecar keeps these up to date through Payload's REST API. Server only (node:crypto).
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Access, CollectionBeforeChangeHook, CollectionConfig, Config, Field, FieldHook, Plugin, PayloadRequest } from 'payload';
-import { availableStock, isLowStock } from './index.js';
-import { createStockClient, StockApiError, type StockClient } from './client.js';
+// By the package's own name, not by path: the exports map then gives the plugin the build every other import of
+// payload-stock in the process gets (in Node, CommonJS), so there is one wasm instance and one StockApiError.
+import { availableStock, isLowStock } from 'payload-stock';
+import { createStockClient, StockApiError, type StockClient } from 'payload-stock/client';
 
 /** The header in which the sidecar's projection sends its proof; see projectionProof. */
 export const PROJECTION_HEADER = 'x-payload-stock';

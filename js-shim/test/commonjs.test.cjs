@@ -2,6 +2,7 @@
 // instance, and the errors keep their shape.
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
+const { execFileSync } = require('node:child_process');
 const stock = require('payload-stock');
 
 test('require() exposes every function', () => {
@@ -16,6 +17,15 @@ test('require() and import share one module instance', async () => {
   const esm = await import('payload-stock');
   assert.equal(esm.deriveSizes, stock.deriveSizes);
   assert.equal(esm.availableStock, stock.availableStock);
+});
+
+test('the plugin gets the build require() gets: one wasm instance and one StockApiError in the process', () => {
+  // A fresh process that imports only the plugin: the rules and the client it loads are the CommonJS build's.
+  const script = `await import('payload-stock/payload');
+    const loaded = Object.keys((await import('node:module')).createRequire(import.meta.url).cache);
+    console.log(JSON.stringify(['index.js', 'client.js'].map((file) => loaded.some((path) => path.endsWith(\`/dist/cjs/\${file}\`)))));`;
+  const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: __dirname, encoding: 'utf8' });
+  assert.equal(output.trim(), '[true,true]');
 });
 
 test('errors thrown to CommonJS callers are StockErrors with a code', () => {

@@ -1,8 +1,8 @@
-// payload-stock for Next.js's Edge runtime (middleware, edge route handlers), which forbids compiling WebAssembly
-// from bytes at run time: the module is imported as a compiled WebAssembly.Module (`.wasm?module`, which Next.js's
-// bundlers turn into one) and instantiated synchronously. Same exports as index.ts.
-import { initSync } from './wasm/stock_wasm.js';
-import wasmModule from './wasm/stock_wasm_bg.wasm?module';
+// How payload-stock's WebAssembly module is loaded on Next.js's Edge runtime (middleware, edge route handlers),
+// which forbids compiling WebAssembly from bytes at run time: it is imported as a compiled WebAssembly.Module
+// (`.wasm?module`, which Next.js's bundlers turn into one) and instantiated synchronously.
+import { initSync } from '../wasm/stock_wasm.js';
+import wasmModule from '../wasm/stock_wasm_bg.wasm?module';
 
 /**
  * The module as this realm's WebAssembly.Module. Next.js's local Edge sandbox (`next dev`, `next start` and the
@@ -18,5 +18,3 @@ function inThisRealm(module: WebAssembly.Module): WebAssembly.Module {
 }
 
 initSync({ module: inThisRealm(wasmModule) });
-
-export * from './rules.js';
