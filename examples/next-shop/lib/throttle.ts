@@ -1,5 +1,5 @@
-// A per-client limit on starting checkouts: each checkout holds stock for 30 minutes, so without one a loop could
-// hold every size. A fixed one-minute window per client address, kept in this process's memory (one Next.js
+// Per-client limits on starting checkouts (each holds stock for 30 minutes, so without one a loop could hold every
+// size) and on cart checks (each reads the sidecar once per product). A fixed one-minute window per client address, kept in this process's memory (one Next.js
 // server; several servers each count their own, so put the limit at the proxy too when there are many).
 //
 // The client's address is X-Forwarded-For's last entry: server.mjs sets the header from the connection unless
@@ -12,10 +12,32 @@ export const checkoutLimitPerMinute = () => {
   return Number.isInteger(configured) && configured > 0 ? configured : 10;
 };
 
+/** Cart checks (POST /api/cart/check) a client may make per minute: each reads the sidecar once per product. */
+export const cartCheckLimitPerMinute = () => 30;
+
 const WINDOW_MS = 60_000;
-/** Clients remembered at most: past it, the oldest windows are forgotten first. */
+/** Clients remembered at most per throttle: past it, the oldest windows are forgotten first. */
 const MAX_CLIENTS = 50_000;
-const windows = new Map<string, { startedAt: number; count: number }>();
+
+/**
+ * A throttle allowing `limitPerMinute()` calls per client in a fixed one-minute window: the function counts one call
+ * of `client` at `now` and answers how many seconds to wait when it is over the limit, else 0.
+ */
+function throttle(limitPerMinute: () => number): (client: string, now?: number) => number {
+  const windows = new Map<string, { startedAt: number; count: number }>();
+  return (client, now = Date.now()) => {
+    const window = windows.get(client);
+    if (!window || now - window.startedAt >= WINDOW_MS) {
+      windows.delete(client);
+      if (windows.size >= MAX_CLIENTS) windows.delete(windows.keys().next().value as string);
+      windows.set(client, { startedAt: now, count: 1 });
+      return 0;
+    }
+    if (window.count >= limitPerMinute()) return Math.ceil((window.startedAt + WINDOW_MS - now) / 1000);
+    window.count += 1;
+    return 0;
+  };
+}
 
 /** The client the request came from, as server.mjs (or a trusted proxy) put it in X-Forwarded-For. */
 export function clientAddress(request: Request): string {
@@ -31,15 +53,7 @@ export function clientAddress(request: Request): string {
 }
 
 /** Counts one checkout of `client` at `now`; how many seconds to wait when it is over the limit, else 0. */
-export function checkoutThrottle(client: string, now = Date.now()): number {
-  const window = windows.get(client);
-  if (!window || now - window.startedAt >= WINDOW_MS) {
-    windows.delete(client);
-    if (windows.size >= MAX_CLIENTS) windows.delete(windows.keys().next().value as string);
-    windows.set(client, { startedAt: now, count: 1 });
-    return 0;
-  }
-  if (window.count >= checkoutLimitPerMinute()) return Math.ceil((window.startedAt + WINDOW_MS - now) / 1000);
-  window.count += 1;
-  return 0;
-}
+export const checkoutThrottle = throttle(checkoutLimitPerMinute);
+
+/** Counts one cart check of `client`: the same, with its own windows and limit. */
+export const cartCheckThrottle = throttle(cartCheckLimitPerMinute);

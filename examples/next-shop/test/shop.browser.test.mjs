@@ -157,7 +157,7 @@ test('the demo shop: the admin panel shows the ledger, and of two buyers of the 
     });
     await shot(panel, 'admin-sale-movement');
 
-    // An Edge-runtime route checks carts against the sidecar's figures with payload-stock's edge build.
+    // An Edge-runtime route checks carts against the sidecar's figures with payload-stock's rules.
     const checkCart = (body) => fetch(`${shop.shopUrl}/api/cart/check`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
     const checked = await checkCart(JSON.stringify({ items: [{ product: trailRunner, size: '42', quantity: 1 }, { product: trailRunner, size: '41', quantity: 7 }, { product: trailRunner, size: '40', quantity: 1 }] }));
     assert.equal(checked.status, 200);
@@ -175,6 +175,23 @@ test('the demo shop: the admin panel shows the ledger, and of two buyers of the 
     assert.equal((await notLines.json()).error, 'invalid_input');
     const oversized = await checkCart(JSON.stringify({ items: [{ product: 'x'.repeat(20_000), size: '42', quantity: 1 }] }));
     assert.equal(oversized.status, 413);
+    // Without a Content-Length (a chunked upload), the body is counted as it arrives and cut off all the same.
+    const chunks = new ReadableStream({
+      start(controller) {
+        for (let chunk = 0; chunk < 20; chunk++) controller.enqueue(new TextEncoder().encode(' '.repeat(1024)));
+        controller.close();
+      },
+    });
+    const chunked = await fetch(`${shop.shopUrl}/api/cart/check`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chunks, duplex: 'half' });
+    assert.equal(chunked.status, 413);
+    // A product id the sidecar's URL would reinterpret never reaches it.
+    const dotted = await checkCart(JSON.stringify({ items: [{ product: '..', size: '42', quantity: 1 }] }));
+    assert.equal(dotted.status, 422);
+    // 30 checks a minute per client: the 31st is refused, whatever it asks.
+    const checkStatuses = [];
+    for (let attempt = 0; attempt < 30; attempt++) checkStatuses.push((await checkCart('{}')).status);
+    const firstRefused = checkStatuses.indexOf(429);
+    assert.ok(firstRefused > 0 && checkStatuses.slice(firstRefused).every((status) => status === 429), `cart checks are throttled: ${checkStatuses}`);
 
     // The cron route asks the sidecar to release expired reservations, and only with CRON_SECRET.
     const cron = `${shop.shopUrl}/api/cron/clean-expired-reservations`;
