@@ -9,6 +9,8 @@ step "Building the stock-sidecar and bench/ledger (release)"
 cargo build --release --quiet -p stock-sidecar -p ledger-bench
 step "bench/wasm-calls.mjs"
 node bench/wasm-calls.mjs
+step "bench/wasm-package.mjs (sizes, load times in Node and Chromium, call costs; OLD_PACKAGE_DIR beside it when set)"
+node bench/wasm-package.mjs ${OLD_PACKAGE_DIR:+"$OLD_PACKAGE_DIR"}
 step "bench/ledger webhook-ingest (signed webhooks: SQLite FULL and NORMAL, PostgreSQL with one and two sidecars, next to this machine's bare commit loops)"
 "$REPO_ROOT/target/release/webhook-ingest" "$REPO_ROOT/target/release/stock-sidecar"
 step "bench/projection-lag.mjs (a real Payload)"

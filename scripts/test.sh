@@ -43,13 +43,13 @@ within 20 wasm-pack --log-level warn test --node crates/stock-wasm
 step "node --test: the payload-stock package (ESM, CommonJS, TypeScript types)"
 (cd js-shim && within 10 node --test test/)
 
-step "node --test: the packed package installed into an empty project, and every relative link in the Markdown files"
+step "node --test: the packed package installed into an empty project (Node, Bun, Deno), and every relative link in the Markdown files"
 within 10 node --test tests/package.test.mjs tests/links.test.mjs
 
 step "node --test: end to end on a real Payload 3 with the payloadStock plugin and the sidecar projecting into it (three sidecars on one PostgreSQL in replicas.e2e.test.mjs; the fault run on SQLite and PostgreSQL)"
 within 20 node --test tests/e2e/
 
-step "The demo shop in a real browser (examples/next-shop: Next.js with Payload's admin panel, Debian's Chromium)"
+step "The demo shop in a real browser (examples/next-shop: Next.js with Payload's admin panel, payload-stock in a client component and an Edge route, Debian's Chromium)"
 ensure_chromium
 build_shop
 STOCK_SIDECAR_BINARY="$REPO_ROOT/target/debug/stock-sidecar" within 15 node --test examples/next-shop/test/
