@@ -5,6 +5,7 @@
 //   dist/cjs/    CommonJS: the rules and the client, with a package.json of its own
 //   dist/wasm/   the glue, the module inlined as base64 (stock_wasm_inline.js) and the .wasm file (load/edge.js's)
 // The package must not depend on a folder outside itself: everything it loads is copied in.
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -34,7 +35,7 @@ if (glue.includes('import.meta')) {
 }
 const wasmBytes = readFileSync(join(pkg, 'stock_wasm_bg.wasm'));
 
-// src/wasm/ (generated, not committed): the glue's types for tsc, and the module as base64 for index.ts.
+// src/wasm/ (generated, not committed): the glue's types for tsc, and the module as base64 for load/inline.ts.
 rmSync(generated, { recursive: true, force: true });
 mkdirSync(generated, { recursive: true });
 copyFileSync(join(pkg, 'stock_wasm.d.ts'), join(generated, 'stock_wasm.d.ts'));
@@ -45,11 +46,9 @@ writeFileSync(
 );
 
 rmSync(join(shim, 'dist'), { recursive: true, force: true });
+const tsc = require.resolve('typescript/bin/tsc');
 for (const project of ['tsconfig.json', 'tsconfig.cjs.json']) {
-  const tsc = require.resolve('typescript/bin/tsc');
-  const { status } = await import('node:child_process').then(({ spawnSync }) =>
-    spawnSync(process.execPath, [tsc, '-p', join(shim, project)], { stdio: 'inherit' }),
-  );
+  const { status } = spawnSync(process.execPath, [tsc, '-p', join(shim, project)], { stdio: 'inherit' });
   if (status !== 0) process.exit(status ?? 1);
 }
 
