@@ -1,10 +1,9 @@
 # Sourced by the other scripts: installs what building payload-stock needs, skipping what is already there, and
 # builds the WebAssembly package into pkg/ and js-shim/dist/. Everything comes from crates.io and the npm
-# registry (wasm-pack's own downloads of wasm-bindgen and wasm-opt are never used: both are put on PATH first).
+# registry: wasm-bindgen-cli from crates.io (it also runs the wasm tests in Node), wasm-opt from npm's binaryen.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-WASM_PACK_VERSION="0.15.1"
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$REPO_ROOT/js-shim/node_modules/.bin:$PATH"
 
 # Each step is announced, and timed: `step_durations` (called on exit by test.sh) prints how long each one took.
@@ -43,13 +42,6 @@ ensure_wasm_target() {
   if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     step "Adding the Rust target wasm32-unknown-unknown"
     rustup target add wasm32-unknown-unknown
-  fi
-}
-
-ensure_wasm_pack() {
-  if [ "$(wasm-pack --version 2>/dev/null)" != "wasm-pack $WASM_PACK_VERSION" ]; then
-    step "Installing wasm-pack $WASM_PACK_VERSION (about 2 minutes, once)"
-    cargo install wasm-pack --version "$WASM_PACK_VERSION"
   fi
 }
 
@@ -126,7 +118,6 @@ ensure_postgres() {
 
 ensure_tools() {
   ensure_wasm_target
-  ensure_wasm_pack
   ensure_wasm_bindgen_cli
   ensure_npm_packages
 }
