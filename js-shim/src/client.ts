@@ -20,7 +20,10 @@ export type StockApiErrorCode =
   | 'sidecar_error'
   | (string & {});
 
-/** A size short of stock, in an insufficient_stock error. */
+/**
+ * A size short of stock, in an insufficient_stock error. In a shop on Payload's ecommerce plugin `size` is the
+ * ledger's key of a variant: its id, or "(no variant)" for a product without variants (`variantOfKey` reads it).
+ */
 export interface StockShortage {
   product: string;
   size: string;
@@ -64,10 +67,14 @@ export class StockApiError extends Error {
   }
 }
 
-/** One line of a reservation request. */
+/**
+ * One line of a reservation request: a `size`, or in a shop on Payload's ecommerce plugin a `variant` (its id, or
+ * null for a product without variants), never both.
+ */
 export interface ReservationItem {
   product: string | number;
-  size: string | number;
+  size?: string | number;
+  variant?: string | number | null;
   quantity: number;
 }
 
@@ -236,10 +243,11 @@ export interface CleanupResult {
   references: string[];
 }
 
-/** A movement for POST /v1/movements. */
+/** A movement for POST /v1/movements: of a `size`, or of a `variant` (its id, or null for a product without variants). */
 export interface MovementRequest {
   product: string;
-  size: string;
+  size?: string;
+  variant?: string | number | null;
   type: 'restock' | 'return' | 'adjustment';
   /** Whole units: positive for a restock or a return; either sign for an adjustment. */
   quantity: number;
@@ -279,6 +287,14 @@ const DEFAULT_TIMEOUT_MS = 10_000;
  * conflict for an operator; one without the marker and without a reservation (a subscription, an invoice, a
  * payment link on the same Stripe account) is not the shop's stock and is ignored quietly.
  */
+/** The size key under which the ledger keeps the stock of a product without variants (ecommerce plugin shops). */
+export const NO_VARIANT = '(no variant)';
+
+/** The variant a ledger size key stands for, in a shop on Payload's ecommerce plugin: null for NO_VARIANT. */
+export function variantOfKey(size: string): string | null {
+  return size === NO_VARIANT ? null : size;
+}
+
 export const CHECKOUT_METADATA: { readonly payloadStock: '1' } = Object.freeze({ payloadStock: '1' });
 
 type JsonObject = Record<string, unknown>;

@@ -135,6 +135,23 @@ test('validateCart reports every shortage and every bad line at once', () => {
   assert.equal(result.errors[1].size, '41');
 });
 
+test('validateCart speaks of variants for a shop on Payload\'s ecommerce plugin, keyed as the client keys them', async () => {
+  const { NO_VARIANT, variantOfKey } = await import('payload-stock/client');
+  const products = [
+    { id: 1, variants: [{ id: 11, stock: 2, reservedStock: 0, lowStockThreshold: 0 }] },
+    { id: 2, stock: 1, reservedStock: 0, lowStockThreshold: 0 },
+  ];
+  const result = validateCart(products, [
+    { product: 1, variant: 11, quantity: 3 },
+    { product: 2, variant: null, quantity: 1 },
+  ]);
+  assert.deepEqual(result.shortages, [{ product: '1', size: '11', variant: '11', requested: 3, available: 2 }]);
+  assert.deepEqual(result.items[1], { product: '2', size: NO_VARIANT, variant: null, quantity: 1, available: 1 });
+  assert.equal(variantOfKey(result.items[1].size), null);
+  assert.equal(variantOfKey(result.items[0].size), '11');
+  throwsStockError(() => validateCart(products, [{ product: 1, variant: 'a b', quantity: 1 }]), 'invalid_variant');
+});
+
 test('validateCart refuses an empty cart and throws on input that is not a cart', () => {
   const products = [{ id: 'p', sizes: [{ size: 'M', stock: 1, reservedStock: 0, lowStockThreshold: 0 }] }];
   assert.deepEqual(validateCart(products, []).errors.map((e) => e.code), ['empty_cart']);
@@ -242,7 +259,7 @@ test('the root entry point is the rules only: the client and the plugin are subp
     'validateCart',
   ]);
   const client = await import('payload-stock/client');
-  assert.deepEqual(exported(client), ['CHECKOUT_METADATA', 'StockApiError', 'createStockClient']);
+  assert.deepEqual(exported(client), ['CHECKOUT_METADATA', 'NO_VARIANT', 'StockApiError', 'createStockClient', 'variantOfKey']);
   const plugin = await import('payload-stock/payload');
   for (const name of ['payloadStock', 'projectionProof', 'mayOpenAdmin']) assert.equal(typeof plugin[name], 'function', name);
 });

@@ -1,6 +1,10 @@
 //! What a product id, a size label and a movement's reason may be: bounded in length and free of characters that
 //! would change their meaning where they travel (a URL path segment in Payload's REST API, a log line, an
 //! idempotency key). The sidecar refuses anything else before it reaches the ledger.
+//!
+//! The ledger keeps stock per (product, size). A shop on Payload's ecommerce plugin has variants instead of sizes:
+//! there the variant's id stands where the size stands, and a product without variants keeps its stock under
+//! [`NO_VARIANT`], which no variant id can be (see [`variant_key`]).
 
 use crate::ErrorCode;
 
@@ -10,6 +14,10 @@ pub const MAX_PRODUCT_ID_BYTES: usize = 64;
 pub const MAX_SIZE_LABEL_CHARS: usize = 64;
 /// The longest reason of a movement, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
+
+/// The size key under which a product without variants keeps its stock, in a shop on Payload's ecommerce plugin.
+/// Its parentheses and space are not allowed in an id, so no variant can ever share it.
+pub const NO_VARIANT: &str = "(no variant)";
 
 /// Why a product id, a size label or a reason is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +30,10 @@ pub enum LabelError {
         "size {shown}: expected 1 to {MAX_SIZE_LABEL_CHARS} characters, no control characters, no spaces at either end"
     )]
     SizeLabel { shown: String },
+    #[error(
+        "variant {shown}: expected 1 to {MAX_PRODUCT_ID_BYTES} characters among letters, digits, - and _ (a Payload id), or null for a product without variants"
+    )]
+    VariantId { shown: String },
     #[error("at most {MAX_REASON_CHARS} characters, no control characters but line breaks and tabs")]
     Reason,
 }
@@ -31,6 +43,7 @@ impl ErrorCode for LabelError {
         match self {
             LabelError::ProductId { .. } => "invalid_product",
             LabelError::SizeLabel { .. } => "invalid_size",
+            LabelError::VariantId { .. } => "invalid_variant",
             LabelError::Reason => "invalid_reason",
         }
     }
@@ -63,6 +76,23 @@ pub fn check_size_label(size: &str) -> Result<(), LabelError> {
     if valid { Ok(()) } else { Err(LabelError::SizeLabel { shown: shown(size) }) }
 }
 
+/// The size key of a variant: its id, or [`NO_VARIANT`] for a product without variants (`None`). A variant id
+/// follows the product id's rules (it is a Payload id too), so it is never [`NO_VARIANT`].
+pub fn variant_key(variant: Option<&str>) -> Result<&str, LabelError> {
+    match variant {
+        None => Ok(NO_VARIANT),
+        Some(id) => match check_product_id(id) {
+            Ok(()) => Ok(id),
+            Err(_) => Err(LabelError::VariantId { shown: shown(id) }),
+        },
+    }
+}
+
+/// The variant a size key stands for, in a shop on Payload's ecommerce plugin: `None` for [`NO_VARIANT`].
+pub fn variant_of_key(size: &str) -> Option<&str> {
+    if size == NO_VARIANT { None } else { Some(size) }
+}
+
 /// Checks a movement's reason: at most 500 characters, no control characters but line breaks and tabs.
 pub fn check_reason(reason: &str) -> Result<(), LabelError> {
     let valid = reason.chars().count() <= MAX_REASON_CHARS
@@ -93,6 +123,20 @@ mod tests {
         for size in ["", " 42", "42 ", "4\n2", "\u{0}", &"x".repeat(65)] {
             assert_eq!(check_size_label(size).expect_err(size).code(), "invalid_size");
         }
+    }
+
+    #[test]
+    fn a_variant_is_keyed_by_its_id_and_no_variant_by_a_key_no_id_can_be() {
+        assert_eq!(variant_key(Some("12")), Ok("12"));
+        assert_eq!(variant_key(Some("65f1c0ffee0123456789abcd")), Ok("65f1c0ffee0123456789abcd"));
+        assert_eq!(variant_key(None), Ok(NO_VARIANT));
+        assert_eq!(check_size_label(NO_VARIANT), Ok(()), "the key is a size like any other in the ledger");
+        assert_eq!(check_product_id(NO_VARIANT).expect_err("not an id").code(), "invalid_product");
+        for id in ["", "(no variant)", "a b", "1.5"] {
+            assert_eq!(variant_key(Some(id)).expect_err(id).code(), "invalid_variant");
+        }
+        assert_eq!(variant_of_key(NO_VARIANT), None);
+        assert_eq!(variant_of_key("12"), Some("12"));
     }
 
     #[test]

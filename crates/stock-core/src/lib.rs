@@ -21,8 +21,8 @@ pub use cart::{
     RequestedItem, Shortage, SizeStock, validate_cart,
 };
 pub use labels::{
-    LabelError, MAX_PRODUCT_ID_BYTES, MAX_REASON_CHARS, MAX_SIZE_LABEL_CHARS, check_product_id, check_reason,
-    check_size_label,
+    LabelError, MAX_PRODUCT_ID_BYTES, MAX_REASON_CHARS, MAX_SIZE_LABEL_CHARS, NO_VARIANT, check_product_id,
+    check_reason, check_size_label, variant_key, variant_of_key,
 };
 pub use movement::{
     AppliedMovement, MovementDetails, MovementError, MovementType, SignedQuantity, StockMovement, apply_movement,

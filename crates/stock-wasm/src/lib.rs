@@ -36,7 +36,8 @@ export type StockErrorCode =
   | "empty_cart"
   | "too_many_lines"
   | "unknown_product"
-  | "unknown_size";
+  | "unknown_size"
+  | "invalid_variant";
 
 /** What every function of this package throws on bad input. */
 export interface StockError extends Error {
@@ -58,31 +59,40 @@ export type DerivedSize = SizeFigures & {
   [field: string]: unknown;
 };
 
-/** A product as validateCart needs it: its id and the figures of each size. */
-export interface ProductStock {
-  id: string | number;
-  sizes: ReadonlyArray<SizeFigures & { size: string | number }>;
-}
+/**
+ * A product as validateCart needs it: its id and the figures of each size; in a shop on Payload's ecommerce plugin,
+ * the figures of each variant, or the product's own figures when it has no variants.
+ */
+export type ProductStock =
+  | { id: string | number; sizes: ReadonlyArray<SizeFigures & { size: string | number }> }
+  | { id: string | number; variants: ReadonlyArray<SizeFigures & { id: string | number }> }
+  | ({ id: string | number } & SizeFigures);
 
-/** One line of a cart as the customer sent it. */
-export interface CartItem {
-  product: string | number;
-  size: string | number;
-  quantity: number;
-}
+/**
+ * One line of a cart as the customer sent it: a size, or in a shop on Payload's ecommerce plugin a variant's id
+ * (null or absent for a product without variants).
+ */
+export type CartItem =
+  | { product: string | number; size: string | number; quantity: number }
+  | { product: string | number; variant?: string | number | null; quantity: number };
 
-/** A size asked for, lines for the same size summed. */
+/**
+ * A size asked for, lines for the same size summed. `size` is the ledger's key: a variant's id, or "(no variant)"
+ * for a product without variants; `variant` is there when the cart named variants.
+ */
 export interface RequestedItem {
   product: string;
   size: string;
+  variant?: string | null;
   quantity: number;
   available: number;
 }
 
-/** A size asked for beyond its available units. */
+/** A size asked for beyond its available units (`variant` as in RequestedItem). */
 export interface Shortage {
   product: string;
   size: string;
+  variant?: string | null;
   requested: number;
   available: number;
 }
@@ -95,6 +105,7 @@ export interface CartProblem {
   line?: number;
   product?: string;
   size?: string;
+  variant?: string | null;
 }
 
 /** The outcome of validateCart: ok when there is no error and no shortage. */
@@ -264,9 +275,15 @@ pub fn validate_cart(
     #[wasm_bindgen(unchecked_param_type = "ReadonlyArray<CartItem>")] items: &JsValue,
 ) -> Result<JsValue, JsValue> {
     let snapshots = with_keys(|keys| products_from(products, keys))?;
-    let lines = with_keys(|keys| cart_lines_from(items, keys))?;
+    let (lines, names_variants) = with_keys(|keys| cart_lines_from(items, keys))?;
     let validation = stock_core::validate_cart(&snapshots, &lines);
-    Ok(validation_to_js(&validation))
+    Ok(validation_to_js(&validation, names_variants))
+}
+
+/// A variant's size key, for `path`: its id, or stock-core's key for no variant when it is null or undefined.
+fn variant_key_at(value: &JsValue, path: Path<'_>) -> Result<String, JsValue> {
+    let id = if value.is_undefined() || value.is_null() { None } else { Some(label(value, path)?) };
+    stock_core::variant_key(id.as_deref()).map(str::to_owned).map_err(|error| core_error(&error, Some(path)))
 }
 
 fn products_from(products: &JsValue, keys: &Keys) -> Result<Vec<ProductSnapshot>, JsValue> {
@@ -277,58 +294,111 @@ fn products_from(products: &JsValue, keys: &Keys) -> Result<Vec<ProductSnapshot>
         let path = root.at(index);
         expect_object(&product, path)?;
         let id = label(&get(&product, &keys.id), path.field("id"))?;
-        let sizes_root = format!("products[{index}].sizes");
-        let rows = expect_array(&get(&product, &keys.sizes), Path::root(&sizes_root))?;
-        let mut sizes = Vec::with_capacity(rows.length() as usize);
-        for (row_index, row) in rows.iter().enumerate() {
-            let row_path = Path::root(&sizes_root).at(row_index);
-            expect_object(&row, row_path)?;
-            let size = label(&get(&row, &keys.size), row_path.field("size"))?;
-            let level = level_of_row(&row, keys, row_path)?;
-            sizes.push(SizeStock { size, level });
-        }
+        let size_rows = get(&product, &keys.sizes);
+        let variant_rows = get(&product, &keys.variants);
+        let sizes = if !size_rows.is_undefined() {
+            rows_from(&size_rows, &format!("products[{index}].sizes"), (&keys.size, "size"), keys, label)?
+        } else if !variant_rows.is_undefined() {
+            rows_from(&variant_rows, &format!("products[{index}].variants"), (&keys.id, "id"), keys, variant_key_at)?
+        } else if get(&product, &keys.stock).is_undefined() {
+            return Err(stock_error(
+                "invalid_input",
+                &format!(
+                    "{path}: expected sizes, variants, or the figures of a product without variants (stock, reservedStock, lowStockThreshold)"
+                ),
+            ));
+        } else {
+            // A product without variants, in a shop on Payload's ecommerce plugin: its own figures.
+            vec![SizeStock { size: stock_core::NO_VARIANT.to_owned(), level: level_of_row(&product, keys, path)? }]
+        };
         snapshots.push(ProductSnapshot { id, sizes });
     }
     Ok(snapshots)
 }
 
-fn cart_lines_from(items: &JsValue, keys: &Keys) -> Result<Vec<CartLine>, JsValue> {
+/// A product's rows of figures (`sizes`, or `variants` keyed by their id), each keyed by `key_of` its field `key`
+/// (the property and its name).
+fn rows_from(
+    rows: &JsValue,
+    root: &str,
+    (key, key_name): (&JsValue, &str),
+    keys: &Keys,
+    key_of: impl Fn(&JsValue, Path<'_>) -> Result<String, JsValue>,
+) -> Result<Vec<SizeStock>, JsValue> {
+    let rows = expect_array(rows, Path::root(root))?;
+    let mut sizes = Vec::with_capacity(rows.length() as usize);
+    for (row_index, row) in rows.iter().enumerate() {
+        let row_path = Path::root(root).at(row_index);
+        expect_object(&row, row_path)?;
+        let size = key_of(&get(&row, key), row_path.field(key_name))?;
+        let level = level_of_row(&row, keys, row_path)?;
+        sizes.push(SizeStock { size, level });
+    }
+    Ok(sizes)
+}
+
+/// The cart's lines, and whether any of them named a variant rather than a size (the answer then names variants).
+fn cart_lines_from(items: &JsValue, keys: &Keys) -> Result<(Vec<CartLine>, bool), JsValue> {
     let root = Path::root("items");
     let items = expect_array(items, root)?;
     let quantity_key = JsValue::from_str("quantity");
     let product_key = JsValue::from_str("product");
     let mut lines = Vec::with_capacity(items.length() as usize);
+    let mut names_variants = false;
     for (index, item) in items.iter().enumerate() {
         let path = root.at(index);
         expect_object(&item, path)?;
+        let size = get(&item, &keys.size);
+        let size = if size.is_undefined() {
+            names_variants = true;
+            variant_key_at(&get(&item, &keys.variant), path.field("variant"))?
+        } else {
+            label(&size, path.field("size"))?
+        };
         lines.push(CartLine {
             product: label(&get(&item, &product_key), path.field("product"))?,
-            size: label(&get(&item, &keys.size), path.field("size"))?,
+            size,
             quantity: number_at(&item, &quantity_key, path.field("quantity"))?,
         });
     }
-    Ok(lines)
+    Ok((lines, names_variants))
 }
 
 /// `{ product, size, <name>: <units>, ... }`, the shape of validateCart's items and shortages.
-fn size_entry(product: &str, size: &str, figures: [(&str, Quantity); 2]) -> JsValue {
+fn size_entry(product: &str, size: &str, names_variants: bool, figures: [(&str, Quantity); 2]) -> JsValue {
     let entry = new_object();
     set_named(&entry, "product", &JsValue::from_str(product));
-    set_named(&entry, "size", &JsValue::from_str(size));
+    set_size(&entry, size, names_variants);
     for (name, units) in figures {
         set_named(&entry, name, &JsValue::from_f64(units.into()));
     }
     entry
 }
 
-fn validation_to_js(validation: &CartValidation) -> JsValue {
+/// `size`, and `variant` (its id, or null for no variant) when the cart named variants.
+fn set_size(entry: &JsValue, size: &str, names_variants: bool) {
+    set_named(entry, "size", &JsValue::from_str(size));
+    if names_variants {
+        let variant = stock_core::variant_of_key(size).map_or(JsValue::NULL, JsValue::from_str);
+        set_named(entry, "variant", &variant);
+    }
+}
+
+fn validation_to_js(validation: &CartValidation, names_variants: bool) -> JsValue {
     let result = new_object();
     set_named(&result, "ok", &JsValue::from_bool(validation.is_ok()));
 
     let items: Array = validation
         .items
         .iter()
-        .map(|item| size_entry(&item.product, &item.size, [("quantity", item.quantity), ("available", item.available)]))
+        .map(|item| {
+            size_entry(
+                &item.product,
+                &item.size,
+                names_variants,
+                [("quantity", item.quantity), ("available", item.available)],
+            )
+        })
         .collect();
     set_named(&result, "items", &items);
 
@@ -336,7 +406,12 @@ fn validation_to_js(validation: &CartValidation) -> JsValue {
         .shortages
         .iter()
         .map(|short| {
-            size_entry(&short.product, &short.size, [("requested", short.requested), ("available", short.available)])
+            size_entry(
+                &short.product,
+                &short.size,
+                names_variants,
+                [("requested", short.requested), ("available", short.available)],
+            )
         })
         .collect();
     set_named(&result, "shortages", &shortages);
@@ -353,7 +428,7 @@ fn validation_to_js(validation: &CartValidation) -> JsValue {
             set_named(&entry, "product", &JsValue::from_str(product));
         }
         if let Some(size) = error.size() {
-            set_named(&entry, "size", &JsValue::from_str(size));
+            set_size(&entry, size, names_variants);
         }
         errors.push(&entry);
     }

@@ -115,6 +115,41 @@ fn validate_cart_reports_every_shortage_and_error_and_accepts_numeric_ids() {
 }
 
 #[wasm_bindgen_test]
+fn validate_cart_speaks_of_variants_in_an_ecommerce_plugin_shop() {
+    // A product with variants (ids 11 and 12) and one without (its own figures), as Payload's ecommerce plugin has.
+    let products = json(
+        r#"[{"id":1,"variants":[{"id":11,"stock":3,"reservedStock":1,"lowStockThreshold":0},
+                                {"id":"12","stock":0,"reservedStock":0,"lowStockThreshold":0}]},
+            {"id":2,"stock":5,"reservedStock":4,"lowStockThreshold":1}]"#,
+    );
+    let items = json(
+        r#"[{"product":1,"variant":11,"quantity":2},{"product":1,"variant":12,"quantity":1},
+            {"product":2,"variant":null,"quantity":2},{"product":2,"quantity":1},{"product":1,"variant":13,"quantity":1}]"#,
+    );
+    let result = validate_cart(&products, &items).expect("well-formed input");
+    let shortages: Array = field(&result, "shortages").into();
+    let short: Vec<(String, JsValue, f64)> = shortages
+        .iter()
+        .map(|entry| (text(&entry, "size"), field(&entry, "variant"), number(&entry, "requested")))
+        .collect();
+    assert_eq!(
+        short,
+        [("12".to_owned(), JsValue::from_str("12"), 1.0), ("(no variant)".to_owned(), JsValue::NULL, 3.0)]
+    );
+    let errors: Array = field(&result, "errors").into();
+    assert_eq!(text(&errors.get(0), "code"), "unknown_size");
+    assert_eq!(text(&errors.get(0), "variant"), "13");
+
+    let not_an_id = json(r#"[{"product":1,"variant":"(no variant)","quantity":1}]"#);
+    assert_eq!(code(validate_cart(&products, &not_an_id).expect_err("not an id")), "invalid_variant");
+    // A sizes shop's answer is as it was: no `variant`.
+    let sized = json(r#"[{"id":"p","sizes":[{"size":"42","stock":1,"reservedStock":0,"lowStockThreshold":0}]}]"#);
+    let result = validate_cart(&sized, &json(r#"[{"product":"p","size":"42","quantity":1}]"#)).expect("valid");
+    let items: Array = field(&result, "items").into();
+    assert!(field(&items.get(0), "variant").is_undefined());
+}
+
+#[wasm_bindgen_test]
 fn validate_cart_throws_on_input_that_is_not_a_cart() {
     let products = json(r#"[{"id":"p","sizes":[]}]"#);
     assert_eq!(code(validate_cart(&products, &json(r#"{"items":[]}"#)).expect_err("not an array")), "invalid_input");

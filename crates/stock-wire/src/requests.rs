@@ -2,7 +2,7 @@
 //! labels, quantities and reasons with stock-core's rules), and turned into the requests the ledger takes. A
 //! decoded request holds only checked values.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use stock_core::{CartLine, ErrorCode, MovementType, Quantity, ReservationTtl, SignedQuantity};
 
@@ -40,6 +40,41 @@ impl Label {
             Label::Number(number) => number.to_string(),
         }
     }
+}
+
+/// A field that may be absent, null or set, told apart: `variant: null` names a product without variants, while no
+/// `variant` at all means the line names a `size`.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<Label>>, D::Error> {
+    Option::<Label>::deserialize(deserializer).map(Some)
+}
+
+/// The ledger's (product, size) key of a line that names a `size` (a sizes shop) or a `variant` (a shop on Payload's
+/// ecommerce plugin: the variant's id, or null for a product without variants), checked; `field` names the line.
+fn stock_key(
+    product: Label,
+    size: Option<Label>,
+    variant: Option<Option<Label>>,
+    field: &str,
+) -> Result<(String, String), RequestError> {
+    let product = product.into_text();
+    let prefix = if field.is_empty() { String::new() } else { format!("{field}: ") };
+    let size = match (size, variant) {
+        (Some(size), None) => size.into_text(),
+        (None, Some(variant)) => {
+            let variant = variant.map(Label::into_text);
+            stock_core::variant_key(variant.as_deref()).map_err(|error| label_refusal(error, field))?.to_owned()
+        }
+        (Some(_), Some(_)) => {
+            return Err(RequestError::invalid(format!("{prefix}give size or variant, not both")));
+        }
+        (None, None) => {
+            return Err(RequestError::invalid(format!(
+                "{prefix}missing size (a size's label) or variant (a variant's id, or null for a product without variants)"
+            )));
+        }
+    };
+    check_labels(&product, &size, field)?;
+    Ok((product, size))
 }
 
 /// A JSON number that stock-core will check (whole, in range); anything else is refused naming the field.
@@ -104,9 +139,15 @@ pub struct ReservationItemBody {
     /// The product's id: a string, or a number (Payload's SQL adapters).
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     product: Label,
-    /// The size's label: a string or a number.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
-    size: Label,
+    /// The size's label: a string or a number. A line names a size or a variant, not both.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[serde(default)]
+    size: Option<Label>,
+    /// In a shop on Payload's ecommerce plugin, the variant's id, or null for a product without variants (its stock
+    /// is kept under the size `(no variant)`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[serde(default, deserialize_with = "present")]
+    variant: Option<Option<Label>>,
     /// 1 to 1000 units; lines of the same size are summed.
     #[cfg_attr(feature = "openapi", schema(value_type = u32))]
     quantity: Value,
@@ -137,8 +178,7 @@ pub fn reservation_request(
         .into_iter()
         .enumerate()
         .map(|(index, item)| {
-            let (product, size) = (item.product.into_text(), item.size.into_text());
-            check_labels(&product, &size, &format!("items[{index}]"))?;
+            let (product, size) = stock_key(item.product, item.size, item.variant, &format!("items[{index}]"))?;
             Ok(CartLine { product, size, quantity: number_field(&item.quantity, &format!("items[{index}].quantity"))? })
         })
         .collect::<Result<Vec<_>, RequestError>>()?;
@@ -160,9 +200,15 @@ pub struct MovementBody {
     /// The product's id: a string or a number.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     product: Label,
-    /// The size's label: a string or a number. A restock creates an unknown size.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
-    size: Label,
+    /// The size's label: a string or a number. A restock creates an unknown size. A movement names a size or a
+    /// variant, not both.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[serde(default)]
+    size: Option<Label>,
+    /// In a shop on Payload's ecommerce plugin, the variant's id, or null for a product without variants.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[serde(default, deserialize_with = "present")]
+    variant: Option<Option<Label>>,
     /// `restock` or `return` (positive), `adjustment` (either sign); sales come from Stripe.
     #[serde(rename = "type")]
     #[cfg_attr(feature = "openapi", schema(value_type = MovementKind))]
@@ -257,8 +303,7 @@ pub fn movement_request(body: MovementBody) -> Result<MovementRequest, RequestEr
     if let Some(reference) = &body.reference {
         check_reference(reference, "reference")?;
     }
-    let (product, size) = (body.product.into_text(), body.size.into_text());
-    check_labels(&product, &size, "")?;
+    let (product, size) = stock_key(body.product, body.size, body.variant, "")?;
     stock_core::check_reason(&body.reason).map_err(|error| label_refusal(error, "reason"))?;
     let origin = match body.origin.as_deref() {
         None | Some("sidecar") => MovementOrigin::Sidecar,
@@ -341,5 +386,32 @@ mod tests {
             decode_movement(br#"{"product":"p","size":"42","type":"restock","quantity":1,"origin":"admin"}"#),
             Err(RequestError::Invalid { reason: None, .. })
         ));
+    }
+
+    #[test]
+    fn a_line_names_a_variant_or_a_product_without_variants_in_an_ecommerce_shop() {
+        let request = decode_reservation(
+            br#"{"reference":"pi_1","items":[{"product":7,"variant":12,"quantity":1},{"product":"8","variant":null,"quantity":2}]}"#,
+            ReservationTtl::DEFAULT,
+        )
+        .expect("valid");
+        let keys: Vec<_> = request.lines.iter().map(|line| (line.product.as_str(), line.size.as_str())).collect();
+        assert_eq!(keys, [("7", "12"), ("8", stock_core::NO_VARIANT)]);
+
+        let refused = |body: &str| decode_reservation(body.as_bytes(), ReservationTtl::DEFAULT).expect_err(body);
+        let both = refused(r#"{"reference":"pi_1","items":[{"product":7,"size":"42","variant":12,"quantity":1}]}"#);
+        assert_eq!(both.to_string(), "items[0]: give size or variant, not both");
+        let neither = refused(r#"{"reference":"pi_1","items":[{"product":7,"quantity":1}]}"#);
+        assert!(neither.to_string().starts_with("items[0]: missing size"), "{neither}");
+        let not_an_id =
+            refused(r#"{"reference":"pi_1","items":[{"product":7,"variant":"(no variant)","quantity":1}]}"#);
+        assert!(matches!(&not_an_id, RequestError::Invalid { reason: Some("invalid_variant"), .. }), "{not_an_id:?}");
+
+        let movement =
+            decode_movement(br#"{"product":"p","variant":null,"type":"restock","quantity":3}"#).expect("valid");
+        assert_eq!((movement.product.as_str(), movement.size.as_str()), ("p", stock_core::NO_VARIANT));
+        let movement =
+            decode_movement(br#"{"product":"p","variant":"v1","type":"restock","quantity":3}"#).expect("valid");
+        assert_eq!(movement.size, "v1");
     }
 }

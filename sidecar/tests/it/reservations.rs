@@ -38,6 +38,33 @@ async fn numeric_product_ids_and_sizes_are_read_as_text_and_ttl_can_be_chosen() 
 }
 
 #[tokio::test]
+async fn a_shop_on_payloads_ecommerce_plugin_names_variants_and_products_without_variants() {
+    let app = spawn_app().await;
+    for (variant, units) in [(json!(12), 3), (json!(null), 2)] {
+        let body = json!({ "product": 7, "variant": variant, "type": "restock", "quantity": units, "reason": "test" });
+        let response = app.admin(Method::POST, "/v1/movements").json(&body).send().await.expect("request");
+        assert_eq!(body_of(response, 201).await["stockAfter"], units);
+    }
+    let items =
+        json!([{ "product": 7, "variant": 12, "quantity": 2 }, { "product": "7", "variant": null, "quantity": 1 }]);
+    let body = body_of(app.reserve("pi_variants", items).await, 201).await;
+    assert_eq!(
+        body["items"],
+        json!([
+            { "product": "7", "size": "12", "quantity": 2 },
+            { "product": "7", "size": "(no variant)", "quantity": 1 }
+        ])
+    );
+    assert_eq!(app.size_stock("7", "(no variant)").await["availableStock"], 1);
+
+    let short = app.reserve("pi_short", json!([{ "product": 7, "variant": 12, "quantity": 2 }])).await;
+    let body = body_of(short, 409).await;
+    assert_eq!(body["shortages"][0]["size"], "12");
+    let both = app.reserve("pi_both", json!([{ "product": 7, "variant": 12, "size": "12", "quantity": 1 }])).await;
+    assert_eq!(body_of(both, 422).await["message"], "items[0]: give size or variant, not both");
+}
+
+#[tokio::test]
 async fn the_same_request_again_answers_200_with_the_same_reservation() {
     let app = spawn_app().await;
     app.restock("runner", "42", 2).await;
