@@ -62,8 +62,8 @@ ensure_wasm_bindgen_cli() {
 
 # js-shim's devDependencies: binaryen (wasm-opt) and TypeScript (the plugin is typed with Payload's own types, from
 # scripts/shop's Payload: see js-shim/tsconfig.json); tests/ needs the official stripe package (the sidecar's tests check its signatures against it), and Bun
-# and Deno (their npm packages carry the binaries) to run the packed package in; scripts/shop holds Payload, the
-# shop the end-to-end tests and the benchmarks run against.
+# and Deno (their npm packages carry the binaries) to run the packed package in; scripts/shop holds Payload, its
+# ecommerce plugin and the official stripe client: the shops the end-to-end tests and the benchmarks run against.
 ensure_npm_packages() {
   if [ ! -x "$REPO_ROOT/js-shim/node_modules/.bin/wasm-opt" ] || [ ! -x "$REPO_ROOT/js-shim/node_modules/.bin/tsc" ]; then
     step "Installing js-shim's npm packages"
@@ -74,8 +74,9 @@ ensure_npm_packages() {
     step "Installing the test tools' npm packages (tests/)"
     (cd "$REPO_ROOT/tests" && npm ci --no-audit --no-fund)
   fi
-  if [ ! -d "$REPO_ROOT/scripts/shop/node_modules/payload" ]; then
-    step "Installing the test shop's npm packages (scripts/shop: Payload)"
+  if [ ! -d "$REPO_ROOT/scripts/shop/node_modules/payload" ] \
+      || [ ! -d "$REPO_ROOT/scripts/shop/node_modules/@payloadcms/plugin-ecommerce" ]; then
+    step "Installing the test shops' npm packages (scripts/shop: Payload, its ecommerce plugin, the stripe client)"
     (cd "$REPO_ROOT/scripts/shop" && npm ci --no-audit --no-fund)
   fi
 }

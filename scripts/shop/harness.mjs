@@ -58,11 +58,14 @@ export async function waitFor(what, check, { timeoutMs = 20_000, intervalMs = 20
   }
 }
 
-/** Starts scripts/shop/payload-server.mjs on `port` with the database file `database`; resolves once it serves. */
-export async function startPayload({ database, port, sidecarUrl, sidecarAdminToken, apiKey }) {
-  const child = spawn(process.execPath, ['--preserve-symlinks', join(here, 'payload-server.mjs')], {
+/**
+ * Starts a test shop's Payload (scripts/shop/payload-server.mjs, or `script`: ecommerce-server.mjs) on `port` with the
+ * database file `database` and `env` added to its environment; resolves once it serves.
+ */
+export async function startPayload({ database, port, sidecarUrl, sidecarAdminToken, apiKey, script = 'payload-server.mjs', env = {} }) {
+  const child = spawn(process.execPath, ['--preserve-symlinks', join(here, script)], {
     cwd: here,
-    env: { ...process.env, PAYLOAD_DB: database, PORT: String(port), SIDECAR_URL: sidecarUrl, SIDECAR_ADMIN_TOKEN: sidecarAdminToken, PAYLOAD_API_KEY: apiKey, NODE_ENV: 'test' },
+    env: { ...process.env, PAYLOAD_DB: database, PORT: String(port), SIDECAR_URL: sidecarUrl, SIDECAR_ADMIN_TOKEN: sidecarAdminToken, PAYLOAD_API_KEY: apiKey, NODE_ENV: 'test', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -1,15 +1,15 @@
 // A real Payload 3 for the end-to-end tests: SQLite in a file, a users collection with API keys (staff, and
 // customers by role), a customers auth collection, a products
 // collection with sizes (and a field of the shop's own, `color`, that the plugin must keep), and the payloadStock
-// plugin. Payload's REST API is served by node:http through `handleEndpoints` (no Next.js needed for REST).
+// plugin. Payload's REST API is served by node:http through `handleEndpoints` (serve-rest.mjs).
 //
 // Environment: PAYLOAD_DB (database file), PORT (0 = any), SIDECAR_URL, SIDECAR_ADMIN_TOKEN, PAYLOAD_API_KEY
 // (the sidecar's user gets this key, so a restarted server keeps it). Prints one JSON line when it serves:
 // {"listening": <port>}.
-import http from 'node:http';
-import { buildConfig, getPayload, handleEndpoints } from 'payload';
+import { buildConfig, getPayload } from 'payload';
 import { sqliteAdapter } from '@payloadcms/db-sqlite';
 import { payloadStock } from 'payload-stock/payload';
+import { serveRest } from './serve-rest.mjs';
 
 const { PAYLOAD_DB, PORT = '0', SIDECAR_URL, SIDECAR_ADMIN_TOKEN, PAYLOAD_API_KEY } = process.env;
 if (!PAYLOAD_DB || !PAYLOAD_API_KEY) {
@@ -53,28 +53,4 @@ if (existing.docs.length === 0) {
   });
 }
 
-const server = http.createServer(async (incoming, outgoing) => {
-  try {
-    const chunks = [];
-    for await (const chunk of incoming) chunks.push(chunk);
-    const body = chunks.length > 0 ? Buffer.concat(chunks) : undefined;
-    const request = new Request(`http://${incoming.headers.host}${incoming.url}`, {
-      method: incoming.method,
-      headers: Object.entries(incoming.headers).flatMap(([name, value]) => (Array.isArray(value) ? value.map((v) => [name, v]) : [[name, value]])),
-      body: incoming.method === 'GET' || incoming.method === 'HEAD' ? undefined : body,
-    });
-    const response = await handleEndpoints({ config, request });
-    outgoing.writeHead(response.status, Object.fromEntries(response.headers));
-    outgoing.end(Buffer.from(await response.arrayBuffer()));
-  } catch (error) {
-    console.error('payload-server:', error);
-    outgoing.writeHead(500, { 'content-type': 'application/json' });
-    outgoing.end(JSON.stringify({ errors: [{ message: String(error?.message ?? error) }] }));
-  }
-});
-server.listen(Number(PORT), '127.0.0.1', () => {
-  console.log(JSON.stringify({ listening: server.address().port }));
-});
-const stop = () => server.close(() => payload.db.destroy?.().finally(() => process.exit(0)));
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+serveRest({ config, payload, port: PORT, name: 'payload-server' });

@@ -1,0 +1,132 @@
+// A shop on Payload's ecommerce plugin to run checkouts against (scripts/shop/ecommerce-server.mjs), with Stripe
+// played by the local fake of fake-stripe.mjs: products with variants and without, guest carts, and a checkout as
+// the ecommerce template's browser makes it (cart, payment start, the customer paying at Stripe, confirm-order).
+// Used by the end-to-end tests (tests/e2e) and the benchmarks (bench/).
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startFakeStripe } from './fake-stripe.mjs';
+import { freePort, payloadApi, startPayload } from './harness.mjs';
+
+/** Starts the fake Stripe and the shop's Payload on a fresh database. */
+export async function startEcommerceShop() {
+  const stripe = await startFakeStripe();
+  const directory = mkdtempSync(join(tmpdir(), 'payload-stock-ecommerce-'));
+  const apiKey = randomBytes(16).toString('hex');
+  const payload = await startPayload({
+    database: join(directory, 'shop.db'),
+    port: await freePort(),
+    apiKey,
+    script: 'ecommerce-server.mjs',
+    env: { STRIPE_API_BASE: stripe.url },
+  });
+  const api = payloadApi(payload.url, apiKey);
+
+  /** A guest's REST call (no credentials), answered as { status, body }. */
+  async function guest(path, body) {
+    const response = await fetch(`${payload.url}/api${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const text = await response.text();
+    let json = null;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      // left null
+    }
+    return { status: response.status, body: json, text };
+  }
+
+  async function created(path, data) {
+    const { status, body } = await api.post(path, data);
+    if (status !== 201) throw new Error(`POST ${path}: ${status} ${JSON.stringify(body)}`);
+    return body.doc;
+  }
+
+  let sizeType;
+  /**
+   * A published product at `priceInUSD` cents: with `variants` ({ label: inventory }, one variant per size label), or
+   * with its own `inventory` when there are none. Returns { product, variants: { label: id } }.
+   */
+  async function seedProduct({ title, priceInUSD = 4990, variants, inventory = 0 }) {
+    if (!variants) {
+      const product = await created('/products', { title, priceInUSDEnabled: true, priceInUSD, inventory, _status: 'published' });
+      return { product: product.id, variants: {} };
+    }
+    sizeType ??= await created('/variantTypes', { label: 'Size', name: 'size' });
+    const product = await created('/products', {
+      title,
+      enableVariants: true,
+      variantTypes: [sizeType.id],
+      priceInUSDEnabled: true,
+      priceInUSD,
+      _status: 'published',
+    });
+    const ids = {};
+    for (const [label, units] of Object.entries(variants)) {
+      const option = await created('/variantOptions', { label, value: `${product.id}-${label}`, variantType: sizeType.id });
+      const variant = await created('/variants', {
+        title: `${title} ${label}`,
+        product: product.id,
+        options: [option.id],
+        inventory: units,
+        priceInUSDEnabled: true,
+        priceInUSD,
+        _status: 'published',
+      });
+      ids[label] = variant.id;
+    }
+    return { product: product.id, variants: ids };
+  }
+
+  /** The `inventory` Payload shows for a variant (or, with `product`, for a product without variants). */
+  async function inventory({ variant, product }) {
+    const path = variant !== undefined ? `/variants/${variant}?depth=0` : `/products/${product}?depth=0`;
+    const { status, body } = await api.get(path);
+    if (status !== 200) throw new Error(`GET ${path}: ${status}`);
+    return body.inventory;
+  }
+
+  /**
+   * A guest's checkout, step by step as the template's browser makes it: a cart of `items` ([{ product, variant?,
+   * quantity }]), the payment start, paying at Stripe (unless `pay: false`) and confirm-order (unless `confirm:
+   * false`). Resolves to { stage, status, body, cart, paymentIntentID, orderID }: `stage` is the step that refused
+   * (`cart`, `initiate`, `confirm`), or `done`.
+   */
+  async function checkout({ items, email = `${randomBytes(6).toString('hex')}@example.com`, pay = true, confirm = true }) {
+    const cart = await guest('/carts', { items, currency: 'USD', customerEmail: email });
+    if (cart.status !== 201) return { stage: 'cart', status: cart.status, body: cart.body };
+    const { id: cartID, secret } = cart.body.doc;
+    const started = await guest('/payments/stripe/initiate', { cartID, secret, customerEmail: email });
+    if (started.status !== 200) return { stage: 'initiate', status: started.status, body: started.body, cart: cartID };
+    const { paymentIntentID } = started.body;
+    if (!pay) return { stage: 'initiated', status: 200, body: started.body, cart: cartID, paymentIntentID };
+    stripe.pay(paymentIntentID);
+    if (!confirm) return { stage: 'paid', status: 200, body: started.body, cart: cartID, paymentIntentID };
+    const confirmed = await guest('/payments/stripe/confirm-order', { cartID, secret, customerEmail: email, paymentIntentID });
+    if (confirmed.status !== 200) return { stage: 'confirm', status: confirmed.status, body: confirmed.body, cart: cartID, paymentIntentID };
+    return { stage: 'done', status: 200, body: confirmed.body, cart: cartID, paymentIntentID, orderID: confirmed.body.orderID };
+  }
+
+  return {
+    payload,
+    api,
+    stripe,
+    seedProduct,
+    inventory,
+    checkout,
+    /** How many orders Payload holds. */
+    async orderCount() {
+      const { body } = await api.get('/orders?limit=0&depth=0');
+      return body.totalDocs;
+    },
+    async stop() {
+      await payload.stop();
+      await stripe.close();
+      rmSync(directory, { recursive: true, force: true });
+    },
+  };
+}
