@@ -87,6 +87,16 @@ export interface Reservation {
   items: Array<{ product: string; size: string; quantity: number }>;
 }
 
+/** What the ledger did with a payment the shop confirmed (POST /v1/reservations/{reference}/commit). */
+export interface CommitAnswer {
+  reference: string;
+  /** committed, committed_late, unchanged (already sold), duplicate (confirmed before) or conflict. */
+  outcome: 'committed' | 'committed_late' | 'unchanged' | 'duplicate' | 'conflict' | (string & {});
+  /** oversold or unknown_reference, when outcome is conflict. */
+  conflict: string | null;
+  reservation: Reservation | null;
+}
+
 /** A product's sizes as the sidecar sees them now. */
 export interface ProductStockAnswer {
   product: string;
@@ -118,6 +128,11 @@ export interface StockClient {
   release(reference: string): Promise<Reservation>;
   /** The reservation, or null when none has this reference. */
   get(reference: string): Promise<Reservation | null>;
+  /**
+   * Sells a reservation whose payment the shop saw succeed at Stripe, as `payment_intent.succeeded` would (whichever
+   * comes first sells, once); needs ADMIN_API_TOKEN as `token`.
+   */
+  commit(reference: string, options?: { orderReference?: string }): Promise<CommitAnswer>;
   /** A product's sizes as they stand now. */
   stock(product: string | number): Promise<ProductStockAnswer>;
   /**
@@ -363,6 +378,9 @@ export function createStockClient(options: StockClientOptions): StockClient {
         if (error instanceof StockApiError && error.code === 'reservation_not_found') return null;
         throw error;
       }
+    },
+    async commit(reference, { orderReference } = {}) {
+      return (await request('POST', `/v1/reservations/${segment(reference)}/commit`, orderReference === undefined ? {} : { orderReference })).body;
     },
     async stock(product) {
       return (await request('GET', `/v1/products/${segment(product)}/stock`)).body;

@@ -162,3 +162,15 @@ test('the client refuses to be built without a URL and a token', () => {
   assert.throws(() => createStockClient({ url: 'localhost:4242', token: 'x' }), TypeError);
   assert.throws(() => createStockClient({ url: 'http://127.0.0.1:4242' }), TypeError);
 });
+
+test('a variant is reserved, and a payment the shop confirmed is sold once (admin token)', async () => {
+  const admin = createStockClient({ url: sidecar.base, token: sidecar.adminToken });
+  await admin.recordMovement({ product: 'tee', variant: 5, type: 'restock', quantity: 2 });
+  const reservation = await client.reserve({ reference: 'pi_client_variant', items: [{ product: 'tee', variant: 5, quantity: 1 }] });
+  assert.deepEqual(reservation.items, [{ product: 'tee', size: '5', quantity: 1 }]);
+  const sold = await admin.commit('pi_client_variant', { orderReference: '17' });
+  assert.equal(sold.outcome, 'committed');
+  assert.equal(sold.reservation.status, 'committed');
+  assert.equal((await admin.commit('pi_client_variant', { orderReference: '17' })).outcome, 'duplicate');
+  await rejectsWith(client.commit('pi_client_variant'), 'unauthorized');
+});

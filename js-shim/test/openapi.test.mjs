@@ -121,3 +121,7 @@ test('the client\'s documented error details are the sidecar\'s ErrorBody detail
     assert.ok(documentedCodes.includes(code), `${code} is documented in ErrorBody.error`);
   }
 });
+
+test('CommitAnswer is the sidecar\'s CommitAnswer', () => {
+  agree(declared('CommitAnswer'), ref('CommitAnswer'));
+});

@@ -30,6 +30,9 @@ use crate::store::{
     StripeEventRecord, resolution as resolved,
 };
 
+/// The kind under which a payment confirmed by the shop (not by a Stripe event) is recorded among the events.
+pub const CONFIRMED_PAYMENT: &str = "payment.confirmed_by_shop";
+
 /// How many of a check's alert crossings are recorded at once.
 const ALERTS_RECORDED_AT_ONCE: usize = 4;
 
@@ -225,6 +228,21 @@ impl Ledger {
         self.metrics.stripe_event_applied(&outcome);
         self.queued_changes(!matches!(outcome, EventOutcome::Duplicate));
         Ok(outcome)
+    }
+
+    /// Sells a reservation whose payment the shop has seen succeed at Stripe (Payload's ecommerce plugin confirming
+    /// the order), by the very decision a `payment_intent.succeeded` event takes, recorded under the id
+    /// `confirmed:<reference>`: whichever of the two comes first sells, the other finds it sold (`unchanged`), and
+    /// the same confirmation again is a duplicate.
+    pub async fn commit_confirmed_payment(
+        &self,
+        reference: &str,
+        order_reference: Option<String>,
+        now: Timestamp,
+    ) -> Result<EventOutcome, StoreError> {
+        let record = StripeEventRecord { id: format!("confirmed:{reference}"), kind: CONFIRMED_PAYMENT.to_owned() };
+        let action = StripeAction::Commit { reference: reference.to_owned(), order_reference, marked: true };
+        self.apply_stripe_event(&record, &action, now).await
     }
 
     /// Forgets processed Stripe event ids received before `before` (Stripe retries for 3 days; they are kept 30).

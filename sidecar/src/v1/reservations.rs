@@ -11,16 +11,20 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::ApiCaller;
+use crate::auth::{AdminCaller, ApiCaller};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::json::ApiJson;
 use crate::openapi::ErrorBody;
-use crate::store::{ReleaseOutcome, ReservationRecord, ReserveOutcome};
-use stock_wire::{ReservationBody, ReservationRequest, reservation_request};
+use crate::store::{EventOutcome, ReleaseOutcome, ReservationRecord, ReserveOutcome};
+use serde::Deserialize;
+use stock_wire::{ReservationBody, ReservationRequest, check_reference, reservation_request};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_reservation)).routes(routes!(get_reservation, release_reservation))
+    OpenApiRouter::new()
+        .routes(routes!(create_reservation))
+        .routes(routes!(get_reservation, release_reservation))
+        .routes(routes!(commit_reservation))
 }
 
 /// A reservation as the API shows it.
@@ -162,6 +166,72 @@ async fn release_reservation(
         }),
         ReleaseOutcome::NotFound => Err(not_found(&reference)),
     }
+}
+
+/// A payment the shop saw succeed at Stripe.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct CommitBody {
+    /// The order the sale belongs to (the sale movements' reason is `Order <orderReference>`): 1 to 255 visible
+    /// ASCII characters.
+    order_reference: Option<String>,
+}
+
+/// What the ledger did with a confirmed payment.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CommitAnswer {
+    pub reference: String,
+    /// `committed`, `committed_late` (it had expired or been released and was reserved again), `unchanged` (already
+    /// sold, by the Stripe event or an earlier confirmation), `duplicate` (this confirmation was recorded before) or
+    /// `conflict`.
+    pub outcome: &'static str,
+    /// `oversold` (paid, but the units were gone: an operator must act) or `unknown_reference` (nothing was
+    /// reserved under it), when `outcome` is `conflict`.
+    pub conflict: Option<&'static str>,
+    /// The reservation as it stands now, when there is one.
+    pub reservation: Option<ReservationAnswer>,
+}
+
+/// Sells a reservation whose payment the shop has seen succeed at Stripe (Payload's ecommerce plugin confirming an
+/// order), as `payment_intent.succeeded` would: whichever comes first sells, exactly once.
+#[utoipa::path(post, path = "/v1/reservations/{reference}/commit", tag = "reservations", security(("admin" = [])),
+    params(("reference" = String, Path, description = "The reservation's reference: the PaymentIntent's id")),
+    request_body = CommitBody,
+    responses(
+        (status = 200, body = CommitAnswer),
+        (status = 400, description = "invalid_json", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 422, description = "invalid_request", body = ErrorBody),
+        (status = 503, description = "admin_disabled, overloaded or ledger_busy", body = ErrorBody),
+    ))]
+async fn commit_reservation(
+    State(state): State<AppState>,
+    _caller: AdminCaller,
+    Path(reference): Path<String>,
+    ApiJson(body): ApiJson<CommitBody>,
+) -> Result<Json<CommitAnswer>, ApiError> {
+    check_reference(&reference, "reference")?;
+    if let Some(order) = &body.order_reference {
+        check_reference(order, "orderReference")?;
+    }
+    let outcome = state.ledger.commit_confirmed_payment(&reference, body.order_reference, state.clock.now()).await?;
+    match outcome {
+        EventOutcome::Conflict { kind } => {
+            tracing::error!(reference = %reference, conflict = %kind, "confirmed payment could not be sold as asked: conflict recorded");
+        }
+        ref other => tracing::info!(reference = %reference, outcome = %other.as_str(), "confirmed payment applied"),
+    }
+    let reservation = state.ledger.reservation(&reference).await?.as_ref().map(reservation_json);
+    Ok(Json(CommitAnswer {
+        outcome: outcome.as_str(),
+        conflict: match outcome {
+            EventOutcome::Conflict { kind } => Some(kind),
+            _ => None,
+        },
+        reference,
+        reservation,
+    }))
 }
 
 fn not_found(reference: &str) -> ApiError {

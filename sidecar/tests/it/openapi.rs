@@ -45,6 +45,7 @@ async fn the_document_lists_every_route_and_every_listed_route_answers() {
         ("POST", "/api/checkout/webhook"),
         ("POST", "/v1/movements"),
         ("POST", "/v1/reservations"),
+        ("POST", "/v1/reservations/{reference}/commit"),
         ("POST", "/webhooks/stripe"),
     ];
     let expected: Vec<(String, String)> =
@@ -154,6 +155,12 @@ async fn real_answers_conform_to_the_documented_schemas() {
     let reference = "/v1/reservations/{reference}";
     check(Method::GET, reference, "pi_doc", app.api(Method::GET, "/v1/reservations/pi_doc")).await;
     check(Method::GET, reference, "pi_none", app.api(Method::GET, "/v1/reservations/pi_none")).await;
+    let commit = "/v1/reservations/{reference}/commit";
+    let confirmed = json!({ "orderReference": "42" });
+    check(Method::POST, commit, "pi_doc", app.admin(Method::POST, "/v1/reservations/pi_doc/commit").json(&confirmed))
+        .await;
+    check(Method::POST, commit, "pi_none", app.admin(Method::POST, "/v1/reservations/pi_none/commit").json(&confirmed))
+        .await;
     check(Method::GET, "/v1/products/{product}/stock", "runner", app.api(Method::GET, "/v1/products/runner/stock"))
         .await;
     check(Method::GET, "/v1/products/{product}/stock", "none", app.api(Method::GET, "/v1/products/none/stock")).await;
@@ -209,7 +216,7 @@ async fn real_answers_conform_to_the_documented_schemas() {
     check(Method::GET, admin, "no token", app.anonymous(Method::GET, admin)).await;
     check(Method::GET, "/healthz", "/healthz", app.anonymous(Method::GET, "/healthz")).await;
     check(Method::GET, "/readyz", "/readyz", app.anonymous(Method::GET, "/readyz")).await;
-    assert_eq!(checked, 34);
+    assert_eq!(checked, 36);
 
     // The check itself refuses what it should.
     let health = json!({ "$ref": "#/components/schemas/Health" });

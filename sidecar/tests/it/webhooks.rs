@@ -325,3 +325,39 @@ async fn answer_of(response: reqwest::Response) -> (u16, Option<String>, Value) 
     let retry_after = response.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_owned);
     (status, retry_after, response.json().await.expect("JSON error body"))
 }
+
+#[tokio::test]
+async fn a_payment_confirmed_by_the_shop_and_its_stripe_event_sell_once_in_either_order() {
+    let app = spawn_app().await;
+    app.restock("7", "12", 4).await;
+    let confirm = |reference: &str| {
+        app.admin(Method::POST, &format!("/v1/reservations/{reference}/commit"))
+            .json(&json!({ "orderReference": "42" }))
+            .send()
+    };
+    for (reference, confirm_first) in [("pi_confirm_first", true), ("pi_event_first", false)] {
+        body_of(app.reserve(reference, json!([{ "product": 7, "variant": 12, "quantity": 1 }])).await, 201).await;
+        let event = stripe_event("payment_intent.succeeded", &format!("evt_{reference}"), reference);
+        if !confirm_first {
+            assert_eq!(body_of(app.send_event(&event).await, 200).await["outcome"], "committed");
+        }
+        let answer = body_of(confirm(reference).await.expect("request"), 200).await;
+        assert_eq!(answer["outcome"], if confirm_first { "committed" } else { "unchanged" }, "{answer}");
+        assert_eq!(answer["reservation"]["status"], "committed");
+        if confirm_first {
+            assert_eq!(body_of(app.send_event(&event).await, 200).await["outcome"], "unchanged");
+        }
+        let again = body_of(confirm(reference).await.expect("request"), 200).await;
+        assert_eq!(again["outcome"], "duplicate");
+    }
+    let size = app.size_stock("7", "12").await;
+    assert_eq!((size["stock"].as_u64(), size["reservedStock"].as_u64()), (Some(2), Some(0)), "two sales of one unit");
+
+    let unknown = body_of(confirm("pi_never_reserved").await.expect("request"), 200).await;
+    assert_eq!(
+        (unknown["outcome"].as_str(), unknown["conflict"].as_str()),
+        (Some("conflict"), Some("unknown_reference"))
+    );
+    let by_api_token = app.api(Method::POST, "/v1/reservations/pi_confirm_first/commit").json(&json!({})).send();
+    assert_eq!(by_api_token.await.expect("request").status(), 401, "only the admin token may declare a payment");
+}
