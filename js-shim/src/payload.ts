@@ -7,7 +7,10 @@ import type { Access, CollectionBeforeChangeHook, CollectionConfig, Config, Fiel
 // By the package's own name, not by path: the exports map then gives the plugin the build every other import of
 // payload-stock in the process gets (in Node, CommonJS), so there is one wasm instance and one StockApiError.
 import { availableStock, isLowStock } from 'payload-stock';
-import { createStockClient, StockApiError, type StockClient } from 'payload-stock/client';
+import { createStockClient, NO_VARIANT, StockApiError, type StockClient } from 'payload-stock/client';
+import { addEcommerceStock, checkoutFields, isEcommerceShop, variantValue, type EcommerceStockOptions } from './ecommerce.js';
+
+export type { EcommerceStockOptions } from './ecommerce.js';
 
 /** The header in which the sidecar's projection sends its proof; see projectionProof. */
 export const PROJECTION_HEADER = 'x-payload-stock';
@@ -27,6 +30,17 @@ export interface PayloadStockOptions {
   sidecarUrl?: string;
   /** The sidecar's ADMIN_API_TOKEN: movements are admin operations, and the projection's proof is derived from it. */
   sidecarToken?: string;
+  /**
+   * The sidecar's SIDECAR_API_TOKEN, in a shop on Payload's ecommerce plugin: its payment starts reserve stock
+   * with it.
+   */
+  sidecarApiToken?: string;
+  /**
+   * A shop on Payload's ecommerce plugin (`@payloadcms/plugin-ecommerce`): stock per variant, and per product
+   * without variants, instead of a `sizes` array. Recognised by itself (variants or products with the ecommerce
+   * plugin's `inventory` field); `false` forces the sizes shop, an object sets its options (and forces it).
+   */
+  ecommerce?: boolean | EcommerceStockOptions;
   /** The products collection (default 'products'); it gets a `sizes` array, or the missing fields of its own. */
   productsSlug?: string;
   /** The movements collection the plugin adds (default 'stock-movements'). */
@@ -273,21 +287,33 @@ interface AccessRules {
   readReservations: PayloadStockAccess;
 }
 
+/** In a shop on Payload's ecommerce plugin, the variants collection: documents name a variant (null for a product
+ * without variants) beside the ledger's size key. */
+type VariantsSlug = string | null;
+
 function movementsCollection({
   slug,
   productsSlug,
+  variantsSlug,
   client,
   isProjection,
   access,
 }: {
   slug: string;
   productsSlug: string;
+  variantsSlug: VariantsSlug;
   client: StockClient | null;
   isProjection: IsProjection;
   access: AccessRules;
 }): CollectionConfig {
   const recordInLedger: CollectionBeforeChangeHook = async ({ data, req, operation }) => {
-    if (operation !== 'create' || isProjection(req)) return data;
+    if (isProjection(req)) return variantsSlug ? { ...data, variant: variantValue(data.size) } : data;
+    if (operation !== 'create') return data;
+    if (variantsSlug) {
+      // The ledger's key of the variant chosen (none: the product's own stock).
+      const variant = relationId(data.variant);
+      data = { ...data, size: variant === undefined || variant === null || variant === '' ? NO_VARIANT : String(variant) };
+    }
     if (data.type === 'sale') {
       throw await apiError('Sales are recorded from Stripe payments, not entered by hand; use an adjustment.', 400, 'sale_not_allowed');
     }
@@ -307,7 +333,7 @@ function movementsCollection({
     try {
       recorded = await client.recordMovement({
         product: String(product),
-        size: String(data.size),
+        ...(variantsSlug ? { variant: data.size === NO_VARIANT ? null : String(data.size) } : { size: String(data.size) }),
         type: data.type,
         quantity: data.quantity,
         reason: data.reason ?? '',
@@ -365,7 +391,7 @@ function movementsCollection({
     admin: {
       group: 'Stock',
       useAsTitle: 'reason',
-      defaultColumns: ['product', 'size', 'type', 'quantity', 'stockAfter', 'date'],
+      defaultColumns: ['product', variantsSlug ? 'variant' : 'size', 'type', 'quantity', 'stockAfter', 'date'],
       description: 'The stock ledger. Add a restock, return or adjustment here; sales come from Stripe payments.',
     },
     access: {
@@ -381,7 +407,10 @@ function movementsCollection({
     defaultSort: '-date',
     fields: [
       { name: 'product', type: 'relationship', relationTo: productsSlug as never, required: true, index: true },
-      { name: 'size', type: 'text', required: true },
+      ...variantField(variantsSlug, 'The variant whose stock moves; none for a product without variants.'),
+      variantsSlug
+        ? { name: 'size', type: 'text', index: true, admin: { readOnly: true, description: "The ledger's key: the variant's id, or (no variant)." } }
+        : { name: 'size', type: 'text', required: true },
       {
         name: 'type',
         type: 'select',
@@ -414,14 +443,24 @@ function movementsCollection({
 function reservationsCollection({
   slug,
   productsSlug,
+  variantsSlug,
+  checkout,
   isProjection,
   access,
 }: {
   slug: string;
   productsSlug: string;
+  variantsSlug: VariantsSlug;
+  /** Fields naming the checkout of each reservation (a shop on Payload's ecommerce plugin). */
+  checkout: Field[];
   isProjection: IsProjection;
   access: AccessRules;
 }): CollectionConfig {
+  // The sidecar writes each item's size key; the document names the variant too.
+  const nameVariants: CollectionBeforeChangeHook = ({ data }) =>
+    variantsSlug && Array.isArray(data.items)
+      ? { ...data, items: data.items.map((item: Record<string, unknown>) => ({ ...item, variant: variantValue(item?.size) })) }
+      : data;
   return {
     slug,
     labels: { singular: 'Stock reservation', plural: 'Stock reservations' },
@@ -438,22 +477,44 @@ function reservationsCollection({
       delete: ({ req }) => isProjection(req),
     },
     defaultSort: '-reservedAt',
+    hooks: { beforeChange: [nameVariants] },
     fields: [
       { name: 'reference', type: 'text', required: true, unique: true, admin: { description: 'The PaymentIntent or Checkout Session id.' } },
       { name: 'status', type: 'select', required: true, index: true, options: RESERVATION_STATUSES.map((value) => ({ label: value, value })) },
       { name: 'expiresAt', type: 'date', admin: { date: { pickerAppearance: 'dayAndTime' } } },
       { name: 'reservedAt', type: 'date', admin: { date: { pickerAppearance: 'dayAndTime' } } },
+      ...checkout,
       {
         name: 'items',
         type: 'array',
         fields: [
           { name: 'product', type: 'relationship', relationTo: productsSlug as never },
+          ...variantField(variantsSlug),
           { name: 'size', type: 'text' },
           { name: 'quantity', type: 'number' },
         ],
       },
     ],
   };
+}
+
+/** The `variant` relationship of a shop on Payload's ecommerce plugin (none in a sizes shop). */
+function variantField(variantsSlug: VariantsSlug, description?: string): Field[] {
+  if (!variantsSlug) return [];
+  return [
+    {
+      name: 'variant',
+      type: 'relationship',
+      relationTo: variantsSlug as never,
+      index: true,
+      // Only the chosen product's variants are offered.
+      filterOptions: ({ siblingData }) => {
+        const product = relationId((siblingData as { product?: unknown } | undefined)?.product);
+        return product === undefined || product === null || product === '' ? true : { product: { equals: product } };
+      },
+      ...(description ? { admin: { description } } : {}),
+    } as Field,
+  ];
 }
 
 /**
@@ -466,6 +527,8 @@ export function payloadStock(options: PayloadStockOptions = {}): Plugin {
   const {
     sidecarUrl,
     sidecarToken,
+    sidecarApiToken,
+    ecommerce,
     productsSlug = 'products',
     movementsSlug = 'stock-movements',
     reservationsSlug = 'stock-reservations',
@@ -492,12 +555,27 @@ export function payloadStock(options: PayloadStockOptions = {}): Plugin {
     // The plugin's 4xx refusals are answers to the admin, not server failures: info, unless the shop says otherwise.
     // (Payload's type lists its own error names only; it looks any error's name up at run time.)
     config.loggingLevels = { [REFUSAL_NAME]: 'info', ...(config.loggingLevels ?? {}) } as Config['loggingLevels'];
-    const products = { ...collections[index] };
-    addSizes(products, isProjection);
-    collections[index] = products;
+    const ecommerceOptions: EcommerceStockOptions | null =
+      ecommerce === false ? null : typeof ecommerce === 'object' ? ecommerce : ecommerce === true || isEcommerceShop(config, productsSlug, 'variants') ? {} : null;
+    const variantsSlug: VariantsSlug = ecommerceOptions ? (ecommerceOptions.variantsSlug ?? 'variants') : null;
+    if (ecommerceOptions) {
+      const api = sidecarUrl && sidecarApiToken ? createStockClient({ url: sidecarUrl, token: sidecarApiToken, timeoutMs }) : null;
+      addEcommerceStock(config, { productsSlug, options: ecommerceOptions, api, admin: client, isProjection });
+    } else {
+      const products = { ...collections[index] };
+      addSizes(products, isProjection);
+      collections[index] = products;
+    }
     collections.push(
-      movementsCollection({ slug: movementsSlug, productsSlug, client, isProjection, access: rules }),
-      reservationsCollection({ slug: reservationsSlug, productsSlug, isProjection, access: rules }),
+      movementsCollection({ slug: movementsSlug, productsSlug, variantsSlug, client, isProjection, access: rules }),
+      reservationsCollection({
+        slug: reservationsSlug,
+        productsSlug,
+        variantsSlug,
+        checkout: ecommerceOptions ? checkoutFields(ecommerceOptions) : [],
+        isProjection,
+        access: rules,
+      }),
     );
     if (!client) {
       const onInit = config.onInit;

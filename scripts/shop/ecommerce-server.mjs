@@ -4,20 +4,23 @@
 // fake-stripe.mjs: the adapter's `import Stripe from 'stripe'` resolves to ./stripe-to-fake, which sends the
 // official client to STRIPE_API_BASE. REST is served by serve-rest.mjs.
 //
-// Environment: PAYLOAD_DB (database file), PORT (0 = any), PAYLOAD_API_KEY (the API key of the staff user
-// `sidecar@example.com`), STRIPE_API_BASE (the fake). Prints {"listening": <port>} when it serves.
+// With SIDECAR_URL, the payloadStock plugin is added after the ecommerce plugin (its ecommerce mode): that is the
+// whole change a shop makes. Environment: PAYLOAD_DB (database file), PORT (0 = any), PAYLOAD_API_KEY (the API key
+// of the staff user `sidecar@example.com`), STRIPE_API_BASE (the fake); SIDECAR_URL, SIDECAR_ADMIN_TOKEN and
+// SIDECAR_API_TOKEN for payloadStock, RESERVATION_TTL_SECONDS for how long a payment start holds stock. Prints {"listening": <port>} when it serves.
 import { buildConfig, getPayload } from 'payload';
 import { sqliteAdapter } from '@payloadcms/db-sqlite';
 import { ecommercePlugin } from '@payloadcms/plugin-ecommerce';
 import { stripeAdapter } from '@payloadcms/plugin-ecommerce/payments/stripe';
+import { payloadStock } from 'payload-stock/payload';
 import { serveRest } from './serve-rest.mjs';
 
-const { PAYLOAD_DB, PORT = '0', PAYLOAD_API_KEY, STRIPE_API_BASE } = process.env;
+const { PAYLOAD_DB, PORT = '0', PAYLOAD_API_KEY, STRIPE_API_BASE, SIDECAR_URL, SIDECAR_ADMIN_TOKEN, SIDECAR_API_TOKEN, RESERVATION_TTL_SECONDS } = process.env;
 if (!PAYLOAD_DB || !PAYLOAD_API_KEY || !STRIPE_API_BASE) {
   console.error('ecommerce-server: PAYLOAD_DB, PAYLOAD_API_KEY and STRIPE_API_BASE are required');
   process.exit(2);
 }
-export const STRIPE_SECRET_KEY = 'sk_test_ecommerce_shop';
+const STRIPE_SECRET_KEY = 'sk_test_ecommerce_shop';
 
 // The template's access rules: staff (role admin) may do everything, customers own their documents, anyone reads
 // what is published.
@@ -59,6 +62,20 @@ const config = buildConfig({
         paymentMethods: [stripeAdapter({ secretKey: STRIPE_SECRET_KEY, publishableKey: 'pk_test_ecommerce_shop', webhookSecret: 'whsec_ecommerce_shop' })],
       },
     }),
+    ...(SIDECAR_URL
+      ? [
+          payloadStock({
+            sidecarUrl: SIDECAR_URL,
+            sidecarToken: SIDECAR_ADMIN_TOKEN,
+            sidecarApiToken: SIDECAR_API_TOKEN,
+            ecommerce: {
+              stripeSecretKey: STRIPE_SECRET_KEY,
+              stripeApiBase: STRIPE_API_BASE,
+              ...(RESERVATION_TTL_SECONDS ? { reservationTtlSeconds: Number(RESERVATION_TTL_SECONDS) } : {}),
+            },
+          }),
+        ]
+      : []),
   ],
 });
 

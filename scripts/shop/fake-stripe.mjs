@@ -3,7 +3,12 @@
 // cannot be reached from here. What a customer does in the browser (pay) is `fake.pay(id)`: the PaymentIntent turns
 // `succeeded`, and `paymentIntentEvent` gives the webhook event Stripe would then send.
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+
+// A PaymentIntent in full as Stripe's basil API version answers it (the fixture's), so that strict clients such as
+// the sidecar's async-stripe read the fake's answers as they read Stripe's.
+const PAYMENT_INTENT = JSON.parse(readFileSync(new URL('../../sidecar/tests/fixtures/stripe/payment_intent.succeeded.json', import.meta.url), 'utf8')).data.object;
 
 const newId = (prefix) => `${prefix}_${randomBytes(12).toString('hex')}`;
 
@@ -48,19 +53,19 @@ export async function startFakeStripe() {
       if (!Number.isInteger(amount) || amount < 1) return { ...stripeError(400, 'Invalid positive integer', 'parameter_invalid_integer'), name: 'paymentIntents.create' };
       const id = newId('pi');
       const intent = {
+        ...structuredClone(PAYMENT_INTENT),
         id,
-        object: 'payment_intent',
         amount,
         amount_received: 0,
-        automatic_payment_methods: form.automatic_payment_methods ? { enabled: form.automatic_payment_methods.enabled === 'true' } : null,
-        canceled_at: null,
-        cancellation_reason: null,
+        automatic_payment_methods: form.automatic_payment_methods ? { allow_redirects: 'always', enabled: form.automatic_payment_methods.enabled === 'true' } : null,
         client_secret: `${id}_secret_${randomBytes(8).toString('hex')}`,
         created: Math.floor(Date.now() / 1000),
         currency: String(form.currency ?? '').toLowerCase(),
         customer: form.customer ?? null,
-        livemode: false,
+        description: form.description ?? null,
+        latest_charge: null,
         metadata: form.metadata ?? {},
+        payment_method: null,
         status: 'requires_payment_method',
       };
       paymentIntents.set(id, intent);
@@ -106,7 +111,7 @@ export async function startFakeStripe() {
       const intent = paymentIntents.get(id);
       if (!intent) throw new Error(`fake Stripe: no PaymentIntent ${id}`);
       if (intent.status !== 'requires_payment_method') throw new Error(`fake Stripe: ${id} is ${intent.status}, it cannot be paid`);
-      Object.assign(intent, { status: 'succeeded', amount_received: intent.amount });
+      Object.assign(intent, { status: 'succeeded', amount_received: intent.amount, latest_charge: newId('ch'), payment_method: newId('pm') });
       return intent;
     },
     /** The event Stripe sends to webhooks about a PaymentIntent now (`payment_intent.succeeded`, `.canceled`, ...). */

@@ -189,6 +189,17 @@ impl LogFormat {
     }
 }
 
+/// How a shop keeps stock in Payload, which decides how the projection writes figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShopKind {
+    /// A `sizes` array on each product (the payloadStock plugin adds it): the product is read and its sizes written
+    /// back with the ledger's figures.
+    Sizes,
+    /// Payload's ecommerce plugin: `inventory` (and the plugin's figures) on each variant, and on a product without
+    /// variants; written through the payloadStock plugin's figures endpoint, which leaves drafts alone.
+    Ecommerce,
+}
+
 /// Where and how the projection writes to Payload's REST API.
 #[derive(Debug, Clone)]
 pub struct PayloadConfig {
@@ -203,6 +214,9 @@ pub struct PayloadConfig {
     pub products_slug: String,
     pub movements_slug: String,
     pub reservations_slug: String,
+    /// How the shop keeps stock in Payload (`PAYLOAD_SHOP`): `sizes` (a `sizes` array on each product, the default)
+    /// or `ecommerce` (Payload's ecommerce plugin: `inventory` on variants and on products without variants).
+    pub shop: ShopKind,
     /// The longest wait between two attempts at a failing delivery (`PROJECTION_RETRY_MAX_SECONDS`, default 300).
     pub retry_max: Duration,
     /// How long a movement entered in Payload waits for Payload to save its own document before the outbox creates
@@ -473,6 +487,16 @@ fn payload_settings<'a>(
     let products_slug = slug("PAYLOAD_PRODUCTS_SLUG", "products");
     let movements_slug = slug("PAYLOAD_MOVEMENTS_SLUG", "stock-movements");
     let reservations_slug = slug("PAYLOAD_RESERVATIONS_SLUG", "stock-reservations");
+    let shop = match value("PAYLOAD_SHOP").unwrap_or("sizes") {
+        "sizes" => ShopKind::Sizes,
+        "ecommerce" => ShopKind::Ecommerce,
+        other => {
+            problems.push(format!(
+                "PAYLOAD_SHOP: {other:?} is neither sizes (a sizes array on each product) nor ecommerce (Payload's ecommerce plugin)"
+            ));
+            ShopKind::Sizes
+        }
+    };
     let mut retry_max = Duration::from_secs(300);
     if let Some(text) = value("PROJECTION_RETRY_MAX_SECONDS") {
         match text.parse::<u64>() {
@@ -502,6 +526,7 @@ fn payload_settings<'a>(
         products_slug,
         movements_slug,
         reservations_slug,
+        shop,
         retry_max,
         payload_save_grace,
         delivery_lease,

@@ -17,7 +17,7 @@ use stock_core::Timestamp;
 use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
-use crate::config::PayloadConfig;
+use crate::config::{PayloadConfig, ShopKind};
 use crate::ledger::Ledger;
 use crate::store::{LaneClaim, OutboxEntry, OutboxTopic, SizeRecord, StoreError};
 use payload::{Created, PayloadClient, PayloadError};
@@ -185,6 +185,9 @@ impl Projector {
     pub async fn project_product(&self, product: &str) -> Result<bool, DeliveryError> {
         let collection = &self.config.products_slug;
         let ledger = self.ledger.product_stock(product, self.clock.now()).await?;
+        if self.config.shop == ShopKind::Ecommerce {
+            return self.project_variants(product, &ledger).await;
+        }
         let Some(document) = self.client.document(collection, product).await? else {
             return Err(DeliveryError::NotInPayload(format!(
                 "product {product:?} is in the ledger but not in Payload's {collection:?} collection"
@@ -196,6 +199,29 @@ impl Projector {
             self.client.update(collection, product, &json!({ "sizes": sizes })).await?;
         }
         Ok(changed)
+    }
+
+    /// Writes the ledger's figures into a shop on Payload's ecommerce plugin, through the payloadStock plugin's
+    /// endpoint: each variant's (the size key is its id) and a product's own (the key `(no variant)`), `inventory`
+    /// among them. Whether anything was written.
+    async fn project_variants(&self, product: &str, ledger: &[SizeRecord]) -> Result<bool, DeliveryError> {
+        let sizes: Vec<Value> = ledger
+            .iter()
+            .map(|record| {
+                let mut size =
+                    serde_json::Map::from_iter(figures(record).map(|(name, value)| (name.to_owned(), value)));
+                size.insert("size".to_owned(), json!(record.size));
+                Value::Object(size)
+            })
+            .collect();
+        let answer =
+            self.client.write_figures(&json!({ "product": product_id_value(product), "sizes": sizes })).await?;
+        if !answer.missing.is_empty() {
+            tracing::warn!(product = %product, missing = ?answer.missing,
+                "the ledger has stock of variants (or of the product itself) that Payload has no document for: \
+                 deleted in Payload? Their figures are not shown");
+        }
+        Ok(!answer.written.is_empty())
     }
 
     /// Makes Payload's stock-movements document of a ledger movement say what the ledger says: created when there is

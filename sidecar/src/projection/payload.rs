@@ -84,6 +84,13 @@ pub enum Created {
     },
 }
 
+/// What the plugin's figures endpoint wrote: the size keys it wrote, and those Payload has no document for.
+#[derive(Debug)]
+pub struct FiguresWritten {
+    pub written: Vec<String>,
+    pub missing: Vec<String>,
+}
+
 /// One page of a collection.
 #[derive(Debug)]
 pub struct Page {
@@ -192,6 +199,33 @@ impl PayloadClient {
         }
     }
 
+    /// Hands a product's figures to the payloadStock plugin's endpoint (`POST /api/payload-stock/figures`), which
+    /// writes them into a shop on Payload's ecommerce plugin without touching drafts. Answers the size keys written
+    /// and those Payload has no document for (a variant deleted in Payload).
+    pub async fn write_figures(&self, body: &Value) -> Result<FiguresWritten, PayloadError> {
+        let answer = self.send(Method::POST, &["payload-stock", "figures"], &[], Some(body)).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Err(PayloadError::Unexpected {
+                call: answer.call,
+                problem: "no figures endpoint: is the payloadStock plugin (0.3 or later) in Payload's config, in ecommerce mode?".to_owned(),
+            });
+        }
+        if !answer.status.is_success() {
+            return Err(answer.into_error());
+        }
+        let keys = |name: &str| -> Vec<String> {
+            answer
+                .json
+                .get(name)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|key| key.as_str().map(str::to_owned))
+                .collect()
+        };
+        Ok(FiguresWritten { written: keys("written"), missing: keys("missing") })
+    }
+
     /// The first document whose `field` equals `value`.
     pub async fn find_one(&self, collection: &str, field: &str, value: &str) -> Result<Option<Value>, PayloadError> {
         let filter = format!("where[{field}][equals]");
@@ -290,6 +324,7 @@ mod tests {
             products_slug: "products".to_owned(),
             movements_slug: "stock-movements".to_owned(),
             reservations_slug: "stock-reservations".to_owned(),
+            shop: crate::config::ShopKind::Sizes,
             retry_max: std::time::Duration::from_secs(1),
             payload_save_grace: std::time::Duration::from_secs(1),
             delivery_lease: std::time::Duration::from_secs(30),
