@@ -53,7 +53,7 @@ export async function startEcommerceShop({ withStock = false, sidecarEnv = {}, s
       ...(sidecar ? { SIDECAR_URL: sidecar.base, SIDECAR_ADMIN_TOKEN: sidecar.adminToken, SIDECAR_API_TOKEN: sidecar.apiToken } : {}),
     },
   });
-  const api = payloadApi(payload.url, apiKey);
+  const api = payloadApi(payload.url, apiKey, sidecar ? { proofToken: sidecar.adminToken } : {});
 
   /** A guest's REST call (no credentials), answered as { status, body }. */
   async function guest(path, body) {

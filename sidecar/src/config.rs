@@ -217,6 +217,9 @@ pub struct PayloadConfig {
     /// How the shop keeps stock in Payload (`PAYLOAD_SHOP`): `sizes` (a `sizes` array on each product, the default)
     /// or `ecommerce` (Payload's ecommerce plugin: `inventory` on variants and on products without variants).
     pub shop: ShopKind,
+    /// The ecommerce plugin's variants collection (`PAYLOAD_VARIANTS_SLUG`, default `variants`), read by `import`
+    /// and `reconcile` in a shop on Payload's ecommerce plugin.
+    pub variants_slug: String,
     /// The longest wait between two attempts at a failing delivery (`PROJECTION_RETRY_MAX_SECONDS`, default 300).
     pub retry_max: Duration,
     /// How long a movement entered in Payload waits for Payload to save its own document before the outbox creates
@@ -487,6 +490,7 @@ fn payload_settings<'a>(
     let products_slug = slug("PAYLOAD_PRODUCTS_SLUG", "products");
     let movements_slug = slug("PAYLOAD_MOVEMENTS_SLUG", "stock-movements");
     let reservations_slug = slug("PAYLOAD_RESERVATIONS_SLUG", "stock-reservations");
+    let variants_slug = slug("PAYLOAD_VARIANTS_SLUG", "variants");
     let shop = match value("PAYLOAD_SHOP").unwrap_or("sizes") {
         "sizes" => ShopKind::Sizes,
         "ecommerce" => ShopKind::Ecommerce,
@@ -527,6 +531,7 @@ fn payload_settings<'a>(
         movements_slug,
         reservations_slug,
         shop,
+        variants_slug,
         retry_max,
         payload_save_grace,
         delivery_lease,

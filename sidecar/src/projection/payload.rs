@@ -325,6 +325,7 @@ mod tests {
             movements_slug: "stock-movements".to_owned(),
             reservations_slug: "stock-reservations".to_owned(),
             shop: crate::config::ShopKind::Sizes,
+            variants_slug: "variants".to_owned(),
             retry_max: std::time::Duration::from_secs(1),
             payload_save_grace: std::time::Duration::from_secs(1),
             delivery_lease: std::time::Duration::from_secs(30),

@@ -8,6 +8,7 @@ use serde_json::Value;
 use stock_core::Quantity;
 
 use super::{DeliveryError, Projector, figures};
+use crate::config::ShopKind;
 use crate::store::{ImportOutcome, StoreError};
 
 /// Documents asked for per page.
@@ -90,7 +91,88 @@ fn units(value: Option<&Value>) -> Result<Quantity, String> {
     }
 }
 
+/// Every document of a collection, page by page, grouped by the id of the product it names (`product`).
+fn by_product(documents: Vec<Value>) -> BTreeMap<String, Vec<Value>> {
+    let mut grouped: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for document in documents {
+        // Read at depth 0: the relationship is the product's id.
+        let product = match document.get("product") {
+            Some(Value::String(id)) => id.clone(),
+            Some(Value::Number(id)) => id.to_string(),
+            _ => continue,
+        };
+        grouped.entry(product).or_default().push(document);
+    }
+    grouped
+}
+
 impl Projector {
+    /// Every document of `collection`, at depth 0.
+    async fn every_document(&self, collection: &str) -> Result<Vec<Value>, SyncError> {
+        let mut documents = Vec::new();
+        let mut page = 1;
+        loop {
+            let answer = self.client.page(collection, page, PAGE_SIZE, None).await?;
+            documents.extend(answer.docs);
+            if !answer.has_next_page {
+                return Ok(documents);
+            }
+            page += 1;
+        }
+    }
+
+    /// The variants of a shop on Payload's ecommerce plugin by product (none in a sizes shop).
+    async fn variants_by_product(&self) -> Result<BTreeMap<String, Vec<Value>>, SyncError> {
+        match self.config.shop {
+            ShopKind::Sizes => Ok(BTreeMap::new()),
+            ShopKind::Ecommerce => Ok(by_product(self.every_document(&self.config.variants_slug).await?)),
+        }
+    }
+
+    /// A product's stock rows as Payload shows them, each with the ledger's size key: its `sizes` rows in a sizes
+    /// shop; in a shop on Payload's ecommerce plugin, its variants (keyed by their id), or the product itself
+    /// (keyed `(no variant)`) when it has no variants. A row without a usable key is reported in `skipped`.
+    fn stock_rows(
+        &self,
+        product: &str,
+        document: &Value,
+        variants: &BTreeMap<String, Vec<Value>>,
+        skipped: &mut Vec<(String, String)>,
+    ) -> Vec<(String, Value)> {
+        match self.config.shop {
+            ShopKind::Sizes => {
+                let rows = document.get("sizes").and_then(Value::as_array).cloned().unwrap_or_default();
+                rows.into_iter()
+                    .filter_map(|row| {
+                        match row.get("size").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()) {
+                            Some(size) => Some((size.to_owned(), row.clone())),
+                            None => {
+                                skipped.push((product.to_owned(), "a size row without a size label".to_owned()));
+                                None
+                            }
+                        }
+                    })
+                    .collect()
+            }
+            ShopKind::Ecommerce => {
+                let own = variants.get(product).cloned().unwrap_or_default();
+                if own.is_empty() && document.get("enableVariants") != Some(&Value::Bool(true)) {
+                    return vec![(stock_core::NO_VARIANT.to_owned(), document.clone())];
+                }
+                own.into_iter().filter_map(|variant| document_id(&variant).map(|id| (id, variant))).collect()
+            }
+        }
+    }
+
+    /// The field a row's units on hand are read from when importing: `stock` in a sizes shop, the ecommerce
+    /// plugin's `inventory` otherwise.
+    fn imported_stock_field(&self) -> &'static str {
+        match self.config.shop {
+            ShopKind::Sizes => "stock",
+            ShopKind::Ecommerce => "inventory",
+        }
+    }
+
     /// Calls `each` with every product document of Payload, page by page.
     async fn each_product(&self, mut each: impl AsyncFnMut(Value) -> Result<(), SyncError>) -> Result<(), SyncError> {
         let mut page = 1;
@@ -110,25 +192,22 @@ impl Projector {
     /// stock as an `adjustment` movement; sizes the ledger has are left alone, so running it twice is harmless.
     pub async fn import_from_payload(&self) -> Result<ImportReport, SyncError> {
         let mut report = ImportReport::default();
+        let variants = self.variants_by_product().await?;
+        let stock_field = self.imported_stock_field();
         self.each_product(async |document| {
             let Some(product) = document_id(&document) else {
                 report.skipped.push(("?".to_owned(), "a product without an id".to_owned()));
                 return Ok(());
             };
-            let rows = document.get("sizes").and_then(Value::as_array).cloned().unwrap_or_default();
-            for row in rows {
-                let Some(size) = row.get("size").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
-                else {
-                    report.skipped.push((product.clone(), "a size row without a size label".to_owned()));
-                    continue;
-                };
+            for (size, row) in self.stock_rows(&product, &document, &variants, &mut report.skipped) {
+                let size = size.as_str();
                 if let Err(error) =
                     stock_core::check_product_id(&product).and_then(|()| stock_core::check_size_label(size))
                 {
                     report.skipped.push((product.clone(), error.to_string()));
                     continue;
                 }
-                let (stock, threshold) = match (units(row.get("stock")), units(row.get("lowStockThreshold"))) {
+                let (stock, threshold) = match (units(row.get(stock_field)), units(row.get("lowStockThreshold"))) {
                     (Ok(stock), Ok(threshold)) => (stock, threshold),
                     (Err(problem), _) | (_, Err(problem)) => {
                         report.skipped.push((product.clone(), format!("size {size}: {problem}")));
@@ -155,18 +234,15 @@ impl Projector {
         let mut report = ReconcileReport::default();
         let mut in_payload = BTreeSet::new();
         let mut to_rewrite = BTreeSet::new();
+        let variants = self.variants_by_product().await?;
+        let stock_field = self.imported_stock_field();
         self.each_product(async |document| {
             let Some(product) = document_id(&document) else { return Ok(()) };
             report.products_checked += 1;
             in_payload.insert(product.clone());
             let ledger = self.ledger.product_stock(&product, self.clock.now()).await?;
-            let rows = document.get("sizes").and_then(Value::as_array).cloned().unwrap_or_default();
-            let mut rows_by_size: BTreeMap<String, Value> = BTreeMap::new();
-            for row in rows {
-                if let Some(size) = row.get("size").and_then(Value::as_str) {
-                    rows_by_size.insert(size.to_owned(), row.clone());
-                }
-            }
+            let mut rows_by_size: BTreeMap<String, Value> =
+                self.stock_rows(&product, &document, &variants, &mut Vec::new()).into_iter().collect();
             let before = report.differences.len();
             for record in &ledger {
                 let Some(row) = rows_by_size.remove(&record.size) else {
@@ -179,7 +255,10 @@ impl Projector {
                     });
                     continue;
                 };
-                for (name, value) in figures(record) {
+                // In a shop on Payload's ecommerce plugin, its `inventory` is the available stock too.
+                let inventory = (self.config.shop == ShopKind::Ecommerce)
+                    .then(|| ("inventory", serde_json::json!(record.level.available().get())));
+                for (name, value) in figures(record).into_iter().chain(inventory) {
                     let shown = row.get(name).cloned().unwrap_or(Value::Null);
                     if shown != value {
                         report.differences.push(Difference {
@@ -198,14 +277,14 @@ impl Projector {
             for (size, row) in rows_by_size {
                 // A size the ledger has never seen holds nothing there; it differs only if Payload shows units.
                 let shown = |name: &str| row.get(name).and_then(Value::as_f64).unwrap_or(0.0);
-                if shown("stock") == 0.0 && shown("reservedStock") == 0.0 {
+                if shown(stock_field) == 0.0 && shown("reservedStock") == 0.0 {
                     continue;
                 }
                 report.differences.push(Difference {
                     product: product.clone(),
                     size: Some(size),
                     what: "size".to_owned(),
-                    payload: format!("{} units", row.get("stock").cloned().unwrap_or(Value::Null)),
+                    payload: format!("{} units", row.get(stock_field).cloned().unwrap_or(Value::Null)),
                     ledger: "missing (run `stock-sidecar import`)".to_owned(),
                 });
             }
