@@ -14,7 +14,7 @@
 //   `POST /api/payload-stock/figures`, straight into each document's row (payload.db.updateOne): no new version, so
 //   an editor's unpublished draft is never published, overwritten or discarded. A draft read shows the row's
 //   figures, and saving or publishing a draft keeps them: only the sidecar moves a figure.
-import type { CollectionConfig, Config, Endpoint, Field, FieldHook, Payload, PayloadHandler, PayloadRequest, Where } from 'payload';
+import type { Access, CollectionConfig, Config, Endpoint, Field, FieldHook, Payload, PayloadHandler, PayloadRequest, Where } from 'payload';
 import { availableStock, isLowStock } from 'payload-stock';
 import { NO_VARIANT, StockApiError, variantOfKey, type StockClient } from 'payload-stock/client';
 
@@ -45,6 +45,8 @@ type IsProjection = (req: PayloadRequest | undefined) => boolean;
 
 /** Set on req.context while a confirm-order runs: its `$inc` of `inventory` is not applied. */
 const CONFIRMING = 'payloadStockConfirmingOrder';
+/** Set on req.context while the figures endpoint writes: the only writes that may change a figure of a row. */
+const PROJECTING = 'payloadStockProjectingFigures';
 /** Per request, the figures read from documents' rows for draft reads, by `<collection>:<id>`. */
 const ROW_FIGURES = 'payloadStockRowFigures';
 
@@ -58,7 +60,7 @@ function relationId(value: unknown): string | number | null {
 
 /** An id as Payload's relationship fields take it: a number for the SQL adapters' numeric ids. */
 export function idValue(key: string): string | number {
-  return /^\d{1,15}$/.test(key) ? Number(key) : key;
+  return /^\d+$/.test(key) && Number.isSafeInteger(Number(key)) ? Number(key) : key;
 }
 
 /** Whether a collection config (or any field list) has a data field named `name` at its top level. */
@@ -72,15 +74,21 @@ export function isEcommerceShop(config: Config, productsSlug: string, variantsSl
   return collections.some((collection) => (collection.slug === variantsSlug || collection.slug === productsSlug) && hasField(collection.fields, 'inventory'));
 }
 
-/** The read-only figure fields added to variants and products, written by the sidecar only. */
-function figureFields(isProjection: IsProjection): Field[] {
+/**
+ * The read-only figure fields added to variants and products, written by the sidecar only. What can be sold
+ * (`availableStock`, `isLowStock`) is public like `inventory`; units on hand, held units and the threshold (a
+ * competitor would watch sales and checkouts through them) are read by staff only. `condition` is the `inventory`
+ * field's own (the ecommerce plugin hides a product's inventory when it has variants).
+ */
+function figureFields(isProjection: IsProjection, staff: Access, condition: unknown): Field[] {
   const sidecarOnly = { create: ({ req }: { req: PayloadRequest }) => isProjection(req), update: ({ req }: { req: PayloadRequest }) => isProjection(req) };
-  const shown = (description: string) => ({ readOnly: true, position: 'sidebar' as const, description });
+  const private_ = { ...sidecarOnly, read: async (args: { req: PayloadRequest }) => isProjection(args.req) || Boolean(await staff(args as never)) };
+  const shown = (description: string) => ({ readOnly: true, position: 'sidebar' as const, description, ...(condition ? { condition } : {}) });
   return [
-    { name: 'stock', type: 'number', min: 0, defaultValue: 0, access: sidecarOnly, admin: shown('Units on hand, kept by the stock sidecar: add a stock movement to change it.') },
-    { name: 'reservedStock', type: 'number', min: 0, defaultValue: 0, access: sidecarOnly, admin: shown('Units held by payments in progress.') },
+    { name: 'stock', type: 'number', min: 0, defaultValue: 0, access: private_, admin: shown('Units on hand, kept by the stock sidecar: add a stock movement to change it.') },
+    { name: 'reservedStock', type: 'number', min: 0, defaultValue: 0, access: private_, admin: shown('Units held by payments in progress.') },
     { name: 'availableStock', type: 'number', min: 0, defaultValue: 0, access: sidecarOnly, admin: shown('Stock minus reserved stock: what can still be sold (also the inventory).') },
-    { name: 'lowStockThreshold', type: 'number', min: 0, defaultValue: 0, access: sidecarOnly, admin: shown('Set with a stock movement (its low-stock threshold field).') },
+    { name: 'lowStockThreshold', type: 'number', min: 0, defaultValue: 0, access: private_, admin: shown('Set with a stock movement (its low-stock threshold field).') },
     { name: 'isLowStock', type: 'checkbox', index: true, defaultValue: false, access: sidecarOnly, admin: shown('Available stock at or below the low-stock threshold.') },
   ] as Field[];
 }
@@ -105,7 +113,7 @@ async function rowFigures(req: PayloadRequest, collection: string, id: string | 
  * `inventory`: only the sidecar writes them; a draft read shows the document row's figures, and saving or
  * publishing a draft keeps them.
  */
-function guardFigures(collection: CollectionConfig, isProjection: IsProjection): CollectionConfig {
+function guardFigures(collection: CollectionConfig, isProjection: IsProjection, staff: Access): CollectionConfig {
   const slug = collection.slug;
   const figuresOfRow: FieldHook = async ({ draft, req, siblingData, value }) => {
     const id = relationId(siblingData?.id);
@@ -125,7 +133,10 @@ function guardFigures(collection: CollectionConfig, isProjection: IsProjection):
       hooks: { ...inventory.hooks, afterRead: [...(inventory.hooks?.afterRead ?? []), figuresOfRow] },
     } as Field;
   });
-  const missing = figureFields(isProjection).filter((field) => !hasField(fields, (field as { name: string }).name));
+  const inventoryField = (collection.fields ?? []).find((field) => 'name' in field && field.name === 'inventory') as { admin?: { condition?: unknown } } | undefined;
+  const missing = figureFields(isProjection, staff, inventoryField?.admin?.condition).filter((field) => !hasField(fields, (field as { name: string }).name));
+  // Version snapshots (drafts, autosaves) get the row's figures of now. The row itself is guarded below Payload:
+  // the onInit wrapper of db.updateOne takes the figures out of every other write to it.
   const keepRowFigures = async ({ data, operation, originalDoc, req }: { data: Record<string, unknown>; operation: string; originalDoc?: Record<string, unknown>; req: PayloadRequest }) => {
     if (operation !== 'update' || isProjection(req)) return data;
     const id = relationId(originalDoc?.id);
@@ -206,6 +217,8 @@ export interface Wiring {
   api: StockClient | null;
   admin: StockClient | null;
   isProjection: IsProjection;
+  /** Who may read the private figures (units on hand, held, threshold): the plugin's readReservations rule. */
+  staff: Access;
 }
 
 /** The reservation lines of a transaction's items: each a variant, or a product without variants. */
@@ -224,7 +237,11 @@ function reservingInitiate(handler: PayloadHandler, wiring: Wiring, transactions
     if (response.status !== 200) return response;
     const started = (await response.clone().json().catch(() => null)) as { paymentIntentID?: unknown } | null;
     const reference = typeof started?.paymentIntentID === 'string' ? started.paymentIntentID : null;
-    if (!reference) return response;
+    if (!reference) {
+      // Fail closed: a payment this plugin cannot name in the ledger would sell stock nobody counted.
+      req.payload.logger.error({ msg: 'payloadStock: a payment start answered without a paymentIntentID, so its stock cannot be reserved; it is refused' });
+      return refusal(502, 'This payment could not be started; nothing was charged.', 'stock_not_reserved');
+    }
     const found = await req.payload.find({
       collection: transactionsSlug as never,
       where: { 'stripe.paymentIntentID': { equals: reference } },
@@ -277,7 +294,10 @@ function committingConfirm(handler: PayloadHandler, wiring: Wiring, transactions
       stripe?: { paymentIntentID?: unknown };
     } | null;
     const reference = transaction?.stripe?.paymentIntentID;
-    if (typeof reference !== 'string' || !wiring.admin) return response;
+    if (typeof reference !== 'string' || !wiring.admin) {
+      req.payload.logger.warn({ msg: `payloadStock: order ${String(confirmed?.orderID)} is confirmed, but its sale is left to Stripe's webhook at the sidecar (${wiring.admin ? 'no PaymentIntent on its transaction' : 'sidecarToken is not set'})` });
+      return response;
+    }
     try {
       const orderID = relationId(confirmed?.orderID);
       const sold = await wiring.admin.commit(reference, orderID === null ? {} : { orderReference: String(orderID) });
@@ -318,7 +338,17 @@ function figuresEndpoint(wiring: Wiring, variantsSlug: string): Endpoint {
         const variant = variantOfKey(size as string);
         const [collection, id] = variant === null ? [wiring.productsSlug, product] : [variantsSlug, idValue(variant)];
         const where: Where = variant === null ? { id: { equals: id } } : { and: [{ id: { equals: id } }, { product: { equals: product } }] };
-        const row = await req.payload.db.updateOne({ collection: collection as never, where, data: figures, req }).catch(() => null);
+        // updatedAt: null keeps the row's timestamp: a stock change is no edit (Payload's admin compares it with
+        // a draft's to tell whether the draft is unpublished).
+        let row: unknown;
+        try {
+          (req.context ??= {})[PROJECTING] = true;
+          const exists = await req.payload.db.findOne({ collection: collection as never, where, req });
+          row = exists ? await req.payload.db.updateOne({ collection: collection as never, where, data: { ...figures, updatedAt: null }, req }) : null;
+        } catch (error) {
+          req.payload.logger.error({ err: error, msg: `payloadStock: the figures of ${collection} ${String(id)} could not be written; the sidecar retries` });
+          return refusal(500, `the figures of ${collection} ${String(id)} could not be written`, 'write_failed');
+        }
         (row ? written : missing).push(size as string);
       }
       return Response.json({ written, missing });
@@ -333,13 +363,31 @@ export function addEcommerceStock(config: Config, wiring: Wiring): void {
   const collections = config.collections as CollectionConfig[];
   for (const slug of [variantsSlug, wiring.productsSlug]) {
     const index = collections.findIndex((collection) => collection.slug === slug);
-    if (index !== -1) collections[index] = guardFigures(collections[index], wiring.isProjection);
+    if (index !== -1) collections[index] = guardFigures(collections[index], wiring.isProjection, wiring.staff);
   }
   const endpoints = [...(config.endpoints ?? [])];
-  for (const method of wiring.options.paymentMethods ?? ['stripe']) {
+  const methods = wiring.options.paymentMethods ?? ['stripe'];
+  // Every payment method the ecommerce plugin serves must reserve: one that did not would sell stock the ledger
+  // never counted. Only Stripe's PaymentIntents can be named in the ledger.
+  const served = endpoints.flatMap((endpoint) => /^\/payments\/([^/]+)\/initiate$/.exec(endpoint.path)?.[1] ?? []);
+  const unknown = served.filter((method) => !methods.includes(method));
+  if (unknown.length > 0) {
+    throw new Error(`payloadStock: the payment method(s) ${unknown.join(', ')} of the ecommerce plugin would sell stock without reserving it; payload-stock reserves Stripe PaymentIntents only (ecommerce.paymentMethods: ${JSON.stringify(methods)})`);
+  }
+  for (const method of methods) {
+    const wrapped = { initiate: false, confirm: false };
     for (const [index, endpoint] of endpoints.entries()) {
-      if (endpoint.path === `/payments/${method}/initiate`) endpoints[index] = { ...endpoint, handler: reservingInitiate(endpoint.handler, wiring, transactionsSlug) };
-      if (endpoint.path === `/payments/${method}/confirm-order`) endpoints[index] = { ...endpoint, handler: committingConfirm(endpoint.handler, wiring, transactionsSlug) };
+      if (endpoint.path === `/payments/${method}/initiate`) {
+        endpoints[index] = { ...endpoint, handler: reservingInitiate(endpoint.handler, wiring, transactionsSlug) };
+        wrapped.initiate = true;
+      }
+      if (endpoint.path === `/payments/${method}/confirm-order`) {
+        endpoints[index] = { ...endpoint, handler: committingConfirm(endpoint.handler, wiring, transactionsSlug) };
+        wrapped.confirm = true;
+      }
+    }
+    if (!wrapped.initiate || !wrapped.confirm) {
+      throw new Error(`payloadStock: the ecommerce plugin serves no /api/payments/${method}/initiate and /confirm-order; put payloadStock after ecommercePlugin in plugins, with its ${method} payment method`);
     }
   }
   endpoints.unshift(figuresEndpoint(wiring, variantsSlug));
@@ -349,16 +397,33 @@ export function addEcommerceStock(config: Config, wiring: Wiring): void {
   config.onInit = async (payload) => {
     // confirm-order's `$inc` of `inventory` (below Payload's hooks) is not applied: the ledger sold those units
     // when they were reserved, and the sidecar writes `inventory`. Any other write goes through untouched.
+    // Every other write to a variant's or product's row leaves its figures as they are (only the figures endpoint,
+    // and the sidecar's own REST writes, move them), so that publishing a draft opened before a sale cannot put
+    // the old figures back, however the writes interleave.
     const updateOne = payload.db.updateOne.bind(payload.db);
     const stockCollections = new Set([variantsSlug, wiring.productsSlug]);
+    const guarded = new Set(['inventory', ...FIGURES]);
     payload.db.updateOne = (async (args: Parameters<typeof updateOne>[0]) => {
       const data = args.data as Record<string, unknown> | undefined;
-      const increment = data && Object.keys(data).length === 1 && (data.inventory as { $inc?: unknown } | undefined)?.$inc !== undefined;
-      if (increment && args.req?.context?.[CONFIRMING] && stockCollections.has(args.collection as string) && args.id !== undefined) {
-        return payload.db.findOne({ collection: args.collection, where: { id: { equals: args.id } }, req: args.req });
+      if (!data || !stockCollections.has(args.collection as string) || args.req?.context?.[PROJECTING] || wiring.isProjection(args.req as PayloadRequest | undefined)) {
+        return updateOne(args);
       }
-      return updateOne(args);
+      const increment = (data.inventory as { $inc?: unknown } | undefined)?.$inc !== undefined;
+      if (increment && !args.req?.context?.[CONFIRMING]) {
+        payload.logger.warn({ msg: `payloadStock: an $inc of ${String(args.collection)} ${String(args.id)}'s inventory outside confirm-order was not applied: stock moves through the ledger (a stock movement)` });
+      }
+      const kept = Object.fromEntries(Object.entries(data).filter(([name]) => !guarded.has(name)));
+      if (Object.keys(kept).length === 0) {
+        return payload.db.findOne({ collection: args.collection, where: args.where ?? { id: { equals: args.id } }, req: args.req });
+      }
+      return updateOne({ ...args, data: kept });
     }) as typeof payload.db.updateOne;
+    if (!wiring.api || !wiring.admin) {
+      payload.logger.error({ msg: 'payloadStock: sidecarUrl, sidecarToken and sidecarApiToken must all be set in a shop on the ecommerce plugin: until then every payment start is refused' });
+    }
+    if (!wiring.options.stripeSecretKey) {
+      payload.logger.warn({ msg: 'payloadStock: ecommerce.stripeSecretKey is not set: a payment start refused for lack of stock leaves its PaymentIntent open at Stripe' });
+    }
     if (onInit) await onInit(payload);
   };
 }

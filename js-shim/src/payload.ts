@@ -307,12 +307,19 @@ function movementsCollection({
   access: AccessRules;
 }): CollectionConfig {
   const recordInLedger: CollectionBeforeChangeHook = async ({ data, req, operation }) => {
-    if (isProjection(req)) return variantsSlug ? { ...data, variant: variantValue(data.size) } : data;
+    if (isProjection(req)) return variantsSlug ? { ...data, variant: await existingVariant(req, variantsSlug, data.size) } : data;
     if (operation !== 'create') return data;
     if (variantsSlug) {
-      // The ledger's key of the variant chosen (none: the product's own stock).
+      // The ledger's key of the variant chosen (none: the product's own stock), checked before the ledger moves.
       const variant = relationId(data.variant);
-      data = { ...data, size: variant === undefined || variant === null || variant === '' ? NO_VARIANT : String(variant) };
+      const chosen = variant === undefined || variant === null || variant === '' ? null : variant;
+      if (chosen !== null) {
+        const found = await req.payload.db.findOne({ collection: variantsSlug as never, where: { id: { equals: chosen } }, req });
+        if (!found || String(relationId((found as { product?: unknown }).product)) !== String(relationId(data.product))) {
+          throw await apiError(`Variant ${String(chosen)} is not a variant of product ${String(relationId(data.product))}.`, 400, 'unknown_variant');
+        }
+      }
+      data = { ...data, size: chosen === null ? NO_VARIANT : String(chosen) };
     }
     if (data.type === 'sale') {
       throw await apiError('Sales are recorded from Stripe payments, not entered by hand; use an adjustment.', 400, 'sale_not_allowed');
@@ -456,10 +463,13 @@ function reservationsCollection({
   isProjection: IsProjection;
   access: AccessRules;
 }): CollectionConfig {
-  // The sidecar writes each item's size key; the document names the variant too.
-  const nameVariants: CollectionBeforeChangeHook = ({ data }) =>
+  // The sidecar writes each item's size key; the document names the variant too, while it exists.
+  const nameVariants: CollectionBeforeChangeHook = async ({ data, req }) =>
     variantsSlug && Array.isArray(data.items)
-      ? { ...data, items: data.items.map((item: Record<string, unknown>) => ({ ...item, variant: variantValue(item?.size) })) }
+      ? {
+          ...data,
+          items: await Promise.all(data.items.map(async (item: Record<string, unknown>) => ({ ...item, variant: await existingVariant(req, variantsSlug, item?.size) }))),
+        }
       : data;
   return {
     slug,
@@ -496,6 +506,15 @@ function reservationsCollection({
       },
     ],
   };
+}
+
+/** The variant a ledger size key names, as the relationship takes it, or null when it names none or the variant was
+ * deleted (a document of the ledger's must still be written: the key stays in `size`). */
+async function existingVariant(req: PayloadRequest, variantsSlug: string, size: unknown): Promise<string | number | null> {
+  const variant = variantValue(size);
+  if (variant === null) return null;
+  const found = await req.payload.db.findOne({ collection: variantsSlug as never, where: { id: { equals: variant } }, req });
+  return found ? variant : null;
 }
 
 /** The `variant` relationship of a shop on Payload's ecommerce plugin (none in a sizes shop). */
@@ -560,7 +579,7 @@ export function payloadStock(options: PayloadStockOptions = {}): Plugin {
     const variantsSlug: VariantsSlug = ecommerceOptions ? (ecommerceOptions.variantsSlug ?? 'variants') : null;
     if (ecommerceOptions) {
       const api = sidecarUrl && sidecarApiToken ? createStockClient({ url: sidecarUrl, token: sidecarApiToken, timeoutMs }) : null;
-      addEcommerceStock(config, { productsSlug, options: ecommerceOptions, api, admin: client, isProjection });
+      addEcommerceStock(config, { productsSlug, options: ecommerceOptions, api, admin: client, isProjection, staff: rules.readReservations });
     } else {
       const products = { ...collections[index] };
       addSizes(products, isProjection);

@@ -131,3 +131,33 @@ test('a shop\'s access rule may answer a query, passed on to Payload as it is', 
   const movements = custom({ collections: [{ slug: 'products', fields: [] }] }).collections[1];
   assert.equal(await movements.access.read({ req: request({ collection: 'users' }) }), byOwner);
 });
+
+/** A config as Payload's ecommerce plugin leaves it: variants and products with `inventory`, its payment endpoints. */
+function ecommerceConfig(methods = ['stripe']) {
+  const handler = async () => Response.json({});
+  return {
+    collections: [
+      { slug: 'variants', versions: { drafts: true }, fields: [{ name: 'product', type: 'relationship', relationTo: 'products' }, { name: 'inventory', type: 'number' }] },
+      { slug: 'products', fields: [{ name: 'title', type: 'text' }, { name: 'inventory', type: 'number', admin: { condition: (data) => !data?.enableVariants } }] },
+    ],
+    endpoints: methods.flatMap((method) => ['initiate', 'confirm-order'].map((step) => ({ path: `/payments/${method}/${step}`, method: 'post', handler }))),
+  };
+}
+
+test('a shop on Payload\'s ecommerce plugin is recognised: figures on variants and products, variants named, no sizes', () => {
+  const config = payloadStock({ sidecarUrl: 'http://127.0.0.1:4242', sidecarToken: 'admin-token-0123456789', sidecarApiToken: 'api-token-0123456789' })(ecommerceConfig());
+  const [variants, products, movements, reservations] = config.collections;
+  assert.deepEqual(names(variants.fields), ['product', 'inventory', 'stock', 'reservedStock', 'availableStock', 'lowStockThreshold', 'isLowStock']);
+  assert.ok(!names(products.fields).includes('sizes'));
+  assert.equal(products.fields.find((field) => field.name === 'stock').admin.condition, products.fields[1].admin.condition, 'hidden with inventory when the product has variants');
+  assert.ok(variants.fields.find((field) => field.name === 'inventory').admin.readOnly);
+  assert.ok(names(movements.fields).includes('variant'));
+  assert.ok(names(reservations.fields).includes('transaction'));
+  assert.deepEqual(config.endpoints.map((endpoint) => endpoint.path), ['/payload-stock/figures', '/payments/stripe/initiate', '/payments/stripe/confirm-order']);
+  assert.equal(payloadStock({ ecommerce: false })(ecommerceConfig()).collections[1].fields.some((field) => field.name === 'sizes'), true, 'ecommerce: false keeps the sizes shop');
+});
+
+test('a payment method that cannot reserve is refused at start: it would sell stock nobody counted', () => {
+  assert.throws(() => payloadStock({})(ecommerceConfig(['stripe', 'manual'])), /payment method\(s\) manual .* would sell stock without reserving it/);
+  assert.throws(() => payloadStock({ ecommerce: { paymentMethods: ['stripe'] } })({ ...ecommerceConfig(), endpoints: [] }), /serves no \/api\/payments\/stripe\/initiate/);
+});

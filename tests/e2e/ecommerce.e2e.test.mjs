@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startEcommerceShop } from '../../scripts/shop/ecommerce.mjs';
-import { sleep, waitFor } from '../../scripts/shop/harness.mjs';
+import { sidecarCommand, sleep, waitFor } from '../../scripts/shop/harness.mjs';
 
 /** Waits until Payload shows `inventory` for a variant (or a product without variants) and returns the document. */
 async function shows(shop, target, expected) {
@@ -133,11 +133,13 @@ describe('a shop on Payload\'s ecommerce plugin, with payload-stock', () => {
     // The editor drafts a new price (the ecommerce plugin names variants after their options, so not the title).
     const draft = await shop.api.patch(`/variants/${id}?draft=true&depth=0`, { priceInUSD: 5990 });
     assert.equal(draft.status, 200, draft.text);
+    const { body: before } = await shop.api.get(`/variants/${id}?depth=0`);
     const sale = await shop.checkout({ items: [{ product: runner.product, variant: id, quantity: 1 }] });
     assert.equal(sale.stage, 'done', JSON.stringify(sale.body));
     await shop.projected();
 
     const published = await shows(shop, { variant: id }, { inventory: 3, stock: 3 });
+    assert.equal(published.updatedAt, before.updatedAt, 'a stock change is no edit: the admin still sees the draft as unpublished');
     assert.equal(published.priceInUSD, 4990, 'the draft was not published');
     const { body: latest } = await shop.api.get(`/variants/${id}?draft=true&depth=0`);
     assert.equal(latest.priceInUSD, 5990, 'the draft is intact');
@@ -169,6 +171,10 @@ describe('a shop on Payload\'s ecommerce plugin, with payload-stock', () => {
     assert.equal(reservations.status, 403, reservations.text);
     const variantPatch = await shop.api.call('PATCH', `/variants/${id}`, { body: { inventory: 50 }, authorization: asCustomer.authorization });
     assert.equal(variantPatch.status, 403, variantPatch.text);
+    // What can be sold is public, as inventory is; units on hand and held are staff's.
+    const seen = await shop.api.call('GET', `/variants/${id}?depth=0`, { authorization: asCustomer.authorization });
+    assert.equal(seen.status, 200, seen.text);
+    assert.deepEqual([seen.body.inventory, seen.body.availableStock, 'stock' in seen.body, 'reservedStock' in seen.body], [3, 3, false, false]);
     const figures = await shop.api.call('POST', '/payload-stock/figures', { body: { product: runner.product, sizes: [] } });
     assert.equal(figures.status, 403, 'an admin\'s API key without the sidecar\'s proof cannot write figures');
     assert.equal((await ledger(shop, runner.product, id)).stock, 3);
@@ -181,6 +187,48 @@ describe('a shop on Payload\'s ecommerce plugin, with payload-stock', () => {
     assert.deepEqual([created.body.doc.size, created.body.doc.variant, created.body.doc.stockAfter], [String(id), id, 6]);
     await shop.projected();
     await shows(shop, { variant: id }, { inventory: 6, stock: 6 });
+  });
+});
+
+describe('import and reconcile on a shop that kept its stock in inventory', () => {
+  let shop;
+
+  before(async () => {
+    shop = await startEcommerceShop({ withStock: true });
+  });
+
+  after(async () => {
+    await shop?.stop();
+  });
+
+  test('import reads inventory into the ledger once; reconcile finds a drifted inventory and fixes it', async () => {
+    const boot = await shop.seedProduct({ title: 'Boot', variants: { 38: 0, 39: 0 } });
+    const belt = await shop.seedProduct({ title: 'Belt', inventory: 0 });
+    // Inventory entered before payload-stock managed it (written here the only way the plugin still allows).
+    for (const [path, inventory] of [[`/variants/${boot.variants[38]}`, 4], [`/variants/${boot.variants[39]}`, 0], [`/products/${belt.product}`, 6]]) {
+      const written = await shop.api.patch(`${path}?depth=0`, { inventory }, { projection: true });
+      assert.equal(written.status, 200, written.text);
+    }
+    const first = await sidecarCommand(shop, ['import']);
+    assert.equal(first.code, 0, first.stderr);
+    const stock = async (product) => (await shop.sidecarCall('GET', `/v1/products/${product}/stock`)).body.sizes.map(({ size, stock }) => [size, stock]);
+    assert.deepEqual(await stock(boot.product), [[String(boot.variants[38]), 4], [String(boot.variants[39]), 0]]);
+    assert.deepEqual(await stock(belt.product), [['(no variant)', 6]]);
+    const again = await sidecarCommand(shop, ['import']);
+    assert.match(again.stdout, new RegExp(`already there +product ${belt.product} size \\(no variant\\): the ledger has 6`));
+    await shop.projected();
+    await shows(shop, { product: belt.product }, { inventory: 6, stock: 6 });
+    assert.equal((await sidecarCommand(shop, ['reconcile'])).code, 0);
+
+    // Drift: somebody with the sidecar's key wrote an inventory by hand.
+    await shop.api.patch(`/variants/${boot.variants[38]}?depth=0`, { inventory: 99 }, { projection: true });
+    const found = await sidecarCommand(shop, ['reconcile']);
+    assert.equal(found.code, 1, found.stdout);
+    assert.match(found.stdout, new RegExp(`${boot.product} +${boot.variants[38]} +inventory +99 +4`));
+    const fixed = await sidecarCommand(shop, ['reconcile', '--fix']);
+    assert.equal(fixed.code, 0, fixed.stdout + fixed.stderr);
+    await shows(shop, { variant: boot.variants[38] }, { inventory: 4 });
+    assert.equal((await sidecarCommand(shop, ['reconcile'])).code, 0);
   });
 });
 

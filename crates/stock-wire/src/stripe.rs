@@ -18,6 +18,10 @@ const TOLERANCE_SECONDS: u64 = 300;
 /// someone else's (a subscription, an invoice, a payment link on the same Stripe account) and is ignored quietly.
 pub const CHECKOUT_MARKER: &str = "payloadStock";
 
+/// The metadata key Payload's ecommerce plugin puts on every PaymentIntent it creates (the cart's lines): such a
+/// payment is the shop's checkout as surely as one with [`CHECKOUT_MARKER`].
+const ECOMMERCE_PLUGIN_MARKER: &str = "cartItemsSnapshot";
+
 /// A Stripe event whose signature matched one of the configured secrets within the tolerance.
 #[derive(Debug)]
 pub struct VerifiedEvent {
@@ -210,7 +214,8 @@ pub fn action_for(event: &VerifiedEvent, release_on_payment_failed: bool) -> Str
     let reference = reference.to_owned();
     let commit = |reference: String| StripeAction::Commit {
         order_reference: metadata_text(object, "orderNumber"),
-        marked: metadata_text(object, CHECKOUT_MARKER).is_some(),
+        marked: metadata_text(object, CHECKOUT_MARKER).is_some()
+            || metadata_text(object, ECOMMERCE_PLUGIN_MARKER).is_some(),
         reference,
     };
     match uses {
@@ -321,5 +326,22 @@ mod tests {
             let again = verify(body.as_bytes(), Some(&header), &[SECRET], at(50)).expect("signed");
             assert_eq!(event.id(), again.id(), "the same body gets the same id");
         }
+    }
+
+    #[test]
+    fn a_payment_of_payloads_ecommerce_plugin_is_the_shops_as_surely_as_a_marked_one() {
+        let marked = |metadata: &str| {
+            let body = format!(
+                r#"{{"id":"evt_m","type":"payment_intent.succeeded","data":{{"object":{{"id":"pi_m","metadata":{metadata}}}}}}}"#
+            );
+            let event = verify(body.as_bytes(), Some(&header_for(&body, 10, SECRET)), &[SECRET], at(10)).expect("ok");
+            match action_for(&event, false) {
+                StripeAction::Commit { marked, .. } => marked,
+                other => unreachable!("{other:?}"),
+            }
+        };
+        assert!(marked(r#"{"payloadStock":"1"}"#));
+        assert!(marked(r#"{"cartID":"7","cartItemsSnapshot":"[{\"product\":7,\"quantity\":1}]"}"#));
+        assert!(!marked(r#"{"invoice":"in_1"}"#), "someone else's payment on the same Stripe account");
     }
 }
