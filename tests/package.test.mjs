@@ -81,7 +81,7 @@ test('the tarball holds the wasm module and the types, and nothing from the repo
     ...['client', 'index', 'load/inline'].flatMap((name) => [`dist/cjs/${name}.d.ts`, `dist/cjs/${name}.js`]),
     'dist/cjs/package.json',
     ...['stock_wasm', 'stock_wasm_inline'].flatMap((name) => [`dist/cjs/wasm/${name}.d.ts`, `dist/cjs/wasm/${name}.js`]),
-    ...['client', 'index', 'load/edge', 'load/inline', 'payload'].flatMap((name) => [`dist/${name}.d.ts`, `dist/${name}.js`]),
+    ...['client', 'ecommerce', 'index', 'load/edge', 'load/inline', 'payload'].flatMap((name) => [`dist/${name}.d.ts`, `dist/${name}.js`]),
     'dist/wasm/stock_wasm.d.ts',
     'dist/wasm/stock_wasm.js',
     'dist/wasm/stock_wasm_bg.wasm',
