@@ -296,12 +296,6 @@ export interface RecordedMovement {
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 
-/**
- * The metadata that marks a PaymentIntent or Checkout Session as one of the shop's checkouts: spread it into the
- * `metadata` the checkout creates it with. A payment that succeeds without a reservation is then recorded as a
- * conflict for an operator; one without the marker and without a reservation (a subscription, an invoice, a
- * payment link on the same Stripe account) is not the shop's stock and is ignored quietly.
- */
 /** The size key under which the ledger keeps the stock of a product without variants (ecommerce plugin shops). */
 export const NO_VARIANT = '(no variant)';
 
@@ -310,6 +304,13 @@ export function variantOfKey(size: string): string | null {
   return size === NO_VARIANT ? null : size;
 }
 
+/**
+ * The metadata that marks a PaymentIntent or Checkout Session as one of the shop's checkouts: spread it into the
+ * `metadata` the checkout creates it with. A payment that succeeds without a reservation is then recorded as a
+ * conflict for an operator; one without the marker and without a reservation (a subscription, an invoice, a
+ * payment link on the same Stripe account) is not the shop's stock and is ignored quietly. (Payload's ecommerce
+ * plugin marks its PaymentIntents with its own `cartItemsSnapshot`, which the sidecar takes as well.)
+ */
 export const CHECKOUT_METADATA: { readonly payloadStock: '1' } = Object.freeze({ payloadStock: '1' });
 
 type JsonObject = Record<string, unknown>;

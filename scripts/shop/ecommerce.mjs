@@ -55,22 +55,8 @@ export async function startEcommerceShop({ withStock = false, sidecarEnv = {}, s
   });
   const api = payloadApi(payload.url, apiKey, sidecar ? { proofToken: sidecar.adminToken } : {});
 
-  /** A guest's REST call (no credentials), answered as { status, body }. */
-  async function guest(path, body) {
-    const response = await fetch(`${payload.url}/api${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    const text = await response.text();
-    let json = null;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      // left null
-    }
-    return { status: response.status, body: json, text };
-  }
+  /** A guest's REST call (no credentials), answered as { status, body, text }. */
+  const guest = (path, body) => api.call('POST', path, { body, auth: false });
 
   async function created(path, data) {
     const { status, body } = await api.post(path, data);
