@@ -356,6 +356,33 @@ function figuresEndpoint(wiring: Wiring, variantsSlug: string): Endpoint {
   };
 }
 
+type Container = { type: string; name?: string; fields?: Field[]; tabs?: Array<{ name?: string; fields: Field[] }> };
+
+/** `fields` with `change` applied to each field, looking inside rows, collapsibles and unnamed tabs (which nest no
+ * data), every container copied on the way so that the shop's config objects stay as they were. */
+function mapDataFields(fields: Field[], change: (field: Field) => Field): Field[] {
+  return fields.map((original) => {
+    const field = original as unknown as Container;
+    if ((field.type === 'row' || field.type === 'collapsible') && Array.isArray(field.fields)) {
+      return { ...field, fields: mapDataFields(field.fields, change) } as unknown as Field;
+    }
+    if (field.type === 'tabs' && Array.isArray(field.tabs)) {
+      return { ...field, tabs: field.tabs.map((tab) => (tab.name ? tab : { ...tab, fields: mapDataFields(tab.fields, change) })) } as unknown as Field;
+    }
+    return change(original);
+  });
+}
+
+/** The transactions collection with its `stripe.paymentIntentID` indexed. */
+function indexPaymentIntent(collection: CollectionConfig): CollectionConfig {
+  const fields = mapDataFields(collection.fields ?? [], (field) => {
+    const group = field as unknown as Container;
+    if (group.type !== 'group' || group.name !== 'stripe' || !Array.isArray(group.fields)) return field;
+    return { ...group, fields: group.fields.map((inner) => ('name' in inner && inner.name === 'paymentIntentID' ? ({ ...inner, index: true } as Field) : inner)) } as unknown as Field;
+  });
+  return { ...collection, fields };
+}
+
 /** Makes a config of Payload's ecommerce plugin a payload-stock shop (see the top of this file). */
 export function addEcommerceStock(config: Config, wiring: Wiring): void {
   const variantsSlug = wiring.options.variantsSlug ?? 'variants';
@@ -365,6 +392,10 @@ export function addEcommerceStock(config: Config, wiring: Wiring): void {
     const index = collections.findIndex((collection) => collection.slug === slug);
     if (index !== -1) collections[index] = guardFigures(collections[index], wiring.isProjection, wiring.staff);
   }
+  // Every payment start, confirm-order and stock-reservations read looks a transaction up by its PaymentIntent:
+  // an index on it (the ecommerce plugin has none; a production database needs a migration for it).
+  const transactions = collections.findIndex((collection) => collection.slug === transactionsSlug);
+  if (transactions !== -1) collections[transactions] = indexPaymentIntent(collections[transactions]);
   const endpoints = [...(config.endpoints ?? [])];
   const methods = wiring.options.paymentMethods ?? ['stripe'];
   // Every payment method the ecommerce plugin serves must reserve: one that did not would sell stock the ledger

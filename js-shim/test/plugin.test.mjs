@@ -161,3 +161,14 @@ test('a payment method that cannot reserve is refused at start: it would sell st
   assert.throws(() => payloadStock({})(ecommerceConfig(['stripe', 'manual'])), /payment method\(s\) manual .* would sell stock without reserving it/);
   assert.throws(() => payloadStock({ ecommerce: { paymentMethods: ['stripe'] } })({ ...ecommerceConfig(), endpoints: [] }), /serves no \/api\/payments\/stripe\/initiate/);
 });
+
+test('the ecommerce plugin\'s transactions are indexed by their PaymentIntent, which every payment start looks up', () => {
+  const config = ecommerceConfig();
+  // As the ecommerce plugin nests it: in an unnamed tab.
+  const stripeGroup = { name: 'stripe', type: 'group', fields: [{ name: 'customerID', type: 'text' }, { name: 'paymentIntentID', type: 'text' }] };
+  config.collections.push({ slug: 'transactions', fields: [{ type: 'tabs', tabs: [{ label: 'Details', fields: [stripeGroup] }] }] });
+  const stocked = payloadStock({})(config);
+  const stripe = stocked.collections.find((collection) => collection.slug === 'transactions').fields[0].tabs[0].fields[0];
+  assert.deepEqual(stripe.fields.map((field) => [field.name, field.index === true]), [['customerID', false], ['paymentIntentID', true]]);
+  assert.equal(stripeGroup.fields[1].index, undefined, 'the shop\'s own config object is left as it was');
+});

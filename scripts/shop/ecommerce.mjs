@@ -147,6 +147,8 @@ export async function startEcommerceShop({ withStock = false, sidecarEnv = {}, s
   }
 
   return {
+    /** The folder holding Payload's database (shop.db). */
+    directory,
     payload,
     api,
     stripe,
