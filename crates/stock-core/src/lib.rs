@@ -13,6 +13,7 @@ mod labels;
 mod movement;
 mod quantity;
 mod reservation;
+mod returns;
 mod stock_level;
 mod time;
 
@@ -32,6 +33,9 @@ pub use quantity::{MAX_UNITS, Quantity, QuantityError};
 pub use reservation::{
     Reservation, ReservationError, ReservationStatus, ReservationTtl, StatusChange, reservation_expires_at,
     reservation_is_expired,
+};
+pub use returns::{
+    DisputeState, PaymentMoney, PlannedReturnLine, ReturnError, ReturnLine, ReturnReason, SoldSize, plan_return,
 };
 pub use stock_level::{StockLevel, StockLevelError, StockState, available_stock, is_low_stock};
 pub use time::{Timestamp, TimestampError};
