@@ -53,7 +53,8 @@ const ROW_FIGURES = 'payloadStockRowFigures';
 /** The figure fields, as the ledger names them; `inventory` mirrors availableStock. */
 const FIGURES = ['stock', 'reservedStock', 'availableStock', 'lowStockThreshold', 'isLowStock'] as const;
 
-function relationId(value: unknown): string | number | null {
+/** A relationship value as an id (Payload gives an object when the relation is populated); null when none. */
+export function relationId(value: unknown): string | number | null {
   const id = value !== null && typeof value === 'object' ? (value as { id?: unknown }).id : value;
   return typeof id === 'string' || typeof id === 'number' ? id : null;
 }

@@ -8,7 +8,7 @@ import type { Access, CollectionBeforeChangeHook, CollectionConfig, Config, Fiel
 // payload-stock in the process gets (in Node, CommonJS), so there is one wasm instance and one StockApiError.
 import { availableStock, isLowStock } from 'payload-stock';
 import { createStockClient, NO_VARIANT, StockApiError, type StockClient } from 'payload-stock/client';
-import { addEcommerceStock, checkoutFields, isEcommerceShop, variantValue, type EcommerceStockOptions } from './ecommerce.js';
+import { addEcommerceStock, checkoutFields, isEcommerceShop, relationId, variantValue, type EcommerceStockOptions } from './ecommerce.js';
 
 export type { EcommerceStockOptions } from './ecommerce.js';
 
@@ -134,11 +134,6 @@ async function apiError(message: string, status: number, code: string, extra: Re
   if (status >= 500) return new APIError(message, status, { code, ...extra }, true);
   const RefusalClass: ErrorClass = (Refusal ??= { [REFUSAL_NAME]: class extends APIError {} }[REFUSAL_NAME]);
   return new RefusalClass(message, status, { code, ...extra }, true);
-}
-
-/** A relationship value as an id (Payload gives an object when the relation is populated). */
-function relationId(value: unknown): unknown {
-  return value !== null && typeof value === 'object' ? (value as { id?: unknown }).id : value;
 }
 
 function figure(value: unknown): number {
@@ -312,11 +307,18 @@ function movementsCollection({
     if (variantsSlug) {
       // The ledger's key of the variant chosen (none: the product's own stock), checked before the ledger moves.
       const variant = relationId(data.variant);
-      const chosen = variant === undefined || variant === null || variant === '' ? null : variant;
+      const chosen = variant === null || variant === '' ? null : variant;
+      const product = relationId(data.product);
       if (chosen !== null) {
         const found = await req.payload.db.findOne({ collection: variantsSlug as never, where: { id: { equals: chosen } }, req });
-        if (!found || String(relationId((found as { product?: unknown }).product)) !== String(relationId(data.product))) {
-          throw await apiError(`Variant ${String(chosen)} is not a variant of product ${String(relationId(data.product))}.`, 400, 'unknown_variant');
+        if (!found || String(relationId((found as { product?: unknown }).product)) !== String(product)) {
+          throw await apiError(`Variant ${String(chosen)} is not a variant of product ${String(product)}.`, 400, 'unknown_variant');
+        }
+      } else if (product !== null) {
+        // A product with variants keeps its stock on them: its own figures are hidden and never sold.
+        const found = await req.payload.db.findOne({ collection: productsSlug as never, where: { id: { equals: product } }, req });
+        if ((found as { enableVariants?: unknown } | null)?.enableVariants === true) {
+          throw await apiError(`Product ${String(product)} has variants: choose the variant whose stock moves.`, 400, 'variant_required');
         }
       }
       data = { ...data, size: chosen === null ? NO_VARIANT : String(chosen) };
@@ -326,7 +328,7 @@ function movementsCollection({
     }
     const product = relationId(data.product);
     const missing = ['size', 'type', 'quantity'].filter((field) => data[field] === undefined || data[field] === null || data[field] === '');
-    if (product === undefined || product === null || product === '') missing.unshift('product');
+    if (product === null || product === '') missing.unshift('product');
     if (missing.length > 0) {
       throw await apiError(`A stock movement needs ${missing.join(', ')}.`, 400, 'invalid_request', { missing });
     }
@@ -529,7 +531,7 @@ function variantField(variantsSlug: VariantsSlug, description?: string): Field[]
       // Only the chosen product's variants are offered.
       filterOptions: ({ siblingData }) => {
         const product = relationId((siblingData as { product?: unknown } | undefined)?.product);
-        return product === undefined || product === null || product === '' ? true : { product: { equals: product } };
+        return product === null || product === '' ? true : { product: { equals: product } };
       },
       ...(description ? { admin: { description } } : {}),
     } as Field,

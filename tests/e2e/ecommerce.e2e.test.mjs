@@ -185,6 +185,13 @@ describe('a shop on Payload\'s ecommerce plugin, with payload-stock', () => {
     const created = await shop.api.post('/stock-movements?depth=0', { product: runner.product, variant: id, type: 'restock', quantity: 6, reason: 'Delivery 7' });
     assert.equal(created.status, 201, created.text);
     assert.deepEqual([created.body.doc.size, created.body.doc.variant, created.body.doc.stockAfter], [String(id), id, 6]);
+    // A product with variants keeps its stock on them; a variant of another product is not this one's.
+    const noVariant = await shop.api.post('/stock-movements?depth=0', { product: runner.product, type: 'restock', quantity: 1 });
+    assert.equal(noVariant.status, 400, noVariant.text);
+    assert.equal(noVariant.body.errors[0].data.code, 'variant_required');
+    const foreign = await shop.api.post('/stock-movements?depth=0', { product: cap.product, variant: id, type: 'restock', quantity: 1 });
+    assert.equal(foreign.status, 400, foreign.text);
+    assert.equal(foreign.body.errors[0].data.code, 'unknown_variant');
     await shop.projected();
     await shows(shop, { variant: id }, { inventory: 6, stock: 6 });
   });
