@@ -85,6 +85,23 @@ export interface Reservation {
   createdAt: string;
   expiresAt: string;
   items: Array<{ product: string; size: string; quantity: number }>;
+  /**
+   * What came back of its payment after it was taken (refunds, a dispute), from Stripe's money events; null until one
+   * arrives (or, for a Checkout Session, until it completes) and in the answers of reserve and release. Money only:
+   * units come back through a return.
+   */
+  payment: PaymentAfterSale | null;
+}
+
+/** A payment's money after the sale, in the currency's smallest unit (cents). */
+export interface PaymentAfterSale {
+  paymentIntent: string;
+  /** The amount charged; 0 while no charge event told it. */
+  amount: number;
+  /** Refunded so far. */
+  refunded: number;
+  fullyRefunded: boolean;
+  dispute: 'open' | 'won' | 'lost' | null;
 }
 
 /** What the ledger did with a payment the shop confirmed (POST /v1/reservations/{reference}/commit). */
@@ -92,7 +109,7 @@ export interface CommitAnswer {
   reference: string;
   /** committed, committed_late, unchanged (already sold), duplicate (confirmed before) or conflict. */
   outcome: 'committed' | 'committed_late' | 'unchanged' | 'duplicate' | 'conflict' | (string & {});
-  /** oversold or unknown_reference, when outcome is conflict. */
+  /** oversold, unknown_reference or sale_after_refund (the payment was refunded or disputed first), when outcome is conflict. */
   conflict: string | null;
   reservation: Reservation | null;
 }
@@ -159,8 +176,13 @@ export interface StockClient {
 /** What the ledger could not do as a Stripe event asked, and what it did instead. */
 export interface Conflict {
   id: number;
-  /** `oversold` (paid, units gone: nothing sold), `unknown_reference` (a marked payment nobody reserved: nothing sold), `unreadable_event` (a signed event that could not be read: nothing applied). */
-  kind: 'oversold' | 'unknown_reference' | 'unreadable_event';
+  /**
+   * `oversold` (paid, units gone: nothing sold), `unknown_reference` (a marked payment nobody reserved: nothing sold),
+   * `unreadable_event` (a signed event that could not be read: nothing applied), `refunded_before_sale` (a full refund
+   * or a dispute arrived while the reservation held its units: they were released, and its success takes none),
+   * `sale_after_refund` (the success of a payment already fully refunded or disputed: nothing sold).
+   */
+  kind: 'oversold' | 'unknown_reference' | 'unreadable_event' | 'refunded_before_sale' | 'sale_after_refund';
   /** The PaymentIntent or Checkout Session (`-` when the event could not say). */
   reference: string;
   eventId: string;
@@ -185,7 +207,7 @@ export interface MonitoringReport {
   oldestActiveReservations: OldestReservation[];
   /** Past their expiry (they hold nothing) but not yet marked expired by cleanup. */
   expiredNotReleased: number;
-  /** Conflicts from Stripe events (oversold, unknown_reference, unreadable_event) not yet resolved. */
+  /** Conflicts from Stripe events (oversold, unknown_reference, unreadable_event, refunded_before_sale, sale_after_refund) not yet resolved. */
   openConflicts: number;
   /** The oldest of them (50 at most). */
   conflicts: Conflict[];
@@ -193,6 +215,8 @@ export interface MonitoringReport {
   payloadProjection: ProjectionStatus;
   stockAlerts: StockAlertsStatus;
   ledgerWrites: LedgerWrites;
+  /** What came back of the shop's payments after the sale, all time (money only). */
+  payments: { fullyRefunded: number; partiallyRefunded: number; openDisputes: number; lostDisputes: number; wonDisputes: number };
 }
 
 /** A reservation holding units, in the monitoring report. */

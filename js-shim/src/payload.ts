@@ -497,6 +497,20 @@ function reservationsCollection({
       { name: 'reservedAt', type: 'date', admin: { date: { pickerAppearance: 'dayAndTime' } } },
       ...checkout,
       {
+        name: 'payment',
+        type: 'group',
+        admin: {
+          description:
+            "What came back of the payment after it was taken, from Stripe's refund and dispute events. Money only: units come back through a return.",
+        },
+        fields: [
+          { name: 'paymentIntent', type: 'text', index: true },
+          { name: 'amount', type: 'number', admin: { description: "Charged, in the currency's smallest unit (cents); 0 until a charge event tells it." } },
+          { name: 'refunded', type: 'number', admin: { description: "Refunded so far, in the currency's smallest unit." } },
+          { name: 'dispute', type: 'select', options: ['open', 'won', 'lost'].map((value) => ({ label: value, value })) },
+        ],
+      },
+      {
         name: 'items',
         type: 'array',
         fields: [

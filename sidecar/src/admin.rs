@@ -129,7 +129,8 @@ pub struct MonitoringAnswer {
     pub oldest_active_reservations: Vec<OldestReservation>,
     /// Past their expiry (they hold nothing) but not yet marked expired by cleanup.
     pub expired_not_released: u64,
-    /// Conflicts from Stripe events (oversold, unknown_reference, unreadable_event) not yet resolved.
+    /// Conflicts from Stripe events (oversold, unknown_reference, unreadable_event, refunded_before_sale,
+    /// sale_after_refund) not yet resolved.
     pub open_conflicts: u64,
     /// The oldest of them (50 at most), as /api/admin/conflicts lists them.
     pub conflicts: Vec<ConflictAnswer>,
@@ -137,6 +138,20 @@ pub struct MonitoringAnswer {
     pub payload_projection: ProjectionStatus,
     pub stock_alerts: StockAlertsStatus,
     pub ledger_writes: LedgerWrites,
+    pub payments: PaymentsAfterSale,
+}
+
+/// What came back of the shop's payments after the sale, all time, from Stripe's refund and dispute events (money
+/// only: stock comes back through returns).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentsAfterSale {
+    pub fully_refunded: u64,
+    pub partially_refunded: u64,
+    /// Disputes not yet decided.
+    pub open_disputes: u64,
+    pub lost_disputes: u64,
+    pub won_disputes: u64,
 }
 
 /// How far the alert webhook (LOW_STOCK_WEBHOOK_URL) is behind.
@@ -309,6 +324,13 @@ impl MonitoringReport {
             ledger_writes: LedgerWrites {
                 writes: figures.ledger_writes.writes,
                 commits: figures.ledger_writes.commits,
+            },
+            payments: PaymentsAfterSale {
+                fully_refunded: figures.payments.fully_refunded,
+                partially_refunded: figures.payments.partially_refunded,
+                open_disputes: figures.payments.open_disputes,
+                lost_disputes: figures.payments.lost_disputes,
+                won_disputes: figures.payments.won_disputes,
             },
         }
     }

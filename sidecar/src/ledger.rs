@@ -16,18 +16,18 @@ use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 use crate::store::columns::{
-    AlertColumns, ConflictColumns, LedgerSizeColumns, MonitoringCounts, MovementColumns, OutboxColumns, SizeColumns,
-    SummaryColumns, TotalColumns, alerts_from_rows, conflict_from_columns, ledger_sizes_from_rows,
-    monitoring_from_rows, movement_from_columns, outbox_entries_from_rows, reservation_from_rows, sizes_from_rows,
-    totals_from_rows,
+    AlertColumns, ConflictColumns, LedgerSizeColumns, MonitoringCounts, MovementColumns, OutboxColumns, PaymentColumns,
+    PaymentCountColumns, SizeColumns, SummaryColumns, TotalColumns, alerts_from_rows, conflict_from_columns,
+    ledger_sizes_from_rows, monitoring_from_rows, movement_from_columns, outbox_entries_from_rows,
+    payment_from_columns, reservation_from_rows, sizes_from_rows, totals_from_rows,
 };
 use crate::store::plan::{Decision, Outcome, Request};
 use crate::store::sql::{Columns, Param, Sql, params, statements};
 use crate::store::{
     AlertCrossing, ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome,
-    MovementRecord, MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, PostgresStore, ReleaseOutcome,
-    ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, SqliteStore, StockAlert, StoreError, StripeAction,
-    StripeEventRecord, resolution as resolved,
+    MovementRecord, MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, PaymentRecord, PostgresStore,
+    ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, SqliteStore, StockAlert, StoreError,
+    StripeAction, StripeEventRecord, resolution as resolved,
 };
 
 /// The kind under which a payment confirmed by the shop (not by a Stripe event) is recorded among the events.
@@ -181,6 +181,17 @@ impl Ledger {
         .await
     }
 
+    /// What came back of the payment of reservation `reference` (refunds, a dispute), if Stripe reported any or
+    /// the reservation is a Checkout Session whose PaymentIntent is known.
+    pub async fn payment_of(&self, reference: &str) -> Result<Option<PaymentRecord>, StoreError> {
+        self.timed("payment", async {
+            let row: Option<PaymentColumns> =
+                self.rows(statements::PAYMENT_OF_RESERVATION, params![reference]).await?.pop();
+            row.map(payment_from_columns).transpose()
+        })
+        .await
+    }
+
     /// Releases an active reservation; idempotent.
     pub async fn release(&self, reference: &str, now: Timestamp) -> Result<ReleaseOutcome, StoreError> {
         let outcome: ReleaseOutcome =
@@ -241,7 +252,12 @@ impl Ledger {
         now: Timestamp,
     ) -> Result<EventOutcome, StoreError> {
         let record = StripeEventRecord { id: format!("confirmed:{reference}"), kind: CONFIRMED_PAYMENT.to_owned() };
-        let action = StripeAction::Commit { reference: reference.to_owned(), order_reference, marked: true };
+        let action = StripeAction::Commit {
+            reference: reference.to_owned(),
+            order_reference,
+            marked: true,
+            payment_intent: None,
+        };
         self.apply_stripe_event(&record, &action, now).await
     }
 
@@ -362,11 +378,13 @@ impl Ledger {
             let counts: Option<MonitoringCounts> = self.rows(statements::MONITORING_COUNTS, params![now]).await?.pop();
             let counts = counts.ok_or_else(|| StoreError::Inconsistent("the monitoring counts gave no row".into()))?;
             let oldest: Vec<SummaryColumns> = self.rows(statements::OLDEST_ACTIVE, params![now, OLDEST_LISTED]).await?;
+            let payments: Option<PaymentCountColumns> = self.rows(statements::PAYMENT_COUNTS, vec![]).await?.pop();
+            let payments = payments.ok_or_else(|| StoreError::Inconsistent("the payment counts gave no row".into()))?;
             let ledger_writes = match &self.store {
                 Store::Sqlite(store) => store.writer_counts(),
                 Store::Postgres(store) => store.writer_counts(),
             };
-            monitoring_from_rows(counts, oldest, ledger_writes)
+            monitoring_from_rows(counts, oldest, (ledger_writes, payments))
         })
         .await
     }

@@ -155,6 +155,16 @@ fn stats_tables(report: &MonitoringReport) -> String {
     let _ = writeln!(out, "reserved units           {}", figures.reserved_units);
     let _ = writeln!(out, "expired, not released    {}", figures.expired_not_released);
     let _ = writeln!(out, "open conflicts           {}", figures.open_conflicts);
+    let payments = &figures.payments;
+    let _ = writeln!(
+        out,
+        "payments after the sale  {} fully refunded, {} partially; disputes {} open, {} lost, {} won",
+        payments.fully_refunded,
+        payments.partially_refunded,
+        payments.open_disputes,
+        payments.lost_disputes,
+        payments.won_disputes
+    );
     let outbox = &figures.outbox;
     let _ = match (report.payload_enabled, outbox.oldest_change_at) {
         (false, _) if outbox.backlog == 0 => writeln!(out, "Payload projection       off (PAYLOAD_URL is not set)"),

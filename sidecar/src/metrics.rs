@@ -23,13 +23,15 @@ use crate::store::{EventOutcome, LedgerSize, Monitoring, MovementOutcome, Releas
 const PREFIX: &str = "payload_stock";
 
 /// The kinds of `conflicts_total`.
-const CONFLICT_KINDS: [&str; 6] = [
+const CONFLICT_KINDS: [&str; 8] = [
     "insufficient_stock",
     "reference_conflict",
     "stale_stock",
     "reservation_already_committed",
     "oversold",
     "unknown_reference",
+    "refunded_before_sale",
+    "sale_after_refund",
 ];
 
 /// The media type of what [`Metrics::render`] writes.
@@ -120,14 +122,15 @@ impl Metrics {
         registry.register(
             "conflicts",
             "Requests and Stripe events the ledger could not apply as asked, by kind (insufficient_stock, \
-             reference_conflict, stale_stock, reservation_already_committed, oversold, unknown_reference)",
+             reference_conflict, stale_stock, reservation_already_committed, oversold, unknown_reference, \
+             refunded_before_sale, sale_after_refund)",
             conflicts.clone(),
         );
         let webhook_events = Family::<WebhookLabels, Counter>::default();
         registry.register(
             "webhook_events",
-            "Stripe webhook deliveries by event type and outcome (applied, duplicate, ignored, conflict, rejected, \
-             failed)",
+            "Stripe webhook deliveries by event type and outcome (applied, recorded: a refund or dispute, duplicate, \
+             ignored, conflict, rejected, failed)",
             webhook_events.clone(),
         );
         let http_requests: HistogramFamily<HttpLabels> = Family::new_with_constructor(http_histogram);
@@ -221,6 +224,7 @@ impl Metrics {
             EventOutcome::Duplicate
             | EventOutcome::Processing
             | EventOutcome::Unchanged { .. }
+            | EventOutcome::Recorded
             | EventOutcome::Ignored { .. } => {}
         }
     }

@@ -211,6 +211,16 @@ impl DisputeState {
         }
     }
 
+    /// A state as [`DisputeState::as_str`] writes it.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "open" => Some(DisputeState::Open),
+            "won" => Some(DisputeState::Won),
+            "lost" => Some(DisputeState::Lost),
+            _ => None,
+        }
+    }
+
     /// A dispute's state from Stripe's dispute `status`; `None` for a status Stripe may add later, which then
     /// counts as still open.
     pub fn from_stripe_status(status: &str) -> Option<Self> {

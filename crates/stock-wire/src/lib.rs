@@ -13,4 +13,4 @@ pub use requests::{
     ReservationRequest, check_labels, check_reference, decode_movement, decode_reservation, movement_request,
     reservation_request,
 };
-pub use stripe::{CHECKOUT_MARKER, StripeAction, VerifiedEvent, VerifyError, action_for, verify};
+pub use stripe::{CHECKOUT_MARKER, MoneyChange, StripeAction, VerifiedEvent, VerifyError, action_for, verify};

@@ -8,7 +8,7 @@
 use hmac::{KeyInit, Mac};
 use serde_json::Value;
 use sha2::Digest;
-use stock_core::Timestamp;
+use stock_core::{DisputeState, Timestamp};
 
 /// How far the signature's timestamp may be from now, either way (Stripe's own libraries use 300 s).
 const TOLERANCE_SECONDS: u64 = 300;
@@ -158,19 +158,36 @@ fn read_event(body: &[u8]) -> VerifiedEvent {
 /// What a verified event asks of the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StripeAction {
-    /// The payment succeeded: sell the reservation's units (reserving them again if it no longer holds them).
-    /// `marked`: the payment carries the shop's checkout marker, so a missing reservation is a conflict rather
-    /// than someone else's payment.
-    Commit { reference: String, order_reference: Option<String>, marked: bool },
+    /// The payment succeeded: sell the reservation's units (reserving them again if it no longer holds them, unless
+    /// the payment was fully refunded or disputed meanwhile). `marked`: the payment carries the shop's checkout
+    /// marker, so a missing reservation is a conflict rather than someone else's payment. `payment_intent`: a
+    /// Checkout Session's PaymentIntent, recorded so that the money events naming it find the session's reservation
+    /// (`None` for a PaymentIntent's own event: the reference is the PaymentIntent).
+    Commit { reference: String, order_reference: Option<String>, marked: bool, payment_intent: Option<String> },
     /// The checkout is over without payment: give the units back.
     Release { reference: String },
-    /// An asynchronous payment is under way: keep the units past the expiry.
-    StartProcessing { reference: String },
+    /// An asynchronous payment is under way: keep the units past the expiry. `payment_intent` as for a commit.
+    StartProcessing { reference: String, payment_intent: Option<String> },
+    /// Money came back or is contested (a refund, a dispute): recorded on the payment's record, never a restock
+    /// by itself.
+    RecordMoney { payment_intent: String, change: MoneyChange },
     /// Nothing to do; the reason is logged and answered.
     Ignore { reason: &'static str },
     /// A correctly signed event of a type stock uses that cannot be read: recorded as an `unreadable_event`
     /// conflict, so that a paid order is never lost silently.
     Unreadable { reference: Option<String>, problem: String },
+}
+
+/// What a money event says about a payment; stock-core's `PaymentMoney` merges it into what was known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoneyChange {
+    /// `charge.refunded`: the charge's amount and the amount refunded so far (Stripe's cumulative figure).
+    Refunded { amount: u64, refunded: u64 },
+    /// `refund.created`, `refund.updated`, `refund.failed`: one refund of `amount` (0 for one that failed or was
+    /// canceled: it gave nothing back). The charge's cumulative figure comes with `charge.refunded`.
+    Refund { amount: u64 },
+    /// `charge.dispute.*`: where the payment's dispute stands.
+    Dispute(DisputeState),
 }
 
 impl StripeAction {
@@ -179,7 +196,8 @@ impl StripeAction {
         match self {
             StripeAction::Commit { reference, .. }
             | StripeAction::Release { reference }
-            | StripeAction::StartProcessing { reference } => Some(reference),
+            | StripeAction::StartProcessing { reference, .. } => Some(reference),
+            StripeAction::RecordMoney { payment_intent, .. } => Some(payment_intent),
             StripeAction::Unreadable { reference, .. } => reference.as_deref(),
             StripeAction::Ignore { .. } => None,
         }
@@ -191,18 +209,33 @@ fn metadata_text(object: &Value, key: &str) -> Option<String> {
     object.get("metadata")?.get(key)?.as_str().filter(|text| !text.is_empty()).map(str::to_owned)
 }
 
+/// An id field of the event's object (`payment_intent`): a non-empty string, or an expanded object's `id`.
+fn object_id(object: &Value, key: &str) -> Option<String> {
+    let field = object.get(key)?;
+    let id = field.as_str().or_else(|| field.get("id").and_then(Value::as_str))?;
+    (!id.is_empty() && id.len() <= 255).then(|| id.to_owned())
+}
+
+/// A whole amount in the currency's smallest unit.
+fn amount(object: &Value, key: &str) -> Option<u64> {
+    object.get(key)?.as_u64()
+}
+
 /// What a verified event asks of the ledger. Only the fields stock needs are read: the object's id, its metadata
-/// (`orderNumber`, the checkout marker) and a Checkout Session's `payment_status`. An event of a type stock uses
-/// that lacks one of them is [`StripeAction::Unreadable`]; an event of any other type is ignored whatever its
-/// shape.
+/// (`orderNumber`, the checkout marker), a Checkout Session's `payment_status` and `payment_intent`, and a money
+/// event's PaymentIntent and figures (a charge's `amount` and `amount_refunded`, a refund's `amount` and `status`,
+/// a dispute's `status`). An event of a type stock uses that lacks one of them is [`StripeAction::Unreadable`];
+/// an event of any other type is ignored whatever its shape.
 pub fn action_for(event: &VerifiedEvent, release_on_payment_failed: bool) -> StripeAction {
     if let Some(problem) = event.problem() {
         return StripeAction::Unreadable { reference: None, problem: problem.to_owned() };
     }
     let object = event.object();
     let kind = event.kind();
-    let Some(uses) = stock_use(kind, release_on_payment_failed) else {
-        return StripeAction::Ignore { reason: "this event type does not concern stock" };
+    let uses = match stock_use(kind, release_on_payment_failed) {
+        None => return StripeAction::Ignore { reason: "this event type does not concern stock" },
+        Some(EventUse::Money(money)) => return money_action(kind, money, object),
+        Some(EventUse::Checkout(uses)) => uses,
     };
     let Some(reference) = object.get("id").and_then(Value::as_str).filter(|id| !id.is_empty() && id.len() <= 255)
     else {
@@ -212,23 +245,26 @@ pub fn action_for(event: &VerifiedEvent, release_on_payment_failed: bool) -> Str
         };
     };
     let reference = reference.to_owned();
+    // A Checkout Session names its PaymentIntent; a PaymentIntent is its own.
+    let payment_intent = object_id(object, "payment_intent").filter(|_| reference.starts_with("cs_"));
     let commit = |reference: String| StripeAction::Commit {
         order_reference: metadata_text(object, "orderNumber"),
         marked: metadata_text(object, CHECKOUT_MARKER).is_some()
             || metadata_text(object, ECOMMERCE_PLUGIN_MARKER).is_some(),
         reference,
+        payment_intent: payment_intent.clone(),
     };
     match uses {
         StockUse::Commit => commit(reference),
         StockUse::Release => StripeAction::Release { reference },
-        StockUse::StartProcessing => StripeAction::StartProcessing { reference },
+        StockUse::StartProcessing => StripeAction::StartProcessing { reference, payment_intent },
         StockUse::IgnoreFailedPayment => StripeAction::Ignore {
             reason: "payment failed: the reservation is kept so the customer can retry (RELEASE_ON_PAYMENT_FAILED=false)",
         },
         StockUse::CompleteSession => match object.get("payment_status").and_then(Value::as_str) {
             Some("paid" | "no_payment_required") => commit(reference),
             // Completed but not yet paid (an asynchronous method): hold the units until it succeeds or fails.
-            Some(_) => StripeAction::StartProcessing { reference },
+            Some(_) => StripeAction::StartProcessing { reference, payment_intent },
             None => StripeAction::Unreadable {
                 reference: Some(reference),
                 problem: "a checkout.session.completed event without payment_status".to_owned(),
@@ -237,7 +273,47 @@ pub fn action_for(event: &VerifiedEvent, release_on_payment_failed: bool) -> Str
     }
 }
 
-/// What stock does with an event type.
+/// What a refund or dispute event records on its payment. A charge, refund or dispute without a PaymentIntent was
+/// not made by a checkout (the older Charges API): ignored, like someone else's payment.
+fn money_action(kind: &str, money: MoneyEvent, object: &Value) -> StripeAction {
+    let unreadable = |what: &str| StripeAction::Unreadable {
+        reference: object_id(object, "payment_intent"),
+        problem: format!("a {kind} event without {what}"),
+    };
+    if object.get("payment_intent").is_none() {
+        return unreadable("data.object.payment_intent");
+    }
+    let Some(payment_intent) = object_id(object, "payment_intent") else {
+        return StripeAction::Ignore { reason: "a charge without a PaymentIntent is no checkout's" };
+    };
+    let change = match money {
+        MoneyEvent::ChargeRefunded => match (amount(object, "amount"), amount(object, "amount_refunded")) {
+            (Some(amount), Some(refunded)) => MoneyChange::Refunded { amount, refunded },
+            _ => return unreadable("a whole amount and amount_refunded"),
+        },
+        MoneyEvent::Refund => match (amount(object, "amount"), object.get("status").and_then(Value::as_str)) {
+            (Some(_), Some("failed" | "canceled")) => MoneyChange::Refund { amount: 0 },
+            (Some(amount), Some(_)) => MoneyChange::Refund { amount },
+            _ => return unreadable("a whole amount and a status"),
+        },
+        MoneyEvent::Dispute => match object.get("status").and_then(Value::as_str) {
+            // A status Stripe adds later counts as a dispute still open.
+            Some(status) => {
+                MoneyChange::Dispute(DisputeState::from_stripe_status(status).unwrap_or(DisputeState::Open))
+            }
+            None => return unreadable("a status"),
+        },
+    };
+    StripeAction::RecordMoney { payment_intent, change }
+}
+
+/// What stock does with an event type: a checkout's reservation, or a payment's money.
+enum EventUse {
+    Checkout(StockUse),
+    Money(MoneyEvent),
+}
+
+/// What a checkout's event does to its reservation.
 enum StockUse {
     Commit,
     Release,
@@ -247,9 +323,20 @@ enum StockUse {
     CompleteSession,
 }
 
+/// The objects money events carry.
+#[derive(Clone, Copy)]
+enum MoneyEvent {
+    /// A charge with its cumulative refunded amount.
+    ChargeRefunded,
+    /// One refund.
+    Refund,
+    /// A dispute.
+    Dispute,
+}
+
 /// The event types stock uses; `None` for every other type.
-fn stock_use(kind: &str, release_on_payment_failed: bool) -> Option<StockUse> {
-    Some(match kind {
+fn stock_use(kind: &str, release_on_payment_failed: bool) -> Option<EventUse> {
+    let checkout = match kind {
         "payment_intent.succeeded" | "checkout.session.async_payment_succeeded" => StockUse::Commit,
         "payment_intent.canceled" | "checkout.session.async_payment_failed" | "checkout.session.expired" => {
             StockUse::Release
@@ -258,8 +345,18 @@ fn stock_use(kind: &str, release_on_payment_failed: bool) -> Option<StockUse> {
         "payment_intent.payment_failed" => StockUse::IgnoreFailedPayment,
         "payment_intent.processing" => StockUse::StartProcessing,
         "checkout.session.completed" => StockUse::CompleteSession,
+        "charge.refunded" => return Some(EventUse::Money(MoneyEvent::ChargeRefunded)),
+        "refund.created" | "refund.updated" | "refund.failed" | "charge.refund.updated" => {
+            return Some(EventUse::Money(MoneyEvent::Refund));
+        }
+        "charge.dispute.created"
+        | "charge.dispute.updated"
+        | "charge.dispute.closed"
+        | "charge.dispute.funds_withdrawn"
+        | "charge.dispute.funds_reinstated" => return Some(EventUse::Money(MoneyEvent::Dispute)),
         _ => return None,
-    })
+    };
+    Some(EventUse::Checkout(checkout))
 }
 
 #[cfg(test)]
@@ -343,5 +440,72 @@ mod tests {
         assert!(marked(r#"{"payloadStock":"1"}"#));
         assert!(marked(r#"{"cartID":"7","cartItemsSnapshot":"[{\"product\":7,\"quantity\":1}]"}"#));
         assert!(!marked(r#"{"invoice":"in_1"}"#), "someone else's payment on the same Stripe account");
+    }
+
+    fn action_of(kind: &str, object: &str) -> StripeAction {
+        let body = format!(r#"{{"id":"evt_money","type":"{kind}","data":{{"object":{object}}}}}"#);
+        let event = verify(body.as_bytes(), Some(&header_for(&body, 10, SECRET)), &[SECRET], at(10)).expect("signed");
+        action_for(&event, false)
+    }
+
+    #[test]
+    fn refunds_and_disputes_are_recorded_on_their_payment_intent_and_never_read_as_a_sale() {
+        let money =
+            |payment_intent: &str, change| StripeAction::RecordMoney { payment_intent: payment_intent.into(), change };
+        assert_eq!(
+            action_of(
+                "charge.refunded",
+                r#"{"id":"ch_1","amount":4990,"amount_refunded":1000,"payment_intent":"pi_1"}"#
+            ),
+            money("pi_1", MoneyChange::Refunded { amount: 4990, refunded: 1000 })
+        );
+        assert_eq!(
+            action_of(
+                "refund.created",
+                r#"{"id":"re_1","amount":1000,"status":"pending","payment_intent":{"id":"pi_1"}}"#
+            ),
+            money("pi_1", MoneyChange::Refund { amount: 1000 }),
+            "an expanded PaymentIntent is read by its id"
+        );
+        assert_eq!(
+            action_of("refund.updated", r#"{"id":"re_1","amount":1000,"status":"failed","payment_intent":"pi_1"}"#),
+            money("pi_1", MoneyChange::Refund { amount: 0 }),
+            "a failed refund gave nothing back"
+        );
+        assert_eq!(
+            action_of("charge.dispute.closed", r#"{"id":"du_1","status":"lost","payment_intent":"pi_1"}"#),
+            money("pi_1", MoneyChange::Dispute(DisputeState::Lost))
+        );
+        assert_eq!(
+            action_of(
+                "charge.dispute.updated",
+                r#"{"id":"du_1","status":"a_status_from_2030","payment_intent":"pi_1"}"#
+            ),
+            money("pi_1", MoneyChange::Dispute(DisputeState::Open))
+        );
+        assert!(matches!(
+            action_of("charge.refunded", r#"{"id":"ch_1","amount":4990,"payment_intent":null}"#),
+            StripeAction::Ignore { .. }
+        ));
+        assert!(matches!(
+            action_of("charge.refunded", r#"{"id":"ch_1","amount":"4990","amount_refunded":1,"payment_intent":"pi_1"}"#),
+            StripeAction::Unreadable { reference: Some(reference), .. } if reference == "pi_1"
+        ));
+        assert!(matches!(action_of("charge.dispute.created", r#"{"id":"du_1"}"#), StripeAction::Unreadable { .. }));
+    }
+
+    #[test]
+    fn a_checkout_session_names_its_payment_intent_and_a_payment_intent_is_its_own() {
+        let session =
+            r#"{"id":"cs_1","payment_status":"paid","payment_intent":"pi_9","metadata":{"payloadStock":"1"}}"#;
+        assert!(matches!(
+            action_of("checkout.session.completed", session),
+            StripeAction::Commit { payment_intent: Some(payment_intent), .. } if payment_intent == "pi_9"
+        ));
+        let intent = r#"{"id":"pi_9","payment_intent":"pi_other","metadata":{}}"#;
+        assert!(matches!(
+            action_of("payment_intent.succeeded", intent),
+            StripeAction::Commit { payment_intent: None, .. }
+        ));
     }
 }

@@ -123,7 +123,7 @@ async function watch(): Promise<number> {
 async function resolveAll(admin: ReturnType<typeof createStockClient>): Promise<number> {
   const open: Conflict[] = await admin.conflicts();
   for (const conflict of open) {
-    const kind: 'oversold' | 'unknown_reference' | 'unreadable_event' = conflict.kind;
+    const kind: 'oversold' | 'unknown_reference' | 'unreadable_event' | 'refunded_before_sale' | 'sale_after_refund' = conflict.kind;
     const { alreadyResolved } = await admin.resolveConflict(conflict.id, `handled ${kind}`);
     void alreadyResolved;
   }

@@ -19,7 +19,7 @@ use tokio::sync::{Notify, watch};
 use crate::clock::Clock;
 use crate::config::{PayloadConfig, ShopKind};
 use crate::ledger::Ledger;
-use crate::store::{LaneClaim, OutboxEntry, OutboxTopic, SizeRecord, StoreError};
+use crate::store::{LaneClaim, OutboxEntry, OutboxTopic, PaymentRecord, SizeRecord, StoreError};
 use payload::{Created, PayloadClient, PayloadError};
 
 /// Lanes delivered at the same time.
@@ -72,6 +72,29 @@ impl std::fmt::Debug for Projector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Projector").field("payload", &self.config.url).finish_non_exhaustive()
     }
+}
+
+/// The `payment` group of a stock-reservations document: what came back of the payment after the sale.
+fn payment_document(payment: &PaymentRecord) -> Value {
+    json!({
+        "paymentIntent": payment.payment_intent,
+        "amount": payment.money.amount,
+        "refunded": payment.money.refunded,
+        "dispute": payment.money.dispute.map(|state| state.as_str()),
+    })
+}
+
+/// Whether a stock-reservations document shows `payment` already (a document without one shows no payment).
+fn same_payment(document: &Value, payment: Option<&Value>) -> bool {
+    let Some(payment) = payment else {
+        return true;
+    };
+    let shown = document.get("payment");
+    ["paymentIntent", "amount", "refunded", "dispute"].iter().all(|field| {
+        let shown = shown.and_then(|shown| shown.get(*field)).unwrap_or(&Value::Null);
+        let wanted = &payment[*field];
+        shown == wanted || shown.as_f64().is_some_and(|number| Some(number) == wanted.as_f64())
+    })
 }
 
 /// A ledger product id as Payload's relationship fields want it: a number for Payload's numeric ids (SQLite,
@@ -274,11 +297,12 @@ impl Projector {
         }))
     }
 
-    /// Creates or updates the stock-reservations document of a reservation.
+    /// Creates or updates the stock-reservations document of a reservation, with what came back of its payment.
     pub async fn project_reservation(&self, reference: &str) -> Result<(), DeliveryError> {
         let Some(record) = self.ledger.reservation(reference).await? else {
             return Err(StoreError::Inconsistent(format!("reservation {reference} is queued but not stored")).into());
         };
+        let payment = self.ledger.payment_of(reference).await?.map(|payment| payment_document(&payment));
         let collection = &self.config.reservations_slug;
         let status = record.status.as_str();
         let expires_at = record.expires_at.to_rfc3339();
@@ -289,7 +313,8 @@ impl Projector {
                     .get("expiresAt")
                     .and_then(Value::as_str)
                     .and_then(|text| Timestamp::parse_rfc3339(text).ok());
-                if same_status && stored_expiry == Some(record.expires_at) {
+                if same_status && stored_expiry == Some(record.expires_at) && same_payment(&document, payment.as_ref())
+                {
                     return Ok(());
                 }
                 let id = match document.get("id") {
@@ -303,7 +328,11 @@ impl Projector {
                         .into());
                     }
                 };
-                self.client.update(collection, &id, &json!({ "status": status, "expiresAt": expires_at })).await?;
+                let mut changes = json!({ "status": status, "expiresAt": expires_at });
+                if let Some(payment) = payment {
+                    changes["payment"] = payment;
+                }
+                self.client.update(collection, &id, &changes).await?;
             }
             None => {
                 let items: Vec<Value> = record
@@ -314,8 +343,11 @@ impl Projector {
                             "quantity": item.quantity.get() })
                     })
                     .collect();
-                let document = json!({ "reference": reference, "status": status, "expiresAt": expires_at,
+                let mut document = json!({ "reference": reference, "status": status, "expiresAt": expires_at,
                     "reservedAt": record.created_at.to_rfc3339(), "items": items });
+                if let Some(payment) = payment {
+                    document["payment"] = payment;
+                }
                 if let Created::AlreadyExists { .. } = self.client.create(collection, &document).await? {
                     // Created meanwhile by another replica or a restarted worker: the next attempt updates it.
                     return Err(DeliveryError::NotInPayload(format!(

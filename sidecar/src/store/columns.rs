@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 
 use stock_core::{
-    CartLine, MovementDetails, MovementType, Quantity, Reservation, ReservationStatus, SignedQuantity, StockLevel,
-    StockMovement, StockState, Timestamp,
+    CartLine, DisputeState, MovementDetails, MovementType, PaymentMoney, Quantity, Reservation, ReservationStatus,
+    SignedQuantity, StockLevel, StockMovement, StockState, Timestamp,
 };
 
 use super::{
     AlertStatus, ConflictRecord, LedgerSize, Monitoring, MovementRecord, MovementTotal, OutboxEntry, OutboxStatus,
-    OutboxTopic, ReservationRecord, ReservationSummary, ReservedItem, SizeRecord, StockAlert, StoreError, WriterCounts,
+    OutboxTopic, PaymentCounts, PaymentRecord, ReservationRecord, ReservationSummary, ReservedItem, SizeRecord,
+    StockAlert, StoreError, WriterCounts,
 };
 
 /// Until when a reservation in `status`, expiring at `expires_at`, holds its units: what
@@ -231,6 +232,38 @@ pub(crate) fn reservation_from_rows(
     Ok(record)
 }
 
+/// A payment's columns: payment_intent, reference, amount, refunded, dispute.
+pub(crate) type PaymentColumns = (String, Option<String>, i64, i64, Option<String>);
+
+pub(crate) fn payment_from_columns(
+    (payment_intent, reference, amount, refunded, dispute): PaymentColumns,
+) -> Result<PaymentRecord, StoreError> {
+    let cents = |value: i64, what: &str| {
+        u64::try_from(value).map_err(|_| StoreError::Inconsistent(format!("payment {payment_intent}: {what} {value}")))
+    };
+    let dispute = match dispute.as_deref() {
+        None => None,
+        Some(text) => Some(DisputeState::parse(text).ok_or_else(|| {
+            StoreError::Inconsistent(format!("payment {payment_intent}: unknown dispute state {text}"))
+        })?),
+    };
+    let money = PaymentMoney { amount: cents(amount, "amount")?, refunded: cents(refunded, "refunded")?, dispute };
+    Ok(PaymentRecord { payment_intent, reference, money })
+}
+
+/// A payment's columns as written: payment_intent, reference, amount, refunded, dispute (amounts beyond what a
+/// BIGINT holds, which no currency reaches, are kept at its largest value).
+pub(crate) fn payment_columns(record: &PaymentRecord) -> PaymentColumns {
+    let cents = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+    (
+        record.payment_intent.clone(),
+        record.reference.clone(),
+        cents(record.money.amount),
+        cents(record.money.refunded),
+        record.money.dispute.map(|state| state.as_str().to_owned()),
+    )
+}
+
 /// A conflict's columns: id, kind, reference, event_id, details, created_at, resolved_at, resolution.
 pub(crate) type ConflictColumns = (i64, String, String, String, String, i64, Option<i64>, Option<String>);
 
@@ -259,7 +292,7 @@ pub(crate) type MonitoringCounts =
 pub(crate) fn monitoring_from_rows(
     counts: MonitoringCounts,
     oldest: Vec<SummaryColumns>,
-    ledger_writes: WriterCounts,
+    (ledger_writes, payments): (WriterCounts, PaymentCountColumns),
 ) -> Result<Monitoring, StoreError> {
     let (
         active,
@@ -292,8 +325,18 @@ pub(crate) fn monitoring_from_rows(
         },
         alerts: AlertStatus { undelivered: count(alerts, "undelivered alerts")?, last_error: alert_error },
         ledger_writes,
+        payments: PaymentCounts {
+            fully_refunded: count(payments.0, "fully refunded payments")?,
+            partially_refunded: count(payments.1, "partially refunded payments")?,
+            open_disputes: count(payments.2, "open disputes")?,
+            lost_disputes: count(payments.3, "lost disputes")?,
+            won_disputes: count(payments.4, "won disputes")?,
+        },
     })
 }
+
+/// The counts of `statements::PAYMENT_COUNTS`.
+pub(crate) type PaymentCountColumns = (i64, i64, i64, i64, i64);
 
 /// The columns of an outbox row: id, topic, subject, lane, revision, attempts, created_at.
 pub(crate) type OutboxColumns = (i64, String, String, String, i64, i64, i64);

@@ -3,9 +3,10 @@
 //! into rows to write; none of them touches a database.
 
 use stock_core::{
-    MovementDetails, MovementType, Quantity, ReservationError, ReservationStatus, SignedQuantity, StatusChange,
-    StockLevel, StockMovement, Timestamp, apply_movement, commit_reserved_sale,
+    MovementDetails, MovementType, PaymentMoney, Quantity, ReservationError, ReservationStatus, SignedQuantity,
+    StatusChange, StockLevel, StockMovement, Timestamp, apply_movement, commit_reserved_sale,
 };
+use stock_wire::MoneyChange;
 
 use super::columns::{level, lifecycle_of};
 use super::{
@@ -50,6 +51,56 @@ pub(crate) fn unknown_payment(marked: bool) -> Option<serde_json::Value> {
 /// The details of the conflict recorded for a signed event that cannot be read.
 pub(crate) fn unreadable_event_details(problem: &str) -> serde_json::Value {
     serde_json::json!({ "message": "a correctly signed Stripe event could not be read; nothing was applied", "problem": problem })
+}
+
+/// A payment's money once a money event is merged into it (stock-core's rules: refunded amounts only grow, a
+/// decided dispute stays decided).
+pub(crate) fn money_after(before: PaymentMoney, change: MoneyChange) -> PaymentMoney {
+    match change {
+        MoneyChange::Refunded { amount, refunded } => before.with_refunded(amount, refunded),
+        MoneyChange::Refund { amount } => before.with_refunded(0, amount),
+        MoneyChange::Dispute(state) => before.with_dispute(state),
+    }
+}
+
+/// The figures of a payment's money in a conflict's details.
+fn money_details(money: &PaymentMoney) -> serde_json::Value {
+    serde_json::json!({
+        "amount": money.amount,
+        "refunded": money.refunded,
+        "dispute": money.dispute.map(|state| state.as_str()),
+    })
+}
+
+/// The details of the conflict recorded when a full refund or a dispute arrives while the payment's reservation
+/// still holds its units (before its success): the ledger released them.
+pub(crate) fn refunded_before_sale_details(record: &ReservationRecord, money: &PaymentMoney) -> serde_json::Value {
+    serde_json::json!({
+        "message": "the payment was fully refunded or disputed before its success was applied: the reservation's \
+                    units were released, and its success will take none",
+        "reservationStatus": record.status.as_str(),
+        "payment": money_details(money),
+    })
+}
+
+/// The details of the conflict recorded when the success of a payment already fully refunded or disputed
+/// arrives: nothing was sold, and the reservation, if it still held its units, was released (`released`).
+pub(crate) fn sale_after_refund_details(
+    record: &ReservationRecord,
+    money: &PaymentMoney,
+    released: bool,
+) -> serde_json::Value {
+    let message = if released {
+        "a payment succeeded after it was fully refunded or disputed: no units were taken, and the reservation's \
+         units were released"
+    } else {
+        "a payment succeeded after it was fully refunded or disputed: no units were taken again"
+    };
+    serde_json::json!({
+        "message": message,
+        "reservationStatus": record.status.as_str(),
+        "payment": money_details(money),
+    })
 }
 
 /// The sale of each item (its item and its movement), or the details of the `oversold` conflict to record.

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stock_core::{
-    CartValidation, MovementError, MovementType, Quantity, ReservationStatus, StockLevel, StockMovement, StockState,
-    Timestamp,
+    CartValidation, MovementError, MovementType, PaymentMoney, Quantity, ReservationStatus, StockLevel, StockMovement,
+    StockState, Timestamp,
 };
 
 /// How a store queues ledger changes for Payload (the outbox); without them (no PAYLOAD_URL) nothing is queued.
@@ -58,6 +58,15 @@ pub struct ReservationRecord {
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     pub items: Vec<ReservedItem>,
+}
+
+/// What came back of a payment after it was taken (refunds, a dispute), as recorded from Stripe's money events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRecord {
+    pub payment_intent: String,
+    /// The reservation it pays for (the PaymentIntent itself, or a Checkout Session); `None` while none is known.
+    pub reference: Option<String>,
+    pub money: PaymentMoney,
 }
 
 /// What asking for a reservation did.
@@ -168,6 +177,18 @@ pub struct Monitoring {
     pub alerts: AlertStatus,
     /// Writes and commits since the store opened (group commit shares one commit among concurrent writes).
     pub ledger_writes: WriterCounts,
+    pub payments: PaymentCounts,
+}
+
+/// What came back of the shop's payments after the sale, all time, as Stripe's money events reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PaymentCounts {
+    pub fully_refunded: u64,
+    pub partially_refunded: u64,
+    /// Disputes not yet decided.
+    pub open_disputes: u64,
+    pub lost_disputes: u64,
+    pub won_disputes: u64,
 }
 
 /// How far Payload is behind the ledger.
@@ -278,8 +299,12 @@ pub enum EventOutcome {
     Ignored {
         reason: &'static str,
     },
+    /// A refund or a dispute recorded on its payment; stock unchanged.
+    Recorded,
     /// Recorded for an operator: `oversold` (paid, but the units are gone), `unknown_reference` (a marked
-    /// payment nobody reserved) or `unreadable_event`.
+    /// payment nobody reserved), `unreadable_event`, `refunded_before_sale` (a full refund or a dispute released a
+    /// reservation still holding its units) or `sale_after_refund` (a payment already refunded or disputed took no
+    /// units).
     Conflict {
         kind: &'static str,
     },
@@ -296,6 +321,7 @@ impl EventOutcome {
             EventOutcome::Processing => "processing",
             EventOutcome::Unchanged { .. } => "unchanged",
             EventOutcome::Ignored { .. } => "ignored",
+            EventOutcome::Recorded => "recorded",
             EventOutcome::Conflict { .. } => "conflict",
         }
     }
@@ -305,7 +331,7 @@ impl EventOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConflictRecord {
     pub id: i64,
-    /// `oversold`, `unknown_reference` or `unreadable_event`.
+    /// `oversold`, `unknown_reference`, `unreadable_event`, `refunded_before_sale` or `sale_after_refund`.
     pub kind: String,
     /// The PaymentIntent or Checkout Session (`-` when the event could not say).
     pub reference: String,

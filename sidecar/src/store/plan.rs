@@ -17,9 +17,10 @@ use super::columns::{
 use super::decide;
 use super::{
     EventOutcome, FOREIGN_PAYMENT, ImportOutcome, LedgerSize, MovementOrigin, MovementOutcome, MovementRecord,
-    MovementRequest, OutboxTopic, ReleaseOutcome, ReservationRecord, ReserveOutcome, ReservedItem, SizeRecord,
-    StoreError, StripeAction, StripeEventRecord,
+    MovementRequest, OutboxTopic, PaymentRecord, ReleaseOutcome, ReservationRecord, ReserveOutcome, ReservedItem,
+    SizeRecord, StoreError, StripeAction, StripeEventRecord,
 };
+use stock_wire::MoneyChange;
 
 /// What a transaction has read of the ledger: the sizes of some products with their figures, and some
 /// reservations by reference. A decision may only plan on what it was loaded with.
@@ -37,6 +38,8 @@ pub(crate) struct Snapshot {
     /// Each loaded movement idempotency key's movement, `None` when there is none. A key a plan of the
     /// transaction records is taken out (its id is the database's to give), so asking for it again is an error.
     movements: BTreeMap<String, Option<MovementRecord>>,
+    /// Each loaded PaymentIntent's money record, `None` when there is none.
+    payments: BTreeMap<String, Option<PaymentRecord>>,
 }
 
 impl Snapshot {
@@ -70,6 +73,25 @@ impl Snapshot {
     /// Records what the transaction read under a movement's idempotency `key`.
     pub(crate) fn add_movement(&mut self, key: &str, record: Option<MovementRecord>) {
         self.movements.insert(key.to_owned(), record);
+    }
+
+    /// Records what the transaction read of PaymentIntent `payment_intent`'s money.
+    pub(crate) fn add_payment(&mut self, payment_intent: &str, record: Option<PaymentRecord>) {
+        self.payments.insert(payment_intent.to_owned(), record);
+    }
+
+    fn payment(&self, payment_intent: &str) -> Result<Option<&PaymentRecord>, StoreError> {
+        match self.payments.get(payment_intent) {
+            Some(record) => Ok(record.as_ref()),
+            None => Err(not_loaded(format!("payment {payment_intent}"))),
+        }
+    }
+
+    /// The reservation a money event about `payment_intent` is for: the one its record names, else the
+    /// PaymentIntent's own.
+    fn reservation_paid_by(&self, payment_intent: &str) -> String {
+        let named = self.payments.get(payment_intent).and_then(|record| record.as_ref()?.reference.clone());
+        named.unwrap_or_else(|| payment_intent.to_owned())
     }
 
     fn reservation(&self, reference: &str) -> Result<Option<&ReservationRecord>, StoreError> {
@@ -195,13 +217,32 @@ fn item_products(items: &[ReservedItem]) -> Vec<&str> {
     distinct(items.iter().map(|item| item.product.as_str()))
 }
 
-/// The reservation a Stripe event's action reads, if any (the event id is read for every action).
+/// The reservation a Stripe event's action reads by its reference, if any (the event id is read for every action;
+/// a money event's reservation is found through its payment, [`payment_reads`]).
 fn event_reads(action: &StripeAction) -> Option<&str> {
     match action {
         StripeAction::Commit { reference, .. }
         | StripeAction::Release { reference }
-        | StripeAction::StartProcessing { reference } => Some(reference),
-        StripeAction::Ignore { .. } | StripeAction::Unreadable { .. } => None,
+        | StripeAction::StartProcessing { reference, .. } => Some(reference),
+        StripeAction::RecordMoney { .. } | StripeAction::Ignore { .. } | StripeAction::Unreadable { .. } => None,
+    }
+}
+
+/// The payment a Stripe event's action reads, if any, and whether its reservation is found through it (a money
+/// event) rather than by the event's own reference. A sale reads its payment's money (a payment refunded or
+/// disputed before its success takes no units); a Checkout Session's events read the session's PaymentIntent to
+/// record it.
+fn payment_reads(action: &StripeAction) -> Option<(&str, bool)> {
+    match action {
+        StripeAction::Commit { reference, payment_intent, .. } => {
+            Some((payment_intent.as_deref().unwrap_or(reference), false))
+        }
+        StripeAction::StartProcessing { payment_intent: Some(payment_intent), .. } => Some((payment_intent, false)),
+        StripeAction::RecordMoney { payment_intent, .. } => Some((payment_intent, true)),
+        StripeAction::StartProcessing { payment_intent: None, .. }
+        | StripeAction::Release { .. }
+        | StripeAction::Ignore { .. }
+        | StripeAction::Unreadable { .. } => None,
     }
 }
 
@@ -237,6 +278,9 @@ pub(crate) enum Write {
     InsertMovement(NewMovement),
     /// A conflict for an operator: what the ledger could not do as a Stripe event asked.
     RecordConflict { kind: &'static str, reference: String, event_id: String, details: String },
+    /// A payment's money as it stands now: inserted when `existed` is false (its PaymentIntent is unique: a row
+    /// another process inserted since it was read fails the write), else updated (the row was read locked).
+    RecordPayment { record: PaymentRecord, existed: bool },
     /// A Stripe event applied, with its outcome; its id is unique, so it applies once.
     RecordEvent { id: String, kind: String, outcome: &'static str, received_at: Timestamp },
 }
@@ -452,30 +496,40 @@ fn apply_stripe_event(
         None => return Err(not_loaded(format!("Stripe event {}", event.id))),
     }
     let conflict = |kind, reference: &str, details: serde_json::Value| Plan {
-        writes: vec![Write::RecordConflict {
-            kind,
-            reference: reference.to_owned(),
-            event_id: event.id.clone(),
-            details: details.to_string(),
-        }],
+        writes: vec![conflict_write(kind, reference, &event.id, &details)],
         outcome: EventOutcome::Conflict { kind },
     };
     let mut plan = match action {
-        StripeAction::Commit { reference, order_reference, marked } => {
-            match sell(snapshot, (reference, order_reference.as_deref()), now)? {
+        StripeAction::Commit { reference, order_reference, marked, payment_intent } => {
+            let paid_by = payment_intent.as_deref().unwrap_or(reference);
+            let mut plan = match sell(snapshot, (reference, order_reference.as_deref()), paid_by, now)? {
                 Sale::Planned(plan) => plan,
                 Sale::NoReservation => match decide::unknown_payment(*marked) {
                     Some(details) => conflict("unknown_reference", reference, details),
                     None => Plan::answer(EventOutcome::Ignored { reason: FOREIGN_PAYMENT }),
                 },
                 Sale::Oversold(details) => conflict("oversold", reference, details),
-            }
+                Sale::AfterRefund { details, mut writes } => {
+                    let kind = "sale_after_refund";
+                    writes.push(conflict_write(kind, reference, &event.id, &details));
+                    Plan { writes, outcome: EventOutcome::Conflict { kind } }
+                }
+            };
+            plan.writes.extend(link_payment(snapshot, payment_intent.as_deref(), reference)?);
+            plan
         }
         StripeAction::Release { reference } => {
             let plan = release(snapshot, reference, now)?;
             Plan { outcome: decide::release_event_outcome(&plan.outcome), writes: plan.writes }
         }
-        StripeAction::StartProcessing { reference } => start_processing(snapshot, reference, now)?,
+        StripeAction::StartProcessing { reference, payment_intent } => {
+            let mut plan = start_processing(snapshot, reference, now)?;
+            plan.writes.extend(link_payment(snapshot, payment_intent.as_deref(), reference)?);
+            plan
+        }
+        StripeAction::RecordMoney { payment_intent, change } => {
+            record_money(snapshot, (&event.id, payment_intent), *change, now)?
+        }
         StripeAction::Ignore { reason } => Plan::answer(EventOutcome::Ignored { reason }),
         StripeAction::Unreadable { reference, problem } => {
             conflict("unreadable_event", reference.as_deref().unwrap_or("-"), decide::unreadable_event_details(problem))
@@ -494,21 +548,39 @@ fn apply_stripe_event(
     Ok(plan)
 }
 
+/// The conflict a Stripe event records for an operator.
+fn conflict_write(kind: &'static str, reference: &str, event_id: &str, details: &serde_json::Value) -> Write {
+    Write::RecordConflict {
+        kind,
+        reference: reference.to_owned(),
+        event_id: event_id.to_owned(),
+        details: details.to_string(),
+    }
+}
+
 /// What a payment's success does to the reservation under its reference.
 enum Sale {
     /// Nothing was reserved under it.
     NoReservation,
     /// A late payment found a size short: the `oversold` conflict's details; nothing is sold.
     Oversold(serde_json::Value),
+    /// The payment was fully refunded or disputed before its success arrived: nothing is sold, and a reservation
+    /// still holding its units releases them (`writes`); the `sale_after_refund` conflict's details.
+    AfterRefund {
+        details: serde_json::Value,
+        writes: Vec<Write>,
+    },
     Planned(Plan<EventOutcome>),
 }
 
-/// Sells a reservation's units. A reservation that still holds them sells them (stock and reserved go down
-/// together); one that no longer does (late payment) is reserved again first if every size has the units, and is
-/// otherwise an `oversold` conflict, changing nothing else.
+/// Sells a reservation's units, paid by `payment_intent`. A reservation that still holds them sells them (stock
+/// and reserved go down together); one that no longer does (late payment) is reserved again first if every size
+/// has the units, and is otherwise an `oversold` conflict, changing nothing else. A payment fully refunded or
+/// disputed before its success arrived sells nothing (its units are given back if still held).
 fn sell(
     snapshot: &mut Snapshot,
     (reference, order_reference): (&str, Option<&str>),
+    payment_intent: &str,
     now: Timestamp,
 ) -> Result<Sale, StoreError> {
     let Some(record) = snapshot.reservation(reference)?.cloned() else {
@@ -520,6 +592,16 @@ fn sell(
         }
         decide::Commit::Sell { late } => late,
     };
+    if let Some(payment) = snapshot.payment(payment_intent)?.cloned()
+        && !payment.money.allows_sale()
+    {
+        let writes = match decide::release(&record)? {
+            decide::Release::To(status) => change_status(snapshot, &record, status, now)?.1,
+            decide::Release::Unchanged | decide::Release::AlreadyCommitted => Vec::new(),
+        };
+        let details = decide::sale_after_refund_details(&record, &payment.money, !writes.is_empty());
+        return Ok(Sale::AfterRefund { details, writes });
+    }
     let levels = record
         .items
         .iter()
@@ -547,6 +629,64 @@ fn sell(
     }
     writes.extend(status_writes);
     Ok(Sale::Planned(Plan { writes, outcome: EventOutcome::Committed { late } }))
+}
+
+/// Records that Checkout Session `reference` is paid by `payment_intent`, so the money events naming the
+/// PaymentIntent find the session's reservation; nothing when there is no such PaymentIntent, when it is the
+/// reference itself, or when it is recorded already.
+fn link_payment(
+    snapshot: &mut Snapshot,
+    payment_intent: Option<&str>,
+    reference: &str,
+) -> Result<Option<Write>, StoreError> {
+    let Some(payment_intent) = payment_intent.filter(|payment_intent| *payment_intent != reference) else {
+        return Ok(None);
+    };
+    let known = snapshot.payment(payment_intent)?.cloned();
+    if known.as_ref().is_some_and(|record| record.reference.is_some()) {
+        return Ok(None);
+    }
+    let existed = known.is_some();
+    let money = known.map(|record| record.money).unwrap_or_default();
+    let record =
+        PaymentRecord { payment_intent: payment_intent.to_owned(), reference: Some(reference.to_owned()), money };
+    snapshot.add_payment(payment_intent, Some(record.clone()));
+    Ok(Some(Write::RecordPayment { record, existed }))
+}
+
+/// Records a refund or a dispute on its payment (stock-core merges it into what was known). Stock is unchanged,
+/// but for a full refund or a dispute of a payment whose reservation still holds its units (Stripe delivered it
+/// before the success): the reservation is released, as a `refunded_before_sale` conflict, so that the success
+/// that follows takes nothing.
+fn record_money(
+    snapshot: &mut Snapshot,
+    (event_id, payment_intent): (&str, &str),
+    change: MoneyChange,
+    now: Timestamp,
+) -> Result<Plan<EventOutcome>, StoreError> {
+    let known = snapshot.payment(payment_intent)?.cloned();
+    let existed = known.is_some();
+    let before = known.as_ref().map(|record| record.money).unwrap_or_default();
+    let money = decide::money_after(before, change);
+    let paid = snapshot.reservation(&snapshot.reservation_paid_by(payment_intent))?.cloned();
+    let reference = paid.as_ref().map(|record| record.reference.clone()).or(known.and_then(|record| record.reference));
+    let record = PaymentRecord { payment_intent: payment_intent.to_owned(), reference, money };
+    snapshot.add_payment(payment_intent, Some(record.clone()));
+    let mut writes = vec![Write::RecordPayment { record, existed }];
+    let Some(paid) = paid else {
+        return Ok(Plan { writes, outcome: EventOutcome::Recorded });
+    };
+    if !money.allows_sale()
+        && let decide::Release::To(status) = decide::release(&paid)?
+    {
+        writes.extend(change_status(snapshot, &paid, status, now)?.1);
+        let kind = "refunded_before_sale";
+        let details = decide::refunded_before_sale_details(&paid, &money);
+        writes.push(conflict_write(kind, &paid.reference, event_id, &details));
+        return Ok(Plan { writes, outcome: EventOutcome::Conflict { kind } });
+    }
+    writes.push(Write::Queue(Queued::reservation(&paid.reference)));
+    Ok(Plan { writes, outcome: EventOutcome::Recorded })
 }
 
 /// What a movement request is answered: decided from what was read, or the movement the plan records, once the
@@ -764,6 +904,9 @@ pub(crate) struct Reads {
     pub(crate) unlocked_sizes: Vec<(String, String)>,
     /// Movement idempotency keys.
     pub(crate) movements: Vec<String>,
+    /// The payments Stripe events read: (event id, PaymentIntent, whether the event's reservation is found through
+    /// the payment, [`payment_reads`]); those of events applied before are not read.
+    pub(crate) payments: Vec<(String, String, bool)>,
 }
 
 /// What the decisions of `batch` read.
@@ -786,6 +929,9 @@ pub(crate) fn reads(batch: &[Request]) -> Reads {
             }
             Decision::StripeEvent { event, action } => {
                 reads.events.push((event.id.clone(), event_reads(action).map(str::to_owned)));
+                if let Some((payment_intent, through)) = payment_reads(action) {
+                    reads.payments.push((event.id.clone(), payment_intent.to_owned(), through));
+                }
                 reads.changes_reservations = true;
                 reads.late_payments |= matches!(action, StripeAction::Commit { .. });
             }
@@ -798,6 +944,8 @@ pub(crate) fn reads(batch: &[Request]) -> Reads {
     }
     reads.events.sort_unstable();
     reads.events.dedup();
+    reads.payments.sort_unstable();
+    reads.payments.dedup();
     for sizes in [&mut reads.sizes, &mut reads.unlocked_sizes] {
         sizes.sort_unstable();
         sizes.dedup();
@@ -806,11 +954,24 @@ pub(crate) fn reads(batch: &[Request]) -> Reads {
     reads
 }
 
-/// The reservations a batch reads, sorted, each once, once it knows which of its events the ledger applied before.
-pub(crate) fn references_read(reads: &Reads, applied: &[String]) -> Vec<String> {
+/// The PaymentIntents a batch reads, sorted, each once, once it knows which of its events the ledger applied
+/// before (they are read before the reservations: a money event finds its reservation through its payment).
+pub(crate) fn payments_read(reads: &Reads, applied: &[String]) -> Vec<String> {
+    let unapplied = reads.payments.iter().filter(|(id, ..)| !applied.contains(id));
+    let mut payments: Vec<String> = unapplied.map(|(_, payment_intent, _)| payment_intent.clone()).collect();
+    payments.sort_unstable();
+    payments.dedup();
+    payments
+}
+
+/// The reservations a batch reads, sorted, each once, once it knows which of its events the ledger applied before
+/// and has loaded their payments into `snapshot` ([`payments_read`]).
+pub(crate) fn references_read(reads: &Reads, applied: &[String], snapshot: &Snapshot) -> Vec<String> {
     let unapplied = reads.events.iter().filter(|(id, _)| !applied.contains(id));
     let mut references = reads.reservations.clone();
     references.extend(unapplied.filter_map(|(_, reference)| reference.clone()));
+    let paid = reads.payments.iter().filter(|(id, _, through)| *through && !applied.contains(id));
+    references.extend(paid.map(|(_, payment_intent, _)| snapshot.reservation_paid_by(payment_intent)));
     references.sort_unstable();
     references.dedup();
     references
@@ -1135,7 +1296,7 @@ mod tests {
     }
 
     fn commit(reference: &str, marked: bool) -> StripeAction {
-        StripeAction::Commit { reference: reference.to_owned(), order_reference: None, marked }
+        StripeAction::Commit { reference: reference.to_owned(), order_reference: None, marked, payment_intent: None }
     }
 
     fn recorded_event(writes: &[Write]) -> Option<&'static str> {
@@ -1168,6 +1329,7 @@ mod tests {
         snapshot.add_reservation("pi_1", None);
         reserve(&mut snapshot, ("pi_1", &[line("runner", "42", 2.0)]), ttl(), at(100)).expect("planned");
         snapshot.add_event("evt_1", false);
+        snapshot.add_payment("pi_1", None);
         let plan = apply_stripe_event(&mut snapshot, &event("evt_1"), &commit("pi_1", true), at(200)).expect("planned");
         assert_eq!(plan.outcome, EventOutcome::Committed { late: false });
         assert_eq!(recorded_event(&plan.writes), Some("committed"));
@@ -1207,6 +1369,7 @@ mod tests {
         };
         snapshot.add_reservation("pi_late", Some(expired.clone()));
         snapshot.add_event("evt_late", false);
+        snapshot.add_payment("pi_late", None);
         let late = apply_stripe_event(&mut snapshot, &event("evt_late"), &commit("pi_late", true), at(800));
         let late = late.expect("planned");
         assert_eq!(late.outcome, EventOutcome::Committed { late: true });
@@ -1222,6 +1385,7 @@ mod tests {
         };
         snapshot.add_reservation("pi_gone", Some(gone));
         snapshot.add_event("evt_gone", false);
+        snapshot.add_payment("pi_gone", None);
         let before = snapshot.clone();
         let plan = apply_stripe_event(&mut snapshot, &event("evt_gone"), &commit("pi_gone", true), at(800));
         let plan = plan.expect("planned");
@@ -1400,8 +1564,14 @@ mod tests {
         let named = |id: &str, reference: &str| (id.to_owned(), Some(reference.to_owned()));
         assert_eq!(reads_of.events, [named("evt_1", "pi_open"), named("evt_2", "pi_paid")]);
         assert!(reads_of.changes_reservations && reads_of.late_payments);
-        assert_eq!(references_read(&reads_of, &[]), ["pi_open", "pi_paid"]);
-        assert_eq!(references_read(&reads_of, &["evt_2".to_owned()]), ["pi_open"], "a redelivery reads nothing");
+        let nothing = Snapshot::default();
+        assert_eq!(references_read(&reads_of, &[], &nothing), ["pi_open", "pi_paid"]);
+        assert_eq!(
+            references_read(&reads_of, &["evt_2".to_owned()], &nothing),
+            ["pi_open"],
+            "a redelivery reads nothing"
+        );
+        assert_eq!(payments_read(&reads_of, &["evt_2".to_owned()]), ["pi_open"], "a sale reads its payment's money");
         let held = |reference: &str, status, size: &str| ReservationRecord {
             reference: reference.to_owned(),
             status,
@@ -1511,6 +1681,7 @@ mod tests {
             }],
         };
         snapshot.add_reservation("pi_1", Some(record));
+        snapshot.add_payment("pi_1", None);
         let ignored = StripeAction::Ignore { reason: "not a payment" };
         let batch = [
             request(Decision::StripeEvent { event: event("evt_late"), action: commit("pi_1", true) }, 599),
@@ -1519,5 +1690,50 @@ mod tests {
         let plan = plan_batch(&mut snapshot, &batch).expect("planned");
         let outcome = EventOutcome::try_from(plan.answer(Vec::new()).expect("answered").remove(0));
         assert!(matches!(outcome, Ok(EventOutcome::Committed { late: true })), "{outcome:?}");
+    }
+
+    #[test]
+    fn a_full_refund_releases_a_held_reservation_once_and_the_success_after_it_sells_nothing() {
+        let mut snapshot = shop();
+        snapshot.add_reservation("pi_r", None);
+        reserve(&mut snapshot, ("pi_r", &[line("runner", "42", 2.0)]), ttl(), at(100)).expect("planned");
+        let refunded = StripeAction::RecordMoney {
+            payment_intent: "pi_r".into(),
+            change: MoneyChange::Refunded { amount: 4990, refunded: 4990 },
+        };
+        let reads_of =
+            reads(&[request(Decision::StripeEvent { event: event("evt_refund"), action: refunded.clone() }, 1)]);
+        assert_eq!(reads_of.payments, [("evt_refund".to_owned(), "pi_r".to_owned(), true)]);
+        assert_eq!(references_read(&reads_of, &[], &snapshot), ["pi_r"], "found through its payment, or by its id");
+
+        snapshot.add_event("evt_refund", false);
+        snapshot.add_payment("pi_r", None);
+        let held = snapshot.products["runner"][0].level.reserved().get();
+        let plan = apply_stripe_event(&mut snapshot, &event("evt_refund"), &refunded, at(200)).expect("planned");
+        assert_eq!(plan.outcome, EventOutcome::Conflict { kind: "refunded_before_sale" });
+        assert!(plan.writes.iter().any(|write| matches!(write, Write::RecordPayment { record, existed: false }
+            if record.reference.as_deref() == Some("pi_r") && record.money.is_fully_refunded())));
+        assert!(plan.writes.iter().any(|write| matches!(write, Write::SetStatus { record, .. }
+            if record.status == ReservationStatus::Released)));
+        assert_eq!(snapshot.products["runner"][0].level.reserved().get(), held - 2, "its units are available again");
+
+        snapshot.add_event("evt_paid", false);
+        let before = snapshot.products.clone();
+        let paid =
+            apply_stripe_event(&mut snapshot, &event("evt_paid"), &commit("pi_r", true), at(300)).expect("planned");
+        assert_eq!(paid.outcome, EventOutcome::Conflict { kind: "sale_after_refund" });
+        assert!(movements(&paid.writes).is_empty(), "nothing sold");
+        assert_eq!(snapshot.products, before);
+
+        // A partial refund of another payment records money and changes no reservation.
+        snapshot.add_reservation("pi_p", None);
+        reserve(&mut snapshot, ("pi_p", &[line("runner", "42", 1.0)]), ttl(), at(100)).expect("planned");
+        snapshot.add_event("evt_partial", false);
+        snapshot.add_payment("pi_p", None);
+        let partial =
+            StripeAction::RecordMoney { payment_intent: "pi_p".into(), change: MoneyChange::Refund { amount: 10 } };
+        let plan = apply_stripe_event(&mut snapshot, &event("evt_partial"), &partial, at(200)).expect("planned");
+        assert_eq!(plan.outcome, EventOutcome::Recorded);
+        assert!(!plan.writes.iter().any(|write| matches!(write, Write::SetStatus { .. })));
     }
 }

@@ -172,6 +172,13 @@ pub(crate) mod statements {
             FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
             WHERE r.reference = $1 ORDER BY ri.seq",
     };
+    /// The payment of reservation `$1` (`columns::PaymentColumns`): the one recorded for it, else the
+    /// PaymentIntent of that id.
+    pub(crate) const PAYMENT_OF_RESERVATION: Sql = Sql::same(
+        "SELECT payment_intent, reference, amount, refunded, dispute FROM payments \
+         WHERE reference = $1 OR payment_intent = $1 \
+         ORDER BY CASE WHEN reference = $1 THEN 0 ELSE 1 END, payment_intent LIMIT 1",
+    );
     /// The sizes of product `$1` with their figures at `$2`, in the order they were added (`SizeColumns`).
     pub(crate) const PRODUCT_STOCK: Sql = Sql {
         sqlite: concat!(
@@ -241,6 +248,16 @@ pub(crate) mod statements {
            (SELECT last_error FROM stock_alerts WHERE delivered_at IS NULL AND last_error IS NOT NULL \
              ORDER BY id DESC LIMIT 1)",
     ));
+    /// The payments by what came back of them (`PaymentCounts`' fields in order); "fully refunded" is
+    /// `PaymentMoney::is_fully_refunded` (an amount known, and all of it refunded).
+    pub(crate) const PAYMENT_COUNTS: Sql = Sql::same(
+        "SELECT \
+           (SELECT COUNT(*) FROM payments WHERE amount > 0 AND refunded >= amount), \
+           (SELECT COUNT(*) FROM payments WHERE refunded > 0 AND NOT (amount > 0 AND refunded >= amount)), \
+           (SELECT COUNT(*) FROM payments WHERE dispute = 'open'), \
+           (SELECT COUNT(*) FROM payments WHERE dispute = 'lost'), \
+           (SELECT COUNT(*) FROM payments WHERE dispute = 'won')",
+    );
     /// The `$2` reservations holding units at `$1` the longest, as `columns::SummaryColumns`.
     pub(crate) const OLDEST_ACTIVE: Sql = Sql::same(
         "SELECT r.reference, r.status, r.created_at, r.expires_at, \

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::http::AppState;
 use crate::json::ApiJson;
 use crate::openapi::ErrorBody;
-use crate::store::{EventOutcome, ReleaseOutcome, ReservationRecord, ReserveOutcome};
+use crate::store::{EventOutcome, PaymentRecord, ReleaseOutcome, ReservationRecord, ReserveOutcome};
 use serde::Deserialize;
 use stock_wire::{ReservationBody, ReservationRequest, check_reference, reservation_request};
 
@@ -37,6 +37,24 @@ pub struct ReservationAnswer {
     pub created_at: String,
     pub expires_at: String,
     pub items: Vec<ReservedItemAnswer>,
+    /// What came back of its payment after it was taken (refunds, a dispute), from Stripe's money events; `null`
+    /// until one arrives (or, for a Checkout Session, until it completes). Money only: stock comes back through
+    /// returns.
+    pub payment: Option<PaymentAnswer>,
+}
+
+/// A payment's money after the sale, in the currency's smallest unit (cents).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentAnswer {
+    pub payment_intent: String,
+    /// The amount charged; 0 while no charge event told it.
+    pub amount: u64,
+    /// Refunded so far.
+    pub refunded: u64,
+    pub fully_refunded: bool,
+    /// `open`, `won` or `lost`; `null` without a dispute.
+    pub dispute: Option<&'static str>,
 }
 
 /// One size a reservation holds.
@@ -132,10 +150,11 @@ async fn get_reservation(
     _caller: ApiCaller,
     Path(reference): Path<String>,
 ) -> Result<Json<ReservationAnswer>, ApiError> {
-    match state.ledger.reservation(&reference).await? {
-        Some(record) => Ok(Json(reservation_json(&record))),
-        None => Err(not_found(&reference)),
-    }
+    let Some(record) = state.ledger.reservation(&reference).await? else {
+        return Err(not_found(&reference));
+    };
+    let payment = state.ledger.payment_of(&reference).await?;
+    Ok(Json(ReservationAnswer { payment: payment.as_ref().map(payment_json), ..reservation_json(&record) }))
 }
 
 /// Releases a reservation (idempotent: a released or expired one is answered as it is).
@@ -222,7 +241,13 @@ async fn commit_reservation(
         }
         ref other => tracing::info!(reference = %reference, outcome = %other.as_str(), "confirmed payment applied"),
     }
-    let reservation = state.ledger.reservation(&reference).await?.as_ref().map(reservation_json);
+    let reservation = match state.ledger.reservation(&reference).await? {
+        Some(record) => {
+            let payment = state.ledger.payment_of(&reference).await?;
+            Some(ReservationAnswer { payment: payment.as_ref().map(payment_json), ..reservation_json(&record) })
+        }
+        None => None,
+    };
     Ok(Json(CommitAnswer {
         outcome: outcome.as_str(),
         conflict: match outcome {
@@ -238,6 +263,17 @@ fn not_found(reference: &str) -> ApiError {
     ApiError::NotFound { code: "reservation_not_found", message: format!("no reservation has reference {reference:?}") }
 }
 
+fn payment_json(record: &PaymentRecord) -> PaymentAnswer {
+    PaymentAnswer {
+        payment_intent: record.payment_intent.clone(),
+        amount: record.money.amount,
+        refunded: record.money.refunded,
+        fully_refunded: record.money.is_fully_refunded(),
+        dispute: record.money.dispute.map(|state| state.as_str()),
+    }
+}
+
+/// A reservation as answered, without its payment (see [`payment_json`]).
 fn reservation_json(record: &ReservationRecord) -> ReservationAnswer {
     ReservationAnswer {
         reference: record.reference.clone(),
@@ -253,5 +289,6 @@ fn reservation_json(record: &ReservationRecord) -> ReservationAnswer {
                 quantity: item.quantity.get(),
             })
             .collect(),
+        payment: None,
     }
 }

@@ -34,15 +34,17 @@ pub struct WebhookAnswer {
     pub event_id: String,
     /// The event was processed before: nothing changed.
     pub duplicate: bool,
-    /// committed, committed_late, released, processing, unchanged, ignored, conflict or duplicate.
+    /// committed, committed_late, released, processing, unchanged, recorded (a refund or a dispute, on its
+    /// payment), ignored, conflict or duplicate.
     pub outcome: &'static str,
-    /// The PaymentIntent or Checkout Session the event is about.
+    /// The PaymentIntent or Checkout Session the event is about (a money event's PaymentIntent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
     /// Why an ignored event was ignored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
-    /// With outcome conflict: oversold or unknown_reference.
+    /// With outcome conflict: oversold, unknown_reference, unreadable_event, refunded_before_sale or
+    /// sale_after_refund.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflict: Option<&'static str>,
 }
@@ -132,6 +134,13 @@ async fn apply_event(
         EventOutcome::Ignored { reason } => {
             tracing::info!(reason = %reason, "Stripe event ignored");
             "ignored"
+        }
+        EventOutcome::Recorded => {
+            tracing::info!(
+                payment_intent = action.reference().unwrap_or("-"),
+                "refund or dispute recorded on its payment; stock unchanged"
+            );
+            "recorded"
         }
         other => {
             tracing::info!(outcome = %other.as_str(), "Stripe event applied");

@@ -10,6 +10,7 @@ mod fake_stripe;
 mod helpers;
 mod limits;
 mod metrics;
+mod money;
 mod movements;
 mod openapi;
 mod outbox;

@@ -249,7 +249,7 @@ async fn a_postgresql_batch_with_one_failing_stripe_event_applies_the_others_and
         tokio::spawn(async move {
             let id = format!("evt_{}", reference.trim_start_matches("pi_"));
             let event = StripeEventRecord { id, kind: "payment_intent.succeeded".into() };
-            let action = StripeAction::Commit { reference, order_reference: None, marked: true };
+            let action = StripeAction::Commit { reference, order_reference: None, marked: true, payment_intent: None };
             store.apply_stripe_event(&event, &action, at(2)).await
         })
     };
@@ -344,8 +344,12 @@ async fn the_same_stripe_event_delivered_to_two_stores_at_once_is_applied_once()
         for store in [first.clone(), second.clone()] {
             deliveries.spawn(async move {
                 let event = StripeEventRecord { id: format!("evt_{buyer}"), kind: "payment_intent.succeeded".into() };
-                let action =
-                    StripeAction::Commit { reference: format!("pi_{buyer}"), order_reference: None, marked: true };
+                let action = StripeAction::Commit {
+                    reference: format!("pi_{buyer}"),
+                    order_reference: None,
+                    marked: true,
+                    payment_intent: None,
+                };
                 (buyer, store.apply_stripe_event(&event, &action, at(2)).await)
             });
         }

@@ -176,10 +176,8 @@ async fn a_processing_event_after_the_success_changes_nothing() {
 #[tokio::test]
 async fn events_that_do_not_concern_stock_are_acknowledged_and_ignored() {
     let app = spawn_app().await;
-    for (fixture, id) in [("payment_intent.created", "pi_3Created"), ("charge.refunded", "ch_3Refunded")] {
-        let answer = deliver(&app, fixture, &format!("evt_{id}"), id).await;
-        assert_eq!(answer["outcome"], "ignored", "{fixture}");
-    }
+    let answer = deliver(&app, "payment_intent.created", "evt_created", "pi_3Created").await;
+    assert_eq!(answer["outcome"], "ignored");
 }
 
 #[tokio::test]

@@ -37,10 +37,12 @@ macro_rules! queue_outbox {
         )
     };
 }
-use crate::store::columns::{MovementColumns, holds_until, movement_from_columns};
+use crate::store::columns::{
+    MovementColumns, PaymentColumns, holds_until, movement_from_columns, payment_columns, payment_from_columns,
+};
 use crate::store::plan::{self, NewMovement, Outcome, Queued, Reads, Request, Snapshot, Write};
 use crate::store::sql::statements;
-use crate::store::{MovementRecord, ReservationRecord, StoreError};
+use crate::store::{MovementRecord, PaymentRecord, ReservationRecord, StoreError};
 
 /// What a transaction writes in its last statement: the reservations its decisions made, the new statuses of the
 /// ones they moved, the Stripe events they applied, and the outbox rows they queued (if this store queues changes
@@ -362,6 +364,47 @@ async fn insert_movements(connection: &mut PgConnection, planned: &[&NewMovement
     Ok(rows.into_iter().map(|(id, ..)| id).collect())
 }
 
+/// Writes payments' money: the new ones in one statement (no ON CONFLICT: a payment another sidecar recorded since
+/// this one read it fails the transaction, which runs again and finds it), the others, read locked, in another.
+async fn write_payments(
+    connection: &mut PgConnection,
+    payments: &[(&PaymentRecord, bool)],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    for inserted in [true, false] {
+        let rows: Vec<PaymentColumns> = payments
+            .iter()
+            .filter(|(_, existed)| *existed != inserted)
+            .map(|(record, _)| payment_columns(record))
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let statement = if inserted {
+            "INSERT INTO payments (payment_intent, reference, amount, refunded, dispute, updated_at) \
+             SELECT payment_intent, reference, amount, refunded, dispute, $6 \
+             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[]) \
+               AS planned (payment_intent, reference, amount, refunded, dispute) ORDER BY payment_intent"
+        } else {
+            "UPDATE payments p SET reference = planned.reference, amount = planned.amount, \
+               refunded = planned.refunded, dispute = planned.dispute, updated_at = $6 \
+             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[]) \
+               AS planned (payment_intent, reference, amount, refunded, dispute) \
+             WHERE p.payment_intent = planned.payment_intent"
+        };
+        sqlx::query(statement)
+            .bind(column(&rows, |row| row.0.as_str()))
+            .bind(column(&rows, |row| row.1.as_deref()))
+            .bind(column(&rows, |row| row.2))
+            .bind(column(&rows, |row| row.3))
+            .bind(column(&rows, |row| row.4.as_deref()))
+            .bind(now.unix_millis())
+            .execute(&mut *connection)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Executes the writes of a transaction's plans, in few statements: new sizes in one, conflicts in one, movements
 /// and their sizes' figures in one; new reservations, status changes, the events' records and the outbox rows are
 /// gathered for [`Pending::write`], which writes them in one statement at the transaction's end. The movements
@@ -375,6 +418,8 @@ async fn apply(
     let mut new_sizes: (Vec<&str>, Vec<&str>, Vec<i64>) = Default::default();
     let mut movements: Vec<&NewMovement> = Vec::new();
     let mut conflicts: (Vec<&str>, Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
+    // Each payment once, as the last decision left it: inserted if the first one found no row.
+    let mut payments: Vec<(&PaymentRecord, bool)> = Vec::new();
     for write in writes {
         match write {
             // The reservation's sizes were locked when it was read (`load`).
@@ -401,7 +446,16 @@ async fn apply(
             Write::RecordEvent { id, kind, outcome, received_at } => {
                 outbox.events.push((id.clone(), kind.clone(), outcome, received_at.unix_millis()));
             }
+            Write::RecordPayment { record, existed } => {
+                match payments.iter_mut().find(|(known, _)| known.payment_intent == record.payment_intent) {
+                    Some(payment) => payment.0 = record,
+                    None => payments.push((record, *existed)),
+                }
+            }
         }
+    }
+    if !payments.is_empty() {
+        write_payments(connection, &payments, now).await?;
     }
     if !new_sizes.0.is_empty() {
         // No ON CONFLICT: a size another sidecar created since this one read fails the transaction, which runs
@@ -448,7 +502,8 @@ async fn apply(
 }
 
 /// Loads what a batch reads (see [`plan::Reads`]) into a snapshot, locking in one order whatever the batch: the
-/// Stripe events' records (no lock: a unique id guards them), the reservations (locked, in reference order, when the
+/// Stripe events' records (no lock: a unique id guards them), the payments they read (locked, in PaymentIntent
+/// order), the reservations (locked, in reference order, when the
 /// decisions move them, but not those named only by events applied before; a reservation batch only reads its
 /// references, before any size is locked, so the hot sizes' locks are held one round trip less), then every size
 /// the batch may change ([`plan::sizes_read`], in product and size order, so two sidecars never wait on each other
@@ -470,7 +525,23 @@ async fn load(connection: &mut PgConnection, reads: &Reads, now: Timestamp) -> R
             snapshot.add_event(id, applied.iter().any(|known| known == id));
         }
     }
-    let references = plan::references_read(reads, &applied);
+    let payments = plan::payments_read(reads, &applied);
+    if !payments.is_empty() {
+        // Locked in PaymentIntent order, before any reservation: every decision that reads a payment takes it first.
+        let rows: Vec<PaymentColumns> = sqlx::query_as(
+            "SELECT payment_intent, reference, amount, refunded, dispute FROM payments \
+             WHERE payment_intent = ANY($1) ORDER BY payment_intent FOR UPDATE",
+        )
+        .bind(&payments)
+        .fetch_all(&mut *connection)
+        .await?;
+        let mut records = rows.into_iter().map(payment_from_columns).collect::<Result<Vec<_>, _>>()?;
+        for payment_intent in &payments {
+            let position = records.iter().position(|record| &record.payment_intent == payment_intent);
+            snapshot.add_payment(payment_intent, position.map(|position| records.swap_remove(position)));
+        }
+    }
+    let references = plan::references_read(reads, &applied, &snapshot);
     let records = match references.is_empty() {
         true => BTreeMap::new(),
         false => {

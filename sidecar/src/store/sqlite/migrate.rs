@@ -44,6 +44,7 @@ const MIGRATIONS: &[Migration] = migrations![
     (7, "0007_stock_alerts"),
     (8, "0008_conflicts_listed"),
     (9, "0009_unambiguous_keys"),
+    (10, "0010_payments"),
 ];
 
 fn refused(message: String) -> StoreError {
@@ -181,6 +182,11 @@ mod tests {
                 9,
                 "unambiguous keys",
                 "8C21F39E441EED85098BB4D10B6A81216080C76B742BB0E3941208292595214217AB2D271881131AC1F94EB9A7031720",
+            ),
+            (
+                10,
+                "payments",
+                "92EF4A5223C0ED323F30BA27FA3F3D6B78F1780782E46A372083B449F3ED10DC400586938F515F4E5F542AABD2F2CD0F",
             ),
         ];
         let (mut connection, _directory) = fresh();

@@ -7,7 +7,10 @@ use rusqlite::{Connection, params};
 use stock_core::Timestamp;
 
 use super::{SIZE_QUERY, SIZES_QUERY, rows};
-use crate::store::columns::{MovementColumns, holds_until, level, movement_from_columns, reservation_from_rows};
+use crate::store::columns::{
+    MovementColumns, PaymentColumns, holds_until, level, movement_from_columns, payment_columns, payment_from_columns,
+    reservation_from_rows,
+};
 use crate::store::plan::{self, NewMovement, Outcome, Queued, Reads, Request, Snapshot, Write};
 use crate::store::sql::statements;
 use crate::store::{MovementRecord, SizeRecord, StoreError};
@@ -72,8 +75,12 @@ fn load(connection: &Connection, reads: &Reads, now: Timestamp) -> Result<Snapsh
         }
         snapshot.add_event(id, known);
     }
+    for payment_intent in plan::payments_read(reads, &applied) {
+        let row = rows::<PaymentColumns>(connection, PAYMENT_QUERY, [&payment_intent])?.pop();
+        snapshot.add_payment(&payment_intent, row.map(payment_from_columns).transpose()?);
+    }
     let mut records = Vec::new();
-    for reference in plan::references_read(reads, &applied) {
+    for reference in plan::references_read(reads, &applied, &snapshot) {
         let record =
             reservation_from_rows(&reference, rows(connection, statements::RESERVATION.sqlite, [&reference])?)?;
         records.push((reference, record));
@@ -99,6 +106,10 @@ fn load(connection: &Connection, reads: &Reads, now: Timestamp) -> Result<Snapsh
     }
     Ok(snapshot)
 }
+
+/// A payment by its PaymentIntent.
+const PAYMENT_QUERY: &str =
+    "SELECT payment_intent, reference, amount, refunded, dispute FROM payments WHERE payment_intent = ?1";
 
 /// A size's columns as [`SIZES_QUERY`] and [`SIZE_QUERY`] read them: size, stock, threshold, reserved.
 type SizeFigures = (String, i64, i64, i64);
@@ -182,6 +193,24 @@ fn apply(
                          VALUES (?1, ?2, ?3, ?4, ?5)",
                     )?
                     .execute(params![kind, reference, event_id, details, now.unix_millis()])?;
+            }
+            Write::RecordPayment { record, existed } => {
+                let (payment_intent, reference, amount, refunded, dispute) = payment_columns(record);
+                let statement = if *existed {
+                    "UPDATE payments SET reference = ?2, amount = ?3, refunded = ?4, dispute = ?5, updated_at = ?6 \
+                     WHERE payment_intent = ?1"
+                } else {
+                    "INSERT INTO payments (payment_intent, reference, amount, refunded, dispute, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                };
+                connection.prepare_cached(statement)?.execute(params![
+                    payment_intent,
+                    reference,
+                    amount,
+                    refunded,
+                    dispute,
+                    now.unix_millis()
+                ])?;
             }
             Write::RecordEvent { id, kind, outcome, received_at } => {
                 connection
