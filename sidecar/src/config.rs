@@ -51,6 +51,10 @@ pub struct Config {
     /// Release the reservation on `payment_intent.payment_failed` (`RELEASE_ON_PAYMENT_FAILED`, default false:
     /// Stripe lets the customer retry the same PaymentIntent, so the units stay held until it expires).
     pub release_on_payment_failed: bool,
+    /// Put a paid reservation's units back on sale when its payment becomes fully refunded
+    /// (`RESTOCK_ON_FULL_REFUND`, default false: money and stock are separate facts, and units come back through a
+    /// return). For shops that refund only before shipping; each restock is a `return` movement naming the refund.
+    pub restock_on_full_refund: bool,
     /// Stripe API key (`STRIPE_SECRET_KEY`, `sk_...` or a restricted `rk_...`). With it, cleanup cancels an
     /// abandoned PaymentIntent (or expires a Checkout Session) before releasing its reservation.
     pub stripe_secret_key: Option<Secret>,
@@ -249,6 +253,7 @@ impl Default for Config {
             default_ttl: ReservationTtl::DEFAULT,
             stripe_webhook_secrets: Vec::new(),
             release_on_payment_failed: false,
+            restock_on_full_refund: false,
             stripe_secret_key: None,
             stripe_api_base: None,
             payload: None,
@@ -385,6 +390,13 @@ impl Config {
                 "true" | "1" | "yes" => config.release_on_payment_failed = true,
                 "false" | "0" | "no" => config.release_on_payment_failed = false,
                 _ => problems.push(format!("RELEASE_ON_PAYMENT_FAILED: {text:?} is not true or false")),
+            }
+        }
+        if let Some(text) = value("RESTOCK_ON_FULL_REFUND") {
+            match text.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => config.restock_on_full_refund = true,
+                "false" | "0" | "no" => config.restock_on_full_refund = false,
+                _ => problems.push(format!("RESTOCK_ON_FULL_REFUND: {text:?} is not true or false")),
             }
         }
 

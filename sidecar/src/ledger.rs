@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use futures_util::{StreamExt, stream};
 use stock_core::{CartLine, Quantity, ReservationTtl, Timestamp};
+use stock_wire::ReturnRequest;
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
@@ -19,15 +20,15 @@ use crate::store::columns::{
     AlertColumns, ConflictColumns, LedgerSizeColumns, MonitoringCounts, MovementColumns, OutboxColumns, PaymentColumns,
     PaymentCountColumns, SizeColumns, SummaryColumns, TotalColumns, alerts_from_rows, conflict_from_columns,
     ledger_sizes_from_rows, monitoring_from_rows, movement_from_columns, outbox_entries_from_rows,
-    payment_from_columns, reservation_from_rows, sizes_from_rows, totals_from_rows,
+    payment_from_columns, reservation_from_rows, returns_from_rows, sizes_from_rows, totals_from_rows,
 };
 use crate::store::plan::{Decision, Outcome, Request};
 use crate::store::sql::{Columns, Param, Sql, params, statements};
 use crate::store::{
     AlertCrossing, ConflictRecord, EventOutcome, ImportOutcome, LaneClaim, LedgerSize, Monitoring, MovementOutcome,
     MovementRecord, MovementRequest, MovementTotal, OLDEST_LISTED, OutboxEntry, PaymentRecord, PostgresStore,
-    ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome, SizeRecord, SqliteStore, StockAlert, StoreError,
-    StripeAction, StripeEventRecord, resolution as resolved,
+    ReleaseOutcome, ReservationRecord, ReserveOutcome, ResolveOutcome, ReturnOutcome, ReturnRecord, SizeRecord,
+    SqliteStore, StockAlert, StoreError, StripeAction, StripeEventRecord, resolution as resolved,
 };
 
 /// The kind under which a payment confirmed by the shop (not by a Stripe event) is recorded among the events.
@@ -190,6 +191,29 @@ impl Ledger {
             row.map(payment_from_columns).transpose()
         })
         .await
+    }
+
+    /// The returns recorded of reservation `reference`, by return id.
+    pub async fn returns_of(&self, reference: &str) -> Result<Vec<ReturnRecord>, StoreError> {
+        self.timed("returns", async {
+            returns_from_rows(reference, self.rows(statements::RETURNS_OF_RESERVATION, params![reference]).await?)
+        })
+        .await
+    }
+
+    /// Records a return of units the paid reservation `reference` sold, under the caller's return id: once, never
+    /// more back than was sold across its returns; restocked lines are `return` movements, damaged ones change no
+    /// stock.
+    pub async fn record_return(
+        &self,
+        reference: &str,
+        request: ReturnRequest,
+        now: Timestamp,
+    ) -> Result<ReturnOutcome, StoreError> {
+        let decision = Decision::Return { reference: reference.to_owned(), request };
+        let outcome: ReturnOutcome = self.decide("record_return", decision, now).await?;
+        self.queued_changes(matches!(outcome, ReturnOutcome::Recorded { .. }));
+        Ok(outcome)
     }
 
     /// Releases an active reservation; idempotent.

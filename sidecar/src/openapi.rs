@@ -23,6 +23,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
         (name = "reservations", description = "Holding stock for checkouts (SIDECAR_API_TOKEN)"),
         (name = "stock", description = "What a product's sizes have (SIDECAR_API_TOKEN)"),
         (name = "movements", description = "Restocks, returns and adjustments (ADMIN_API_TOKEN)"),
+        (name = "returns", description = "Units of a paid reservation coming back, once per return id (recorded \
+            with ADMIN_API_TOKEN, listed with SIDECAR_API_TOKEN)"),
         (name = "stripe", description = "Stripe's webhooks, verified by their signature"),
         (name = "operations", description = "Cleanup, monitoring, metrics and probes"),
     )

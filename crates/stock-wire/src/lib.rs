@@ -8,9 +8,13 @@ mod stripe;
 
 #[cfg(feature = "openapi")]
 pub use requests::MovementKind;
+#[cfg(feature = "openapi")]
+pub use requests::ReturnReasonKind;
 pub use requests::{
     Label, MovementBody, MovementOrigin, MovementRequest, RequestError, ReservationBody, ReservationItemBody,
-    ReservationRequest, check_labels, check_reference, decode_movement, decode_reservation, movement_request,
-    reservation_request,
+    ReservationRequest, ReturnBody, ReturnLineBody, ReturnRequest, check_labels, check_reference, decode_movement,
+    decode_reservation, decode_return, movement_request, reservation_request, return_request,
 };
-pub use stripe::{CHECKOUT_MARKER, MoneyChange, StripeAction, VerifiedEvent, VerifyError, action_for, verify};
+pub use stripe::{
+    CHECKOUT_MARKER, EventPolicy, MoneyChange, StripeAction, VerifiedEvent, VerifyError, action_for, verify,
+};

@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
-use stock_core::{CartLine, ErrorCode, MovementType, Quantity, ReservationTtl, SignedQuantity};
+use stock_core::{
+    CartLine, ErrorCode, MovementType, Quantity, ReservationTtl, ReturnLine, ReturnReason, SignedQuantity,
+};
 
 /// Why a request body was refused. Nothing here knows HTTP: the sidecar answers [`RequestError::InvalidJson`] with
 /// 400 `invalid_json` and [`RequestError::Invalid`] with 422 `invalid_request`.
@@ -330,9 +332,117 @@ pub fn decode_movement(body: &[u8]) -> Result<MovementRequest, RequestError> {
     movement_request(body)
 }
 
+/// Units of a paid reservation coming back: returned by the customer, returned damaged, or cancelled before they
+/// were shipped.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReturnBody {
+    /// The caller's id of this return (an RMA number, a form's submission key): 1 to 255 visible ASCII characters.
+    /// The same return again under it answers the first one (200) and records nothing; other lines under it are
+    /// refused (409 `return_id_conflict`).
+    return_id: String,
+    /// 1 to 100 lines; the lines of one size together never bring back more than the reservation sold, across all
+    /// its returns.
+    lines: Vec<ReturnLineBody>,
+}
+
+/// One line of a return.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReturnLineBody {
+    /// The product's id: a string or a number.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    product: Label,
+    /// The size's label. A line names a size or a variant, not both.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[serde(default)]
+    size: Option<Label>,
+    /// In a shop on Payload's ecommerce plugin, the variant's id, or null for a product without variants.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[serde(default, deserialize_with = "present")]
+    variant: Option<Option<Label>>,
+    /// Whole units, at least 1.
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
+    quantity: Value,
+    /// `returned` (back on sale), `cancelled` (cancelled before shipping: back on sale) or `damaged` (recorded as
+    /// returned, not put back on sale).
+    #[cfg_attr(feature = "openapi", schema(value_type = ReturnReasonKind))]
+    reason: String,
+}
+
+/// Why units come back. Only the OpenAPI document uses it: the line's `reason` is parsed by stock-core's
+/// `ReturnReason`.
+#[cfg(feature = "openapi")]
+#[allow(dead_code)]
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ReturnReasonKind {
+    Returned,
+    Cancelled,
+    Damaged,
+}
+
+/// A return as the ledger takes it: a checked id, and lines whose labels and reasons are checked (their quantities
+/// are checked by stock-core against what the reservation sold, with every problem reported at once).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReturnRequest {
+    pub return_id: String,
+    pub lines: Vec<ReturnLine>,
+}
+
+/// Checks a decoded return body.
+pub fn return_request(body: ReturnBody) -> Result<ReturnRequest, RequestError> {
+    check_reference(&body.return_id, "returnId")?;
+    let lines = body
+        .lines
+        .into_iter()
+        .enumerate()
+        .map(|(index, line)| {
+            let field = format!("lines[{index}]");
+            let (product, size) = stock_key(line.product, line.size, line.variant, &field)?;
+            let reason = ReturnReason::parse(&line.reason).map_err(|error| RequestError::Invalid {
+                message: format!("{field}.reason: {error}"),
+                reason: Some(error.code()),
+            })?;
+            Ok(ReturnLine {
+                product,
+                size,
+                quantity: number_field(&line.quantity, &format!("{field}.quantity"))?,
+                reason,
+            })
+        })
+        .collect::<Result<Vec<_>, RequestError>>()?;
+    Ok(ReturnRequest { return_id: body.return_id, lines })
+}
+
+/// The whole decoding of a `POST /v1/reservations/{reference}/returns` body, from bytes.
+pub fn decode_return(body: &[u8]) -> Result<ReturnRequest, RequestError> {
+    let body: ReturnBody =
+        serde_json::from_slice(body).map_err(|error| RequestError::InvalidJson(error.to_string()))?;
+    return_request(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_return_body_names_each_line_by_size_or_variant_with_a_reason() {
+        let request = decode_return(
+            br#"{"returnId":"RMA-7","lines":[{"product":"p","size":"42","quantity":1,"reason":"damaged"},{"product":9,"variant":null,"quantity":2,"reason":"cancelled"}]}"#,
+        )
+        .expect("valid");
+        assert_eq!(request.return_id, "RMA-7");
+        assert_eq!((request.lines[0].size.as_str(), request.lines[0].reason), ("42", ReturnReason::Damaged));
+        assert_eq!((request.lines[1].size.as_str(), request.lines[1].quantity), (stock_core::NO_VARIANT, 2.0));
+        let refused = |body: &str| decode_return(body.as_bytes()).expect_err(body);
+        let lost = refused(r#"{"returnId":"R","lines":[{"product":"p","size":"42","quantity":1,"reason":"lost"}]}"#);
+        assert!(matches!(lost, RequestError::Invalid { reason: Some("invalid_reason"), .. }), "{lost:?}");
+        assert!(matches!(refused(r#"{"returnId":"","lines":[]}"#), RequestError::Invalid { reason: None, .. }));
+        assert!(matches!(refused(r#"{"returnId":"R","lines":[],"note":1}"#), RequestError::InvalidJson(_)));
+    }
 
     #[test]
     fn a_reservation_body_is_checked_field_by_field_with_stock_cores_codes() {

@@ -169,13 +169,23 @@ pub enum StripeAction {
     /// An asynchronous payment is under way: keep the units past the expiry. `payment_intent` as for a commit.
     StartProcessing { reference: String, payment_intent: Option<String> },
     /// Money came back or is contested (a refund, a dispute): recorded on the payment's record, never a restock
-    /// by itself.
-    RecordMoney { payment_intent: String, change: MoneyChange },
+    /// by itself. `restock_on_full_refund`: the shop refunds only before shipping, so a paid reservation's units
+    /// come back when its payment becomes fully refunded ([`EventPolicy`]).
+    RecordMoney { payment_intent: String, change: MoneyChange, restock_on_full_refund: bool },
     /// Nothing to do; the reason is logged and answered.
     Ignore { reason: &'static str },
     /// A correctly signed event of a type stock uses that cannot be read: recorded as an `unreadable_event`
     /// conflict, so that a paid order is never lost silently.
     Unreadable { reference: Option<String>, problem: String },
+}
+
+/// The shop's choices about what events do (the sidecar's RELEASE_ON_PAYMENT_FAILED and RESTOCK_ON_FULL_REFUND).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventPolicy {
+    /// `payment_intent.payment_failed` releases the reservation (by default it is kept for the customer's retry).
+    pub release_on_payment_failed: bool,
+    /// A full refund of a paid reservation puts its units back (by default money never restocks).
+    pub restock_on_full_refund: bool,
 }
 
 /// What a money event says about a payment; stock-core's `PaymentMoney` merges it into what was known.
@@ -226,15 +236,15 @@ fn amount(object: &Value, key: &str) -> Option<u64> {
 /// event's PaymentIntent and figures (a charge's `amount` and `amount_refunded`, a refund's `amount` and `status`,
 /// a dispute's `status`). An event of a type stock uses that lacks one of them is [`StripeAction::Unreadable`];
 /// an event of any other type is ignored whatever its shape.
-pub fn action_for(event: &VerifiedEvent, release_on_payment_failed: bool) -> StripeAction {
+pub fn action_for(event: &VerifiedEvent, policy: EventPolicy) -> StripeAction {
     if let Some(problem) = event.problem() {
         return StripeAction::Unreadable { reference: None, problem: problem.to_owned() };
     }
     let object = event.object();
     let kind = event.kind();
-    let uses = match stock_use(kind, release_on_payment_failed) {
+    let uses = match stock_use(kind, policy.release_on_payment_failed) {
         None => return StripeAction::Ignore { reason: "this event type does not concern stock" },
-        Some(EventUse::Money(money)) => return money_action(kind, money, object),
+        Some(EventUse::Money(money)) => return money_action(kind, money, object, policy.restock_on_full_refund),
         Some(EventUse::Checkout(uses)) => uses,
     };
     let Some(reference) = object.get("id").and_then(Value::as_str).filter(|id| !id.is_empty() && id.len() <= 255)
@@ -275,7 +285,7 @@ pub fn action_for(event: &VerifiedEvent, release_on_payment_failed: bool) -> Str
 
 /// What a refund or dispute event records on its payment. A charge, refund or dispute without a PaymentIntent was
 /// not made by a checkout (the older Charges API): ignored, like someone else's payment.
-fn money_action(kind: &str, money: MoneyEvent, object: &Value) -> StripeAction {
+fn money_action(kind: &str, money: MoneyEvent, object: &Value, restock_on_full_refund: bool) -> StripeAction {
     let unreadable = |what: &str| StripeAction::Unreadable {
         reference: object_id(object, "payment_intent"),
         problem: format!("a {kind} event without {what}"),
@@ -304,7 +314,7 @@ fn money_action(kind: &str, money: MoneyEvent, object: &Value) -> StripeAction {
             None => return unreadable("a status"),
         },
     };
-    StripeAction::RecordMoney { payment_intent, change }
+    StripeAction::RecordMoney { payment_intent, change, restock_on_full_refund }
 }
 
 /// What stock does with an event type: a checkout's reservation, or a payment's money.
@@ -432,7 +442,7 @@ mod tests {
                 r#"{{"id":"evt_m","type":"payment_intent.succeeded","data":{{"object":{{"id":"pi_m","metadata":{metadata}}}}}}}"#
             );
             let event = verify(body.as_bytes(), Some(&header_for(&body, 10, SECRET)), &[SECRET], at(10)).expect("ok");
-            match action_for(&event, false) {
+            match action_for(&event, EventPolicy::default()) {
                 StripeAction::Commit { marked, .. } => marked,
                 other => unreachable!("{other:?}"),
             }
@@ -445,13 +455,16 @@ mod tests {
     fn action_of(kind: &str, object: &str) -> StripeAction {
         let body = format!(r#"{{"id":"evt_money","type":"{kind}","data":{{"object":{object}}}}}"#);
         let event = verify(body.as_bytes(), Some(&header_for(&body, 10, SECRET)), &[SECRET], at(10)).expect("signed");
-        action_for(&event, false)
+        action_for(&event, EventPolicy::default())
     }
 
     #[test]
     fn refunds_and_disputes_are_recorded_on_their_payment_intent_and_never_read_as_a_sale() {
-        let money =
-            |payment_intent: &str, change| StripeAction::RecordMoney { payment_intent: payment_intent.into(), change };
+        let money = |payment_intent: &str, change| StripeAction::RecordMoney {
+            payment_intent: payment_intent.into(),
+            change,
+            restock_on_full_refund: false,
+        };
         assert_eq!(
             action_of(
                 "charge.refunded",

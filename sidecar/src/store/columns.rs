@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use stock_core::{
-    CartLine, DisputeState, MovementDetails, MovementType, PaymentMoney, Quantity, Reservation, ReservationStatus,
-    SignedQuantity, StockLevel, StockMovement, StockState, Timestamp,
+    CartLine, DisputeState, MovementDetails, MovementType, PaymentMoney, PlannedReturnLine, Quantity, Reservation,
+    ReservationStatus, ReturnReason, SignedQuantity, StockLevel, StockMovement, StockState, Timestamp,
 };
 
 use super::{
     AlertStatus, ConflictRecord, LedgerSize, Monitoring, MovementRecord, MovementTotal, OutboxEntry, OutboxStatus,
-    OutboxTopic, PaymentCounts, PaymentRecord, ReservationRecord, ReservationSummary, ReservedItem, SizeRecord,
-    StockAlert, StoreError, WriterCounts,
+    OutboxTopic, PaymentCounts, PaymentRecord, ReservationRecord, ReservationSummary, ReservedItem, ReturnRecord,
+    SizeRecord, StockAlert, StoreError, WriterCounts,
 };
 
 /// Until when a reservation in `status`, expiring at `expires_at`, holds its units: what
@@ -230,6 +230,36 @@ pub(crate) fn reservation_from_rows(
         }
     }
     Ok(record)
+}
+
+/// The idempotency key of the `return` movement of line `line` of a reservation's return.
+pub(crate) fn return_key(reference: &str, return_id: &str, line: usize) -> String {
+    format!("return:{}:{}:{line}", key_part(reference), key_part(return_id))
+}
+
+/// A return line's columns: return_id, line, product, size, quantity, reason, created_at.
+pub(crate) type ReturnLineColumns = (String, i64, String, String, i64, String, i64);
+
+/// The returns of `reference` from its lines' rows, ordered by return id and line.
+pub(crate) fn returns_from_rows(
+    reference: &str,
+    rows: Vec<ReturnLineColumns>,
+) -> Result<Vec<ReturnRecord>, StoreError> {
+    let mut returns: Vec<ReturnRecord> = Vec::new();
+    for (return_id, _, product, size, units, reason, created_at) in rows {
+        let reason = ReturnReason::parse(&reason).map_err(|error| StoreError::Inconsistent(error.to_string()))?;
+        let line = PlannedReturnLine { product, size, quantity: quantity(units, "a return line")?, reason };
+        match returns.last_mut() {
+            Some(last) if last.return_id == return_id => last.lines.push(line),
+            _ => returns.push(ReturnRecord {
+                reference: reference.to_owned(),
+                return_id,
+                lines: vec![line],
+                created_at: timestamp(created_at)?,
+            }),
+        }
+    }
+    Ok(returns)
 }
 
 /// A payment's columns: payment_intent, reference, amount, refunded, dispute.

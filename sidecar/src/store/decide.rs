@@ -3,15 +3,16 @@
 //! into rows to write; none of them touches a database.
 
 use stock_core::{
-    MovementDetails, MovementType, PaymentMoney, Quantity, ReservationError, ReservationStatus, SignedQuantity,
-    StatusChange, StockLevel, StockMovement, Timestamp, apply_movement, commit_reserved_sale,
+    MovementDetails, MovementType, PaymentMoney, PlannedReturnLine, Quantity, ReservationError, ReservationStatus,
+    ReturnLine, ReturnReason, SignedQuantity, SoldSize, StatusChange, StockLevel, StockMovement, Timestamp,
+    apply_movement, commit_reserved_sale,
 };
 use stock_wire::MoneyChange;
 
 use super::columns::{level, lifecycle_of};
 use super::{
     ConflictRecord, EventOutcome, MovementOutcome, MovementRecord, MovementRequest, ReleaseOutcome, ReservationRecord,
-    ReservedItem, ResolveOutcome, StoreError,
+    ReservedItem, ResolveOutcome, ReturnRecord, StoreError,
 };
 
 fn inconsistent(error: impl std::fmt::Display) -> StoreError {
@@ -101,6 +102,71 @@ pub(crate) fn sale_after_refund_details(
         "reservationStatus": record.status.as_str(),
         "payment": money_details(money),
     })
+}
+
+/// Each size a paid reservation sold, with what its `returns` have taken back so far (damaged units included).
+pub(crate) fn sold_sizes(record: &ReservationRecord, returns: &[ReturnRecord]) -> Vec<SoldSize> {
+    record
+        .items
+        .iter()
+        .map(|item| {
+            let back = returns
+                .iter()
+                .flat_map(|recorded| &recorded.lines)
+                .filter(|line| line.product == item.product && line.size == item.size)
+                .map(|line| line.quantity.get())
+                .sum::<u32>();
+            SoldSize {
+                product: item.product.clone(),
+                size: item.size.clone(),
+                sold: item.quantity,
+                returned: Quantity::new(back).unwrap_or(item.quantity),
+            }
+        })
+        .collect()
+}
+
+/// Whether a return asked again is the one recorded under its id: the same lines, in the same order.
+pub(crate) fn same_return(recorded: &ReturnRecord, lines: &[ReturnLine]) -> bool {
+    recorded.lines.len() == lines.len()
+        && recorded.lines.iter().zip(lines).all(|(recorded, asked)| {
+            recorded.product == asked.product
+                && recorded.size == asked.size
+                && recorded.reason == asked.reason
+                && f64::from(recorded.quantity.get()) == asked.quantity
+        })
+}
+
+/// The lines of the return RESTOCK_ON_FULL_REFUND makes of a fully refunded payment: every unit that may still
+/// come back, as cancelled (back on sale); none when everything came back already.
+pub(crate) fn full_refund_lines(sold: &[SoldSize]) -> Vec<ReturnLine> {
+    sold.iter()
+        .filter(|size| !size.returnable().is_zero())
+        .map(|size| ReturnLine {
+            product: size.product.clone(),
+            size: size.size.clone(),
+            quantity: f64::from(size.returnable().get()),
+            reason: ReturnReason::Cancelled,
+        })
+        .collect()
+}
+
+/// The `return` movement that puts a return line's units back on sale, on a size standing at `level`: its reason
+/// names the return, its reference is the return's id and its order reference the order the sale belonged to.
+pub(crate) fn return_movement(
+    level: &StockLevel,
+    line: &PlannedReturnLine,
+    (return_id, order_reference): (&str, &str),
+    now: Timestamp,
+) -> Result<StockMovement, StoreError> {
+    let details = MovementDetails {
+        reason: format!("Return {return_id}: {}", line.reason),
+        reference: Some(return_id.to_owned()),
+        order_reference: Some(order_reference.to_owned()),
+        date: now,
+    };
+    let units = SignedQuantity::new(i64::from(line.restocked().get())).map_err(inconsistent)?;
+    Ok(apply_movement(level, MovementType::Return, units, details).map_err(inconsistent)?.movement)
 }
 
 /// The sale of each item (its item and its movement), or the details of the `oversold` conflict to record.

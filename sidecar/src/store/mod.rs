@@ -10,7 +10,7 @@ mod postgres;
 pub(crate) mod sql;
 mod sqlite;
 
-pub(crate) use decide::resolution;
+pub(crate) use decide::{resolution, sold_sizes};
 pub use plan::{AlertCrossing, alert_crossings};
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteDurability, SqliteStore, WriterCounts};
@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stock_core::{
-    CartValidation, MovementError, MovementType, PaymentMoney, Quantity, ReservationStatus, StockLevel, StockMovement,
-    StockState, Timestamp,
+    CartValidation, MovementError, MovementType, PaymentMoney, PlannedReturnLine, Quantity, ReservationStatus,
+    ReturnError, SoldSize, StockLevel, StockMovement, StockState, Timestamp,
 };
 
 /// How a store queues ledger changes for Payload (the outbox); without them (no PAYLOAD_URL) nothing is queued.
@@ -67,6 +67,39 @@ pub struct PaymentRecord {
     /// The reservation it pays for (the PaymentIntent itself, or a Checkout Session); `None` while none is known.
     pub reference: Option<String>,
     pub money: PaymentMoney,
+}
+
+/// A return of units a paid reservation sold, as recorded: its lines, each restocked (a `return` movement) unless
+/// damaged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnRecord {
+    pub reference: String,
+    /// The caller's id (or `full-refund:<PaymentIntent>` for RESTOCK_ON_FULL_REFUND's).
+    pub return_id: String,
+    pub lines: Vec<PlannedReturnLine>,
+    pub created_at: Timestamp,
+}
+
+/// What asking for a return did.
+#[derive(Debug)]
+pub enum ReturnOutcome {
+    /// Recorded; `sold` is each size the reservation sold with what has come back of it now.
+    Recorded {
+        record: ReturnRecord,
+        sold: Vec<SoldSize>,
+    },
+    /// The same return was recorded before under its id: nothing changed.
+    Replayed {
+        record: ReturnRecord,
+        sold: Vec<SoldSize>,
+    },
+    /// The return id is taken by a return of other lines: nothing changed.
+    IdConflict(ReturnRecord),
+    NotFound,
+    /// The reservation is not paid (its status): it sold nothing to return.
+    NotSold(ReservationStatus),
+    /// stock-core refused the lines (every problem): nothing changed.
+    Refused(Vec<ReturnError>),
 }
 
 /// What asking for a reservation did.

@@ -7,20 +7,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use stock_core::{
-    CartLine, MovementType, ProductSnapshot, Quantity, ReservationError, ReservationStatus, ReservationTtl, SizeStock,
-    StockLevel, StockMovement, StockState, Timestamp, reservation_expires_at, validate_cart,
+    CartLine, MovementType, ProductSnapshot, Quantity, ReservationError, ReservationStatus, ReservationTtl, ReturnLine,
+    SizeStock, StockLevel, StockMovement, StockState, Timestamp, plan_return, reservation_expires_at, validate_cart,
 };
 
 use super::columns::{
-    holds_until, import_key, level, movement_key, movement_lane, product_lane, reservation_lane, sale_key, same_items,
+    holds_until, import_key, level, movement_key, movement_lane, product_lane, reservation_lane, return_key, sale_key,
+    same_items,
 };
 use super::decide;
 use super::{
     EventOutcome, FOREIGN_PAYMENT, ImportOutcome, LedgerSize, MovementOrigin, MovementOutcome, MovementRecord,
     MovementRequest, OutboxTopic, PaymentRecord, ReleaseOutcome, ReservationRecord, ReserveOutcome, ReservedItem,
-    SizeRecord, StoreError, StripeAction, StripeEventRecord,
+    ReturnOutcome, ReturnRecord, SizeRecord, StoreError, StripeAction, StripeEventRecord,
 };
-use stock_wire::MoneyChange;
+use stock_wire::{MoneyChange, ReturnRequest};
 
 /// What a transaction has read of the ledger: the sizes of some products with their figures, and some
 /// reservations by reference. A decision may only plan on what it was loaded with.
@@ -40,6 +41,8 @@ pub(crate) struct Snapshot {
     movements: BTreeMap<String, Option<MovementRecord>>,
     /// Each loaded PaymentIntent's money record, `None` when there is none.
     payments: BTreeMap<String, Option<PaymentRecord>>,
+    /// Each loaded reservation's returns, by return id.
+    returns: BTreeMap<String, Vec<ReturnRecord>>,
 }
 
 impl Snapshot {
@@ -78,6 +81,22 @@ impl Snapshot {
     /// Records what the transaction read of PaymentIntent `payment_intent`'s money.
     pub(crate) fn add_payment(&mut self, payment_intent: &str, record: Option<PaymentRecord>) {
         self.payments.insert(payment_intent.to_owned(), record);
+    }
+
+    /// Records the returns the transaction read of the reservation `reference` (every one).
+    pub(crate) fn add_returns(&mut self, reference: &str, returns: Vec<ReturnRecord>) {
+        self.returns.insert(reference.to_owned(), returns);
+    }
+
+    fn returns(&self, reference: &str) -> Result<&Vec<ReturnRecord>, StoreError> {
+        self.returns.get(reference).ok_or_else(|| not_loaded(format!("the returns of {reference}")))
+    }
+
+    /// The order a reservation's sale of a size belonged to: the sale movement's order reference, if it was read
+    /// and names one, else the reservation's reference.
+    fn order_of_sale(&self, reference: &str, product: &str, size: &str) -> String {
+        let sale = self.movements.get(&sale_key(reference, product, size)).and_then(Option::as_ref);
+        sale.and_then(|sale| sale.movement.details.order_reference.clone()).unwrap_or_else(|| reference.to_owned())
     }
 
     fn payment(&self, payment_intent: &str) -> Result<Option<&PaymentRecord>, StoreError> {
@@ -278,6 +297,9 @@ pub(crate) enum Write {
     InsertMovement(NewMovement),
     /// A conflict for an operator: what the ledger could not do as a Stripe event asked.
     RecordConflict { kind: &'static str, reference: String, event_id: String, details: String },
+    /// A return's lines (the `return` movements of its restocked lines are written as their own writes). The key
+    /// (reference, return id, line) is unique: a return another process recorded since it was read fails the write.
+    RecordReturn(ReturnRecord),
     /// A payment's money as it stands now: inserted when `existed` is false (its PaymentIntent is unique: a row
     /// another process inserted since it was read fails the write), else updated (the row was read locked).
     RecordPayment { record: PaymentRecord, existed: bool },
@@ -527,8 +549,8 @@ fn apply_stripe_event(
             plan.writes.extend(link_payment(snapshot, payment_intent.as_deref(), reference)?);
             plan
         }
-        StripeAction::RecordMoney { payment_intent, change } => {
-            record_money(snapshot, (&event.id, payment_intent), *change, now)?
+        StripeAction::RecordMoney { payment_intent, change, restock_on_full_refund } => {
+            record_money(snapshot, (&event.id, payment_intent), (*change, *restock_on_full_refund), now)?
         }
         StripeAction::Ignore { reason } => Plan::answer(EventOutcome::Ignored { reason }),
         StripeAction::Unreadable { reference, problem } => {
@@ -657,11 +679,13 @@ fn link_payment(
 /// Records a refund or a dispute on its payment (stock-core merges it into what was known). Stock is unchanged,
 /// but for a full refund or a dispute of a payment whose reservation still holds its units (Stripe delivered it
 /// before the success): the reservation is released, as a `refunded_before_sale` conflict, so that the success
-/// that follows takes nothing.
+/// that follows takes nothing; and, with `restock_on_full_refund`, for a paid reservation whose payment this event
+/// makes fully refunded: every unit that may still come back is returned (cancelled, back on sale) under the
+/// return id `full-refund:<PaymentIntent>`.
 fn record_money(
     snapshot: &mut Snapshot,
     (event_id, payment_intent): (&str, &str),
-    change: MoneyChange,
+    (change, restock_on_full_refund): (MoneyChange, bool),
     now: Timestamp,
 ) -> Result<Plan<EventOutcome>, StoreError> {
     let known = snapshot.payment(payment_intent)?.cloned();
@@ -685,8 +709,100 @@ fn record_money(
         writes.push(conflict_write(kind, &paid.reference, event_id, &details));
         return Ok(Plan { writes, outcome: EventOutcome::Conflict { kind } });
     }
+    if restock_on_full_refund && money.is_fully_refunded() && !before.is_fully_refunded() {
+        let return_id = format!("full-refund:{payment_intent}");
+        let sold = decide::sold_sizes(&paid, snapshot.returns(&paid.reference)?);
+        let lines = decide::full_refund_lines(&sold);
+        if paid.status == ReservationStatus::Committed && !lines.is_empty() {
+            match plan_return_writes(snapshot, &paid, (&return_id, &lines), now)? {
+                Ok((_, restocked)) => writes.extend(restocked),
+                Err(errors) => return Err(StoreError::Inconsistent(format!("{return_id}: {errors:?}"))),
+            }
+        }
+    }
     writes.push(Write::Queue(Queued::reservation(&paid.reference)));
     Ok(Plan { writes, outcome: EventOutcome::Recorded })
+}
+
+/// A return planned (its record and its writes), or stock-core's refusal of its lines.
+type PlannedReturn = Result<(ReturnRecord, Vec<Write>), Vec<stock_core::ReturnError>>;
+
+/// Plans a return of `lines` of the paid reservation `record` under `return_id`: the return's record and a
+/// `return` movement per restocked line (its size brought up to date in the snapshot), or stock-core's refusal
+/// (a line not sold, more back than may still come back, a bad quantity).
+fn plan_return_writes(
+    snapshot: &mut Snapshot,
+    record: &ReservationRecord,
+    (return_id, lines): (&str, &[ReturnLine]),
+    now: Timestamp,
+) -> Result<PlannedReturn, StoreError> {
+    let sold = decide::sold_sizes(record, snapshot.returns(&record.reference)?);
+    let planned = match plan_return(&sold, lines) {
+        Ok(planned) => planned,
+        Err(errors) => return Ok(Err(errors)),
+    };
+    let recorded = ReturnRecord {
+        reference: record.reference.clone(),
+        return_id: return_id.to_owned(),
+        lines: planned,
+        created_at: now,
+    };
+    let mut writes = vec![Write::RecordReturn(recorded.clone())];
+    for (index, line) in recorded.lines.iter().enumerate() {
+        if line.restocked().is_zero() {
+            continue;
+        }
+        let order = snapshot.order_of_sale(&record.reference, &line.product, &line.size);
+        let level = snapshot.reserved_size(&line.product, &line.size)?;
+        let movement = decide::return_movement(&level, line, (return_id, &order), now)?;
+        let restock = NewMovement {
+            key: Some(return_key(&record.reference, return_id, index)),
+            product: line.product.clone(),
+            size: line.size.clone(),
+            movement,
+            origin: MovementOrigin::Sidecar,
+            low_stock_threshold: None,
+        };
+        snapshot.record_movement(&restock)?;
+        writes.push(Write::InsertMovement(restock));
+    }
+    let mut returns = snapshot.returns(&record.reference)?.clone();
+    returns.push(recorded.clone());
+    snapshot.add_returns(&record.reference, returns);
+    Ok(Ok((recorded, writes)))
+}
+
+/// Records a return of units a paid reservation sold, under the caller's id: the same return again answers the
+/// first (a retry), other lines under the id are a conflict; stock-core checks the lines against what was sold and
+/// what came back already. Restocked lines are `return` movements; damaged ones change no stock.
+fn record_return(
+    snapshot: &mut Snapshot,
+    reference: &str,
+    request: &ReturnRequest,
+    now: Timestamp,
+) -> Result<Plan<ReturnOutcome>, StoreError> {
+    let answer = |outcome| Ok(Plan::answer(outcome));
+    let Some(record) = snapshot.reservation(reference)?.cloned() else {
+        return answer(ReturnOutcome::NotFound);
+    };
+    let returns = snapshot.returns(reference)?;
+    if let Some(previous) = returns.iter().find(|recorded| recorded.return_id == request.return_id) {
+        return answer(if decide::same_return(previous, &request.lines) {
+            ReturnOutcome::Replayed { record: previous.clone(), sold: decide::sold_sizes(&record, returns) }
+        } else {
+            ReturnOutcome::IdConflict(previous.clone())
+        });
+    }
+    if record.status != ReservationStatus::Committed {
+        return answer(ReturnOutcome::NotSold(record.status));
+    }
+    match plan_return_writes(snapshot, &record, (&request.return_id, &request.lines), now)? {
+        Err(errors) => answer(ReturnOutcome::Refused(errors)),
+        Ok((recorded, writes)) => {
+            let sold = decide::sold_sizes(&record, snapshot.returns(reference)?);
+            Ok(Plan { writes, outcome: ReturnOutcome::Recorded { record: recorded, sold } })
+        }
+    }
 }
 
 /// What a movement request is answered: decided from what was read, or the movement the plan records, once the
@@ -829,6 +945,7 @@ pub(crate) enum Decision {
     Movement(MovementRequest),
     StripeEvent { event: StripeEventRecord, action: StripeAction },
     Import { product: String, size: String, figures: (Quantity, Quantity), reason: String },
+    Return { reference: String, request: ReturnRequest },
 }
 
 impl Decision {
@@ -841,6 +958,7 @@ impl Decision {
             Decision::Movement(_) => "movement",
             Decision::StripeEvent { .. } => "Stripe event",
             Decision::Import { .. } => "import",
+            Decision::Return { .. } => "return",
         }
     }
 }
@@ -862,6 +980,7 @@ pub(crate) enum Outcome {
     Movement(MovementOutcome),
     StripeEvent(EventOutcome),
     Import(ImportOutcome),
+    Return(ReturnOutcome),
 }
 
 /// Each answer out of the [`Outcome`] of its decision (another kind of outcome is a bug of the store).
@@ -879,7 +998,7 @@ macro_rules! answer_of_outcome {
     };
 }
 answer_of_outcome!(Reserve: ReserveOutcome, Release: ReleaseOutcome, Expire: bool, Movement: MovementOutcome,
-    StripeEvent: EventOutcome, Import: ImportOutcome);
+    StripeEvent: EventOutcome, Import: ImportOutcome, Return: ReturnOutcome);
 
 /// What a batch of decisions reads, each key once and sorted.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -907,6 +1026,11 @@ pub(crate) struct Reads {
     /// The payments Stripe events read: (event id, PaymentIntent, whether the event's reservation is found through
     /// the payment, [`payment_reads`]); those of events applied before are not read.
     pub(crate) payments: Vec<(String, String, bool)>,
+    /// Reservations whose returns are read (a return's).
+    pub(crate) returns: Vec<String>,
+    /// Whether a money event may restock a paid reservation (RESTOCK_ON_FULL_REFUND): the paid reservations read
+    /// then have their returns, sizes and sales read too ([`after_sale_reads`]).
+    pub(crate) restocks_on_refund: bool,
 }
 
 /// What the decisions of `batch` read.
@@ -936,9 +1060,25 @@ pub(crate) fn reads(batch: &[Request]) -> Reads {
                 reads.late_payments |= matches!(action, StripeAction::Commit { .. });
             }
             Decision::Import { product, size, .. } => reads.unlocked_sizes.push((product.clone(), size.clone())),
+            Decision::Return { reference, request } => {
+                // The reservation is locked (PostgreSQL), so that two returns of it are decided one after the other.
+                reads.reservations.push(reference.clone());
+                reads.changes_reservations = true;
+                reads.returns.push(reference.clone());
+                for line in &request.lines {
+                    reads.sizes.push((line.product.clone(), line.size.clone()));
+                    reads.movements.push(sale_key(reference, &line.product, &line.size));
+                }
+            }
+        }
+        if let Decision::StripeEvent {
+            action: StripeAction::RecordMoney { restock_on_full_refund: true, .. }, ..
+        } = &request.decision
+        {
+            reads.restocks_on_refund = true;
         }
     }
-    for keys in [&mut reads.reservations, &mut reads.products, &mut reads.movements] {
+    for keys in [&mut reads.reservations, &mut reads.products, &mut reads.movements, &mut reads.returns] {
         keys.sort_unstable();
         keys.dedup();
     }
@@ -991,13 +1131,35 @@ pub(crate) fn sizes_read<'a>(
         let can_move = reservations.filter(|record| match record.status {
             ReservationStatus::Active | ReservationStatus::Processing => true,
             ReservationStatus::Released | ReservationStatus::Expired => reads.late_payments,
-            ReservationStatus::Committed => false,
+            ReservationStatus::Committed => reads.restocks_on_refund,
         });
         sizes.extend(can_move.flat_map(|record| &record.items).map(|item| (item.product.clone(), item.size.clone())));
     }
     sizes.sort_unstable();
     sizes.dedup();
     sizes
+}
+
+/// What a batch reads after its reservations, of the paid ones it may take units back from: the reservations whose
+/// returns it reads (a return's, and with RESTOCK_ON_FULL_REFUND every paid one read), and the sale movements'
+/// keys (the order each sale belonged to, which its return movements name), each sorted, each once.
+pub(crate) fn after_sale_reads<'a>(
+    reads: &Reads,
+    reservations: impl Iterator<Item = &'a ReservationRecord>,
+) -> (Vec<String>, Vec<String>) {
+    let mut returns = reads.returns.clone();
+    let mut movements = reads.movements.clone();
+    if reads.restocks_on_refund {
+        for record in reservations.filter(|record| record.status == ReservationStatus::Committed) {
+            returns.push(record.reference.clone());
+            movements.extend(record.items.iter().map(|item| sale_key(&record.reference, &item.product, &item.size)));
+        }
+    }
+    for keys in [&mut returns, &mut movements] {
+        keys.sort_unstable();
+        keys.dedup();
+    }
+    (returns, movements)
 }
 
 /// The instant a batch reads its figures at. A batch of reservations reads them at its earliest instant: a hold that
@@ -1064,6 +1226,10 @@ pub(crate) fn plan_batch(snapshot: &mut Snapshot, batch: &[Request]) -> Result<B
             Decision::Import { product, size, figures, reason } => {
                 let plan = import_size(snapshot, (product, size), *figures, reason, now)?;
                 (plan.writes, Planned::Import(plan.outcome))
+            }
+            Decision::Return { reference, request } => {
+                let plan = record_return(snapshot, reference, request, now)?;
+                (plan.writes, Planned::Answer(Outcome::Return(plan.outcome)))
             }
         };
         let movements = written.iter().filter(|write| matches!(write, Write::InsertMovement(_))).count();
@@ -1700,6 +1866,7 @@ mod tests {
         let refunded = StripeAction::RecordMoney {
             payment_intent: "pi_r".into(),
             change: MoneyChange::Refunded { amount: 4990, refunded: 4990 },
+            restock_on_full_refund: false,
         };
         let reads_of =
             reads(&[request(Decision::StripeEvent { event: event("evt_refund"), action: refunded.clone() }, 1)]);
@@ -1730,8 +1897,11 @@ mod tests {
         reserve(&mut snapshot, ("pi_p", &[line("runner", "42", 1.0)]), ttl(), at(100)).expect("planned");
         snapshot.add_event("evt_partial", false);
         snapshot.add_payment("pi_p", None);
-        let partial =
-            StripeAction::RecordMoney { payment_intent: "pi_p".into(), change: MoneyChange::Refund { amount: 10 } };
+        let partial = StripeAction::RecordMoney {
+            payment_intent: "pi_p".into(),
+            change: MoneyChange::Refund { amount: 10 },
+            restock_on_full_refund: false,
+        };
         let plan = apply_stripe_event(&mut snapshot, &event("evt_partial"), &partial, at(200)).expect("planned");
         assert_eq!(plan.outcome, EventOutcome::Recorded);
         assert!(!plan.writes.iter().any(|write| matches!(write, Write::SetStatus { .. })));

@@ -172,6 +172,11 @@ pub(crate) mod statements {
             FROM reservations r JOIN reservation_items ri ON ri.reference = r.reference \
             WHERE r.reference = $1 ORDER BY ri.seq",
     };
+    /// The lines of reservation `$1`'s returns, by return id and line (`columns::ReturnLineColumns`).
+    pub(crate) const RETURNS_OF_RESERVATION: Sql = Sql::same(
+        "SELECT return_id, line, product, size, quantity, reason, created_at FROM return_lines \
+         WHERE reference = $1 ORDER BY return_id, line",
+    );
     /// The payment of reservation `$1` (`columns::PaymentColumns`): the one recorded for it, else the
     /// PaymentIntent of that id.
     pub(crate) const PAYMENT_OF_RESERVATION: Sql = Sql::same(

@@ -2,7 +2,7 @@
 //! verified on the raw body, the event is turned into one ledger action, and the event id and the action commit
 //! together, so a redelivered event changes nothing. A store failure answers 500 so that Stripe retries.
 
-pub use stock_wire::{CHECKOUT_MARKER, VerifiedEvent, VerifyError, action_for, verify};
+pub use stock_wire::{CHECKOUT_MARKER, EventPolicy, VerifiedEvent, VerifyError, action_for, verify};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -89,7 +89,11 @@ async fn receive_stripe_event(State(state): State<AppState>, headers: HeaderMap,
         }
     };
     let record = StripeEventRecord { id: event.id().to_owned(), kind: event.kind().to_owned() };
-    let action = action_for(&event, state.config.release_on_payment_failed);
+    let policy = EventPolicy {
+        release_on_payment_failed: state.config.release_on_payment_failed,
+        restock_on_full_refund: state.config.restock_on_full_refund,
+    };
+    let action = action_for(&event, policy);
     // Every line about the event, a store failure's included, names it and its reference.
     let span = tracing::info_span!("stripe_event", event_id = %record.id, event_type = %record.kind,
         reference = %action.reference().unwrap_or("-"));

@@ -16,6 +16,7 @@ mod openapi;
 mod outbox;
 mod replicas;
 mod reservations;
+mod returns;
 mod security;
 mod stripe_cancel;
 mod webhooks;

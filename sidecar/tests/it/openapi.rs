@@ -40,12 +40,14 @@ async fn the_document_lists_every_route_and_every_listed_route_answers() {
         ("GET", "/readyz"),
         ("GET", "/v1/products/{product}/stock"),
         ("GET", "/v1/reservations/{reference}"),
+        ("GET", "/v1/reservations/{reference}/returns"),
         ("POST", "/api/admin/clean-expired-reservations"),
         ("POST", "/api/admin/conflicts/{id}/resolve"),
         ("POST", "/api/checkout/webhook"),
         ("POST", "/v1/movements"),
         ("POST", "/v1/reservations"),
         ("POST", "/v1/reservations/{reference}/commit"),
+        ("POST", "/v1/reservations/{reference}/returns"),
         ("POST", "/webhooks/stripe"),
     ];
     let expected: Vec<(String, String)> =

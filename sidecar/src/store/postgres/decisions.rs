@@ -38,7 +38,8 @@ macro_rules! queue_outbox {
     };
 }
 use crate::store::columns::{
-    MovementColumns, PaymentColumns, holds_until, movement_from_columns, payment_columns, payment_from_columns,
+    MovementColumns, PaymentColumns, ReturnLineColumns, holds_until, movement_from_columns, payment_columns,
+    payment_from_columns, returns_from_rows,
 };
 use crate::store::plan::{self, NewMovement, Outcome, Queued, Reads, Request, Snapshot, Write};
 use crate::store::sql::statements;
@@ -364,6 +365,13 @@ async fn insert_movements(connection: &mut PgConnection, planned: &[&NewMovement
     Ok(rows.into_iter().map(|(id, ..)| id).collect())
 }
 
+/// A return line's row with its reservation's reference first.
+type ReturnLineRow = (String, String, i64, String, String, i64, String, i64);
+
+/// The columns of return lines to insert: reference, return_id, line, product, size, quantity, reason, created_at.
+type ReturnLineArrays<'a> =
+    (Vec<&'a str>, Vec<&'a str>, Vec<i64>, Vec<&'a str>, Vec<&'a str>, Vec<i64>, Vec<&'static str>, Vec<i64>);
+
 /// Writes payments' money: the new ones in one statement (no ON CONFLICT: a payment another sidecar recorded since
 /// this one read it fails the transaction, which runs again and finds it), the others, read locked, in another.
 async fn write_payments(
@@ -420,6 +428,7 @@ async fn apply(
     let mut conflicts: (Vec<&str>, Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
     // Each payment once, as the last decision left it: inserted if the first one found no row.
     let mut payments: Vec<(&PaymentRecord, bool)> = Vec::new();
+    let mut return_lines: ReturnLineArrays<'_> = Default::default();
     for write in writes {
         match write {
             // The reservation's sizes were locked when it was read (`load`).
@@ -446,6 +455,18 @@ async fn apply(
             Write::RecordEvent { id, kind, outcome, received_at } => {
                 outbox.events.push((id.clone(), kind.clone(), outcome, received_at.unix_millis()));
             }
+            Write::RecordReturn(record) => {
+                for (index, line) in record.lines.iter().enumerate() {
+                    return_lines.0.push(record.reference.as_str());
+                    return_lines.1.push(record.return_id.as_str());
+                    return_lines.2.push(i64::try_from(index).unwrap_or(i64::MAX));
+                    return_lines.3.push(line.product.as_str());
+                    return_lines.4.push(line.size.as_str());
+                    return_lines.5.push(i64::from(line.quantity));
+                    return_lines.6.push(line.reason.as_str());
+                    return_lines.7.push(record.created_at.unix_millis());
+                }
+            }
             Write::RecordPayment { record, existed } => {
                 match payments.iter_mut().find(|(known, _)| known.payment_intent == record.payment_intent) {
                     Some(payment) => payment.0 = record,
@@ -456,6 +477,25 @@ async fn apply(
     }
     if !payments.is_empty() {
         write_payments(connection, &payments, now).await?;
+    }
+    if !return_lines.0.is_empty() {
+        // No ON CONFLICT: a return another sidecar recorded since this one read fails the transaction, which runs
+        // again and answers it as a replay.
+        sqlx::query(
+            "INSERT INTO return_lines (reference, return_id, line, product, size, quantity, reason, created_at) \
+             SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], \
+               $7::TEXT[], $8::BIGINT[])",
+        )
+        .bind(return_lines.0)
+        .bind(return_lines.1)
+        .bind(return_lines.2)
+        .bind(return_lines.3)
+        .bind(return_lines.4)
+        .bind(return_lines.5)
+        .bind(return_lines.6)
+        .bind(return_lines.7)
+        .execute(&mut *connection)
+        .await?;
     }
     if !new_sizes.0.is_empty() {
         // No ON CONFLICT: a size another sidecar created since this one read fails the transaction, which runs
@@ -552,7 +592,27 @@ async fn load(connection: &mut PgConnection, reads: &Reads, now: Timestamp) -> R
     let sizes = plan::sizes_read(reads, records.values());
     let asked: Vec<SizeKey<'_>> = sizes.iter().map(|(product, size)| (product.as_str(), size.as_str())).collect();
     let locked = if asked.is_empty() { Vec::new() } else { lock_sizes(connection, &asked).await? };
-    for key in &reads.movements {
+    let (returns, movements) = plan::after_sale_reads(reads, records.values());
+    if !returns.is_empty() {
+        let rows: Vec<(String, ReturnLineColumns)> = sqlx::query_as::<_, ReturnLineRow>(
+            "SELECT reference, return_id, line, product, size, quantity, reason, created_at FROM return_lines \
+             WHERE reference = ANY($1) ORDER BY reference, return_id, line",
+        )
+        .bind(&returns)
+        .fetch_all(&mut *connection)
+        .await?
+        .into_iter()
+        .map(|(reference, return_id, line, product, size, quantity, reason, created_at)| {
+            (reference, (return_id, line, product, size, quantity, reason, created_at))
+        })
+        .collect();
+        for reference in &returns {
+            let lines: Vec<ReturnLineColumns> =
+                rows.iter().filter(|(owner, _)| owner == reference).map(|(_, line)| line.clone()).collect();
+            snapshot.add_returns(reference, returns_from_rows(reference, lines)?);
+        }
+    }
+    for key in &movements {
         snapshot.add_movement(key, load_movement(connection, key).await?);
     }
     if !reads.products.is_empty() {

@@ -45,6 +45,7 @@ const MIGRATIONS: &[Migration] = migrations![
     (8, "0008_conflicts_listed"),
     (9, "0009_unambiguous_keys"),
     (10, "0010_payments"),
+    (11, "0011_returns"),
 ];
 
 fn refused(message: String) -> StoreError {
@@ -187,6 +188,11 @@ mod tests {
                 10,
                 "payments",
                 "92EF4A5223C0ED323F30BA27FA3F3D6B78F1780782E46A372083B449F3ED10DC400586938F515F4E5F542AABD2F2CD0F",
+            ),
+            (
+                11,
+                "returns",
+                "04EEF84ADC31616ADD86DB53524E1BF9F8AB71B481FA40A6616E29F8EEFE54E9FE659E8C0C10C99277FE47E72ECFBCD4",
             ),
         ];
         let (mut connection, _directory) = fresh();

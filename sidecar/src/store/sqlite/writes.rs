@@ -8,8 +8,8 @@ use stock_core::Timestamp;
 
 use super::{SIZE_QUERY, SIZES_QUERY, rows};
 use crate::store::columns::{
-    MovementColumns, PaymentColumns, holds_until, level, movement_from_columns, payment_columns, payment_from_columns,
-    reservation_from_rows,
+    MovementColumns, PaymentColumns, ReturnLineColumns, holds_until, level, movement_from_columns, payment_columns,
+    payment_from_columns, reservation_from_rows, returns_from_rows,
 };
 use crate::store::plan::{self, NewMovement, Outcome, Queued, Reads, Request, Snapshot, Write};
 use crate::store::sql::statements;
@@ -97,15 +97,24 @@ fn load(connection: &Connection, reads: &Reads, now: Timestamp) -> Result<Snapsh
             snapshot.add_size(product, size, found.into_iter().next().map(size_record).transpose()?);
         }
     }
+    let (returns, movements) = plan::after_sale_reads(reads, records.iter().filter_map(|(_, record)| record.as_ref()));
+    for reference in &returns {
+        let rows = rows::<ReturnLineColumns>(connection, RETURNS_QUERY, [reference])?;
+        snapshot.add_returns(reference, returns_from_rows(reference, rows)?);
+    }
     for (reference, record) in records {
         snapshot.add_reservation(&reference, record);
     }
-    for key in &reads.movements {
+    for key in &movements {
         let row = rows::<MovementColumns>(connection, statements::MOVEMENT_BY_KEY.sqlite, [key])?.pop();
         snapshot.add_movement(key, row.map(movement_from_columns).transpose()?);
     }
     Ok(snapshot)
 }
+
+/// The lines of a reservation's returns, by return id and line.
+const RETURNS_QUERY: &str = "SELECT return_id, line, product, size, quantity, reason, created_at FROM return_lines \
+     WHERE reference = ?1 ORDER BY return_id, line";
 
 /// A payment by its PaymentIntent.
 const PAYMENT_QUERY: &str =
@@ -193,6 +202,24 @@ fn apply(
                          VALUES (?1, ?2, ?3, ?4, ?5)",
                     )?
                     .execute(params![kind, reference, event_id, details, now.unix_millis()])?;
+            }
+            Write::RecordReturn(record) => {
+                let mut insert = connection.prepare_cached(
+                    "INSERT INTO return_lines (reference, return_id, line, product, size, quantity, reason, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for (index, line) in record.lines.iter().enumerate() {
+                    insert.execute(params![
+                        record.reference,
+                        record.return_id,
+                        i64::try_from(index).unwrap_or(i64::MAX),
+                        line.product,
+                        line.size,
+                        i64::from(line.quantity),
+                        line.reason.as_str(),
+                        record.created_at.unix_millis()
+                    ])?;
+                }
             }
             Write::RecordPayment { record, existed } => {
                 let (payment_intent, reference, amount, refunded, dispute) = payment_columns(record);
