@@ -57,7 +57,7 @@ test('the subpaths of the installed package load with require() and import: the 
      const config = payloadStock()({ collections: [{ slug: 'products', fields: [] }] });
      console.log(JSON.stringify([config.collections.map((collection) => collection.slug), /^t=\\d+,v1=[0-9a-f]{64}$/.test(projectionProof('t')), typeof createStockClient]));`,
   );
-  assert.equal(imported, '[["products","stock-movements","stock-reservations"],true,"function"]');
+  assert.equal(imported, '[["products","stock-movements","stock-reservations","stock-returns"],true,"function"]');
 });
 
 test('the installed package loads with import', () => {

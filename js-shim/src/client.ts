@@ -11,6 +11,9 @@ export type StockApiErrorCode =
   | 'reference_conflict'
   | 'reservation_not_found'
   | 'reservation_already_committed'
+  | 'reservation_not_sold'
+  | 'return_id_conflict'
+  | 'exceeds_returnable'
   | 'unknown_product'
   | 'unauthorized'
   | 'api_disabled'
@@ -104,6 +107,49 @@ export interface PaymentAfterSale {
   dispute: 'open' | 'won' | 'lost' | null;
 }
 
+/** Why units come back: `returned` and `cancelled` (before shipping) go back on sale, `damaged` does not. */
+export type ReturnReason = 'returned' | 'cancelled' | 'damaged';
+
+/** A return to record: the caller's id (an RMA number; a retry under it records nothing) and its lines. */
+export interface ReturnRequest {
+  returnId: string;
+  /** Each line names a size, or in a shop on Payload's ecommerce plugin a variant (null for a product without variants). */
+  lines: Array<{ product: string | number; size?: string | number; variant?: string | number | null; quantity: number; reason: ReturnReason }>;
+}
+
+/** A return as recorded. */
+export interface ReturnRecord {
+  reference: string;
+  returnId: string;
+  createdAt: string;
+  /** `restocked`: units put back on sale by the line (0 for damaged ones). */
+  lines: Array<{ product: string; size: string; quantity: number; reason: ReturnReason; restocked: number }>;
+}
+
+/** A size a paid reservation sold, and what may still come back of it. */
+export interface SoldSizeAnswer {
+  product: string;
+  size: string;
+  sold: number;
+  returned: number;
+  returnable: number;
+}
+
+/** What recording a return did. */
+export interface RecordedReturn {
+  created: boolean;
+  return: ReturnRecord;
+  sold: SoldSizeAnswer[];
+}
+
+/** A reservation's returns (oldest first) and what may still come back (`sold` is empty unless it is committed). */
+export interface ReturnsAnswer {
+  reference: string;
+  status: Reservation['status'];
+  sold: SoldSizeAnswer[];
+  returns: ReturnRecord[];
+}
+
 /** What the ledger did with a payment the shop confirmed (POST /v1/reservations/{reference}/commit). */
 export interface CommitAnswer {
   reference: string;
@@ -150,6 +196,15 @@ export interface StockClient {
    * comes first sells, once); needs ADMIN_API_TOKEN as `token`.
    */
   commit(reference: string, options?: { orderReference?: string }): Promise<CommitAnswer>;
+  /**
+   * Records a return (or a cancellation) of units the paid reservation `reference` sold, once per `returnId`; needs
+   * ADMIN_API_TOKEN as `token`. `created` is false when the same return was recorded before under its id. Throws a
+   * StockApiError: `exceeds_returnable` (more of a size than may still come back, across all its returns),
+   * `reservation_not_sold`, `return_id_conflict` (the id names a return of other lines), `invalid_request`.
+   */
+  recordReturn(reference: string, request: ReturnRequest): Promise<RecordedReturn>;
+  /** A reservation's returns and what may still come back of each size it sold; null when none has this reference. */
+  returns(reference: string): Promise<ReturnsAnswer | null>;
   /** A product's sizes as they stand now. */
   stock(product: string | number): Promise<ProductStockAnswer>;
   /**
@@ -406,6 +461,18 @@ export function createStockClient(options: StockClientOptions): StockClient {
     },
     async commit(reference, { orderReference } = {}) {
       return (await request('POST', `/v1/reservations/${segment(reference)}/commit`, orderReference === undefined ? {} : { orderReference })).body;
+    },
+    async recordReturn(reference, returned) {
+      const { status, body } = await request('POST', `/v1/reservations/${segment(reference)}/returns`, returned);
+      return { ...body, created: status === 201 };
+    },
+    async returns(reference) {
+      try {
+        return (await request('GET', `/v1/reservations/${segment(reference)}/returns`)).body;
+      } catch (error) {
+        if (error instanceof StockApiError && error.code === 'reservation_not_found') return null;
+        throw error;
+      }
     },
     async stock(product) {
       return (await request('GET', `/v1/products/${segment(product)}/stock`)).body;

@@ -13,6 +13,7 @@ export const validateCart = wasm.validateCart;
 export const reservationExpiresAt = wasm.reservationExpiresAt;
 export const isReservationExpired = wasm.isReservationExpired;
 export const applyMovement = wasm.applyMovement;
+export const planReturn = wasm.planReturn;
 
 export type {
   StockErrorCode,
@@ -28,6 +29,10 @@ export type {
   MovementType,
   MovementInput,
   AppliedMovement,
+  SoldItem,
+  ReturnReason,
+  ReturnItem,
+  ReturnPlan,
 } from './wasm/stock_wasm.js';
 
 /**

@@ -7,7 +7,7 @@ import type { Access, CollectionBeforeChangeHook, CollectionConfig, Config, Fiel
 // By the package's own name, not by path: the exports map then gives the plugin the build every other import of
 // payload-stock in the process gets (in Node, CommonJS), so there is one wasm instance and one StockApiError.
 import { availableStock, isLowStock } from 'payload-stock';
-import { createStockClient, NO_VARIANT, StockApiError, type StockClient } from 'payload-stock/client';
+import { createStockClient, NO_VARIANT, StockApiError, type ReturnReason, type StockClient } from 'payload-stock/client';
 import { addEcommerceStock, checkoutFields, isEcommerceShop, relationId, variantValue, type EcommerceStockOptions } from './ecommerce.js';
 
 export type { EcommerceStockOptions } from './ecommerce.js';
@@ -47,6 +47,8 @@ export interface PayloadStockOptions {
   movementsSlug?: string;
   /** The read-only reservations collection the plugin adds (default 'stock-reservations'). */
   reservationsSlug?: string;
+  /** The returns collection the plugin adds (default 'stock-returns'): who may enter movements may enter returns. */
+  returnsSlug?: string;
   /** Each call to the sidecar gives up after this long (default 10,000 ms). */
   timeoutMs?: number;
   /**
@@ -272,6 +274,23 @@ function addSizes(products: CollectionConfig, isProjection: IsProjection): void 
 
 /** The ledger reference of a movement entered in Payload: the form carries it (a hidden field) from when it opens,
  * so a double submit or a retry of the same form sends the same one and the ledger records the movement once. */
+/**
+ * The admin's answer to a failed call to the sidecar: its own refusals keep their status and code (with `extra`
+ * details); a wrong token or an unreachable sidecar is not the admin's mistake: 502 and 503, with a message saying
+ * what to check. Anything else is thrown as it is.
+ */
+async function sidecarRefusal(error: unknown, extra: Record<string, unknown> = {}): Promise<unknown> {
+  if (!(error instanceof StockApiError)) return error;
+  if (error.status === 401 || error.status === 503) {
+    return apiError(`The stock sidecar refused payload-stock's token (${error.code}): sidecarToken must be the sidecar's ADMIN_API_TOKEN.`, 502, error.code);
+  }
+  if (error.status === 0) {
+    return apiError(`Nothing was saved: ${error.message}`, 503, error.code);
+  }
+  const status = error.status >= 400 && error.status < 500 ? error.status : 502;
+  return apiError(error.message, status, error.code, extra);
+}
+
 function newSubmissionKey(): string {
   return `payload-${randomUUID()}`;
 }
@@ -351,17 +370,7 @@ function movementsCollection({
         ...(typeof data.lowStockThreshold === 'number' ? { lowStockThreshold: data.lowStockThreshold } : {}),
       });
     } catch (error) {
-      if (!(error instanceof StockApiError)) throw error;
-      // The sidecar's own refusals keep their status and code; a wrong token or an unreachable sidecar is not the
-      // admin's mistake: 502 and 503, with a message saying what to check.
-      if (error.status === 401 || error.status === 503) {
-        throw await apiError(`The stock sidecar refused payload-stock's token (${error.code}): sidecarToken must be the sidecar's ADMIN_API_TOKEN.`, 502, error.code);
-      }
-      if (error.status === 0) {
-        throw await apiError(`Nothing was saved: ${error.message}`, 503, error.code);
-      }
-      const status = error.status >= 400 && error.status < 500 ? error.status : 502;
-      throw await apiError(error.message, status, error.code, error.body && error.body.currentStock !== undefined ? { currentStock: error.body.currentStock } : {});
+      throw await sidecarRefusal(error, error instanceof StockApiError && error.body?.currentStock !== undefined ? { currentStock: error.body.currentStock } : {});
     }
     // The same form again (the ledger answered its first movement): its document is saved already.
     await refuseIfSaved(req, String(recorded.id));
@@ -524,6 +533,144 @@ function reservationsCollection({
   };
 }
 
+const RETURN_REASONS = [
+  { label: 'Returned (back on sale)', value: 'returned' },
+  { label: 'Cancelled before shipping (back on sale)', value: 'cancelled' },
+  { label: 'Returned damaged (not back on sale)', value: 'damaged' },
+];
+
+/**
+ * Returns and cancellations of paid reservations, entered in the admin panel: each is recorded in the ledger
+ * first (once per return id, never more units back than were sold), then saved; its restocked lines reach
+ * stock-movements as `return` movements through the projection. Append-only, like the ledger.
+ */
+function returnsCollection({
+  slug,
+  reservationsSlug,
+  productsSlug,
+  variantsSlug,
+  client,
+  access,
+}: {
+  slug: string;
+  reservationsSlug: string;
+  productsSlug: string;
+  variantsSlug: VariantsSlug;
+  client: StockClient | null;
+  access: AccessRules;
+}): CollectionConfig {
+  const recordInLedger: CollectionBeforeChangeHook = async ({ data, req, operation }) => {
+    if (operation !== 'create') return data;
+    const reservationId = relationId(data.reservation);
+    const lines: Array<Record<string, unknown>> = Array.isArray(data.lines) ? data.lines : [];
+    if (reservationId === null || reservationId === '' || lines.length === 0) {
+      throw await apiError('A return needs the paid reservation and at least one line.', 400, 'invalid_request');
+    }
+    const reservation = await req.payload.db.findOne({ collection: reservationsSlug as never, where: { id: { equals: reservationId } }, req });
+    const reference = (reservation as { reference?: unknown } | null)?.reference;
+    if (typeof reference !== 'string') {
+      throw await apiError(`Reservation ${String(reservationId)} does not exist.`, 400, 'reservation_not_found');
+    }
+    if (!client) {
+      throw await apiError('payloadStock: sidecarUrl and sidecarToken are not configured, so returns cannot be recorded.', 503, 'sidecar_not_configured');
+    }
+    // The return's id (an RMA number the admin typed, else the form's own key) keys it in the ledger: the same form
+    // sent twice is recorded once.
+    const typed = typeof data.returnId === 'string' && data.returnId !== '' ? data.returnId : null;
+    if (typed !== null && !/^[\x21-\x7e]{1,255}$/.test(typed)) {
+      throw await apiError('The return id must be 1 to 255 visible characters without spaces, such as RMA-1001.', 400, 'invalid_request');
+    }
+    const returnId = typed ?? newSubmissionKey();
+    const asked = lines.map((line) => {
+      const variant = relationId(line.variant);
+      return {
+        product: String(relationId(line.product)),
+        ...(variantsSlug ? { variant: variant === null || variant === '' ? null : String(variant) } : { size: String(line.size ?? '') }),
+        quantity: line.quantity as number,
+        reason: (line.reason ?? 'returned') as ReturnReason,
+      };
+    });
+    let recorded;
+    try {
+      recorded = await client.recordReturn(reference, { returnId, lines: asked });
+    } catch (error) {
+      throw await sidecarRefusal(error, error instanceof StockApiError && error.body?.errors ? { errors: error.body.errors } : {});
+    }
+    if (!recorded.created) {
+      const found = await req.payload.db.findOne({ collection: slug as never, where: { returnId: { equals: returnId } }, req });
+      if (found) {
+        const document = (found as { id: string | number }).id;
+        throw await apiError(`Return ${returnId} was recorded already (document ${document}); nothing was recorded again.`, 409, 'return_already_recorded', { document });
+      }
+    }
+    return {
+      ...data,
+      reservation: reservationId,
+      reference,
+      returnId,
+      recordedAt: recorded.return.createdAt,
+      lines: lines.map((line, index) => ({ ...line, restocked: recorded.return.lines[index]?.restocked ?? 0 })),
+    };
+  };
+  return {
+    slug,
+    labels: { singular: 'Stock return', plural: 'Stock returns' },
+    admin: {
+      group: 'Stock',
+      useAsTitle: 'returnId',
+      defaultColumns: ['returnId', 'reference', 'recordedAt'],
+      description:
+        'Units of a paid order coming back: returned or cancelled ones go back on sale (a return movement), damaged ones are recorded without. Never more than the order sold; a refund alone puts nothing back.',
+    },
+    access: {
+      read: async (args) => access.readMovements(args),
+      create: async (args) => access.createMovements(args),
+      // Append-only, like the ledger: a mistake is corrected with an adjustment.
+      update: () => false,
+      delete: () => false,
+    },
+    hooks: { beforeChange: [recordInLedger] },
+    defaultSort: '-recordedAt',
+    fields: [
+      {
+        name: 'reservation',
+        type: 'relationship',
+        relationTo: reservationsSlug as never,
+        required: true,
+        // Only a paid reservation sold units that may come back.
+        filterOptions: { status: { equals: 'committed' } },
+        admin: { description: 'The paid checkout the units come from.' },
+      },
+      {
+        name: 'returnId',
+        type: 'text',
+        required: true,
+        unique: true,
+        defaultValue: newSubmissionKey,
+        hooks: { beforeDuplicate: [() => newSubmissionKey()] },
+        admin: { description: 'The return\'s id (an RMA number, or the one made for this form): the same return sent twice is recorded once.' },
+      },
+      { name: 'reference', type: 'text', index: true, admin: { readOnly: true, description: 'The PaymentIntent or Checkout Session id.' } },
+      {
+        name: 'lines',
+        type: 'array',
+        required: true,
+        minRows: 1,
+        fields: [
+          { name: 'product', type: 'relationship', relationTo: productsSlug as never, required: true },
+          ...variantField(variantsSlug, 'The variant sold; none for a product without variants.'),
+          ...(variantsSlug ? [] : [{ name: 'size', type: 'text', required: true } as Field]),
+          { name: 'quantity', type: 'number', required: true, min: 1 },
+          { name: 'reason', type: 'select', required: true, defaultValue: 'returned', options: RETURN_REASONS },
+          { name: 'restocked', type: 'number', admin: { readOnly: true, description: 'Units put back on sale.' } },
+        ],
+      },
+      { name: 'note', type: 'textarea' },
+      { name: 'recordedAt', type: 'date', admin: { readOnly: true, date: { pickerAppearance: 'dayAndTime' } } },
+    ],
+  };
+}
+
 /** The variant a ledger size key names, as the relationship takes it, or null when it names none or the variant was
  * deleted (a document of the ledger's must still be written: the key stays in `size`). */
 async function existingVariant(req: PayloadRequest, variantsSlug: string, size: unknown): Promise<string | number | null> {
@@ -567,6 +714,7 @@ export function payloadStock(options: PayloadStockOptions = {}): Plugin {
     productsSlug = 'products',
     movementsSlug = 'stock-movements',
     reservationsSlug = 'stock-reservations',
+    returnsSlug = 'stock-returns',
     timeoutMs,
     access = {},
   } = options;
@@ -611,6 +759,7 @@ export function payloadStock(options: PayloadStockOptions = {}): Plugin {
         isProjection,
         access: rules,
       }),
+      returnsCollection({ slug: returnsSlug, reservationsSlug, productsSlug, variantsSlug, client, access: rules }),
     );
     if (!client) {
       const onInit = config.onInit;

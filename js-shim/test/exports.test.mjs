@@ -10,6 +10,7 @@ import {
   reservationExpiresAt,
   isReservationExpired,
   applyMovement,
+  planReturn,
 } from 'payload-stock';
 
 /** Asserts that `call` throws a StockError with `code`, and returns it for further checks. */
@@ -255,6 +256,7 @@ test('the root entry point is the rules only: the client and the plugin are subp
     'deriveSizes',
     'isLowStock',
     'isReservationExpired',
+    'planReturn',
     'reservationExpiresAt',
     'validateCart',
   ]);
@@ -262,4 +264,23 @@ test('the root entry point is the rules only: the client and the plugin are subp
   assert.deepEqual(exported(client), ['CHECKOUT_METADATA', 'NO_VARIANT', 'StockApiError', 'createStockClient', 'variantOfKey']);
   const plugin = await import('payload-stock/payload');
   for (const name of ['payloadStock', 'projectionProof', 'mayOpenAdmin']) assert.equal(typeof plugin[name], 'function', name);
+});
+
+test('planReturn checks a return against what was sold with the sidecar\'s rule, every problem at once', () => {
+  const sold = [{ product: 'runner', size: '42', sold: 3, returned: 1 }];
+  const plan = planReturn(sold, [
+    { product: 'runner', size: '42', quantity: 1, reason: 'returned' },
+    { product: 'runner', size: '42', quantity: 1, reason: 'damaged' },
+  ]);
+  assert.equal(plan.ok, true);
+  assert.deepEqual(plan.lines.map((line) => line.restocked), [1, 0]);
+  assert.deepEqual(plan.sold, [{ product: 'runner', size: '42', sold: 3, returned: 3, returnable: 0 }]);
+  const refused = planReturn(sold, [{ product: 'runner', size: '42', quantity: 3, reason: 'returned' }, { product: 'runner', size: '43', quantity: 1, reason: 'returned' }]);
+  assert.equal(refused.ok, false);
+  assert.deepEqual(refused.errors.map((error) => error.code), ['not_sold', 'exceeds_returnable']);
+  assert.deepEqual(refused.sold[0].returnable, 2, 'what may still come back, unchanged by a refused return');
+  const variants = planReturn([{ product: 7, variant: 12, sold: 1 }], [{ product: 7, variant: 12, quantity: 1, reason: 'cancelled' }]);
+  assert.deepEqual(variants.sold, [{ product: '7', size: '12', variant: '12', sold: 1, returned: 1, returnable: 0 }]);
+  throwsStockError(() => planReturn(sold, [{ product: 'runner', size: '42', quantity: 1, reason: 'lost' }]), 'invalid_reason');
+  throwsStockError(() => planReturn('sold', []), 'invalid_input');
 });

@@ -7,7 +7,7 @@ import { mayOpenAdmin, payloadStock, projectionProof } from 'payload-stock/paylo
 const plugin = payloadStock({ sidecarUrl: 'http://127.0.0.1:4242', sidecarToken: 'admin-token-0123456789' });
 const names = (fields) => fields.map((field) => field.name);
 
-test('adds a sizes array to products and the two stock collections', () => {
+test('adds a sizes array to products and the three stock collections', () => {
   const config = plugin({ collections: [{ slug: 'products', fields: [{ name: 'title', type: 'text' }] }] });
   const products = config.collections.find((collection) => collection.slug === 'products');
   assert.deepEqual(names(products.fields), ['title', 'sizes']);
@@ -15,19 +15,23 @@ test('adds a sizes array to products and the two stock collections', () => {
   assert.equal(sizes.type, 'array');
   assert.deepEqual(names(sizes.fields), ['size', 'stock', 'reservedStock', 'lowStockThreshold', 'availableStock', 'isLowStock']);
   assert.ok(sizes.fields.slice(1).every((field) => field.admin.readOnly), 'every figure is read-only in the admin panel');
-  assert.deepEqual(config.collections.map((collection) => collection.slug), ['products', 'stock-movements', 'stock-reservations']);
+  assert.deepEqual(config.collections.map((collection) => collection.slug), ['products', 'stock-movements', 'stock-reservations', 'stock-returns']);
   const movements = config.collections[1];
+  const returns = config.collections[3];
+  assert.equal(returns.fields.find((field) => field.name === 'reservation').relationTo, 'stock-reservations');
+  assert.equal(returns.fields.find((field) => field.name === 'returnId').unique, true);
+  assert.equal(returns.access.update(), false, 'returns are append-only');
   assert.equal(movements.fields.find((field) => field.name === 'idempotencyKey').unique, true);
   assert.equal(movements.fields.find((field) => field.name === 'product').relationTo, 'products');
 });
 
 test('adds only the missing fields to a shop\'s own sizes array, inside a row, keeping its own', () => {
   const shopSizes = { name: 'sizes', type: 'array', fields: [{ name: 'size', type: 'text', required: true }, { name: 'color', type: 'text' }, { name: 'stock', type: 'number', min: 0 }] };
-  const stocked = payloadStock({ productsSlug: 'items', movementsSlug: 'moves', reservationsSlug: 'holds' })({ collections: [{ slug: 'items', fields: [{ type: 'row', fields: [shopSizes] }] }] });
+  const stocked = payloadStock({ productsSlug: 'items', movementsSlug: 'moves', reservationsSlug: 'holds', returnsSlug: 'backs' })({ collections: [{ slug: 'items', fields: [{ type: 'row', fields: [shopSizes] }] }] });
   const sizes = stocked.collections[0].fields[0].fields[0];
   assert.deepEqual(names(sizes.fields), ['size', 'color', 'stock', 'reservedStock', 'lowStockThreshold', 'availableStock', 'isLowStock']);
   assert.equal(sizes.fields[2], shopSizes.fields[2], 'the shop\'s own stock field is kept as it is');
-  assert.deepEqual(stocked.collections.map((collection) => collection.slug), ['items', 'moves', 'holds']);
+  assert.deepEqual(stocked.collections.map((collection) => collection.slug), ['items', 'moves', 'holds', 'backs']);
   assert.equal(stocked.collections[1].fields[0].relationTo, 'items');
 });
 

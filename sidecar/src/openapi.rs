@@ -54,6 +54,7 @@ pub struct ErrorBody {
     /// A stable code: unauthorized, api_disabled, admin_disabled, metrics_disabled, webhooks_disabled,
     /// invalid_json, invalid_request, invalid_signature, unknown_product, unknown_size, reservation_not_found,
     /// conflict_not_found, insufficient_stock, reference_conflict, reservation_already_committed, stale_stock,
+    /// reservation_not_sold, return_id_conflict, exceeds_returnable,
     /// the stock-core refusals of a movement (stock_below_zero, below_reserved, ...), overloaded, ledger_busy,
     /// request_timeout, body_too_large, internal_error.
     pub error: String,
@@ -62,7 +63,8 @@ pub struct ErrorBody {
     /// With insufficient_stock: every size short of stock.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shortages: Option<Vec<Shortage>>,
-    /// With invalid_request for a cart: every problem of every line.
+    /// With invalid_request for a cart or a return, and with exceeds_returnable: every problem of every line (a
+    /// return's sizes asked back beyond what may still come back also carry requested, returnable and sold).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<CartProblem>>,
     /// With stale_stock: the units on hand now.

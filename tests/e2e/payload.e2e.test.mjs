@@ -222,6 +222,75 @@ describe('stock movements entered in Payload', () => {
   });
 });
 
+describe('after the sale: refunds and returns', () => {
+  /** A paid checkout of `quantity` units of `size` (of `stock` restocked) under `reference`. */
+  async function paid(name, size, stock, reference, quantity) {
+    const product = await shop.createProduct(name, [size]);
+    await restock(product, size, stock);
+    await client.reserve({ reference, items: [{ product, size, quantity }] });
+    const answer = await sendStripeEvent(shop.sidecar.base, stripeEvent('payment_intent.succeeded', reference));
+    assert.equal(answer.body.outcome, 'committed', JSON.stringify(answer.body));
+    await sizeShows(product, size, { stock: stock - quantity, reservedStock: 0 });
+    return product;
+  }
+
+  test('a refund is shown on the reservation\'s document and puts no unit back', async () => {
+    const product = await paid('Refunded', '42', 3, 'pi_e2e_refunded', 2);
+    const refund = JSON.parse(stripeEvent('charge.refunded', 'ch_e2e_refunded'));
+    refund.data.object.payment_intent = 'pi_e2e_refunded';
+    const answer = await sendStripeEvent(shop.sidecar.base, JSON.stringify(refund));
+    assert.equal(answer.body.outcome, 'recorded', JSON.stringify(answer.body));
+    const document = await waitFor('the refund on the reservation document', async () => {
+      const found = await shop.api.reservation('pi_e2e_refunded');
+      return found?.payment?.refunded === 4990 ? found : null;
+    });
+    assert.deepEqual(
+      { paymentIntent: document.payment.paymentIntent, amount: document.payment.amount, dispute: document.payment.dispute ?? null },
+      { paymentIntent: 'pi_e2e_refunded', amount: 4990, dispute: null },
+    );
+    await shop.projected();
+    assert.equal((await shop.api.sizes(product))['42'].stock, 1, 'money and stock are separate facts');
+  });
+
+  test('a return entered in the admin panel lands in the ledger once, never beyond what was sold', async () => {
+    const product = await paid('Returned', '43', 3, 'pi_e2e_returned', 2);
+    const reservation = await waitFor('the paid reservation\'s document', async () => {
+      const found = await shop.api.reservation('pi_e2e_returned');
+      return found?.status === 'committed' ? found : null;
+    });
+    const form = {
+      reservation: reservation.id,
+      returnId: 'RMA-e2e-1',
+      lines: [
+        { product: Number(product), size: '43', quantity: 1, reason: 'returned' },
+        { product: Number(product), size: '43', quantity: 1, reason: 'damaged' },
+      ],
+    };
+    const created = await shop.api.post('/stock-returns?depth=0', form);
+    assert.equal(created.status, 201, created.text);
+    assert.equal(created.body.doc.reference, 'pi_e2e_returned');
+    assert.deepEqual(created.body.doc.lines.map((line) => line.restocked), [1, 0]);
+    await sizeShows(product, '43', { stock: 2, availableStock: 2 });
+    const movement = await waitFor('the return movement in stock-movements', async () =>
+      (await shop.api.movements(product)).find((doc) => doc.type === 'return' && doc.reference === 'RMA-e2e-1'));
+    assert.equal(movement.quantity, 1);
+    assert.equal(movement.orderReference, 'ORD-2024-001');
+
+    const again = await shop.api.post('/stock-returns', form);
+    assert.equal(again.status, 409, again.text);
+    assert.equal(again.body.errors[0].data.code, 'return_already_recorded');
+    const beyond = await shop.api.post('/stock-returns', { ...form, returnId: 'RMA-e2e-2', lines: [form.lines[0]] });
+    assert.equal(beyond.status, 409, beyond.text);
+    assert.equal(beyond.body.errors[0].data.code, 'exceeds_returnable');
+    const { body: ledger } = await shop.sidecarGet('/v1/reservations/pi_e2e_returned/returns');
+    assert.deepEqual(ledger.sold, [{ product, size: '43', sold: 2, returned: 2, returnable: 0 }]);
+    assert.equal(ledger.returns.length, 1);
+    await shop.projected();
+    assert.equal((await shop.api.sizes(product))['43'].stock, 2, 'the refused and repeated returns moved nothing');
+    assert.equal((await shop.api.call('DELETE', `/stock-returns/${created.body.doc.id}`)).status, 403, 'returns are append-only');
+  });
+});
+
 describe('who may change stock through Payload', () => {
   /** Logs a new user of `collection` in and returns its `authorization` header value. */
   async function loggedIn(collection, data) {

@@ -6,7 +6,6 @@
 use crate::ErrorCode;
 use crate::cart::MAX_CART_LINES;
 use crate::quantity::{Quantity, QuantityError};
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// Why units of a paid reservation come back.
@@ -142,8 +141,8 @@ pub fn plan_return(sold: &[SoldSize], lines: &[ReturnLine]) -> Result<Vec<Planne
     }
     let mut errors = Vec::new();
     let mut planned = Vec::with_capacity(lines.len());
-    // Units asked back per size, summed across lines and reasons.
-    let mut asked: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    // Units asked back per sold size (in `sold`'s order), summed across lines and reasons.
+    let mut asked = vec![0_u64; sold.len()];
     for (line, asked_line) in lines.iter().enumerate() {
         let quantity = match Quantity::from_number(asked_line.quantity) {
             Ok(quantity) if quantity.is_zero() => {
@@ -156,16 +155,17 @@ pub fn plan_return(sold: &[SoldSize], lines: &[ReturnLine]) -> Result<Vec<Planne
                 continue;
             }
         };
-        let known = sold.iter().any(|size| size.product == asked_line.product && size.size == asked_line.size);
-        if !known {
+        let Some(known) =
+            sold.iter().position(|size| size.product == asked_line.product && size.size == asked_line.size)
+        else {
             errors.push(ReturnError::NotSold {
                 line,
                 product: asked_line.product.clone(),
                 size: asked_line.size.clone(),
             });
             continue;
-        }
-        *asked.entry((asked_line.product.as_str(), asked_line.size.as_str())).or_default() += u64::from(quantity.get());
+        };
+        asked[known] += u64::from(quantity.get());
         planned.push(PlannedReturnLine {
             product: asked_line.product.clone(),
             size: asked_line.size.clone(),
@@ -173,18 +173,16 @@ pub fn plan_return(sold: &[SoldSize], lines: &[ReturnLine]) -> Result<Vec<Planne
             reason: asked_line.reason,
         });
     }
-    for ((product, size), requested) in asked {
-        if let Some(sold_size) = sold.iter().find(|entry| entry.product == product && entry.size == size) {
-            let returnable = sold_size.returnable();
-            if requested > u64::from(returnable.get()) {
-                errors.push(ReturnError::ExceedsReturnable {
-                    product: product.to_owned(),
-                    size: size.to_owned(),
-                    requested,
-                    returnable,
-                    sold: sold_size.sold,
-                });
-            }
+    for (sold_size, requested) in sold.iter().zip(asked) {
+        let returnable = sold_size.returnable();
+        if requested > u64::from(returnable.get()) {
+            errors.push(ReturnError::ExceedsReturnable {
+                product: sold_size.product.clone(),
+                size: sold_size.size.clone(),
+                requested,
+                returnable,
+                sold: sold_size.sold,
+            });
         }
     }
     if errors.is_empty() { Ok(planned) } else { Err(errors) }

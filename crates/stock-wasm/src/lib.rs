@@ -15,7 +15,7 @@ use interop::{
 use js_sys::Array;
 use stock_core::{
     CartLine, CartValidation, ErrorCode, MovementDetails, MovementType, ProductSnapshot, Quantity, ReservationTtl,
-    SignedQuantity, SizeStock, StockLevel, apply_movement as apply_core_movement,
+    ReturnLine, ReturnReason, SignedQuantity, SizeStock, SoldSize, StockLevel, apply_movement as apply_core_movement,
     reservation_expires_at as core_expires_at, reservation_is_expired,
 };
 use wasm_bindgen::prelude::*;
@@ -37,7 +37,11 @@ export type StockErrorCode =
   | "too_many_lines"
   | "unknown_product"
   | "unknown_size"
-  | "invalid_variant";
+  | "invalid_variant"
+  | "invalid_reason"
+  | "empty_return"
+  | "not_sold"
+  | "exceeds_returnable";
 
 /** What every function of this package throws on bad input. */
 export interface StockError extends Error {
@@ -114,6 +118,31 @@ export interface CartValidation {
   items: RequestedItem[];
   shortages: Shortage[];
   errors: CartProblem[];
+}
+
+/** A size a paid order sold, and how many of its units earlier returns took back (damaged ones included). */
+export type SoldItem = ({ product: string | number; size: string | number } | { product: string | number; variant?: string | number | null }) & {
+  sold: number;
+  returned?: number;
+};
+
+/** Why units come back: returned and cancelled ones go back on sale, damaged ones do not. */
+export type ReturnReason = "returned" | "cancelled" | "damaged";
+
+/** One line of a return as the merchant or the customer asks it. */
+export type ReturnItem = ({ product: string | number; size: string | number } | { product: string | number; variant?: string | number | null }) & {
+  quantity: number;
+  reason: ReturnReason;
+};
+
+/** What planReturn answers: the checked lines, what was sold with what has come back once they are recorded, and every problem. */
+export interface ReturnPlan {
+  ok: boolean;
+  /** Each line as the ledger records it; `restocked` is 0 for damaged units. Empty unless ok. */
+  lines: Array<{ product: string; size: string; variant?: string | null; quantity: number; reason: ReturnReason; restocked: number }>;
+  /** Each size sold, with `returned` and `returnable` after the lines (as given when not ok). */
+  sold: Array<{ product: string; size: string; variant?: string | null; sold: number; returned: number; returnable: number }>;
+  errors: Array<{ code: "empty_return" | "too_many_lines" | "invalid_quantity" | "not_sold" | "exceeds_returnable"; message: string; line?: number; product?: string; size?: string; variant?: string | null }>;
 }
 
 export type MovementType = "sale" | "restock" | "return" | "adjustment";
@@ -434,6 +463,140 @@ fn validation_to_js(validation: &CartValidation, names_variants: bool) -> JsValu
     }
     set_named(&result, "errors", &errors);
     result
+}
+
+/// Checks a return of units a paid order sold against what it sold and what came back already, with the sidecar's
+/// rule: each line names a size sold, in whole units; the lines of a size together never bring back more than may
+/// still come back. Problems are reported in `errors` (every one), not thrown.
+///
+/// Throws a StockError for input that is not a return at all: `invalid_input` (not arrays of objects, a bad label),
+/// `invalid_quantity` (a bad `sold` or `returned` figure), `invalid_reason`.
+#[wasm_bindgen(js_name = planReturn, unchecked_return_type = "ReturnPlan")]
+pub fn plan_return(
+    #[wasm_bindgen(unchecked_param_type = "ReadonlyArray<SoldItem>")] sold: &JsValue,
+    #[wasm_bindgen(unchecked_param_type = "ReadonlyArray<ReturnItem>")] lines: &JsValue,
+) -> Result<JsValue, JsValue> {
+    let (sold, lines, names_variants) = with_keys(|keys| return_input(sold, lines, keys))?;
+    let result = new_object();
+    let (planned, errors) = match stock_core::plan_return(&sold, &lines) {
+        Ok(planned) => (planned, Vec::new()),
+        Err(errors) => (Vec::new(), errors),
+    };
+    set_named(&result, "ok", &JsValue::from_bool(errors.is_empty()));
+    let out_lines = Array::new();
+    for line in &planned {
+        let entry = size_entry(
+            &line.product,
+            &line.size,
+            names_variants,
+            [("quantity", line.quantity), ("restocked", line.restocked())],
+        );
+        set_named(&entry, "reason", &JsValue::from_str(line.reason.as_str()));
+        out_lines.push(&entry);
+    }
+    set_named(&result, "lines", &out_lines);
+    let out_sold = Array::new();
+    for size in &sold {
+        let back: u32 = planned
+            .iter()
+            .filter(|line| line.product == size.product && line.size == size.size)
+            .map(|line| line.quantity.get())
+            .sum();
+        let returned = Quantity::new(size.returned.get() + back).unwrap_or(size.sold);
+        let after = SoldSize { returned, ..size.clone() };
+        let entry = size_entry(
+            &after.product,
+            &after.size,
+            names_variants,
+            [("sold", after.sold), ("returned", after.returned)],
+        );
+        set_named(&entry, "returnable", &JsValue::from_f64(after.returnable().into()));
+        out_sold.push(&entry);
+    }
+    set_named(&result, "sold", &out_sold);
+    let out_errors = Array::new();
+    for error in &errors {
+        let entry = new_object();
+        set_named(&entry, "code", &JsValue::from_str(error.code()));
+        set_named(&entry, "message", &JsValue::from_str(&error.to_string()));
+        match error {
+            stock_core::ReturnError::InvalidQuantity { line, .. } | stock_core::ReturnError::ZeroQuantity { line } => {
+                set_named(&entry, "line", &JsValue::from_f64(*line as f64));
+            }
+            stock_core::ReturnError::NotSold { line, product, size } => {
+                set_named(&entry, "line", &JsValue::from_f64(*line as f64));
+                set_named(&entry, "product", &JsValue::from_str(product));
+                set_size(&entry, size, names_variants);
+            }
+            stock_core::ReturnError::ExceedsReturnable { product, size, .. } => {
+                set_named(&entry, "product", &JsValue::from_str(product));
+                set_size(&entry, size, names_variants);
+            }
+            _ => {}
+        }
+        out_errors.push(&entry);
+    }
+    set_named(&result, "errors", &out_errors);
+    Ok(result)
+}
+
+/// A line's or a sold size's ledger key: its `size`, or its `variant`'s key; and whether it named a variant.
+fn key_of(row: &JsValue, keys: &Keys, path: Path<'_>) -> Result<(String, bool), JsValue> {
+    let size = get(row, &keys.size);
+    if size.is_undefined() {
+        Ok((variant_key_at(&get(row, &keys.variant), path.field("variant"))?, true))
+    } else {
+        Ok((label(&size, path.field("size"))?, false))
+    }
+}
+
+/// planReturn's arguments read: the sizes sold, the lines, and whether any of them named a variant.
+fn return_input(
+    sold: &JsValue,
+    lines: &JsValue,
+    keys: &Keys,
+) -> Result<(Vec<SoldSize>, Vec<ReturnLine>, bool), JsValue> {
+    let product_key = JsValue::from_str("product");
+    let mut names_variants = false;
+    let root = Path::root("sold");
+    let mut sizes = Vec::new();
+    for (index, row) in expect_array(sold, root)?.iter().enumerate() {
+        let path = root.at(index);
+        expect_object(&row, path)?;
+        let (size, variant) = key_of(&row, keys, path)?;
+        names_variants |= variant;
+        let figure = |name: &str| -> Result<Quantity, JsValue> {
+            let value = get(&row, &JsValue::from_str(name));
+            if name == "returned" && value.is_undefined() {
+                return Ok(Quantity::ZERO);
+            }
+            Quantity::from_number(number_at(&row, &JsValue::from_str(name), path.field(name))?)
+                .map_err(|error| core_error(&error, Some(path.field(name))))
+        };
+        sizes.push(SoldSize {
+            product: label(&get(&row, &product_key), path.field("product"))?,
+            size,
+            sold: figure("sold")?,
+            returned: figure("returned")?,
+        });
+    }
+    let root = Path::root("lines");
+    let mut asked = Vec::new();
+    for (index, row) in expect_array(lines, root)?.iter().enumerate() {
+        let path = root.at(index);
+        expect_object(&row, path)?;
+        let (size, variant) = key_of(&row, keys, path)?;
+        names_variants |= variant;
+        let reason = get(&row, &JsValue::from_str("reason")).as_string().unwrap_or_default();
+        let reason = ReturnReason::parse(&reason).map_err(|error| core_error(&error, Some(path.field("reason"))))?;
+        asked.push(ReturnLine {
+            product: label(&get(&row, &product_key), path.field("product"))?,
+            size,
+            quantity: number_at(&row, &JsValue::from_str("quantity"), path.field("quantity"))?,
+            reason,
+        });
+    }
+    Ok((sizes, asked, names_variants))
 }
 
 /// When a reservation made at `createdAt` expires: `createdAt + ttlSeconds` (default 1800 s, 30 minutes),

@@ -4,8 +4,8 @@
 
 use js_sys::{Array, JSON, Object, Reflect};
 use stock_wasm::{
-    apply_movement, available_stock, derive_sizes, is_low_stock, is_reservation_expired, reservation_expires_at,
-    validate_cart,
+    apply_movement, available_stock, derive_sizes, is_low_stock, is_reservation_expired, plan_return,
+    reservation_expires_at, validate_cart,
 };
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -241,4 +241,32 @@ fn apply_movement_refuses_bad_movements_with_their_codes() {
     let restock = json(r#"{"type":"restock","quantity":1}"#);
     assert_eq!(code(apply_movement(&bad_size, &restock).expect_err("bad size")), "invalid_quantity");
     assert_eq!(code(apply_movement(&JsValue::NULL, &restock).expect_err("no size")), "invalid_input");
+}
+
+#[wasm_bindgen_test]
+fn plan_return_checks_a_return_against_what_was_sold_and_counts_what_may_still_come_back() {
+    let sold = json(r#"[{"product":"runner","size":"42","sold":3,"returned":1},{"product":7,"variant":12,"sold":1}]"#);
+    let lines = json(
+        r#"[{"product":"runner","size":"42","quantity":1,"reason":"damaged"},{"product":7,"variant":12,"quantity":1,"reason":"returned"}]"#,
+    );
+    let plan = plan_return(&sold, &lines).expect("well-formed input");
+    assert!(field(&plan, "ok").as_bool().unwrap_or(false));
+    let planned = Array::from(&field(&plan, "lines"));
+    assert_eq!(number(&planned.get(0), "restocked"), 0.0, "damaged units are not put back on sale");
+    assert_eq!(number(&planned.get(1), "restocked"), 1.0);
+    let after = Array::from(&field(&plan, "sold"));
+    assert_eq!((number(&after.get(0), "returned"), number(&after.get(0), "returnable")), (2.0, 1.0));
+    assert_eq!(text(&after.get(1), "size"), "12");
+
+    let too_many = json(
+        r#"[{"product":"runner","size":"42","quantity":3,"reason":"returned"},{"product":"runner","size":"44","quantity":1,"reason":"returned"}]"#,
+    );
+    let refused = plan_return(&sold, &too_many).expect("well-formed input");
+    assert!(!field(&refused, "ok").as_bool().unwrap_or(true));
+    let errors = Array::from(&field(&refused, "errors"));
+    let codes: Vec<String> = errors.iter().map(|error| text(&error, "code")).collect();
+    assert_eq!(codes, ["not_sold", "exceeds_returnable"]);
+    let lost = json(r#"[{"product":"runner","size":"42","quantity":1,"reason":"lost"}]"#);
+    assert_eq!(code(plan_return(&sold, &lost).expect_err("unknown reason")), "invalid_reason");
+    assert_eq!(code(plan_return(&json("{}"), &lines).expect_err("not an array")), "invalid_input");
 }

@@ -6,8 +6,10 @@ import {
   deriveSizes,
   isLowStock,
   isReservationExpired,
+  planReturn,
   reservationExpiresAt,
   validateCart,
+  type ReturnPlan,
   type AppliedMovement,
   type CartValidation,
   type StockError,
@@ -21,6 +23,8 @@ import {
   type MonitoringReport,
   type CleanupResult,
   type Conflict,
+  type RecordedReturn,
+  type ReturnsAnswer,
   CHECKOUT_METADATA,
 } from 'payload-stock/client';
 
@@ -135,3 +139,17 @@ const metadata: { orderNumber: string; payloadStock: '1' } = { orderNumber: 'ORD
 void [resolveAll, metadata];
 
 void [checkout, restock, watch, available, low, sku, derivedAvailable, derivedLow, firstShortage, firstCode, expiresFromDate, expired, after];
+
+// Returns: the rule in the browser, the record through the sidecar.
+const plan: ReturnPlan = planReturn([{ product: 'p', size: '42', sold: 2 }], [{ product: 'p', size: '42', quantity: 1, reason: 'damaged' }]);
+const stillReturnable: number = plan.sold[0]?.returnable ?? 0;
+// @ts-expect-error a return line needs a reason
+planReturn([{ product: 'p', size: '42', sold: 2 }], [{ product: 'p', size: '42', quantity: 1 }]);
+async function takeBack(admin: ReturnType<typeof createStockClient>): Promise<number> {
+  const recorded: RecordedReturn = await admin.recordReturn('pi_1', { returnId: 'RMA-1', lines: [{ product: 'p', size: '42', quantity: 1, reason: 'returned' }] });
+  const listed: ReturnsAnswer | null = await admin.returns('pi_1');
+  // @ts-expect-error lost is not a reason a return knows
+  await admin.recordReturn('pi_1', { returnId: 'RMA-2', lines: [{ product: 'p', size: '42', quantity: 1, reason: 'lost' }] });
+  return recorded.sold.length + (listed?.returns.length ?? 0) + stillReturnable;
+}
+void takeBack;
