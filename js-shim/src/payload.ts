@@ -581,6 +581,21 @@ function returnsCollection({
       throw await apiError('The return id must be 1 to 255 visible characters without spaces, such as RMA-1001.', 400, 'invalid_request');
     }
     const returnId = typed ?? newSubmissionKey();
+    // Payload keeps one document per return id, while the ledger keys returns by reservation: an id already saved
+    // is refused before the ledger moves (the same return again, or another order's RMA number).
+    const saved = await req.payload.db.findOne({ collection: slug as never, where: { returnId: { equals: returnId } }, req });
+    if (saved) {
+      const document = (saved as { id: string | number }).id;
+      const same = (saved as { reference?: unknown }).reference === reference;
+      throw await apiError(
+        same
+          ? `Return ${returnId} was recorded already (document ${document}); nothing was recorded again.`
+          : `Return id ${returnId} is already used by another order's return (document ${document}); use another id.`,
+        409,
+        same ? 'return_already_recorded' : 'return_id_taken',
+        { document },
+      );
+    }
     const asked = lines.map((line) => {
       const variant = relationId(line.variant);
       return {
@@ -596,13 +611,8 @@ function returnsCollection({
     } catch (error) {
       throw await sidecarRefusal(error, error instanceof StockApiError && error.body?.errors ? { errors: error.body.errors } : {});
     }
-    if (!recorded.created) {
-      const found = await req.payload.db.findOne({ collection: slug as never, where: { returnId: { equals: returnId } }, req });
-      if (found) {
-        const document = (found as { id: string | number }).id;
-        throw await apiError(`Return ${returnId} was recorded already (document ${document}); nothing was recorded again.`, 409, 'return_already_recorded', { document });
-      }
-    }
+    // Not created: the ledger recorded this return before and its document was never saved (Payload failed after
+    // the ledger answered); it is saved now.
     return {
       ...data,
       reservation: reservationId,

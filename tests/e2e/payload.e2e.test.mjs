@@ -279,6 +279,15 @@ describe('after the sale: refunds and returns', () => {
     const again = await shop.api.post('/stock-returns', form);
     assert.equal(again.status, 409, again.text);
     assert.equal(again.body.errors[0].data.code, 'return_already_recorded');
+    const other = await paid('Returned elsewhere', '44', 1, 'pi_e2e_returned_other', 1);
+    const otherReservation = await waitFor('the other paid reservation', async () => {
+      const found = await shop.api.reservation('pi_e2e_returned_other');
+      return found?.status === 'committed' ? found : null;
+    });
+    const reused = await shop.api.post('/stock-returns', { reservation: otherReservation.id, returnId: 'RMA-e2e-1', lines: [{ product: Number(other), size: '44', quantity: 1, reason: 'returned' }] });
+    assert.equal(reused.status, 409, reused.text);
+    assert.equal(reused.body.errors[0].data.code, 'return_id_taken');
+    assert.equal((await shop.sidecarGet('/v1/reservations/pi_e2e_returned_other/returns')).body.returns.length, 0, 'refused before the ledger moved');
     const beyond = await shop.api.post('/stock-returns', { ...form, returnId: 'RMA-e2e-2', lines: [form.lines[0]] });
     assert.equal(beyond.status, 409, beyond.text);
     assert.equal(beyond.body.errors[0].data.code, 'exceeds_returnable');

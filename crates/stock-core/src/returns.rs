@@ -223,14 +223,13 @@ impl DisputeState {
     /// counts as still open.
     pub fn from_stripe_status(status: &str) -> Option<Self> {
         match status {
-            "won" => Some(DisputeState::Won),
+            // An inquiry closed without becoming a dispute, or a dispute the card network prevented: the money
+            // stays, as when a dispute is won.
+            "won" | "warning_closed" | "prevented" => Some(DisputeState::Won),
             "lost" => Some(DisputeState::Lost),
-            "warning_needs_response"
-            | "warning_under_review"
-            | "warning_closed"
-            | "needs_response"
-            | "under_review"
-            | "prevented" => Some(DisputeState::Open),
+            "warning_needs_response" | "warning_under_review" | "needs_response" | "under_review" => {
+                Some(DisputeState::Open)
+            }
             _ => None,
         }
     }
@@ -356,6 +355,7 @@ mod tests {
         );
         assert_eq!(DisputeState::from_stripe_status("needs_response"), Some(DisputeState::Open));
         assert_eq!(DisputeState::from_stripe_status("lost"), Some(DisputeState::Lost));
+        assert_eq!(DisputeState::from_stripe_status("warning_closed"), Some(DisputeState::Won), "the money stayed");
     }
 
     proptest! {

@@ -11,9 +11,9 @@ pub use requests::MovementKind;
 #[cfg(feature = "openapi")]
 pub use requests::ReturnReasonKind;
 pub use requests::{
-    Label, MovementBody, MovementOrigin, MovementRequest, RequestError, ReservationBody, ReservationItemBody,
-    ReservationRequest, ReturnBody, ReturnLineBody, ReturnRequest, check_labels, check_reference, decode_movement,
-    decode_reservation, decode_return, movement_request, reservation_request, return_request,
+    FULL_REFUND_RETURN, Label, MovementBody, MovementOrigin, MovementRequest, RequestError, ReservationBody,
+    ReservationItemBody, ReservationRequest, ReturnBody, ReturnLineBody, ReturnRequest, check_labels, check_reference,
+    decode_movement, decode_reservation, decode_return, movement_request, reservation_request, return_request,
 };
 pub use stripe::{
     CHECKOUT_MARKER, EventPolicy, MoneyChange, StripeAction, VerifiedEvent, VerifyError, action_for, verify,

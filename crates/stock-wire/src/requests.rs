@@ -342,7 +342,7 @@ pub struct ReturnBody {
     /// The same return again under it answers the first one (200) and records nothing; other lines under it are
     /// refused (409 `return_id_conflict`).
     return_id: String,
-    /// 1 to 100 lines; the lines of one size together never bring back more than the reservation sold, across all
+    /// 1 to 200 lines; the lines of one size together never bring back more than the reservation sold, across all
     /// its returns.
     lines: Vec<ReturnLineBody>,
 }
@@ -392,9 +392,25 @@ pub struct ReturnRequest {
     pub lines: Vec<ReturnLine>,
 }
 
+/// The start of the return ids the ledger gives the returns RESTOCK_ON_FULL_REFUND makes
+/// (`full-refund:<PaymentIntent>`); a caller's return id cannot take it.
+pub const FULL_REFUND_RETURN: &str = "full-refund:";
+
 /// Checks a decoded return body.
 pub fn return_request(body: ReturnBody) -> Result<ReturnRequest, RequestError> {
     check_reference(&body.return_id, "returnId")?;
+    if body.return_id.starts_with(FULL_REFUND_RETURN) {
+        return Err(RequestError::invalid(format!(
+            "returnId: ids starting with {FULL_REFUND_RETURN} are the ledger's own (RESTOCK_ON_FULL_REFUND)"
+        )));
+    }
+    if body.lines.len() > stock_core::MAX_CART_LINES {
+        return Err(RequestError::invalid(format!(
+            "lines: {} lines; a return has at most {}",
+            body.lines.len(),
+            stock_core::MAX_CART_LINES
+        )));
+    }
     let lines = body
         .lines
         .into_iter()
@@ -442,6 +458,11 @@ mod tests {
         assert!(matches!(lost, RequestError::Invalid { reason: Some("invalid_reason"), .. }), "{lost:?}");
         assert!(matches!(refused(r#"{"returnId":"","lines":[]}"#), RequestError::Invalid { reason: None, .. }));
         assert!(matches!(refused(r#"{"returnId":"R","lines":[],"note":1}"#), RequestError::InvalidJson(_)));
+        let taken = refused(r#"{"returnId":"full-refund:pi_1","lines":[]}"#);
+        assert!(taken.to_string().contains("the ledger's own"), "{taken}");
+        let line = r#"{"product":"p","size":"42","quantity":1,"reason":"returned"}"#;
+        let many = format!(r#"{{"returnId":"R","lines":[{}]}}"#, vec![line; 201].join(","));
+        assert!(refused(&many).to_string().contains("at most 200"));
     }
 
     #[test]

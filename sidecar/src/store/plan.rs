@@ -21,7 +21,7 @@ use super::{
     MovementRequest, OutboxTopic, PaymentRecord, ReleaseOutcome, ReservationRecord, ReserveOutcome, ReservedItem,
     ReturnOutcome, ReturnRecord, SizeRecord, StoreError, StripeAction, StripeEventRecord,
 };
-use stock_wire::{MoneyChange, ReturnRequest};
+use stock_wire::{FULL_REFUND_RETURN, MoneyChange, ReturnRequest};
 
 /// What a transaction has read of the ledger: the sizes of some products with their figures, and some
 /// reservations by reference. A decision may only plan on what it was loaded with.
@@ -710,10 +710,11 @@ fn record_money(
         return Ok(Plan { writes, outcome: EventOutcome::Conflict { kind } });
     }
     if restock_on_full_refund && money.is_fully_refunded() && !before.is_fully_refunded() {
-        let return_id = format!("full-refund:{payment_intent}");
-        let sold = decide::sold_sizes(&paid, snapshot.returns(&paid.reference)?);
-        let lines = decide::full_refund_lines(&sold);
-        if paid.status == ReservationStatus::Committed && !lines.is_empty() {
+        let return_id = format!("{FULL_REFUND_RETURN}{payment_intent}");
+        let returns = snapshot.returns(&paid.reference)?;
+        let done = returns.iter().any(|recorded| recorded.return_id == return_id);
+        let lines = decide::full_refund_lines(&decide::sold_sizes(&paid, returns));
+        if paid.status == ReservationStatus::Committed && !done && !lines.is_empty() {
             match plan_return_writes(snapshot, &paid, (&return_id, &lines), now)? {
                 Ok((_, restocked)) => writes.extend(restocked),
                 Err(errors) => return Err(StoreError::Inconsistent(format!("{return_id}: {errors:?}"))),
@@ -1141,8 +1142,8 @@ pub(crate) fn sizes_read<'a>(
 }
 
 /// What a batch reads after its reservations, of the paid ones it may take units back from: the reservations whose
-/// returns it reads (a return's, and with RESTOCK_ON_FULL_REFUND every paid one read), and the sale movements'
-/// keys (the order each sale belonged to, which its return movements name), each sorted, each once.
+/// returns it reads (a return's, and with RESTOCK_ON_FULL_REFUND every one read), and the sale movements' keys (the
+/// order each sale belonged to, which its return movements name), each sorted, each once.
 pub(crate) fn after_sale_reads<'a>(
     reads: &Reads,
     reservations: impl Iterator<Item = &'a ReservationRecord>,
@@ -1150,7 +1151,8 @@ pub(crate) fn after_sale_reads<'a>(
     let mut returns = reads.returns.clone();
     let mut movements = reads.movements.clone();
     if reads.restocks_on_refund {
-        for record in reservations.filter(|record| record.status == ReservationStatus::Committed) {
+        // Every reservation read, whatever its status now: a sale planned earlier in the same batch may have paid it.
+        for record in reservations {
             returns.push(record.reference.clone());
             movements.extend(record.items.iter().map(|item| sale_key(&record.reference, &item.product, &item.size)));
         }

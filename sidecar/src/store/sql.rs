@@ -253,15 +253,17 @@ pub(crate) mod statements {
            (SELECT last_error FROM stock_alerts WHERE delivered_at IS NULL AND last_error IS NOT NULL \
              ORDER BY id DESC LIMIT 1)",
     ));
-    /// The payments by what came back of them (`PaymentCounts`' fields in order); "fully refunded" is
-    /// `PaymentMoney::is_fully_refunded` (an amount known, and all of it refunded).
+    /// The shop's payments (those tied to a reservation: not someone else's on the same Stripe account) by what came
+    /// back of them (`PaymentCounts`' fields in order); "fully refunded" is `PaymentMoney::is_fully_refunded` (an
+    /// amount known, and all of it refunded).
     pub(crate) const PAYMENT_COUNTS: Sql = Sql::same(
         "SELECT \
-           (SELECT COUNT(*) FROM payments WHERE amount > 0 AND refunded >= amount), \
-           (SELECT COUNT(*) FROM payments WHERE refunded > 0 AND NOT (amount > 0 AND refunded >= amount)), \
-           (SELECT COUNT(*) FROM payments WHERE dispute = 'open'), \
-           (SELECT COUNT(*) FROM payments WHERE dispute = 'lost'), \
-           (SELECT COUNT(*) FROM payments WHERE dispute = 'won')",
+           (SELECT COUNT(*) FROM payments WHERE reference IS NOT NULL AND amount > 0 AND refunded >= amount), \
+           (SELECT COUNT(*) FROM payments WHERE reference IS NOT NULL AND refunded > 0 \
+              AND NOT (amount > 0 AND refunded >= amount)), \
+           (SELECT COUNT(*) FROM payments WHERE reference IS NOT NULL AND dispute = 'open'), \
+           (SELECT COUNT(*) FROM payments WHERE reference IS NOT NULL AND dispute = 'lost'), \
+           (SELECT COUNT(*) FROM payments WHERE reference IS NOT NULL AND dispute = 'won')",
     );
     /// The `$2` reservations holding units at `$1` the longest, as `columns::SummaryColumns`.
     pub(crate) const OLDEST_ACTIVE: Sql = Sql::same(

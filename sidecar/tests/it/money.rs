@@ -264,6 +264,8 @@ async fn money_events_of_someone_elses_payment_or_without_a_payment_intent_move_
     let answer = deliver(&app, &unreadable).await;
     assert_eq!((answer["outcome"].clone(), answer["conflict"].clone()), (json!("conflict"), json!("unreadable_event")));
     assert_eq!(figures(&app).await, (5, 0));
+    let report = body_of(app.admin(Method::GET, REPORT).send().await.expect("request"), 200).await;
+    assert_eq!(report["payments"]["fullyRefunded"], 0, "someone else's refund is not the shop's");
     let metrics = app.admin(Method::GET, "/metrics").send().await.expect("request").text().await.expect("text");
     assert!(
         metrics.contains(r#"payload_stock_webhook_events_total{type="charge.refunded",outcome="recorded"} 1"#),

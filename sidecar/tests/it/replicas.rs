@@ -9,6 +9,7 @@ use stock_sidecar::ledger::Ledger;
 use stock_sidecar::store::{
     EventOutcome, MovementOrigin, MovementOutcome, MovementRequest, ReserveOutcome, StripeAction, StripeEventRecord,
 };
+use stock_wire::MoneyChange;
 
 use crate::helpers::{TestDatabase, open_store};
 
@@ -365,6 +366,60 @@ async fn the_same_stripe_event_delivered_to_two_stores_at_once_is_applied_once()
     }
     assert_eq!(applied, vec![1; 30], "every event applied exactly once");
     assert_eq!(stock_of(&first, "boot", at(3)).await, (0, 0), "30 sold, once each");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_refund_and_its_success_on_two_stores_at_once_never_both_release_and_sell() {
+    let ([first, second], _database) = two_stores().await;
+    first.record_movement(movement("boot", 40, None), at(0)).await.expect("restock");
+    for buyer in 0..40 {
+        let outcome = second.reserve(&format!("pi_{buyer}"), &[line("boot")], ReservationTtl::DEFAULT, at(1)).await;
+        assert!(matches!(outcome.expect("reserve"), ReserveOutcome::Created(_)));
+    }
+    let mut deliveries = tokio::task::JoinSet::new();
+    for buyer in 0..40 {
+        let (refunds, pays) =
+            if buyer % 2 == 0 { (first.clone(), second.clone()) } else { (second.clone(), first.clone()) };
+        deliveries.spawn(async move {
+            let event = StripeEventRecord { id: format!("evt_refund_{buyer}"), kind: "charge.refunded".into() };
+            let action = StripeAction::RecordMoney {
+                payment_intent: format!("pi_{buyer}"),
+                change: MoneyChange::Refunded { amount: 4990, refunded: 4990 },
+                restock_on_full_refund: false,
+            };
+            (buyer, true, refunds.apply_stripe_event(&event, &action, at(2)).await)
+        });
+        deliveries.spawn(async move {
+            let event = StripeEventRecord { id: format!("evt_paid_{buyer}"), kind: "payment_intent.succeeded".into() };
+            let action = StripeAction::Commit {
+                reference: format!("pi_{buyer}"),
+                order_reference: None,
+                marked: true,
+                payment_intent: None,
+            };
+            (buyer, false, pays.apply_stripe_event(&event, &action, at(2)).await)
+        });
+    }
+    let mut outcomes = vec![(None, None); 40];
+    while let Some(delivery) = deliveries.join_next().await {
+        let (buyer, refund, outcome) = delivery.expect("task");
+        let outcome = outcome.expect("no store failure");
+        if refund { outcomes[buyer].0 = Some(outcome) } else { outcomes[buyer].1 = Some(outcome) }
+    }
+    let mut sold = 0;
+    for (buyer, pair) in outcomes.into_iter().enumerate() {
+        match pair {
+            // The refund came first: released, and the success took nothing.
+            (
+                Some(EventOutcome::Conflict { kind: "refunded_before_sale" }),
+                Some(EventOutcome::Conflict { kind: "sale_after_refund" }),
+            ) => {}
+            // The success came first: sold, and the refund after it is only recorded.
+            (Some(EventOutcome::Recorded), Some(EventOutcome::Committed { late: false })) => sold += 1,
+            other => unreachable!("pi_{buyer}: {other:?}"),
+        }
+    }
+    assert_eq!(stock_of(&first, "boot", at(3)).await, (40 - sold, 0), "each unit sold at most once, none sold late");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -181,6 +181,8 @@ async fn restock_on_full_refund_returns_what_may_still_come_back_once() {
         listed["returns"].as_array().into_iter().flatten().filter_map(|r| r["returnId"].as_str()).collect();
     assert_eq!(ids, ["R1", "full-refund:pi_3RefundedPaid"]);
     assert_eq!(listed["sold"][0]["returnable"], 0);
+    let taken = json!({ "returnId": "full-refund:pi_3RefundedPaid", "lines": [line(1, "returned")] });
+    assert_eq!(body_of(send_return(&app, "pi_3RefundedPaid", taken).await, 422).await["error"], "invalid_request");
     let late = send_return(&app, "pi_3RefundedPaid", json!({ "returnId": "R2", "lines": [line(1, "returned")] }));
     assert_eq!(body_of(late.await, 409).await["error"], "exceeds_returnable", "never more back than was sold");
     let movements = return_movements(&app).await;

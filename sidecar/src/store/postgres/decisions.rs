@@ -567,7 +567,14 @@ async fn load(connection: &mut PgConnection, reads: &Reads, now: Timestamp) -> R
     }
     let payments = plan::payments_read(reads, &applied);
     if !payments.is_empty() {
-        // Locked in PaymentIntent order, before any reservation: every decision that reads a payment takes it first.
+        // Each PaymentIntent is locked, in PaymentIntent order and before any reservation, whether or not its row
+        // exists yet: a row lock alone would let a success read "no payment" while a refund of the same
+        // PaymentIntent is being recorded, and sell late a payment that refund has just released. The lock is an
+        // advisory one on the PaymentIntent's name (a collision of two names' hashes only serializes them).
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('payment:' || payment_intent, 0)) FROM UNNEST($1::TEXT[]) AS locked (payment_intent)")
+            .bind(&payments)
+            .execute(&mut *connection)
+            .await?;
         let rows: Vec<PaymentColumns> = sqlx::query_as(
             "SELECT payment_intent, reference, amount, refunded, dispute FROM payments \
              WHERE payment_intent = ANY($1) ORDER BY payment_intent FOR UPDATE",
