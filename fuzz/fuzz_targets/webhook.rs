@@ -7,7 +7,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use libfuzzer_sys::fuzz_target;
 use sha2::Sha256;
 use stock_core::Timestamp;
-use stock_wire::{action_for, verify};
+use stock_wire::{EventPolicy, action_for, verify};
 
 const SECRET: &str = "whsec_fuzzing_secret";
 const NOW_SECONDS: i64 = 1_795_000_000;
@@ -38,8 +38,9 @@ fuzz_target!(|data: &[u8]| {
         let header = stripe_signature_header(body, SECRET, NOW_SECONDS);
         match verify(body.as_bytes(), Some(&header), &secrets, now) {
             Ok(event) => {
-                let _ = action_for(&event, false);
-                let _ = action_for(&event, true);
+                for (release_on_payment_failed, restock_on_full_refund) in [(false, false), (true, true)] {
+                    let _ = action_for(&event, EventPolicy { release_on_payment_failed, restock_on_full_refund });
+                }
             }
             Err(error) => panic!("a correctly signed body was refused as {error:?}"),
         }
