@@ -180,6 +180,30 @@ describe('a shop on Payload\'s ecommerce plugin, with payload-stock', () => {
     assert.equal((await ledger(shop, runner.product, id)).stock, 3);
   });
 
+  test('a return of a variant entered in Payload puts it back in inventory, once', async () => {
+    const boot = await shop.seedProduct({ title: 'Boot', variants: { 40: 0 } });
+    const id = boot.variants[40];
+    await shop.restock(boot.product, id, 2);
+    const sold = await shop.checkout({ items: [{ product: boot.product, variant: id, quantity: 1 }] });
+    assert.equal(sold.stage, 'done', JSON.stringify(sold.body));
+    await shop.projected();
+    await shows(shop, { variant: id }, { inventory: 1, stock: 1 });
+    const reservation = await waitFor('the paid reservation', async () => {
+      const { body } = await shop.api.get(`/stock-reservations?depth=0&where[reference][equals]=${sold.paymentIntentID}`);
+      return body.docs[0]?.status === 'committed' ? body.docs[0] : null;
+    });
+    const form = { reservation: reservation.id, returnId: 'RMA-eco-1', lines: [{ product: boot.product, variant: id, quantity: 1, reason: 'returned' }] };
+    const created = await shop.api.post('/stock-returns?depth=0', form);
+    assert.equal(created.status, 201, created.text);
+    assert.equal(created.body.doc.lines[0].restocked, 1);
+    await shop.projected();
+    await shows(shop, { variant: id }, { inventory: 2, stock: 2 });
+    const again = await shop.api.post('/stock-returns?depth=0', { ...form, returnId: 'RMA-eco-2' });
+    assert.equal(again.status, 409, again.text);
+    assert.equal(again.body.errors[0].data.code, 'exceeds_returnable');
+    assert.equal((await ledger(shop, boot.product, id)).stock, 2, 'one unit sold, one came back');
+  });
+
   test('an admin\'s restock of a variant in Payload lands in the ledger and in inventory', async () => {
     const id = runner.variants[42];
     const created = await shop.api.post('/stock-movements?depth=0', { product: runner.product, variant: id, type: 'restock', quantity: 6, reason: 'Delivery 7' });
