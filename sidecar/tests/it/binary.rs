@@ -169,7 +169,7 @@ async fn no_secret_reaches_the_logs_even_at_debug_level() {
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("address").port();
     let base = format!("http://127.0.0.1:{port}");
-    let child = tokio::process::Command::from(sidecar_on(&database_url))
+    let mut child = tokio::process::Command::from(sidecar_on(&database_url))
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "debug")
         .env("NO_COLOR", "1")
@@ -186,6 +186,19 @@ async fn no_secret_reaches_the_logs_even_at_debug_level() {
         .kill_on_drop(true)
         .spawn()
         .expect("starts");
+    // Read both pipes from the start: at debug level the logs outgrow a pipe's buffer within seconds, and a sidecar
+    // blocked writing a log line answers no request.
+    let drain = |pipe: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| {
+        tokio::spawn(async move {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut pipe, &mut text).await;
+            }
+            text
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|pipe| Box::new(pipe) as Box<dyn tokio::io::AsyncRead + Send + Unpin>));
+    let stderr = drain(child.stderr.take().map(|pipe| Box::new(pipe) as Box<dyn tokio::io::AsyncRead + Send + Unpin>));
     stock_sidecar::install_crypto_provider();
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -224,8 +237,9 @@ async fn no_secret_reaches_the_logs_even_at_debug_level() {
     let killed =
         Command::new("kill").args(["-TERM", &child.id().expect("pid").to_string()]).status().expect("kill runs");
     assert!(killed.success());
-    let output = child.wait_with_output().await.expect("exits");
-    let logs = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    child.wait().await.expect("exits");
+    let (stdout, stderr) = (stdout.await.expect("read"), stderr.await.expect("read"));
+    let logs = format!("{}{}", String::from_utf8_lossy(&stdout), String::from_utf8_lossy(&stderr));
     assert!(logs.contains("delivery to Payload failed"), "the logs say what failed: {logs}");
     assert!(logs.contains("Stripe webhook refused"), "{logs}");
     for secret in [API, ADMIN, WEBHOOK, PAYLOAD_KEY, DATABASE_PASSWORD] {
@@ -235,7 +249,7 @@ async fn no_secret_reaches_the_logs_even_at_debug_level() {
     // Standard output is no terminal here, so the lines are JSON (LOG_FORMAT=auto), one object each; the lines of
     // a request name its id, and the lines about a Stripe event name the event and its reference.
     let mut lines = Vec::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
+    for line in String::from_utf8_lossy(&stdout).lines() {
         let parsed = serde_json::from_str::<serde_json::Value>(line);
         assert!(parsed.is_ok(), "a JSON line: {line}");
         lines.extend(parsed.ok());
