@@ -377,13 +377,8 @@ fn cart_lines_from(items: &JsValue, keys: &Keys) -> Result<(Vec<CartLine>, bool)
     for (index, item) in items.iter().enumerate() {
         let path = root.at(index);
         expect_object(&item, path)?;
-        let size = get(&item, &keys.size);
-        let size = if size.is_undefined() {
-            names_variants = true;
-            variant_key_at(&get(&item, &keys.variant), path.field("variant"))?
-        } else {
-            label(&size, path.field("size"))?
-        };
+        let (size, variant) = key_of(&item, keys, path)?;
+        names_variants |= variant;
         lines.push(CartLine {
             product: label(&get(&item, &product_key), path.field("product"))?,
             size,
@@ -540,7 +535,8 @@ pub fn plan_return(
     Ok(result)
 }
 
-/// A line's or a sold size's ledger key: its `size`, or its `variant`'s key; and whether it named a variant.
+/// A cart line's, a return line's or a sold size's ledger key: its `size`, or its `variant`'s key; and whether it
+/// named a variant.
 fn key_of(row: &JsValue, keys: &Keys, path: Path<'_>) -> Result<(String, bool), JsValue> {
     let size = get(row, &keys.size);
     if size.is_undefined() {

@@ -259,7 +259,8 @@ async fn commit_reservation(
     }))
 }
 
-fn not_found(reference: &str) -> ApiError {
+/// 404 `reservation_not_found`.
+pub(super) fn not_found(reference: &str) -> ApiError {
     ApiError::NotFound { code: "reservation_not_found", message: format!("no reservation has reference {reference:?}") }
 }
 

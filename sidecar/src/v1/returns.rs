@@ -18,6 +18,8 @@ use crate::http::AppState;
 use crate::json::ApiJson;
 use crate::openapi::ErrorBody;
 use crate::store::{ReturnOutcome, ReturnRecord};
+
+use super::reservations::not_found;
 use stock_wire::{ReturnBody, check_reference, return_request};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -196,10 +198,6 @@ fn refusal(errors: &[ReturnError]) -> ApiError {
     } else {
         ApiError::InvalidRequest { message, details }
     }
-}
-
-fn not_found(reference: &str) -> ApiError {
-    ApiError::NotFound { code: "reservation_not_found", message: format!("no reservation has reference {reference:?}") }
 }
 
 fn recorded_json(created: bool, record: &ReturnRecord, sold: &[SoldSize]) -> RecordedReturn {
